@@ -1,0 +1,135 @@
+//! The `mcp-api` command line: `serve` (the default), `migrate`, `admin create`, `openapi`.
+
+use std::{io::Read, process::ExitCode};
+
+use mcp_shared::{Settings, auth::Role, crypto, db::users, telemetry};
+
+use crate::{
+    routes::users::{validate_password, validate_username},
+    startup::{Application, connect_and_migrate, openapi_json},
+};
+
+const USAGE: &str = "usage:
+  mcp-api [serve]                 run the server (configured by environment variables)
+  mcp-api migrate                 apply database migrations and exit
+  mcp-api admin create --username NAME --password-stdin [--role admin|operator|viewer]
+                                  create a user, reading the password from standard input
+  mcp-api openapi                 print the OpenAPI document
+  mcp-api --version";
+
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["--version"] | ["-V"] => {
+            println!("mcp-api {}", mcp_shared::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        ["--help"] | ["-h"] | ["help"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        ["openapi"] => {
+            print!("{}", openapi_json());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mcp-api: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.is_production());
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        match args.as_slice() {
+            [] | ["serve"] => serve(settings).await,
+            ["migrate"] => {
+                connect_and_migrate(&settings).await?;
+                println!("migrations applied");
+                Ok(())
+            }
+            ["admin", "create", rest @ ..] => admin_create(settings, rest).await,
+            _ => Err(anyhow::anyhow!("unknown command\n{USAGE}")),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-api: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    if settings.ephemeral_secrets {
+        tracing::warn!(
+            "development mode: MCP_SECRET_KEY and JWT_SECRET_KEY are not set, so ephemeral secrets \
+             were generated; tokens and encrypted fields will not survive a restart"
+        );
+    }
+    let app = Application::build(settings).await?;
+    app.run_until(shutdown_signal()).await
+}
+
+async fn admin_create(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
+    let mut username = None;
+    let mut role = Role::Admin;
+    let mut from_stdin = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match *arg {
+            "--username" => username = it.next().map(|s| s.to_string()),
+            "--role" => {
+                let r = it.next().copied().unwrap_or_default();
+                role = Role::parse(r)
+                    .filter(|r| *r != Role::Agent)
+                    .ok_or_else(|| anyhow::anyhow!("--role must be admin, operator or viewer"))?;
+            }
+            "--password-stdin" => from_stdin = true,
+            other => anyhow::bail!("unexpected argument {other:?}\n{USAGE}"),
+        }
+    }
+    let username = username.ok_or_else(|| anyhow::anyhow!("--username is required\n{USAGE}"))?;
+    anyhow::ensure!(
+        from_stdin,
+        "--password-stdin is required (passwords are never taken as arguments)"
+    );
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
+    validate_username(&username).map_err(|e| anyhow::anyhow!(e.message))?;
+    validate_password(&password).map_err(|e| anyhow::anyhow!(e.message))?;
+    let db = connect_and_migrate(&settings).await?;
+    let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password)).await??;
+    users::create(&db.conn, &username, hash, role).await?;
+    println!("created {} user {username}", role.as_str());
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,132 @@
+//! Around every request: a request id (echoing the client's), a tracing span, the body-size
+//! limit, and the mapping of every error to the envelope.
+
+use std::time::Instant;
+
+use poem::{
+    Endpoint, IntoResponse, Request, Response,
+    error::{MethodNotAllowedError, NotFoundError, ReadBodyError},
+    http::{HeaderValue, StatusCode},
+};
+use poem_openapi::error::{
+    AuthorizationError, ContentTypeError, ParseParamError, ParsePathError, ParseRequestPayloadError,
+};
+use tracing::Instrument;
+
+use crate::error::{ApiError, REQUEST_ID};
+
+/// The longest client-supplied request id we echo; longer or odd ones are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+pub async fn request_context<E: Endpoint>(
+    next: E,
+    req: Request,
+    max_body: usize,
+) -> poem::Result<Response> {
+    let request_id = req
+        .header("x-request-id")
+        .filter(|id| {
+            !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
+    let started = Instant::now();
+
+    let declared_len = req
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut resp = REQUEST_ID
+        .scope(
+            request_id.clone(),
+            async move {
+                if declared_len.is_some_and(|len| len > max_body) {
+                    return ApiError::payload_too_large(max_body).into_response();
+                }
+                match next.call(req).await {
+                    Ok(resp) => resp.into_response(),
+                    Err(err) => to_api_error(err).into_response(),
+                }
+            }
+            .instrument(span.clone()),
+        )
+        .await;
+
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let status = resp.status().as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(status, elapsed_ms, "request failed");
+        } else {
+            tracing::debug!(status, elapsed_ms, "request handled");
+        }
+    });
+    Ok(resp)
+}
+
+/// Maps any error raised below us (routing, extractors, security schemes, our handlers).
+pub fn to_api_error(err: poem::Error) -> ApiError {
+    if let Some(e) = err.downcast_ref::<ApiError>() {
+        return e.clone();
+    }
+    if err.is::<NotFoundError>() {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route; see /docs for the API",
+        );
+    }
+    if err.is::<MethodNotAllowedError>() {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not accept that method; see /docs",
+        );
+    }
+    if err.is::<AuthorizationError>() {
+        return ApiError::unauthorized(
+            "missing credentials: send `Authorization: Bearer <token>` or `Authorization: Agent <key>`",
+        );
+    }
+    if let Some(e) = err.downcast_ref::<ParseParamError>() {
+        return ApiError::invalid_field(e.name, format!("parameter `{}`: {}", e.name, e.reason));
+    }
+    if err.is::<ParsePathError>() {
+        return ApiError::not_found("resource");
+    }
+    if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
+        return ApiError::bad_request(
+            "invalid_body",
+            format!("the body could not be parsed: {}", e.reason),
+        );
+    }
+    if let Some(e) = err.downcast_ref::<ContentTypeError>() {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("{e}; send `Content-Type: application/json`"),
+        );
+    }
+    if let Some(ReadBodyError::PayloadTooLarge) = err.downcast_ref::<ReadBodyError>() {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        );
+    }
+    let status = err.status();
+    if status.is_server_error() {
+        return ApiError::internal(err);
+    }
+    let code = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_");
+    ApiError::new(status, code, err.to_string())
+}

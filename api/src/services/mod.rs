@@ -1,0 +1,3 @@
+//! Application services: the logic behind the routes, free of HTTP concerns.
+
+pub mod tasks;

@@ -1,0 +1,215 @@
+//! Building the application from settings: database and migrations, queue backend, event bus,
+//! embedded workers, routes. [`Application::build`] binds the port, so callers know it before
+//! serving.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use mcp_migrations::{Migrator, MigratorTrait};
+use mcp_shared::{
+    Settings,
+    auth::{JwtKeys, Role},
+    bus::{EventBus, InProcessBus, RedisStreamBus},
+    crypto,
+    db::{Database, users},
+    queue::{self, JobQueue, RedisQueue, SqliteQueue},
+};
+use mcp_worker::{WorkerDeps, pool};
+use poem::{
+    EndpointExt, Route, Server, get,
+    listener::{Acceptor, Listener, TcpListener},
+};
+use poem_openapi::OpenApiService;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    middleware::request_context,
+    routes::{auth::AuthApi, health::HealthApi, tasks::TasksApi, users::UsersApi},
+    state::AppState,
+    ws,
+};
+
+pub type Apis = (HealthApi, AuthApi, UsersApi, TasksApi);
+
+/// The OpenAPI service: the source of `/openapi.json` and of the committed `openapi/openapi.json`.
+pub fn api_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (HealthApi, AuthApi, UsersApi, TasksApi),
+        "TechDeck MCP API",
+        mcp_shared::VERSION,
+    )
+    .description(
+        "Agents register with capabilities and take prioritised tasks; tasks and six-stage \
+         pipelines run on priority-tiered queues. Authenticate with `Authorization: Bearer <token>` \
+         (from /api/v1/auth/login) or `Authorization: Agent <key>`.",
+    )
+}
+
+/// The spec as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    api_service().spec() + "\n"
+}
+
+pub struct Application {
+    acceptor: poem::listener::TcpAcceptor,
+    port: u16,
+    state: AppState,
+    shutdown: CancellationToken,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Connects to the database and runs pending migrations.
+pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Database> {
+    let db = Database::connect(&settings.database_url).await?;
+    Migrator::up(&db.conn, None).await?;
+    Ok(db)
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let shutdown = CancellationToken::new();
+        let db = connect_and_migrate(&settings).await?;
+
+        let (queue, bus, source): (Arc<dyn JobQueue>, Arc<dyn EventBus>, pool::Source) =
+            match &settings.redis_url {
+                Some(url) => {
+                    let conn = queue::connect_redis(url.expose()).await?;
+                    let client = redis::Client::open(url.expose())?;
+                    let redis_queue = RedisQueue::new(conn.clone());
+                    let bus = RedisStreamBus::with_reader(conn, client.clone(), shutdown.clone());
+                    (
+                        Arc::new(redis_queue.clone()),
+                        bus,
+                        pool::Source::Redis {
+                            queue: redis_queue,
+                            client,
+                        },
+                    )
+                }
+                None => {
+                    let pool = db.sqlite_pool.clone().ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "the embedded queue needs a SQLite DATABASE_URL; with PostgreSQL set REDIS_URL"
+                        )
+                    })?;
+                    let q = SqliteQueue::setup(pool).await?;
+                    (
+                        Arc::new(q.clone()),
+                        InProcessBus::new(),
+                        pool::Source::Sqlite(q),
+                    )
+                }
+            };
+
+        let state = AppState {
+            jwt: Arc::new(JwtKeys::new(
+                &settings.jwt_secret_key,
+                settings.jwt_access_ttl,
+                settings.jwt_refresh_ttl,
+            )),
+            settings: settings.clone(),
+            db: db.clone(),
+            queue: queue.clone(),
+            bus: bus.clone(),
+        };
+
+        bootstrap_admin(&state).await?;
+
+        let mut background = Vec::new();
+        if settings.embedded_workers {
+            let deps = WorkerDeps {
+                db,
+                bus,
+                queue,
+                settings: settings.clone(),
+            };
+            let capabilities = mcp_worker::DEFAULT_CAPABILITIES
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            let token = shutdown.clone();
+            background.push(tokio::spawn(async move {
+                if let Err(e) = pool::run(deps, source, capabilities, token).await {
+                    tracing::error!(error = %e, "embedded workers stopped");
+                }
+            }));
+        }
+
+        let acceptor = TcpListener::bind(format!("{}:{}", settings.host, settings.port))
+            .into_acceptor()
+            .await?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .unwrap_or(settings.port);
+        Ok(Self {
+            acceptor,
+            port,
+            state,
+            shutdown,
+            background,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `signal` completes, then drains requests and stops the workers.
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let api = api_service().server("/");
+        let max_body = self.state.settings.max_body_bytes;
+        let app = Route::new()
+            .at("/openapi.json", api.spec_endpoint())
+            .nest("/docs", api.swagger_ui())
+            .at("/ws/tasks/:id", get(ws::task_channel))
+            .nest("/", api)
+            .data(self.state.clone())
+            .around(move |ep, req| request_context(ep, req, max_body));
+        tracing::info!(
+            port = self.port,
+            mode = if self.state.settings.distributed() {
+                "distributed"
+            } else {
+                "single node"
+            },
+            "listening"
+        );
+        let shutdown = self.shutdown.clone();
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, signal, Some(Duration::from_secs(10)))
+            .await?;
+        shutdown.cancel();
+        for handle in self.background {
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+        }
+        Ok(())
+    }
+}
+
+/// In development, when no user exists, creates `admin` with a generated password and prints it
+/// once. Production never does this: use `mcp-api admin create`.
+async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
+    if state.settings.is_production() || users::count(&state.db.conn).await? > 0 {
+        return Ok(());
+    }
+    let password = crypto::random_token(18);
+    let to_hash = password.clone();
+    let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&to_hash)).await??;
+    match users::create(&state.db.conn, "admin", hash, Role::Admin).await {
+        Ok(_) => {
+            // Printed, not logged: logs must never carry secrets.
+            eprintln!(
+                "\n  development mode: created user `admin` with password `{password}`\n  (shown once; create real users with `mcp-api admin create`)\n"
+            );
+        }
+        // Another replica created it first.
+        Err(mcp_shared::Error::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! Database migrations, applied in order on every start of `mcp-api` and by `mcp-api migrate`.
+//!
+//! A merged migration is never edited: schema changes get a new file appended to [`Migrator::migrations`].
+//! Table names avoid `jobs` and `workers`, which the embedded queue (apalis-sqlite) owns in the same file.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_init;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_init::Migration)]
+    }
+}

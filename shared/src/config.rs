@@ -1,0 +1,297 @@
+//! Typed settings, loaded once from the environment (names and defaults of the original design).
+
+use std::{fmt, time::Duration};
+
+use crate::{Error, Result};
+
+/// A string that must never be printed: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The only way to read the value; grep for `expose` to find every use.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// Every setting of the service. Built by [`Settings::from_env`]; tests build it from a map.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `MCP_HOST`: the address the HTTP server binds.
+    pub host: String,
+    /// `MCP_PORT`: 0 picks a free port (the bound address is logged).
+    pub port: u16,
+    /// `MCP_ENV`: production refuses to start without real secrets and logs JSON.
+    pub environment: Environment,
+    /// `MCP_SECRET_KEY`: root of the keys for field encryption and agent-key hashing.
+    pub secret_key: Secret,
+    /// `JWT_SECRET_KEY`: HMAC key for access and refresh tokens.
+    pub jwt_secret_key: Secret,
+    /// True when the two secrets above were generated for this process only (development).
+    pub ephemeral_secrets: bool,
+    /// `JWT_ACCESS_TOKEN_EXPIRES` in seconds.
+    pub jwt_access_ttl: Duration,
+    /// `JWT_REFRESH_TOKEN_EXPIRES` in seconds.
+    pub jwt_refresh_ttl: Duration,
+    /// `DATABASE_URL`: SQLite file by default, or `postgres://…`.
+    pub database_url: String,
+    /// `REDIS_URL`: unset means the embedded (SQLite) queue and the in-process event bus.
+    pub redis_url: Option<Secret>,
+    /// `MCP_EMBEDDED_WORKERS`: run the workers inside the API process (default: true without Redis).
+    pub embedded_workers: bool,
+    /// `ENCRYPT_AGENT_DATA`.
+    pub encrypt_agent_data: bool,
+    /// `AGENT_DATA_RETENTION_DAYS`.
+    pub agent_data_retention_days: u32,
+    /// `MAX_AGENT_CONNECTIONS`: concurrent WebSocket connections.
+    pub max_agent_connections: usize,
+    /// `AGENT_ASSIGNMENT_TIMEOUT` in seconds.
+    pub agent_assignment_timeout: Duration,
+    /// `TASK_EXECUTION_TIMEOUT` in seconds: default `timeout_seconds` of a task.
+    pub task_execution_timeout: Duration,
+    /// `CACHE_TTL_SECONDS`.
+    pub cache_ttl: Duration,
+    /// `ENABLE_DETAILED_METRICS`.
+    pub enable_detailed_metrics: bool,
+    /// `ALERT_THRESHOLD_ERROR_RATE` (0..1).
+    pub alert_threshold_error_rate: f64,
+    /// `ALERT_THRESHOLD_RESPONSE_TIME` in milliseconds.
+    pub alert_threshold_response_time: Duration,
+    /// `MCP_ARTIFACT_STORE`: a directory, or later an `s3://` URL.
+    pub artifact_store: String,
+    /// `MCP_MAX_BODY_BYTES`: request bodies above this get 413.
+    pub max_body_bytes: usize,
+    /// `MCP_WORKER_CONCURRENCY`: jobs one worker process runs at once per queue.
+    pub worker_concurrency: usize,
+    /// `MCP_QUEUE_POLL_MS`: how often an idle worker looks for jobs it was not woken for
+    /// (pushes wake idle workers at once; this bounds pickup of scheduled jobs).
+    pub queue_poll_interval: Duration,
+    /// `MCP_WORKER_HEARTBEAT_MS`: a worker's heartbeat; its in-flight jobs return to the queue
+    /// after `MCP_WORKER_MISSED_HEARTBEATS` of them are missed.
+    pub worker_heartbeat: Duration,
+    /// `MCP_WORKER_MISSED_HEARTBEATS`.
+    pub worker_missed_heartbeats: usize,
+}
+
+impl Settings {
+    /// Reads the process environment. Call once at start and pass the result down.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds settings from any lookup function (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let environment = match var("MCP_ENV").as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "MCP_ENV must be development or production, got {other:?}"
+                )));
+            }
+        };
+        let mut ephemeral_secrets = false;
+        let mut secret = |name: &str| -> Result<Secret> {
+            match var(name) {
+                Some(v) if environment == Environment::Production && v.len() < 32 => {
+                    Err(Error::Config(format!(
+                        "{name} must be at least 32 characters in production"
+                    )))
+                }
+                Some(v) => Ok(Secret::new(v)),
+                None if environment == Environment::Production => Err(Error::Config(format!(
+                    "{name} is required when MCP_ENV=production"
+                ))),
+                None => {
+                    ephemeral_secrets = true;
+                    Ok(Secret::new(crate::crypto::random_token(32)))
+                }
+            }
+        };
+        let secret_key = secret("MCP_SECRET_KEY")?;
+        let jwt_secret_key = secret("JWT_SECRET_KEY")?;
+
+        if let Some(alg) = var("JWT_ALGORITHM")
+            && alg != "HS256"
+        {
+            return Err(Error::Config(format!(
+                "JWT_ALGORITHM must be HS256 (the only algorithm this server signs with), got {alg:?}"
+            )));
+        }
+        let redis_url = var("REDIS_URL").map(Secret::new);
+        let embedded_default = redis_url.is_none();
+        Ok(Self {
+            host: var("MCP_HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            port: parse(&var, "MCP_PORT", 5001)?,
+            environment,
+            secret_key,
+            jwt_secret_key,
+            ephemeral_secrets,
+            jwt_access_ttl: Duration::from_secs(parse(&var, "JWT_ACCESS_TOKEN_EXPIRES", 3600)?),
+            jwt_refresh_ttl: Duration::from_secs(parse(&var, "JWT_REFRESH_TOKEN_EXPIRES", 86400)?),
+            database_url: var("DATABASE_URL")
+                .unwrap_or_else(|| "sqlite://./data/mcp.db?mode=rwc".into()),
+            redis_url,
+            embedded_workers: parse_bool(&var, "MCP_EMBEDDED_WORKERS", embedded_default)?,
+            encrypt_agent_data: parse_bool(&var, "ENCRYPT_AGENT_DATA", true)?,
+            agent_data_retention_days: parse(&var, "AGENT_DATA_RETENTION_DAYS", 90)?,
+            max_agent_connections: parse(&var, "MAX_AGENT_CONNECTIONS", 1000)?,
+            agent_assignment_timeout: Duration::from_secs(parse(
+                &var,
+                "AGENT_ASSIGNMENT_TIMEOUT",
+                30,
+            )?),
+            task_execution_timeout: Duration::from_secs(parse(
+                &var,
+                "TASK_EXECUTION_TIMEOUT",
+                300,
+            )?),
+            cache_ttl: Duration::from_secs(parse(&var, "CACHE_TTL_SECONDS", 3600)?),
+            enable_detailed_metrics: parse_bool(&var, "ENABLE_DETAILED_METRICS", true)?,
+            alert_threshold_error_rate: parse(&var, "ALERT_THRESHOLD_ERROR_RATE", 0.05)?,
+            alert_threshold_response_time: Duration::from_millis(parse(
+                &var,
+                "ALERT_THRESHOLD_RESPONSE_TIME",
+                50,
+            )?),
+            artifact_store: var("MCP_ARTIFACT_STORE").unwrap_or_else(|| "./data/artifacts".into()),
+            max_body_bytes: parse(&var, "MCP_MAX_BODY_BYTES", 1024 * 1024)?,
+            worker_concurrency: parse(&var, "MCP_WORKER_CONCURRENCY", 16)?,
+            queue_poll_interval: Duration::from_millis(parse(&var, "MCP_QUEUE_POLL_MS", 200)?),
+            worker_heartbeat: Duration::from_millis(parse(&var, "MCP_WORKER_HEARTBEAT_MS", 5000)?),
+            worker_missed_heartbeats: parse(&var, "MCP_WORKER_MISSED_HEARTBEATS", 3)?,
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+
+    /// True when jobs and events go through Redis (the distributed mode).
+    pub fn distributed(&self) -> bool {
+        self.redis_url.is_some()
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T> {
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| Error::Config(format!("{name} has an invalid value {raw:?}"))),
+    }
+}
+
+fn parse_bool(var: &impl Fn(&str) -> Option<String>, name: &str, default: bool) -> Result<bool> {
+    match var(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+        Some(v) => Err(Error::Config(format!(
+            "{name} must be true or false, got {v:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn development_defaults_generate_ephemeral_secrets() {
+        let s = settings(&[]).unwrap();
+        assert!(s.ephemeral_secrets);
+        assert_eq!(s.port, 5001);
+        assert!(s.embedded_workers);
+        assert!(!s.distributed());
+        assert_eq!(s.task_execution_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn production_names_the_missing_secret() {
+        let err = settings(&[("MCP_ENV", "production")]).unwrap_err();
+        assert!(err.to_string().contains("MCP_SECRET_KEY"), "{err}");
+        let long = "x".repeat(40);
+        let err = settings(&[("MCP_ENV", "production"), ("MCP_SECRET_KEY", &long)]).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET_KEY"), "{err}");
+        let ok = settings(&[
+            ("MCP_ENV", "production"),
+            ("MCP_SECRET_KEY", &long),
+            ("JWT_SECRET_KEY", &long),
+        ])
+        .unwrap();
+        assert!(!ok.ephemeral_secrets);
+    }
+
+    #[test]
+    fn secrets_are_not_printed_by_debug() {
+        let s = settings(&[
+            ("MCP_SECRET_KEY", "super-secret-value"),
+            ("REDIS_URL", "redis://:pw@localhost"),
+        ])
+        .unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("super-secret-value"));
+        assert!(!printed.contains(":pw@"));
+        assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn redis_switches_workers_out_of_process_unless_asked() {
+        let s = settings(&[("REDIS_URL", "redis://127.0.0.1")]).unwrap();
+        assert!(s.distributed());
+        assert!(!s.embedded_workers);
+        let s = settings(&[
+            ("REDIS_URL", "redis://127.0.0.1"),
+            ("MCP_EMBEDDED_WORKERS", "true"),
+        ])
+        .unwrap();
+        assert!(s.embedded_workers);
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable() {
+        let err = settings(&[("MCP_PORT", "eighty")]).unwrap_err();
+        assert!(err.to_string().contains("MCP_PORT"));
+        let err = settings(&[("JWT_ALGORITHM", "none")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_ALGORITHM"));
+    }
+}

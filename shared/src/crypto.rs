@@ -1,0 +1,182 @@
+//! Passwords (argon2id), keyed hashes (HMAC-SHA256), random tokens and field encryption
+//! (AES-256-GCM with a key id, so keys can rotate).
+//!
+//! argon2 is deliberately slow: call [`hash_password`] and [`verify_password`] from
+//! `spawn_blocking`, never on an async worker thread.
+
+use aes_gcm::{
+    Aes256Gcm, Nonce,
+    aead::{Aead, Generate, KeyInit},
+};
+use argon2::{
+    Argon2,
+    password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// `n` random bytes from the OS generator, URL-safe base64 without padding.
+pub fn random_token(n: usize) -> String {
+    let mut bytes = Vec::with_capacity(n + 32);
+    while bytes.len() < n {
+        bytes.extend_from_slice(&rand::random::<[u8; 32]>());
+    }
+    bytes.truncate(n);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Hashes a human password with argon2id and a random salt (PHC string). Blocking.
+pub fn hash_password(password: &str) -> Result<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Crypto(format!("hashing password: {e}")))
+}
+
+/// Checks a password against a PHC string. Blocking. A malformed hash counts as a mismatch.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// HMAC-SHA256 of `data` under `key`, hex encoded: how high-entropy tokens (agent keys) are
+/// stored, so a lookup is one indexed equality match instead of an argon2 run.
+pub fn keyed_hash(key: &[u8], data: &[u8]) -> String {
+    let mut mac =
+        <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key).expect("hmac takes any key length");
+    mac.update(data);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Derives a 32-byte purpose-specific key from a root secret, so one secret never serves two uses.
+pub fn derive_key(root: &str, purpose: &str) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(root.as_bytes())
+        .expect("hmac takes any key length");
+    mac.update(b"techdeck-mcp/");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// AES-256-GCM for sensitive fields. Output: `v1:{key_id}:{base64(nonce || ciphertext)}`.
+/// The key id lets a later rotation find which key sealed a value.
+#[derive(Clone)]
+pub struct FieldCipher {
+    key_id: String,
+    cipher: Aes256Gcm,
+}
+
+impl std::fmt::Debug for FieldCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FieldCipher")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FieldCipher {
+    /// The field key is derived from `MCP_SECRET_KEY`; its id is a short fingerprint of the key.
+    pub fn from_root_secret(root: &str) -> Self {
+        let key = derive_key(root, "field-encryption");
+        let key_id = sha256_hex(&key)[..12].to_string();
+        let cipher = <Aes256Gcm as KeyInit>::new_from_slice(&key).expect("32-byte key");
+        Self { key_id, cipher }
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn seal(&self, plaintext: &[u8]) -> Result<String> {
+        let nonce = Nonce::generate();
+        let mut out = nonce.to_vec();
+        out.extend(
+            self.cipher
+                .encrypt(&nonce, plaintext)
+                .map_err(|_| Error::Crypto("encryption failed".into()))?,
+        );
+        Ok(format!(
+            "v1:{}:{}",
+            self.key_id,
+            URL_SAFE_NO_PAD.encode(out)
+        ))
+    }
+
+    pub fn open(&self, sealed: &str) -> Result<Vec<u8>> {
+        let mut parts = sealed.splitn(3, ':');
+        let (Some("v1"), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Error::Crypto("unrecognised sealed value".into()));
+        };
+        if key_id != self.key_id {
+            return Err(Error::Crypto(format!("sealed with unknown key {key_id}")));
+        }
+        let raw = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| Error::Crypto("sealed value is not base64".into()))?;
+        if raw.len() < 12 {
+            return Err(Error::Crypto("sealed value too short".into()));
+        }
+        let (nonce, ciphertext) = raw.split_at(12);
+        let nonce = Nonce::try_from(nonce).map_err(|_| Error::Crypto("bad nonce".into()))?;
+        self.cipher
+            .decrypt(&nonce, ciphertext)
+            .map_err(|_| Error::Crypto("decryption failed (wrong key or tampered value)".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_round_trip_and_reject_others() {
+        let phc = hash_password("correct horse").unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &phc));
+        assert!(!verify_password("wrong horse", &phc));
+        assert!(!verify_password("correct horse", "not-a-hash"));
+    }
+
+    #[test]
+    fn tokens_are_random_and_sized() {
+        let a = random_token(32);
+        let b = random_token(32);
+        assert_ne!(a, b);
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn keyed_hash_depends_on_key() {
+        assert_ne!(keyed_hash(b"k1", b"data"), keyed_hash(b"k2", b"data"));
+        assert_eq!(keyed_hash(b"k1", b"data"), keyed_hash(b"k1", b"data"));
+    }
+
+    #[test]
+    fn field_cipher_round_trips_and_detects_tampering() {
+        let c = FieldCipher::from_root_secret("root");
+        let sealed = c.seal(b"api-key-123").unwrap();
+        assert!(!sealed.contains("api-key-123"));
+        assert_ne!(sealed, c.seal(b"api-key-123").unwrap(), "nonces are random");
+        assert_eq!(c.open(&sealed).unwrap(), b"api-key-123");
+        let mut tampered = sealed.clone();
+        tampered.pop();
+        tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+        assert!(c.open(&tampered).is_err());
+        assert!(
+            FieldCipher::from_root_secret("other")
+                .open(&sealed)
+                .is_err()
+        );
+    }
+}

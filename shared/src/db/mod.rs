@@ -1,0 +1,80 @@
+//! Connecting to the database (SQLite or PostgreSQL) and the queries that change state.
+//!
+//! Every state change of a task is a conditional update (`UPDATE … WHERE status IN (…)`), so a
+//! duplicate job delivery or a repeated request cannot apply an effect twice.
+
+pub mod tasks;
+pub mod tokens;
+pub mod users;
+
+use std::{str::FromStr, time::Duration};
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DbErr, SqlxSqliteConnector,
+    sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
+};
+
+use crate::{Error, Result};
+
+/// The database handle. In SQLite mode the same pool also backs the embedded job queue.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub conn: DatabaseConnection,
+    pub sqlite_pool: Option<SqlitePool>,
+}
+
+impl Database {
+    pub async fn connect(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url).map_err(|e| {
+                Error::Config(format!("DATABASE_URL is not a valid SQLite URL: {e}"))
+            })?;
+            if let Some(dir) = options.get_filename().parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)?;
+            }
+            let options = options
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .synchronous(SqliteSynchronous::Normal);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await
+                .map_err(|e| Error::Database(DbErr::Custom(format!("opening SQLite: {e}"))))?;
+            Ok(Self {
+                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone()),
+                sqlite_pool: Some(pool),
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let mut options = ConnectOptions::new(url.to_owned());
+            options
+                .max_connections(32)
+                .min_connections(1)
+                .connect_timeout(Duration::from_secs(10))
+                .sqlx_logging(false);
+            Ok(Self {
+                conn: sea_orm::Database::connect(options).await?,
+                sqlite_pool: None,
+            })
+        } else {
+            Err(Error::Config(
+                "DATABASE_URL must start with sqlite: or postgres:".into(),
+            ))
+        }
+    }
+
+    /// A trivial query, for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        self.conn
+            .execute_unprepared("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(Error::from)
+    }
+}

@@ -1,0 +1,29 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "agents")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    #[sea_orm(unique)]
+    pub name: String,
+    pub agent_type: String,
+    pub capabilities: Json,
+    pub status: String,
+    pub max_concurrency: i32,
+    pub current_load: i32,
+    pub metadata: Json,
+    /// Secret configuration fields, sealed with AES-256-GCM; never returned.
+    pub configuration_sealed: Option<String>,
+    /// HMAC-SHA256 of the agent key; the key itself is never stored.
+    #[sea_orm(unique)]
+    pub key_hash: String,
+    pub registered_at: DateTimeUtc,
+    pub last_seen: DateTimeUtc,
+    pub deleted_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,9 @@
+//! sea-orm entities, one per table (see the `mcp-migrations` crate for the schema).
+
+pub mod agents;
+pub mod audit_records;
+pub mod pipeline_executions;
+pub mod refresh_tokens;
+pub mod stage_runs;
+pub mod tasks;
+pub mod users;

@@ -1,0 +1,241 @@
+//! The queue seam: where jobs wait between the API and the workers.
+//!
+//! Queue names are explicit, `mcp:{capability}:{tier}` (never a Rust type path, which the
+//! queue library would otherwise use), and a job carries only a [`JobRef`]: the task row is the
+//! source of truth. Two backends implement [`JobQueue`]: apalis' SQLite storage for the single
+//! node, apalis-redis for distributed deployments.
+
+use std::fmt;
+
+use apalis_core::backend::TaskSink;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Error, Result, domain::task::Priority};
+
+/// What a job carries: which task to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRef {
+    pub task_id: Uuid,
+}
+
+/// A job to push: the reference and, for scheduled tasks and retries, when it becomes due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Job {
+    pub job: JobRef,
+    pub run_at: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    pub fn now(task_id: Uuid) -> Self {
+        Self {
+            job: JobRef { task_id },
+            run_at: None,
+        }
+    }
+
+    pub fn at(task_id: Uuid, run_at: Option<DateTime<Utc>>) -> Self {
+        Self {
+            job: JobRef { task_id },
+            run_at,
+        }
+    }
+
+    fn into_task(self) -> apalis_core::task::Task<JobRef> {
+        let builder = apalis_core::task::builder::TaskBuilder::new(self.job);
+        match self.run_at {
+            Some(at) if at > Utc::now() => builder.run_at_time(at.into()),
+            _ => builder,
+        }
+        .build()
+    }
+}
+
+/// `mcp:{capability}:{tier}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueueName {
+    pub capability: String,
+    pub tier: Priority,
+}
+
+impl QueueName {
+    pub fn new(capability: impl Into<String>, tier: Priority) -> Self {
+        Self {
+            capability: capability.into(),
+            tier,
+        }
+    }
+
+    /// The four tiers of one capability, most urgent first.
+    pub fn tiers(capability: &str) -> impl Iterator<Item = QueueName> + '_ {
+        Priority::ALL
+            .iter()
+            .map(move |tier| QueueName::new(capability, *tier))
+    }
+}
+
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "mcp:{}:{}", self.capability, self.tier)
+    }
+}
+
+/// Pushes jobs; the worker side (pulling) lives in the worker crate.
+#[async_trait::async_trait]
+pub trait JobQueue: Send + Sync + fmt::Debug {
+    /// Pushes jobs onto one queue in one round trip where the backend allows.
+    async fn push(&self, queue: &QueueName, jobs: Vec<Job>) -> Result<()>;
+    /// Checks that the backend answers (for `/ready`).
+    async fn ping(&self) -> Result<()>;
+    /// A short name for logs and readiness messages.
+    fn backend_name(&self) -> &'static str;
+}
+
+/// Redis pub/sub channel on which a push announces the queue name, so idle workers fetch at
+/// once instead of waiting for their next poll.
+pub const WAKE_CHANNEL: &str = "mcp:wake";
+
+/// apalis-sqlite storage in the application's own SQLite file (single node). Pushes wake the
+/// in-process workers through a broadcast channel.
+#[derive(Debug, Clone)]
+pub struct SqliteQueue {
+    pool: apalis_sqlite::SqlitePool,
+    wake: tokio::sync::broadcast::Sender<String>,
+}
+
+impl SqliteQueue {
+    /// Creates the queue tables if needed. The pool is the application's own.
+    pub async fn setup(pool: apalis_sqlite::SqlitePool) -> Result<Self> {
+        apalis_sqlite::SqliteStorage::migrations()
+            .run(&pool)
+            .await
+            .map_err(Error::queue)?;
+        Ok(Self {
+            pool,
+            wake: tokio::sync::broadcast::channel(1024).0,
+        })
+    }
+
+    /// Queue names as they are pushed to, for waking idle in-process workers.
+    pub fn wakeups(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.wake.subscribe()
+    }
+
+    pub fn storage(&self, queue: &QueueName) -> apalis_sqlite::SqliteStorage<JobRef> {
+        apalis_sqlite::SqliteStorage::new(&self.pool)
+            .with_config(apalis_sqlite::Config::default().queue(queue.to_string()))
+    }
+
+    pub fn pool(&self) -> &apalis_sqlite::SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait::async_trait]
+impl JobQueue for SqliteQueue {
+    async fn push(&self, queue: &QueueName, jobs: Vec<Job>) -> Result<()> {
+        let mut tasks = futures::stream::iter(jobs.into_iter().map(Job::into_task));
+        self.storage(queue)
+            .push_all(&mut tasks)
+            .await
+            .map_err(Error::queue)?;
+        let _ = self.wake.send(queue.to_string());
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sea_orm::sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(Error::queue)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "sqlite queue"
+    }
+}
+
+/// apalis-redis storage (distributed).
+#[derive(Clone)]
+pub struct RedisQueue {
+    conn: redis::aio::ConnectionManager,
+}
+
+impl fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisQueue").finish_non_exhaustive()
+    }
+}
+
+impl RedisQueue {
+    pub fn new(conn: redis::aio::ConnectionManager) -> Self {
+        Self { conn }
+    }
+
+    pub fn storage(&self, queue: &QueueName) -> apalis_redis::RedisStorage<JobRef> {
+        apalis_redis::RedisStorage::new(self.conn.clone())
+            .with_config(apalis_redis::Config::default().queue(queue.to_string()))
+    }
+}
+
+#[async_trait::async_trait]
+impl JobQueue for RedisQueue {
+    async fn push(&self, queue: &QueueName, jobs: Vec<Job>) -> Result<()> {
+        let mut tasks = futures::stream::iter(jobs.into_iter().map(Job::into_task));
+        self.storage(queue)
+            .push_all(&mut tasks)
+            .await
+            .map_err(Error::queue)?;
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(WAKE_CHANNEL)
+            .arg(queue.to_string())
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+}
+
+/// Connects to Redis with a connection manager that reconnects by itself.
+pub async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(10)));
+    Ok(client.get_connection_manager_with_config(config).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_are_explicit() {
+        assert_eq!(
+            QueueName::new("generic", Priority::Critical).to_string(),
+            "mcp:generic:critical"
+        );
+        let tiers: Vec<String> = QueueName::tiers("export").map(|q| q.to_string()).collect();
+        assert_eq!(
+            tiers,
+            [
+                "mcp:export:critical",
+                "mcp:export:high",
+                "mcp:export:medium",
+                "mcp:export:low"
+            ]
+        );
+    }
+}

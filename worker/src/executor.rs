@@ -1,0 +1,166 @@
+//! One delivered job, start to finish. Delivery is at least once; effects are exactly once,
+//! because every state change is a conditional update on the task row.
+
+use chrono::Utc;
+use futures::FutureExt;
+use mcp_shared::{
+    bus::emit,
+    db::tasks,
+    domain::task::Priority,
+    domain::{
+        event::{Event, EventType},
+        task::{TaskStatus, TaskType},
+    },
+    queue::{Job, JobRef, QueueName},
+};
+use serde_json::json;
+use tracing::{Instrument, info_span};
+
+use crate::{WorkerDeps, handlers};
+
+/// What the queue should do with the job after [`execute`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The job is finished with (including duplicates and tasks no longer runnable).
+    Done,
+    /// Infrastructure failed before the outcome was recorded: deliver the job again.
+    Redeliver(String),
+}
+
+pub async fn execute(deps: &WorkerDeps, job: JobRef) -> Outcome {
+    let span = info_span!("job", task_id = %job.task_id);
+    run(deps, job).instrument(span).await
+}
+
+async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
+    let db = &deps.db.conn;
+    let task = match tasks::start(db, job.task_id, None).await {
+        Ok(Some(task)) => task,
+        Ok(None) => {
+            tracing::debug!("task not startable; duplicate delivery dropped");
+            return Outcome::Done;
+        }
+        Err(e) => return Outcome::Redeliver(format!("starting task: {e}")),
+    };
+    emit(
+        deps.bus.as_ref(),
+        Event::new(
+            EventType::TaskStarted,
+            json!({"task_id": task.id, "status": "running", "attempt": task.attempt}),
+        )
+        .for_task(task.id),
+    )
+    .await;
+
+    let timeout = std::time::Duration::from_secs(task.timeout_seconds.max(1) as u64);
+    let task_type = TaskType::parse(&task.task_type).unwrap_or(TaskType::Generic);
+    // A panicking handler is a failed attempt like any other, not a dead worker.
+    let guarded = std::panic::AssertUnwindSafe(handlers::run(task_type, &task)).catch_unwind();
+    let result = tokio::time::timeout(timeout, guarded)
+        .await
+        .map(|r| r.unwrap_or_else(|_| Err("handler panicked".into())));
+
+    let (status, event) = match result {
+        Ok(Ok(result)) => match tasks::complete(db, task.id, result.clone()).await {
+            Ok(true) => (
+                TaskStatus::Completed,
+                Event::new(
+                    EventType::TaskCompleted,
+                    json!({"task_id": task.id, "status": "completed", "result": result, "progress": 100}),
+                ),
+            ),
+            Ok(false) => return Outcome::Done,
+            Err(e) => return Outcome::Redeliver(format!("recording completion: {e}")),
+        },
+        Ok(Err(failure)) => return record_failure(deps, &task, &failure.to_string()).await,
+        Err(_) => {
+            return record_failure(
+                deps,
+                &task,
+                &format!("timed out after {}s", timeout.as_secs()),
+            )
+            .await;
+        }
+    };
+    tracing::info!(status = %status, "task finished");
+    emit(deps.bus.as_ref(), event.for_task(task.id)).await;
+    Outcome::Done
+}
+
+/// Records a failed attempt: `dead` when attempts are exhausted, otherwise `failed` and due again
+/// after an exponential backoff with jitter.
+async fn record_failure(
+    deps: &WorkerDeps,
+    task: &mcp_shared::entities::tasks::Model,
+    error: &str,
+) -> Outcome {
+    let exhausted = task.attempt >= task.max_attempts;
+    let (status, kind, retry_at) = if exhausted {
+        (TaskStatus::Dead, EventType::TaskDead, None)
+    } else {
+        let delay = backoff(task.attempt as u32);
+        (
+            TaskStatus::Failed,
+            EventType::TaskFailed,
+            Some(Utc::now() + delay),
+        )
+    };
+    match tasks::fail(&deps.db.conn, task.id, error, status, retry_at).await {
+        Ok(true) => {}
+        Ok(false) => return Outcome::Done,
+        Err(e) => return Outcome::Redeliver(format!("recording failure: {e}")),
+    }
+    if let Some(at) = retry_at {
+        let queue = queue_of(task);
+        if let Err(e) = deps
+            .queue
+            .push(&queue, vec![Job::at(task.id, Some(at))])
+            .await
+        {
+            tracing::error!(error = %e, "retry not queued");
+        }
+    }
+    tracing::warn!(status = %status, error, "task attempt failed");
+    emit(
+        deps.bus.as_ref(),
+        Event::new(
+            kind,
+            json!({"task_id": task.id, "status": status, "error": error, "attempt": task.attempt}),
+        )
+        .for_task(task.id),
+    )
+    .await;
+    Outcome::Done
+}
+
+/// Exponential backoff with full jitter: up to 2^attempt seconds, capped at 10 minutes.
+pub fn backoff(attempt: u32) -> chrono::Duration {
+    let cap_ms = 1000u64.saturating_mul(1 << attempt.min(20)).min(600_000);
+    let jittered = cap_ms / 2 + rand::random::<u64>() % (cap_ms / 2 + 1);
+    chrono::Duration::milliseconds(jittered as i64)
+}
+
+/// The queue a task row was pushed to (recorded at creation).
+fn queue_of(task: &mcp_shared::entities::tasks::Model) -> QueueName {
+    let mut parts = task.queue.splitn(3, ':').skip(1);
+    let capability = parts.next().unwrap_or("generic");
+    let tier = parts
+        .next()
+        .and_then(Priority::parse)
+        .unwrap_or(Priority::Medium);
+    QueueName::new(capability, tier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 0..30 {
+            let d = backoff(attempt).num_milliseconds();
+            let cap = (1000u64 << attempt.min(20)).min(600_000) as i64;
+            assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d}ms");
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The built-in `generic` handler: returns the payload as the result. `sleep_ms` in the payload
+//! makes it take that long (tests use it to hold a task in `running`); `fail: true` makes the
+//! attempt fail.
+
+use std::time::Duration;
+
+use mcp_shared::entities::tasks::Model;
+use serde_json::Value;
+
+use super::HandlerError;
+
+/// The longest a payload may ask the handler to sleep.
+const MAX_SLEEP: Duration = Duration::from_secs(600);
+
+pub async fn run(task: &Model) -> Result<Value, HandlerError> {
+    if let Some(ms) = task.payload.get("sleep_ms").and_then(Value::as_u64) {
+        tokio::time::sleep(Duration::from_millis(ms).min(MAX_SLEEP)).await;
+    }
+    if task.payload.get("fail").and_then(Value::as_bool) == Some(true) {
+        return Err("payload asked the generic handler to fail".into());
+    }
+    Ok(task.payload.clone())
+}

@@ -1,0 +1,20 @@
+//! Task handlers by task type. A handler gets the task row and returns its result, or an error
+//! that counts as a failed attempt.
+
+mod generic;
+
+use mcp_shared::{domain::task::TaskType, entities::tasks::Model};
+use serde_json::Value;
+
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+pub async fn run(task_type: TaskType, task: &Model) -> Result<Value, HandlerError> {
+    match task_type {
+        TaskType::Generic
+        | TaskType::PipelineProcessing
+        | TaskType::BiasDetection
+        | TaskType::Validation
+        | TaskType::Analysis
+        | TaskType::Export => generic::run(task).await,
+    }
+}

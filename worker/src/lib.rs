@@ -1,0 +1,82 @@
+//! Workers: pull jobs by capability and tier, run the task's handler, record the outcome.
+//!
+//! # Layout
+//! - [`pool`]: builds one apalis worker per queue (`mcp:{capability}:{tier}`) on the configured
+//!   backend, wakes idle workers when jobs are pushed, and restarts a worker whose backend failed.
+//! - [`executor`]: what happens to one delivered job: a conditional `pending → running`, the
+//!   handler, then `running → completed | failed | dead`, each published as an event.
+//! - [`handlers`]: the task handlers by task type.
+//!
+//! The same code runs inside the API process (single node) and in the `mcp-worker` binary.
+
+pub mod executor;
+pub mod handlers;
+pub mod pool;
+
+use std::sync::Arc;
+
+use mcp_shared::{Settings, bus::EventBus, db::Database, queue::JobQueue};
+
+/// What a worker needs to run jobs; cloned into every handler call.
+#[derive(Debug, Clone)]
+pub struct WorkerDeps {
+    pub db: Database,
+    pub bus: Arc<dyn EventBus>,
+    /// For pushing retries back onto the task's queue.
+    pub queue: Arc<dyn JobQueue>,
+    pub settings: Arc<Settings>,
+}
+
+/// Capabilities a worker serves when started without a list.
+pub const DEFAULT_CAPABILITIES: &[&str] = &["generic"];
+
+/// Runs a standalone worker process (distributed mode) until SIGTERM or Ctrl-C.
+pub async fn run_standalone(
+    settings: Settings,
+    capabilities: Vec<String>,
+) -> mcp_shared::Result<()> {
+    let url = settings.redis_url.clone().ok_or_else(|| {
+        mcp_shared::Error::Config(
+            "mcp-worker needs REDIS_URL (single node runs workers inside mcp-api)".into(),
+        )
+    })?;
+    let db = Database::connect(&settings.database_url).await?;
+    let conn = mcp_shared::queue::connect_redis(url.expose()).await?;
+    let client = redis::Client::open(url.expose())?;
+    let queue = mcp_shared::queue::RedisQueue::new(conn.clone());
+    let deps = WorkerDeps {
+        db,
+        bus: mcp_shared::bus::RedisStreamBus::publisher(conn),
+        queue: Arc::new(queue.clone()),
+        settings: Arc::new(settings),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.cancel();
+    });
+    pool::run(
+        deps,
+        pool::Source::Redis { queue, client },
+        capabilities,
+        shutdown,
+    )
+    .await
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight jobs");
+}

@@ -1,0 +1,222 @@
+//! The worker pool: one apalis worker per queue this process serves.
+//!
+//! Idle workers do not spin: a push wakes them (in-process broadcast for the SQLite queue,
+//! Redis pub/sub for Redis), and a slow interval covers anything a wake-up missed. A worker whose
+//! backend fails (Redis restarting, say) is rebuilt after a short backoff instead of staying dead.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use apalis::prelude::*;
+use futures::{Stream, StreamExt};
+use mcp_shared::{
+    Error, Result,
+    queue::{JobRef, QueueName, RedisQueue, SqliteQueue, WAKE_CHANNEL},
+};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    WorkerDeps,
+    executor::{self, Outcome},
+};
+
+/// Where this process pulls jobs from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Sqlite(SqliteQueue),
+    Redis {
+        queue: RedisQueue,
+        client: redis::Client,
+    },
+}
+
+/// Runs workers for every tier of every capability until `shutdown` fires.
+pub async fn run(
+    deps: WorkerDeps,
+    source: Source,
+    capabilities: Vec<String>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let wake = match &source {
+        Source::Sqlite(q) => q.wakeups(),
+        Source::Redis { client, .. } => redis_wakeups(client.clone(), shutdown.clone()),
+    };
+    let deps = Arc::new(deps);
+    let instance = instance_name();
+    let mut handles = Vec::new();
+    for capability in &capabilities {
+        for queue in QueueName::tiers(capability) {
+            let worker = QueueWorker {
+                name: format!("{instance}:{queue}"),
+                queue,
+                source: source.clone(),
+                deps: deps.clone(),
+                wake: wake.resubscribe(),
+                shutdown: shutdown.clone(),
+            };
+            handles.push(tokio::spawn(worker.supervise()));
+        }
+    }
+    tracing::info!(%instance, capabilities = ?capabilities, "workers started");
+    for h in handles {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+/// A name unique to this process: apalis refuses to register a live worker name twice.
+fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    format!("{host}-{}-{suffix}", std::process::id())
+}
+
+struct QueueWorker {
+    name: String,
+    queue: QueueName,
+    source: Source,
+    deps: Arc<WorkerDeps>,
+    wake: broadcast::Receiver<String>,
+    shutdown: CancellationToken,
+}
+
+impl QueueWorker {
+    async fn supervise(self) {
+        let mut backoff = Duration::from_millis(200);
+        let mut generation = 0u32;
+        while !self.shutdown.is_cancelled() {
+            generation += 1;
+            let name = format!("{}#{generation}", self.name);
+            let result = self.run_once(&name).await;
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            match result {
+                Ok(()) => tracing::warn!(queue = %self.queue, "worker stopped; restarting"),
+                Err(e) => {
+                    tracing::warn!(queue = %self.queue, error = %e, "worker failed; restarting")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.shutdown.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn run_once(&self, name: &str) -> Result<()> {
+        let settings = &self.deps.settings;
+        let ticks = self.ticks();
+        let stop = {
+            let token = self.shutdown.clone();
+            async move {
+                token.cancelled().await;
+                Ok::<(), std::io::Error>(())
+            }
+        };
+        let concurrency = settings.worker_concurrency.max(1);
+        match &self.source {
+            Source::Sqlite(q) => {
+                let config = apalis_sqlite::Config::default()
+                    .queue(self.queue.to_string())
+                    .heartbeat_interval(settings.worker_heartbeat)
+                    .missed_heartbeats(settings.worker_missed_heartbeats);
+                let backend = q
+                    .storage(&self.queue)
+                    .with_config(config)
+                    .poll_with_stream(ticks);
+                WorkerBuilder::new(name)
+                    .backend(backend)
+                    .concurrency(concurrency)
+                    .data(self.deps.clone())
+                    .build(handle)
+                    .run_until(stop)
+                    .await
+                    .map_err(Error::queue)
+            }
+            Source::Redis { queue, .. } => {
+                let config = apalis_redis::Config::default()
+                    .queue(self.queue.to_string())
+                    .heartbeat_interval(settings.worker_heartbeat)
+                    .missed_heartbeats(settings.worker_missed_heartbeats);
+                let backend = queue
+                    .storage(&self.queue)
+                    .with_config(config)
+                    .poll_with_stream(ticks);
+                WorkerBuilder::new(name)
+                    .backend(backend)
+                    .concurrency(concurrency)
+                    .data(self.deps.clone())
+                    .build(handle)
+                    .run_until(stop)
+                    .await
+                    .map_err(Error::queue)
+            }
+        }
+    }
+
+    /// Wake-ups for this queue merged with the fallback interval.
+    fn ticks(&self) -> Pin<Box<dyn Stream<Item = ()> + Send>> {
+        let mine = self.queue.to_string();
+        let wakes = BroadcastStream::new(self.wake.resubscribe()).filter_map(move |msg| {
+            let hit = match msg {
+                Ok(name) => name == mine,
+                // Lagged: we may have missed our own wake-up, so look.
+                Err(_) => true,
+            };
+            futures::future::ready(hit.then_some(()))
+        });
+        let mut interval = tokio::time::interval(self.deps.settings.queue_poll_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let interval = IntervalStream::new(interval).map(|_| ());
+        Box::pin(futures::stream::select(wakes, interval))
+    }
+}
+
+/// The apalis handler: runs the job and maps the outcome to ack or redeliver.
+async fn handle(job: JobRef, deps: Data<Arc<WorkerDeps>>) -> std::result::Result<(), BoxDynError> {
+    match executor::execute(&deps, job).await {
+        Outcome::Done => Ok(()),
+        Outcome::Redeliver(reason) => Err(reason.into()),
+    }
+}
+
+/// Subscribes to the Redis wake channel and re-broadcasts queue names locally; reconnects forever.
+fn redis_wakeups(
+    client: redis::Client,
+    shutdown: CancellationToken,
+) -> broadcast::Receiver<String> {
+    let (tx, rx) = broadcast::channel(1024);
+    tokio::spawn(async move {
+        while !shutdown.is_cancelled() {
+            let mut pubsub = match client.get_async_pubsub().await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "wake-up channel unavailable; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if pubsub.subscribe(WAKE_CHANNEL).await.is_err() {
+                continue;
+            }
+            let mut messages = pubsub.on_message();
+            loop {
+                tokio::select! {
+                    msg = messages.next() => match msg {
+                        Some(msg) => {
+                            if let Ok(name) = msg.get_payload::<String>() {
+                                let _ = tx.send(name);
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    });
+    rx
+}
