@@ -122,6 +122,7 @@ impl Application {
                 bus,
                 queue,
                 settings: settings.clone(),
+                agent_id: None,
             };
             let capabilities = mcp_worker::DEFAULT_CAPABILITIES
                 .iter()

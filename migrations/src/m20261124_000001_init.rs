@@ -1,5 +1,5 @@
-//! The first schema: users and their refresh tokens, agents, tasks, pipeline executions,
-//! stage runs and the audit trail.
+//! The first schema: users and their refresh tokens, agents with their allocations and the
+//! capability catalog, tasks, pipeline executions, stage runs and the audit trail.
 
 // The migration trait is declared with `async_trait` over `&SchemaManager` with an elided
 // lifetime; spelling it out makes the signatures differ from the trait.
@@ -66,11 +66,60 @@ impl MigrationTrait for Migration {
                     .col(integer(Agents::MaxConcurrency))
                     .col(integer(Agents::CurrentLoad).default(0))
                     .col(json_binary(Agents::Metadata))
+                    .col(json_binary_null(Agents::Configuration))
                     .col(text_null(Agents::ConfigurationSealed))
                     .col(string_uniq(Agents::KeyHash))
+                    .col(big_integer(Agents::HeartbeatCount).default(0))
                     .col(timestamp_with_time_zone(Agents::RegisteredAt))
                     .col(timestamp_with_time_zone(Agents::LastSeen))
+                    .col(timestamp_with_time_zone(Agents::UpdatedAt))
                     .col(timestamp_with_time_zone_null(Agents::DeletedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_agents_updated")
+                    .table(Agents::Table)
+                    .col(Agents::UpdatedAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(AgentAllocations::Table)
+                    .if_not_exists()
+                    .col(uuid(AgentAllocations::Id).primary_key())
+                    .col(uuid(AgentAllocations::AgentId))
+                    .col(integer(AgentAllocations::Slots))
+                    .col(string_null(AgentAllocations::Purpose))
+                    .col(timestamp_with_time_zone(AgentAllocations::ExpiresAt))
+                    .col(timestamp_with_time_zone(AgentAllocations::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_allocations_expiry")
+                    .table(AgentAllocations::Table)
+                    .col(AgentAllocations::ExpiresAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Capabilities::Table)
+                    .if_not_exists()
+                    .col(string(Capabilities::Name).primary_key())
+                    .col(string_null(Capabilities::Description))
+                    .col(string_null(Capabilities::CreatedBy))
+                    .col(timestamp_with_time_zone(Capabilities::CreatedAt))
                     .to_owned(),
             )
             .await?;
@@ -214,6 +263,8 @@ impl MigrationTrait for Migration {
             StageRuns::Table.into_iden(),
             PipelineExecutions::Table.into_iden(),
             Tasks::Table.into_iden(),
+            Capabilities::Table.into_iden(),
+            AgentAllocations::Table.into_iden(),
             Agents::Table.into_iden(),
             RefreshTokens::Table.into_iden(),
             Users::Table.into_iden(),
@@ -260,11 +311,34 @@ enum Agents {
     MaxConcurrency,
     CurrentLoad,
     Metadata,
+    Configuration,
     ConfigurationSealed,
     KeyHash,
+    HeartbeatCount,
     RegisteredAt,
     LastSeen,
+    UpdatedAt,
     DeletedAt,
+}
+
+#[derive(DeriveIden)]
+enum AgentAllocations {
+    Table,
+    Id,
+    AgentId,
+    Slots,
+    Purpose,
+    ExpiresAt,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Capabilities {
+    Table,
+    Name,
+    Description,
+    CreatedBy,
+    CreatedAt,
 }
 
 #[derive(DeriveIden)]

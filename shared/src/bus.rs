@@ -138,7 +138,14 @@ async fn read_stream(
     let mut last_id = String::from("$");
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
-        let mut conn = match client.get_multiplexed_async_connection().await {
+        // The blocking read waits up to a second; give the connection room beyond that.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_connection_timeout(Some(Duration::from_secs(5)));
+        let mut conn = match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "event stream reader cannot connect; retrying");

@@ -93,6 +93,12 @@ pub struct Settings {
     pub worker_heartbeat: Duration,
     /// `MCP_WORKER_MISSED_HEARTBEATS`.
     pub worker_missed_heartbeats: usize,
+    /// `MCP_AGENT_HEARTBEAT_MS`: how often agents (and worker processes) are expected to beat.
+    pub agent_heartbeat: Duration,
+    /// `MCP_AGENT_STALE_AFTER_MISSED`: missed beats before an agent is `stale` (default 3).
+    pub agent_stale_after_missed: u32,
+    /// `MCP_AGENT_OFFLINE_AFTER_MISSED`: missed beats before a stale agent is `offline` (default 10).
+    pub agent_offline_after_missed: u32,
 }
 
 impl Settings {
@@ -183,7 +189,23 @@ impl Settings {
             queue_poll_interval: Duration::from_millis(parse(&var, "MCP_QUEUE_POLL_MS", 200)?),
             worker_heartbeat: Duration::from_millis(parse(&var, "MCP_WORKER_HEARTBEAT_MS", 5000)?),
             worker_missed_heartbeats: parse(&var, "MCP_WORKER_MISSED_HEARTBEATS", 3)?,
+            agent_heartbeat: Duration::from_millis(parse(&var, "MCP_AGENT_HEARTBEAT_MS", 10_000)?),
+            agent_stale_after_missed: parse(&var, "MCP_AGENT_STALE_AFTER_MISSED", 3)?,
+            agent_offline_after_missed: parse(&var, "MCP_AGENT_OFFLINE_AFTER_MISSED", 10)?,
         })
+    }
+
+    /// Silence after which an agent is `stale`.
+    pub fn agent_stale_after(&self) -> Duration {
+        self.agent_heartbeat * self.agent_stale_after_missed.max(1)
+    }
+
+    /// Silence after which an agent is `offline`.
+    pub fn agent_offline_after(&self) -> Duration {
+        self.agent_heartbeat
+            * self
+                .agent_offline_after_missed
+                .max(self.agent_stale_after_missed + 1)
     }
 
     pub fn is_production(&self) -> bool {

@@ -64,6 +64,21 @@ pub fn derive_key(root: &str, purpose: &str) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
+/// A new agent key: the recognisable prefix and 256 bits from the OS generator.
+pub fn new_agent_key() -> String {
+    format!(
+        "{}{}",
+        crate::domain::agent::AGENT_KEY_PREFIX,
+        random_token(32)
+    )
+}
+
+/// How an agent key is stored and looked up: HMAC-SHA256 under a key derived from
+/// `MCP_SECRET_KEY`. Constant-time to compute, and one indexed equality match to find.
+pub fn agent_key_hash(root_secret: &str, key: &str) -> String {
+    keyed_hash(&derive_key(root_secret, "agent-keys"), key.as_bytes())
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }

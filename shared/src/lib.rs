@@ -26,6 +26,7 @@ pub mod db;
 pub mod domain;
 pub mod entities;
 pub mod error;
+pub mod pii;
 pub mod queue;
 pub mod telemetry;
 

@@ -34,7 +34,7 @@ pub async fn execute(deps: &WorkerDeps, job: JobRef) -> Outcome {
 
 async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
     let db = &deps.db.conn;
-    let task = match tasks::start(db, job.task_id, None).await {
+    let task = match tasks::start(db, job.task_id, deps.agent_id).await {
         Ok(Some(task)) => task,
         Ok(None) => {
             tracing::debug!("task not startable; duplicate delivery dropped");

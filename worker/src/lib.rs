@@ -11,6 +11,7 @@
 
 pub mod executor;
 pub mod handlers;
+pub mod identity;
 pub mod pool;
 
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct WorkerDeps {
     pub bus: Arc<dyn EventBus>,
     /// For pushing retries back onto the task's queue.
     pub queue: Arc<dyn JobQueue>,
+    /// This process's agent id, recorded on the tasks it runs (set once registered).
+    pub agent_id: Option<uuid::Uuid>,
     pub settings: Arc<Settings>,
 }
 
@@ -49,6 +52,7 @@ pub async fn run_standalone(
         bus: mcp_shared::bus::RedisStreamBus::publisher(conn),
         queue: Arc::new(queue.clone()),
         settings: Arc::new(settings),
+        agent_id: None,
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let on_signal = shutdown.clone();

@@ -42,8 +42,16 @@ pub async fn run(
         Source::Sqlite(q) => q.wakeups(),
         Source::Redis { client, .. } => redis_wakeups(client.clone(), shutdown.clone()),
     };
-    let deps = Arc::new(deps);
     let instance = instance_name();
+    let mut deps = deps;
+    let agent_id = crate::identity::register(&deps, &instance, &capabilities).await?;
+    deps.agent_id = Some(agent_id);
+    let beats = tokio::spawn(crate::identity::heartbeat_until(
+        deps.clone(),
+        agent_id,
+        shutdown.clone(),
+    ));
+    let deps = Arc::new(deps);
     let mut handles = Vec::new();
     for capability in &capabilities {
         for queue in QueueName::tiers(capability) {
@@ -58,10 +66,11 @@ pub async fn run(
             handles.push(tokio::spawn(worker.supervise()));
         }
     }
-    tracing::info!(%instance, capabilities = ?capabilities, "workers started");
+    tracing::info!(%instance, %agent_id, capabilities = ?capabilities, "workers started");
     for h in handles {
         let _ = h.await;
     }
+    let _ = beats.await;
     Ok(())
 }
 

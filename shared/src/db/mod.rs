@@ -3,6 +3,8 @@
 //! Every state change of a task is a conditional update (`UPDATE … WHERE status IN (…)`), so a
 //! duplicate job delivery or a repeated request cannot apply an effect twice.
 
+pub mod agents;
+pub mod audit;
 pub mod tasks;
 pub mod tokens;
 pub mod users;

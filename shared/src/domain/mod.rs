@@ -1,5 +1,6 @@
 //! Types the API, the workers and the database agree on.
 
+pub mod agent;
 pub mod event;
 pub mod task;
 

@@ -13,13 +13,18 @@ pub struct Model {
     pub max_concurrency: i32,
     pub current_load: i32,
     pub metadata: Json,
+    /// Non-secret configuration.
+    pub configuration: Option<Json>,
     /// Secret configuration fields, sealed with AES-256-GCM; never returned.
     pub configuration_sealed: Option<String>,
     /// HMAC-SHA256 of the agent key; the key itself is never stored.
     #[sea_orm(unique)]
     pub key_hash: String,
+    pub heartbeat_count: i64,
     pub registered_at: DateTimeUtc,
     pub last_seen: DateTimeUtc,
+    /// Bumped on every change, so directories on other replicas can sync incrementally.
+    pub updated_at: DateTimeUtc,
     pub deleted_at: Option<DateTimeUtc>,
 }
 

@@ -1,7 +1,9 @@
 //! sea-orm entities, one per table (see the `mcp-migrations` crate for the schema).
 
+pub mod agent_allocations;
 pub mod agents;
 pub mod audit_records;
+pub mod capabilities;
 pub mod pipeline_executions;
 pub mod refresh_tokens;
 pub mod stage_runs;

@@ -1,0 +1,351 @@
+//! Agent rows: registration, heartbeats, derived liveness, deregistration, and the incremental
+//! reads that keep each API replica's in-memory directory current.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, Set,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use crate::{
+    Error, Result,
+    domain::{agent::AgentStatus, task::TaskStatus},
+    entities::{
+        agent_allocations,
+        agents::{self, Column, Entity},
+        tasks,
+    },
+};
+
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    model: agents::ActiveModel,
+) -> Result<agents::Model> {
+    match model.insert(db).await {
+        Ok(m) => Ok(m),
+        Err(e) if super::users::is_unique_violation(&e) => Err(Error::Conflict(
+            "an agent with this name already exists".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A registered (not deregistered) agent.
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<agents::Model>> {
+    Ok(Entity::find_by_id(id)
+        .filter(Column::DeletedAt.is_null())
+        .one(db)
+        .await?)
+}
+
+pub async fn find_by_key_hash(
+    db: &impl ConnectionTrait,
+    hash: &str,
+) -> Result<Option<agents::Model>> {
+    Ok(Entity::find()
+        .filter(Column::KeyHash.eq(hash))
+        .filter(Column::DeletedAt.is_null())
+        .one(db)
+        .await?)
+}
+
+/// The outcome of a heartbeat: the row after it and the status before it.
+pub struct Beat {
+    pub agent: agents::Model,
+    pub previous: AgentStatus,
+}
+
+/// Records a heartbeat. `requested` may be active, busy or paused; a stale or offline agent
+/// that beats again is active. The update is conditional on the status read, so a concurrent
+/// sweeper transition is never overwritten blindly.
+pub async fn heartbeat(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    reported_load: Option<i32>,
+    requested: Option<AgentStatus>,
+) -> Result<Beat> {
+    for _ in 0..3 {
+        let Some(agent) = find(db, id).await? else {
+            return Err(Error::NotFound("agent"));
+        };
+        let previous = AgentStatus::parse(&agent.status).unwrap_or(AgentStatus::Offline);
+        let next = match requested {
+            Some(s @ (AgentStatus::Active | AgentStatus::Busy | AgentStatus::Paused)) => s,
+            _ if matches!(previous, AgentStatus::Stale | AgentStatus::Offline) => {
+                AgentStatus::Active
+            }
+            _ => previous,
+        };
+        let now = Utc::now();
+        let mut update = Entity::update_many()
+            .col_expr(Column::Status, Expr::value(next.as_str()))
+            .col_expr(Column::LastSeen, Expr::value(now))
+            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .col_expr(
+                Column::HeartbeatCount,
+                Expr::col(Column::HeartbeatCount).add(1),
+            );
+        if let Some(load) = reported_load {
+            update = update.col_expr(Column::CurrentLoad, Expr::value(load));
+        }
+        let res = update
+            .filter(Column::Id.eq(id))
+            .filter(Column::Status.eq(previous.as_str()))
+            .filter(Column::DeletedAt.is_null())
+            .exec(db)
+            .await?;
+        if res.rows_affected == 1 {
+            let agent = find(db, id).await?.ok_or(Error::NotFound("agent"))?;
+            return Ok(Beat { agent, previous });
+        }
+    }
+    Err(Error::Conflict(
+        "the agent's status kept changing; retry the heartbeat".into(),
+    ))
+}
+
+/// One derived transition made by [`sweep_silent`].
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub agent: agents::Model,
+    pub from: AgentStatus,
+    pub to: AgentStatus,
+}
+
+/// Moves silent agents to `stale`, and long-silent ones to `offline`. Every move is a
+/// conditional update, so several replicas can sweep at once and each transition happens (and
+/// is reported) exactly once.
+pub async fn sweep_silent(
+    db: &impl ConnectionTrait,
+    stale_before: DateTime<Utc>,
+    offline_before: DateTime<Utc>,
+) -> Result<Vec<Transition>> {
+    let mut moved = Vec::new();
+    let steps = [
+        (
+            vec![AgentStatus::Active, AgentStatus::Busy, AgentStatus::Paused],
+            stale_before,
+            AgentStatus::Stale,
+        ),
+        (
+            vec![AgentStatus::Stale],
+            offline_before,
+            AgentStatus::Offline,
+        ),
+    ];
+    for (from, before, to) in steps {
+        let candidates = Entity::find()
+            .filter(Column::Status.is_in(from.iter().map(|s| s.as_str())))
+            .filter(Column::LastSeen.lt(before))
+            .filter(Column::DeletedAt.is_null())
+            .limit(1000)
+            .all(db)
+            .await?;
+        for agent in candidates {
+            let now = Utc::now();
+            let res = Entity::update_many()
+                .col_expr(Column::Status, Expr::value(to.as_str()))
+                .col_expr(Column::UpdatedAt, Expr::value(now))
+                .filter(Column::Id.eq(agent.id))
+                .filter(Column::Status.eq(agent.status.as_str()))
+                .filter(Column::LastSeen.lt(before))
+                .exec(db)
+                .await?;
+            if res.rows_affected == 1 {
+                let from = AgentStatus::parse(&agent.status).unwrap_or(AgentStatus::Active);
+                let mut agent = agent;
+                agent.status = to.as_str().into();
+                agent.updated_at = now;
+                moved.push(Transition { agent, from, to });
+            }
+        }
+    }
+    Ok(moved)
+}
+
+/// Deregisters: the row stays for history, the key stops working at once.
+pub async fn deregister(db: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+    let now = Utc::now();
+    let res = Entity::update_many()
+        .col_expr(Column::DeletedAt, Expr::value(now))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .col_expr(Column::Status, Expr::value(AgentStatus::Offline.as_str()))
+        .col_expr(Column::KeyHash, Expr::value(format!("revoked:{id}")))
+        .filter(Column::Id.eq(id))
+        .filter(Column::DeletedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Rows changed at or after `since` (deregistered ones included), oldest change first.
+pub async fn changed_since(
+    db: &impl ConnectionTrait,
+    since: DateTime<Utc>,
+) -> Result<Vec<agents::Model>> {
+    Ok(Entity::find()
+        .filter(Column::UpdatedAt.gte(since))
+        .order_by_asc(Column::UpdatedAt)
+        .all(db)
+        .await?)
+}
+
+#[derive(Debug, FromQueryResult)]
+struct LoadRow {
+    agent_id: Option<Uuid>,
+    n: i64,
+}
+
+/// Tasks assigned to or running on each agent.
+pub async fn running_counts(db: &impl ConnectionTrait) -> Result<HashMap<Uuid, i64>> {
+    let rows = tasks::Entity::find()
+        .select_only()
+        .column_as(tasks::Column::AgentId, "agent_id")
+        .column_as(tasks::Column::Id.count(), "n")
+        .filter(
+            tasks::Column::Status
+                .is_in([TaskStatus::Assigned.as_str(), TaskStatus::Running.as_str()]),
+        )
+        .filter(tasks::Column::AgentId.is_not_null())
+        .group_by(tasks::Column::AgentId)
+        .into_model::<LoadRow>()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.agent_id.map(|a| (a, r.n)))
+        .collect())
+}
+
+#[derive(Debug, FromQueryResult)]
+struct SlotRow {
+    agent_id: Uuid,
+    n: Option<i64>,
+}
+
+/// Unexpired reserved slots per agent.
+pub async fn allocated_slots(db: &impl ConnectionTrait) -> Result<HashMap<Uuid, i64>> {
+    let rows = agent_allocations::Entity::find()
+        .select_only()
+        .column(agent_allocations::Column::AgentId)
+        .column_as(agent_allocations::Column::Slots.sum(), "n")
+        .filter(agent_allocations::Column::ExpiresAt.gt(Utc::now()))
+        .group_by(agent_allocations::Column::AgentId)
+        .into_model::<SlotRow>()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.agent_id, r.n.unwrap_or(0)))
+        .collect())
+}
+
+pub async fn allocate(
+    db: &impl ConnectionTrait,
+    agent_id: Uuid,
+    slots: i32,
+    purpose: Option<String>,
+    expires_at: DateTime<Utc>,
+) -> Result<agent_allocations::Model> {
+    let model = agent_allocations::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        agent_id: Set(agent_id),
+        slots: Set(slots),
+        purpose: Set(purpose),
+        expires_at: Set(expires_at),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    // Touch the agent so every replica's directory picks up the new load.
+    Entity::update_many()
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(agent_id))
+        .exec(db)
+        .await?;
+    Ok(model)
+}
+
+/// Finished-task statistics for one agent: counts and durations (ms) of recent completions.
+pub struct TaskStats {
+    pub completed: u64,
+    pub failed: u64,
+    pub recent_durations_ms: Vec<i64>,
+}
+
+pub async fn task_stats(db: &impl ConnectionTrait, agent_id: Uuid) -> Result<TaskStats> {
+    use sea_orm::PaginatorTrait;
+    let count = |statuses: Vec<&'static str>| {
+        tasks::Entity::find()
+            .filter(tasks::Column::AgentId.eq(agent_id))
+            .filter(tasks::Column::Status.is_in(statuses))
+            .count(db)
+    };
+    let completed = count(vec![TaskStatus::Completed.as_str()]).await?;
+    let failed = count(vec![TaskStatus::Failed.as_str(), TaskStatus::Dead.as_str()]).await?;
+    let recent = tasks::Entity::find()
+        .filter(tasks::Column::AgentId.eq(agent_id))
+        .filter(tasks::Column::Status.eq(TaskStatus::Completed.as_str()))
+        .order_by_desc(tasks::Column::FinishedAt)
+        .limit(1000)
+        .all(db)
+        .await?;
+    let recent_durations_ms = recent
+        .iter()
+        .filter_map(|t| Some((t.finished_at? - t.started_at?).num_milliseconds()))
+        .collect();
+    Ok(TaskStats {
+        completed,
+        failed,
+        recent_durations_ms,
+    })
+}
+
+/// Tasks an agent held (assigned or running) go back to pending so they can be routed again.
+pub async fn release_tasks(db: &impl ConnectionTrait, agent_id: Uuid) -> Result<Vec<tasks::Model>> {
+    let held = tasks::Entity::find()
+        .filter(tasks::Column::AgentId.eq(agent_id))
+        .filter(
+            tasks::Column::Status
+                .is_in([TaskStatus::Assigned.as_str(), TaskStatus::Running.as_str()]),
+        )
+        .all(db)
+        .await?;
+    let mut released = Vec::new();
+    for t in held {
+        let res = tasks::Entity::update_many()
+            .col_expr(
+                tasks::Column::Status,
+                Expr::value(TaskStatus::Pending.as_str()),
+            )
+            .col_expr(tasks::Column::AgentId, Expr::value(Option::<Uuid>::None))
+            .col_expr(tasks::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(tasks::Column::Id.eq(t.id))
+            .filter(tasks::Column::Status.eq(t.status.as_str()))
+            .exec(db)
+            .await?;
+        if res.rows_affected == 1 {
+            released.push(t);
+        }
+    }
+    Ok(released)
+}
+
+pub async fn set_capabilities(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    capabilities: serde_json::Value,
+) -> Result<()> {
+    Entity::update_many()
+        .col_expr(Column::Capabilities, Expr::value(capabilities))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::DeletedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! The application under test: the real `mcp-api` (and `mcp-worker`) binaries, configured by
+//! environment like in production, with the admin created by `mcp-api admin create`.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+
+use super::{
+    servers::{Postgres, Redis, TempDir, free_port},
+    wait_for,
+};
+
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdefghijklmnop";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// SQLite, embedded queue and workers, in-process bus.
+    SingleNode,
+    /// PostgreSQL + Redis, workers in separate `mcp-worker` processes.
+    Distributed,
+}
+
+/// Where the workspace's binaries are: next to this test executable's `deps/` directory.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with ./scripts/test.sh (it builds the binaries first)",
+        path.display()
+    );
+    path
+}
+
+pub struct App {
+    pub base: String,
+    pub port: u16,
+    pub http: reqwest::Client,
+    pub admin_token: String,
+    pub redis: Option<Redis>,
+    /// Kept for the app's lifetime; dropping it stops the cluster.
+    _postgres: Option<Postgres>,
+    pub env: Vec<(String, String)>,
+    api: Option<Child>,
+    workers: Vec<Child>,
+    pub dir: TempDir,
+}
+
+impl App {
+    pub async fn start(mode: Mode) -> Self {
+        Self::start_with(mode, &[]).await
+    }
+
+    pub async fn start_with(mode: Mode, extra_env: &[(&str, &str)]) -> Self {
+        let dir = TempDir::new("app");
+        let (redis, postgres) = match mode {
+            Mode::SingleNode => (None, None),
+            Mode::Distributed => (Some(Redis::start()), Some(Postgres::start())),
+        };
+        let port = free_port();
+        let mut env: Vec<(String, String)> = vec![
+            ("MCP_HOST".into(), "127.0.0.1".into()),
+            ("MCP_PORT".into(), port.to_string()),
+            (
+                "MCP_SECRET_KEY".into(),
+                "test-secret-key-0123456789abcdefghijklmnop".into(),
+            ),
+            ("JWT_SECRET_KEY".into(), JWT_SECRET.into()),
+            (
+                "MCP_ARTIFACT_STORE".into(),
+                dir.path().join("artifacts").display().to_string(),
+            ),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        match mode {
+            Mode::SingleNode => env.push((
+                "DATABASE_URL".into(),
+                format!("sqlite://{}?mode=rwc", dir.path().join("mcp.db").display()),
+            )),
+            Mode::Distributed => {
+                env.push((
+                    "DATABASE_URL".into(),
+                    postgres.as_ref().unwrap().create_database(),
+                ));
+                env.push(("REDIS_URL".into(), redis.as_ref().unwrap().url()));
+                env.push(("MCP_EMBEDDED_WORKERS".into(), "false".into()));
+            }
+        }
+        for (k, v) in extra_env {
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let mut app = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            http: reqwest::Client::new(),
+            admin_token: String::new(),
+            redis,
+            _postgres: postgres,
+            env,
+            api: None,
+            workers: Vec::new(),
+            dir,
+        };
+        app.create_user_cli(ADMIN, ADMIN_PASSWORD, "admin");
+        app.start_api();
+        app.wait_healthy().await;
+        if mode == Mode::Distributed {
+            app.start_worker(&[]);
+        }
+        app.admin_token = app.login(ADMIN, ADMIN_PASSWORD).await;
+        app
+    }
+
+    fn command(&self, bin: &str) -> Command {
+        let mut cmd = Command::new(binary(bin));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    fn log(&self, name: &str) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(name))
+            .unwrap()
+    }
+
+    /// `mcp-api admin create --username U --password-stdin --role R`.
+    pub fn create_user_cli(&self, username: &str, password: &str, role: &str) {
+        let mut child = self
+            .command("mcp-api")
+            .args([
+                "admin",
+                "create",
+                "--username",
+                username,
+                "--password-stdin",
+                "--role",
+                role,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(password.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "admin create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn start_api(&mut self) {
+        let child = self
+            .command("mcp-api")
+            .stdout(self.log("api.log"))
+            .stderr(self.log("api.log"))
+            .spawn()
+            .unwrap();
+        self.api = Some(child);
+    }
+
+    pub fn start_worker(&mut self, args: &[&str]) {
+        let child = self
+            .command("mcp-worker")
+            .args(args)
+            .stdout(self.log("worker.log"))
+            .stderr(self.log("worker.log"))
+            .spawn()
+            .unwrap();
+        self.workers.push(child);
+    }
+
+    pub async fn wait_healthy(&mut self) {
+        let url = format!("{}/api/v1/health", self.base);
+        let http = self.http.clone();
+        let api = self.api.as_mut().unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = api.try_wait().unwrap() {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("api.log")).unwrap_or_default();
+                panic!("mcp-api exited with {status} before becoming healthy:\n{log}");
+            }
+            if let Ok(r) = http.get(&url).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mcp-api never became healthy"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": username, "password": password})),
+            )
+            .await;
+        assert_eq!(status, 200, "login failed: {body}");
+        body["data"]["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Sends a request and returns the status and the JSON body (`Null` when there is none).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let resp = self.send(method, path, token, body).await;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// As the admin.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(method, path, Some(&self.admin_token), body).await
+    }
+
+    pub async fn create_task(&self, body: Value) -> Value {
+        let (status, resp) = self.admin("POST", "/api/v1/tasks", Some(body)).await;
+        assert_eq!(status, 201, "task not created: {resp}");
+        resp["data"].clone()
+    }
+
+    /// Polls the task's status until it is `want`.
+    pub async fn wait_status(&self, task_id: &str, want: &str, timeout: Duration) -> Value {
+        wait_for(&format!("task {task_id} to be {want}"), timeout, || async {
+            let (_, body) = self
+                .admin("GET", &format!("/api/v1/tasks/{task_id}"), None)
+                .await;
+            if body["data"]["status"] == want {
+                Ok(body["data"].clone())
+            } else {
+                Err(body.to_string())
+            }
+        })
+        .await
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        for mut c in self.workers.drain(..).chain(self.api.take()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            for log in ["api.log", "worker.log"] {
+                if let Ok(text) = std::fs::read_to_string(self.dir.path().join(log)) {
+                    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                    eprintln!("--- last lines of {log} ---");
+                    for line in tail.into_iter().rev() {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Starting servers and the application, and waiting for things.
+
+pub mod app;
+pub mod servers;
+pub mod wait;
+
+pub use app::{App, Mode};
+pub use wait::wait_for;

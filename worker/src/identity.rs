@@ -1,0 +1,128 @@
+//! A worker process is an agent like any other: it registers as a `data_processor` with its
+//! capabilities under a name unique to the process, heartbeats, and deregisters on a clean stop.
+//! A killed process simply stops beating; the API's sweeper then marks it stale, then offline.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use mcp_shared::{
+    bus::emit,
+    crypto,
+    db::agents,
+    domain::{
+        agent::{AgentStatus, AgentType, Capability},
+        event::{Event, EventType},
+    },
+    entities::agents::ActiveModel,
+};
+use sea_orm::Set;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::WorkerDeps;
+
+/// Registers the process and returns its agent id.
+pub async fn register(
+    deps: &WorkerDeps,
+    instance: &str,
+    capabilities: &[String],
+) -> mcp_shared::Result<Uuid> {
+    let now = Utc::now();
+    let caps: Vec<Capability> = capabilities
+        .iter()
+        .map(|c| Capability {
+            name: c.clone(),
+            version: Some(mcp_shared::VERSION.into()),
+        })
+        .collect();
+    // The key is never used (workers reach the database directly) but the column is unique.
+    let key_hash =
+        crypto::agent_key_hash(deps.settings.secret_key.expose(), &crypto::new_agent_key());
+    let agent = agents::insert(
+        &deps.db.conn,
+        ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(format!("worker-{instance}")),
+            agent_type: Set(AgentType::DataProcessor.as_str().into()),
+            capabilities: Set(json!(caps)),
+            status: Set(AgentStatus::Active.as_str().into()),
+            max_concurrency: Set(
+                (deps.settings.worker_concurrency * capabilities.len().max(1) * 4) as i32,
+            ),
+            current_load: Set(0),
+            metadata: Set(json!({"pid": std::process::id(), "kind": "builtin_worker"})),
+            configuration: Set(None),
+            configuration_sealed: Set(None),
+            key_hash: Set(key_hash),
+            heartbeat_count: Set(0),
+            registered_at: Set(now),
+            last_seen: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+        },
+    )
+    .await?;
+    emit(
+        deps.bus.as_ref(),
+        Event::new(EventType::AgentRegistered, agent_event(&agent, None)).for_agent(Some(agent.id)),
+    )
+    .await;
+    Ok(agent.id)
+}
+
+/// Beats until `shutdown`, then deregisters.
+pub async fn heartbeat_until(deps: WorkerDeps, agent_id: Uuid, shutdown: CancellationToken) {
+    let mut tick =
+        tokio::time::interval(deps.settings.agent_heartbeat.max(Duration::from_millis(50)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => break,
+        }
+        match agents::heartbeat(&deps.db.conn, agent_id, None, None).await {
+            Ok(beat) => {
+                let now = AgentStatus::parse(&beat.agent.status).unwrap_or(AgentStatus::Active);
+                if now != beat.previous {
+                    emit(
+                        deps.bus.as_ref(),
+                        Event::new(
+                            EventType::AgentStatusUpdated,
+                            agent_event(&beat.agent, Some(beat.previous)),
+                        )
+                        .for_agent(Some(agent_id)),
+                    )
+                    .await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat not recorded"),
+        }
+    }
+    if let Ok(true) = agents::deregister(&deps.db.conn, agent_id).await {
+        emit(
+            deps.bus.as_ref(),
+            Event::new(
+                EventType::AgentDeregistered,
+                json!({"agent_id": agent_id, "reason": "worker stopped"}),
+            )
+            .for_agent(Some(agent_id)),
+        )
+        .await;
+    }
+}
+
+/// The `data` of agent events.
+pub fn agent_event(
+    agent: &mcp_shared::entities::agents::Model,
+    previous: Option<AgentStatus>,
+) -> serde_json::Value {
+    json!({
+        "agent_id": agent.id,
+        "name": agent.name,
+        "type": agent.agent_type,
+        "status": agent.status,
+        "previous_status": previous,
+        "last_seen": agent.last_seen,
+    })
+}
