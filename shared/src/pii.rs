@@ -61,7 +61,7 @@ pub fn luhn_valid(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Redacts PII in `text`, returning the new text and the kinds found (with repeats).
