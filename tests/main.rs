@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod agents;
 mod auth;
 mod deployment;
 mod errors;

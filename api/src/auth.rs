@@ -2,7 +2,11 @@
 //! `Bearer <jwt>` (users) or `Agent <key>` (agents); every operation then names the permission it
 //! needs with [`Principal::require`].
 
-use mcp_shared::auth::{Permission, Role, TokenKind};
+use mcp_shared::{
+    auth::{Permission, Role, TokenKind},
+    crypto,
+    db::agents,
+};
 use poem::Request;
 use poem_openapi::{SecurityScheme, auth::ApiKey};
 use uuid::Uuid;
@@ -34,6 +38,56 @@ impl Principal {
     pub fn actor(&self) -> String {
         format!("{}:{}", self.role.as_str(), self.name)
     }
+
+    /// The caller's agent id, when the caller is an agent.
+    pub fn agent_id(&self) -> Option<Uuid> {
+        (self.role == Role::Agent).then_some(self.id)
+    }
+
+    /// An agent may act only on its own record; users pass (their permission is checked apart).
+    pub fn require_self_if_agent(&self, agent_id: Uuid) -> Result<(), ApiError> {
+        match self.agent_id() {
+            Some(me) if me != agent_id => Err(ApiError::forbidden(
+                "an agent may act only on its own record",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Resolves an `Authorization` header value (`Bearer …` or `Agent …`) to a principal.
+pub async fn resolve(state: &AppState, header: &str) -> Result<Principal, ApiError> {
+    let value = header.trim();
+    let (scheme, credential) = value.split_once(' ').unwrap_or((value, ""));
+    let credential = credential.trim();
+    if credential.is_empty() {
+        return Err(ApiError::unauthorized(
+            "malformed Authorization header: use `Bearer <token>` or `Agent <key>`",
+        ));
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let claims = state.jwt.verify(credential, TokenKind::Access)?;
+        return Ok(Principal {
+            id: claims.sub,
+            name: claims.name,
+            role: claims.role,
+        });
+    }
+    if scheme.eq_ignore_ascii_case("agent") {
+        let hash = crypto::agent_key_hash(state.settings.secret_key.expose(), credential);
+        // Looked up on every request, so a deregistered agent's key fails at once on every replica.
+        return match agents::find_by_key_hash(&state.db.conn, &hash).await? {
+            Some(agent) => Ok(Principal {
+                id: agent.id,
+                name: agent.name,
+                role: Role::Agent,
+            }),
+            None => Err(ApiError::unauthorized("invalid or revoked agent key")),
+        };
+    }
+    Err(ApiError::unauthorized(
+        "malformed Authorization header: use `Bearer <token>` or `Agent <key>`",
+    ))
 }
 
 /// `Authorization: Bearer <access token>` for users, `Authorization: Agent <agent key>` for agents.
@@ -50,25 +104,5 @@ async fn authenticate(req: &Request, key: ApiKey) -> poem::Result<Principal> {
     let state = req
         .data::<AppState>()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
-    let value = key.key.trim();
-    let (scheme, credential) = value.split_once(' ').unwrap_or((value, ""));
-    let credential = credential.trim();
-    if scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty() {
-        let claims = state
-            .jwt
-            .verify(credential, TokenKind::Access)
-            .map_err(ApiError::from)?;
-        return Ok(Principal {
-            id: claims.sub,
-            name: claims.name,
-            role: claims.role,
-        });
-    }
-    if scheme.eq_ignore_ascii_case("agent") && !credential.is_empty() {
-        return Err(ApiError::unauthorized("invalid agent key").into());
-    }
-    Err(ApiError::unauthorized(
-        "malformed Authorization header: use `Bearer <token>` or `Agent <key>`",
-    )
-    .into())
+    Ok(resolve(state, &key.key).await?)
 }

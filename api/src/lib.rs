@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod directory;
 pub mod error;
 pub mod middleware;
 pub mod payload;

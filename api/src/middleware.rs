@@ -17,6 +17,21 @@ use crate::error::{ApiError, REQUEST_ID};
 
 /// The longest client-supplied request id we echo; longer or odd ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
+/// How much of an oversize body we read (and discard) before answering 413, so an ordinary
+/// client that is still sending sees the answer instead of a broken connection.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+async fn discard_body(body: poem::Body, limit: usize) {
+    use futures::StreamExt;
+    let mut stream = std::pin::pin!(body.into_bytes_stream());
+    let mut read = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.len();
+        if read > limit {
+            break;
+        }
+    }
+}
 
 pub async fn request_context<E: Endpoint>(
     next: E,
@@ -43,6 +58,8 @@ pub async fn request_context<E: Endpoint>(
             request_id.clone(),
             async move {
                 if declared_len.is_some_and(|len| len > max_body) {
+                    let mut req = req;
+                    discard_body(req.take_body(), DRAIN_LIMIT).await;
                     return ApiError::payload_too_large(max_body).into_response();
                 }
                 match next.call(req).await {

@@ -9,7 +9,7 @@ use mcp_shared::{
     Settings,
     auth::{JwtKeys, Role},
     bus::{EventBus, InProcessBus, RedisStreamBus},
-    crypto,
+    crypto::{self, FieldCipher},
     db::{Database, users},
     queue::{self, JobQueue, RedisQueue, SqliteQueue},
 };
@@ -22,18 +22,30 @@ use poem_openapi::OpenApiService;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    directory::AgentDirectory,
     middleware::request_context,
-    routes::{auth::AuthApi, health::HealthApi, tasks::TasksApi, users::UsersApi},
+    routes::{
+        agents::AgentsApi, auth::AuthApi, capabilities::CapabilitiesApi, health::HealthApi,
+        tasks::TasksApi, users::UsersApi,
+    },
+    services,
     state::AppState,
     ws,
 };
 
-pub type Apis = (HealthApi, AuthApi, UsersApi, TasksApi);
+pub type Apis = (
+    HealthApi,
+    AuthApi,
+    UsersApi,
+    TasksApi,
+    AgentsApi,
+    CapabilitiesApi,
+);
 
 /// The OpenAPI service: the source of `/openapi.json` and of the committed `openapi/openapi.json`.
 pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (HealthApi, AuthApi, UsersApi, TasksApi),
+        (HealthApi, AuthApi, UsersApi, TasksApi, AgentsApi, CapabilitiesApi),
         "TechDeck MCP API",
         mcp_shared::VERSION,
     )
@@ -111,7 +123,12 @@ impl Application {
             db: db.clone(),
             queue: queue.clone(),
             bus: bus.clone(),
+            cipher: Arc::new(FieldCipher::from_root_secret(settings.secret_key.expose())),
+            directory: AgentDirectory::new(),
         };
+        state.directory.sync(&db).await?;
+        state.directory.spawn_sync(db.clone(), shutdown.clone());
+        spawn_sweeper(state.clone(), shutdown.clone());
 
         bootstrap_admin(&state).await?;
 
@@ -168,6 +185,7 @@ impl Application {
             .at("/openapi.json", api.spec_endpoint())
             .nest("/docs", api.swagger_ui())
             .at("/ws/tasks/:id", get(ws::task_channel))
+            .at("/ws/:group/:name", get(ws::named_channel))
             .nest("/", api)
             .data(self.state.clone())
             .around(move |ep, req| request_context(ep, req, max_body));
@@ -213,4 +231,24 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     }
     Ok(())
+}
+
+/// Marks silent agents stale and offline. Safe on every replica at once: each transition is a
+/// conditional update that only one sweeper wins.
+fn spawn_sweeper(state: AppState, shutdown: CancellationToken) {
+    let period = (state.settings.agent_heartbeat / 2)
+        .clamp(Duration::from_millis(100), Duration::from_secs(5));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(e) = services::agents::sweep(&state).await {
+                tracing::warn!(error = %e, "agent sweep failed");
+            }
+        }
+    });
 }

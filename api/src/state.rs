@@ -2,7 +2,11 @@
 
 use std::sync::Arc;
 
-use mcp_shared::{Settings, auth::JwtKeys, bus::EventBus, db::Database, queue::JobQueue};
+use mcp_shared::{
+    Settings, auth::JwtKeys, bus::EventBus, crypto::FieldCipher, db::Database, queue::JobQueue,
+};
+
+use crate::directory::AgentDirectory;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -11,4 +15,8 @@ pub struct AppState {
     pub queue: Arc<dyn JobQueue>,
     pub bus: Arc<dyn EventBus>,
     pub jwt: Arc<JwtKeys>,
+    /// Seals secret fields (agent configuration secrets).
+    pub cipher: Arc<FieldCipher>,
+    /// Registered agents, indexed for discovery and assignment.
+    pub directory: Arc<AgentDirectory>,
 }

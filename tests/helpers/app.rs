@@ -190,6 +190,14 @@ impl App {
         self.workers.push(child);
     }
 
+    /// SIGKILLs the most recently started worker process.
+    pub fn kill_worker(&mut self) {
+        if let Some(mut c) = self.workers.pop() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     pub async fn wait_healthy(&mut self) {
         let url = format!("{}/api/v1/health", self.base);
         let http = self.http.clone();
@@ -225,6 +233,26 @@ impl App {
             .await;
         assert_eq!(status, 200, "login failed: {body}");
         body["data"]["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Sends a request with `Authorization: Agent <key>`.
+    pub async fn as_agent(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .header("authorization", format!("Agent {key}"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     /// Sends a request and returns the status and the JSON body (`Null` when there is none).

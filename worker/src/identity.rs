@@ -11,7 +11,7 @@ use mcp_shared::{
     db::agents,
     domain::{
         agent::{AgentStatus, AgentType, Capability},
-        event::{Event, EventType},
+        event::{Event, EventType, agent_event},
     },
     entities::agents::ActiveModel,
 };
@@ -110,19 +110,4 @@ pub async fn heartbeat_until(deps: WorkerDeps, agent_id: Uuid, shutdown: Cancell
         )
         .await;
     }
-}
-
-/// The `data` of agent events.
-pub fn agent_event(
-    agent: &mcp_shared::entities::agents::Model,
-    previous: Option<AgentStatus>,
-) -> serde_json::Value {
-    json!({
-        "agent_id": agent.id,
-        "name": agent.name,
-        "type": agent.agent_type,
-        "status": agent.status,
-        "previous_status": previous,
-        "last_seen": agent.last_seen,
-    })
 }

@@ -1,7 +1,9 @@
 //! The REST API, one module per resource. Each operation authenticates with [`crate::auth::Auth`],
 //! names its permission, and returns the success envelope or an [`crate::error::ApiError`].
 
+pub mod agents;
 pub mod auth;
+pub mod capabilities;
 pub mod health;
 pub mod tasks;
 pub mod users;
@@ -23,6 +25,8 @@ pub enum ApiTags {
     Users,
     /// Creating and following tasks.
     Tasks,
+    /// Agent registry, discovery, heartbeats and the capability catalog.
+    Agents,
 }
 
 /// `{"success": true, "data": …, "message"?}`.

@@ -1,3 +1,5 @@
 //! Application services: the logic behind the routes, free of HTTP concerns.
 
+pub mod agents;
+pub mod audit;
 pub mod tasks;

@@ -77,3 +77,18 @@ impl Event {
         self
     }
 }
+
+/// The `data` of agent events: who, and the status before and after.
+pub fn agent_event(
+    agent: &crate::entities::agents::Model,
+    previous: Option<super::agent::AgentStatus>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "agent_id": agent.id,
+        "name": agent.name,
+        "type": agent.agent_type,
+        "status": agent.status,
+        "previous_status": previous,
+        "last_seen": agent.last_seen,
+    })
+}

@@ -1,0 +1,652 @@
+//! Agents: register, discover, read, heartbeat, capabilities, validate, metrics, allocate,
+//! deregister. Agents authenticate with `Authorization: Agent <key>` and may act only on their
+//! own record.
+
+use chrono::{DateTime, Utc};
+use mcp_shared::{
+    auth::Permission,
+    db::agents,
+    domain::{
+        agent::{AgentStatus, AgentType, Capability},
+        event::{Event, EventType, agent_event},
+    },
+};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{ApiTags, Envelope, ListEnvelope, ok, page};
+use crate::{
+    auth::Auth,
+    directory::{self, AgentEntry},
+    error::{ApiError, ApiResult},
+    payload::ApiJson,
+    services::{
+        agents::{self as service, Registration},
+        audit,
+    },
+    state::AppState,
+};
+
+pub struct AgentsApi;
+
+#[derive(Object, Deserialize)]
+pub struct RegisterAgentRequest {
+    /// Unique among registered agents.
+    pub name: String,
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub agent_type: AgentType,
+    /// Names (`"validation"`) or `{"name": "validation", "version": "2"}`, from the catalog.
+    pub capabilities: Vec<Value>,
+    /// 1–10000, default 10.
+    pub max_concurrency: Option<i64>,
+    /// Free-form; personal data (emails, phone numbers, SSNs, card numbers) is redacted.
+    pub metadata: Option<Value>,
+    /// Agent configuration. `api_keys`, `credentials` and `secrets` are sealed and never returned.
+    pub configuration: Option<Value>,
+}
+
+#[derive(Object, Clone)]
+pub struct CapabilityView {
+    pub name: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub version: Option<String>,
+}
+
+#[derive(Object)]
+pub struct AgentView {
+    pub id: Uuid,
+    pub name: String,
+    #[oai(rename = "type")]
+    pub agent_type: AgentType,
+    pub capabilities: Vec<CapabilityView>,
+    pub status: AgentStatus,
+    pub max_concurrency: i32,
+    /// Running tasks plus reserved slots.
+    pub current_load: i64,
+    pub metadata: Value,
+    pub registered_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+impl From<&AgentEntry> for AgentView {
+    fn from(e: &AgentEntry) -> Self {
+        Self {
+            id: e.model.id,
+            name: e.model.name.clone(),
+            agent_type: e.agent_type,
+            capabilities: e
+                .capabilities
+                .iter()
+                .map(|c| CapabilityView {
+                    name: c.name.clone(),
+                    version: c.version.clone(),
+                })
+                .collect(),
+            status: e.status,
+            max_concurrency: e.model.max_concurrency,
+            current_load: e.load(),
+            metadata: e.model.metadata.clone(),
+            registered_at: e.model.registered_at,
+            last_seen: e.model.last_seen,
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct Registered {
+    pub agent: AgentView,
+    /// Shown once; store it now. Send it as `Authorization: Agent <key>`.
+    pub agent_key: String,
+}
+
+#[derive(Object)]
+pub struct AgentHealth {
+    pub agent_id: Uuid,
+    pub status: AgentStatus,
+    /// 0..1: 1 when beating on time with spare capacity.
+    pub overall_health: f64,
+    /// Heartbeats received over heartbeats expected since registration, in percent.
+    pub availability_percentage: f64,
+    pub last_seen: DateTime<Utc>,
+    pub last_health_check: DateTime<Utc>,
+    pub heartbeat_age_ms: i64,
+}
+
+#[derive(Object, Deserialize)]
+pub struct HeartbeatRequest {
+    /// Work the agent is doing that the platform does not see.
+    pub current_load: Option<i32>,
+    /// `active`, `busy` or `paused`.
+    pub status: Option<AgentStatus>,
+}
+
+#[derive(Object)]
+pub struct HeartbeatAck {
+    pub agent_id: Uuid,
+    pub status: AgentStatus,
+    pub last_seen: DateTime<Utc>,
+}
+
+#[derive(Object, Deserialize)]
+pub struct UpdateCapabilitiesRequest {
+    pub capabilities: Vec<Value>,
+    /// `replace` (default) or `add`.
+    pub mode: Option<String>,
+}
+
+#[derive(Object)]
+pub struct CapabilityCheck {
+    pub capability: String,
+    pub valid: bool,
+    #[oai(skip_serializing_if_is_none)]
+    pub reason: Option<String>,
+}
+
+#[derive(Object)]
+pub struct Validation {
+    pub valid: bool,
+    pub results: Vec<CapabilityCheck>,
+}
+
+#[derive(Object)]
+pub struct AgentMetrics {
+    pub tasks_completed: u64,
+    pub tasks_failed: u64,
+    /// Completed over finished; 1 when nothing has finished yet.
+    pub success_rate: f64,
+    pub avg_duration_ms: f64,
+    pub p95_duration_ms: f64,
+    pub current_load: i64,
+    pub max_concurrency: i32,
+}
+
+#[derive(Object, Deserialize)]
+pub struct AllocateRequest {
+    /// 1..max_concurrency.
+    pub slots: i64,
+    /// 1–86400, default 60.
+    pub ttl_seconds: Option<i64>,
+    pub purpose: Option<String>,
+}
+
+#[derive(Object)]
+pub struct Allocation {
+    pub allocation_id: Uuid,
+    pub agent_id: Uuid,
+    pub slots: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Object)]
+pub struct Deregistered {
+    pub agent_id: Uuid,
+    /// Unfinished tasks sent back to their queues.
+    pub released_tasks: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum RegisterResponse {
+    #[oai(status = 201)]
+    Created(Json<Envelope<Registered>>),
+}
+
+#[derive(ApiResponse)]
+pub enum AgentResponse {
+    #[oai(status = 200)]
+    Ok(Json<Envelope<AgentView>>),
+}
+
+#[derive(ApiResponse)]
+pub enum AgentListResponse {
+    #[oai(status = 200)]
+    Ok(Json<ListEnvelope<AgentView>>),
+}
+
+#[derive(ApiResponse)]
+pub enum HealthResponse {
+    #[oai(status = 200)]
+    Ok(Json<Envelope<AgentHealth>>),
+}
+
+#[derive(ApiResponse)]
+pub enum HeartbeatResponse {
+    #[oai(status = 200)]
+    Ok(Json<Envelope<HeartbeatAck>>),
+}
+
+#[derive(ApiResponse)]
+pub enum ValidateResponse {
+    #[oai(status = 200)]
+    Ok(Json<Envelope<Validation>>),
+}
+
+#[derive(ApiResponse)]
+pub enum MetricsResponse {
+    #[oai(status = 200)]
+    Ok(Json<Envelope<AgentMetrics>>),
+}
+
+#[derive(ApiResponse)]
+pub enum AllocateResponse {
+    #[oai(status = 201)]
+    Created(Json<Envelope<Allocation>>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeregisterResponse {
+    #[oai(status = 200)]
+    Ok(Json<Envelope<Deregistered>>),
+}
+
+/// The agent as the directory knows it, or 404.
+async fn entry(state: &AppState, id: Uuid) -> ApiResult<AgentEntry> {
+    if let Some(e) = state.directory.get(id).await {
+        return Ok(e);
+    }
+    // Registered on another replica since our last sync: read through.
+    let row = agents::find(&state.db.conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    state.directory.upsert(row).await;
+    state
+        .directory
+        .get(id)
+        .await
+        .ok_or_else(|| ApiError::not_found("agent"))
+}
+
+fn percentile(sorted: &[i64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1] as f64
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Agents")]
+impl AgentsApi {
+    /// Register an agent. The response carries its key, once.
+    #[oai(path = "/agents/register", method = "post")]
+    async fn register(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        body: ApiJson<RegisterAgentRequest>,
+    ) -> ApiResult<RegisterResponse> {
+        auth.0.require(Permission::AgentRegister)?;
+        let r = body.0;
+        let reg = Registration {
+            capabilities: service::parse_capabilities(&r.capabilities, "capabilities")?,
+            name: r.name,
+            agent_type: r.agent_type,
+            max_concurrency: r.max_concurrency.unwrap_or(10),
+            metadata: r.metadata.unwrap_or_else(|| json!({})),
+            configuration: r.configuration,
+        };
+        let (agent, key) = service::register(&state, reg).await?;
+        audit::record(
+            &state,
+            &auth.0,
+            "agent.register",
+            Some(agent.id.to_string()),
+            "success",
+            Some(json!({"name": agent.name})),
+        )
+        .await;
+        let entry = entry(&state, agent.id).await?;
+        Ok(RegisterResponse::Created(ok(Registered {
+            agent: AgentView::from(&entry),
+            agent_key: key,
+        })))
+    }
+
+    /// Agents with all the requested capabilities, healthy first, then least loaded.
+    #[oai(path = "/agents/discover", method = "get")]
+    async fn discover(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        capability: Query<Vec<String>>,
+        #[oai(name = "type")] agent_type: Query<Option<AgentType>>,
+        status: Query<Option<AgentStatus>>,
+        limit: Query<Option<u32>>,
+    ) -> ApiResult<AgentListResponse> {
+        auth.0.require(Permission::AgentDiscover)?;
+        let limit = crate::routes::tasks::limit(limit.0)? as usize;
+        let found = state
+            .directory
+            .discover(&directory::Query {
+                capabilities: capability.0,
+                agent_type: agent_type.0,
+                status: status.0,
+                healthy_only: false,
+                limit,
+            })
+            .await;
+        Ok(AgentListResponse::Ok(page(
+            found.iter().map(AgentView::from).collect(),
+            None,
+        )))
+    }
+
+    /// One agent.
+    #[oai(path = "/agents/:id", method = "get")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> ApiResult<AgentResponse> {
+        auth.0.require(Permission::AgentBasic)?;
+        auth.0.require_self_if_agent(id.0)?;
+        Ok(AgentResponse::Ok(ok(AgentView::from(
+            &entry(&state, id.0).await?,
+        ))))
+    }
+
+    /// Liveness and availability of one agent.
+    #[oai(path = "/agents/:id/health", method = "get")]
+    async fn health(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> ApiResult<HealthResponse> {
+        auth.0.require(Permission::AgentBasic)?;
+        auth.0.require_self_if_agent(id.0)?;
+        let e = entry(&state, id.0).await?;
+        let now = Utc::now();
+        let interval_ms = state.settings.agent_heartbeat.as_millis().max(1) as f64;
+        let age_ms = (now - e.model.last_seen).num_milliseconds().max(0);
+        let lifetime_ms = (now - e.model.registered_at).num_milliseconds().max(0) as f64;
+        let expected = (lifetime_ms / interval_ms).floor().max(1.0);
+        let availability =
+            ((e.model.heartbeat_count as f64 + 1.0) / (expected + 1.0)).min(1.0) * 100.0;
+        let freshness = (1.0
+            - age_ms as f64 / state.settings.agent_stale_after().as_millis().max(1) as f64)
+            .clamp(0.0, 1.0);
+        let headroom = (1.0 - e.load_ratio()).clamp(0.0, 1.0);
+        let overall = match e.status {
+            AgentStatus::Offline => 0.0,
+            AgentStatus::Stale => 0.2 * freshness,
+            _ => 0.7 * freshness + 0.3 * headroom,
+        };
+        Ok(HealthResponse::Ok(ok(AgentHealth {
+            agent_id: e.model.id,
+            status: e.status,
+            overall_health: (overall * 1000.0).round() / 1000.0,
+            availability_percentage: (availability * 10.0).round() / 10.0,
+            last_seen: e.model.last_seen,
+            last_health_check: now,
+            heartbeat_age_ms: age_ms,
+        })))
+    }
+
+    /// The agent reports it is alive (only the agent itself).
+    #[oai(path = "/agents/:id/heartbeat", method = "post")]
+    async fn heartbeat(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        body: ApiJson<HeartbeatRequest>,
+    ) -> ApiResult<HeartbeatResponse> {
+        auth.0.require(Permission::AgentBasic)?;
+        if auth.0.agent_id() != Some(id.0) {
+            // Existence is not revealed to callers who may not beat for it.
+            return Err(ApiError::forbidden(
+                "only the agent itself sends its heartbeats",
+            ));
+        }
+        let r = body.0;
+        if let Some(load) = r.current_load
+            && load < 0
+        {
+            return Err(ApiError::invalid_field(
+                "current_load",
+                "current_load cannot be negative",
+            ));
+        }
+        if matches!(r.status, Some(AgentStatus::Stale | AgentStatus::Offline)) {
+            return Err(ApiError::invalid_field(
+                "status",
+                "an agent may report active, busy or paused",
+            ));
+        }
+        let beat = agents::heartbeat(&state.db.conn, id.0, r.current_load, r.status).await?;
+        let status = AgentStatus::parse(&beat.agent.status).unwrap_or(AgentStatus::Active);
+        state.directory.upsert(beat.agent.clone()).await;
+        if status != beat.previous {
+            mcp_shared::bus::emit(
+                state.bus.as_ref(),
+                Event::new(
+                    EventType::AgentStatusUpdated,
+                    agent_event(&beat.agent, Some(beat.previous)),
+                )
+                .for_agent(Some(id.0)),
+            )
+            .await;
+        }
+        Ok(HeartbeatResponse::Ok(ok(HeartbeatAck {
+            agent_id: id.0,
+            status,
+            last_seen: beat.agent.last_seen,
+        })))
+    }
+
+    /// Replace or add capabilities (validated against the catalog).
+    #[oai(path = "/agents/:id/capabilities", method = "post")]
+    async fn capabilities(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        body: ApiJson<UpdateCapabilitiesRequest>,
+    ) -> ApiResult<AgentResponse> {
+        if auth.0.agent_id().is_none() {
+            auth.0.require(Permission::AgentRegister)?;
+        }
+        auth.0.require_self_if_agent(id.0)?;
+        let r = body.0;
+        let incoming = service::parse_capabilities(&r.capabilities, "capabilities")?;
+        let add = match r.mode.as_deref() {
+            None | Some("replace") => false,
+            Some("add") => true,
+            Some(_) => {
+                return Err(ApiError::invalid_field(
+                    "mode",
+                    "mode must be replace or add",
+                ));
+            }
+        };
+        service::require_known(&state, &incoming).await?;
+        let current = entry(&state, id.0).await?;
+        let mut caps: Vec<Capability> = if add {
+            current.capabilities.clone()
+        } else {
+            Vec::new()
+        };
+        for c in incoming {
+            caps.retain(|x| x.name != c.name);
+            caps.push(c);
+        }
+        if caps.is_empty() {
+            return Err(ApiError::invalid_field(
+                "capabilities",
+                "an agent needs at least one capability",
+            ));
+        }
+        agents::set_capabilities(&state.db.conn, id.0, json!(caps)).await?;
+        let row = agents::find(&state.db.conn, id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("agent"))?;
+        state.directory.upsert(row).await;
+        audit::record(
+            &state,
+            &auth.0,
+            "agent.capabilities",
+            Some(id.0.to_string()),
+            "success",
+            Some(json!({"capabilities": caps})),
+        )
+        .await;
+        Ok(AgentResponse::Ok(ok(AgentView::from(
+            &entry(&state, id.0).await?,
+        ))))
+    }
+
+    /// Check the agent's capabilities against the catalog.
+    #[oai(path = "/agents/:id/validate", method = "post")]
+    async fn validate(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> ApiResult<ValidateResponse> {
+        auth.0.require(Permission::AgentBasic)?;
+        auth.0.require_self_if_agent(id.0)?;
+        let e = entry(&state, id.0).await?;
+        let known = service::catalog(&state).await?;
+        let results: Vec<CapabilityCheck> = e
+            .capabilities
+            .iter()
+            .map(|c| {
+                let valid = known.contains(&c.name);
+                CapabilityCheck {
+                    capability: c.name.clone(),
+                    valid,
+                    reason: (!valid).then(|| "not in the capability catalog".to_string()),
+                }
+            })
+            .collect();
+        Ok(ValidateResponse::Ok(ok(Validation {
+            valid: results.iter().all(|r| r.valid),
+            results,
+        })))
+    }
+
+    /// Task statistics of one agent.
+    #[oai(path = "/agents/:id/metrics", method = "get")]
+    async fn metrics(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> ApiResult<MetricsResponse> {
+        auth.0.require(Permission::AgentBasic)?;
+        auth.0.require_self_if_agent(id.0)?;
+        let e = entry(&state, id.0).await?;
+        let stats = agents::task_stats(&state.db.conn, id.0).await?;
+        let mut d = stats.recent_durations_ms;
+        d.sort_unstable();
+        let finished = stats.completed + stats.failed;
+        Ok(MetricsResponse::Ok(ok(AgentMetrics {
+            tasks_completed: stats.completed,
+            tasks_failed: stats.failed,
+            success_rate: if finished == 0 {
+                1.0
+            } else {
+                stats.completed as f64 / finished as f64
+            },
+            avg_duration_ms: if d.is_empty() {
+                0.0
+            } else {
+                d.iter().sum::<i64>() as f64 / d.len() as f64
+            },
+            p95_duration_ms: percentile(&d, 0.95),
+            current_load: e.load(),
+            max_concurrency: e.model.max_concurrency,
+        })))
+    }
+
+    /// Reserve slots on an agent for a while; they count as load until they expire.
+    #[oai(path = "/agents/:id/allocate", method = "post")]
+    async fn allocate(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        body: ApiJson<AllocateRequest>,
+    ) -> ApiResult<AllocateResponse> {
+        auth.0.require(Permission::TaskAssign)?;
+        let e = entry(&state, id.0).await?;
+        let r = body.0;
+        if !(1..=e.model.max_concurrency as i64).contains(&r.slots) {
+            return Err(ApiError::invalid_field(
+                "slots",
+                format!(
+                    "slots must be between 1 and the agent's max_concurrency ({})",
+                    e.model.max_concurrency
+                ),
+            ));
+        }
+        let ttl = r.ttl_seconds.unwrap_or(60);
+        if !(1..=86_400).contains(&ttl) {
+            return Err(ApiError::invalid_field(
+                "ttl_seconds",
+                "ttl_seconds must be between 1 and 86400",
+            ));
+        }
+        if r.purpose.as_ref().is_some_and(|p| p.chars().count() > 256) {
+            return Err(ApiError::invalid_field(
+                "purpose",
+                "purpose is at most 256 characters",
+            ));
+        }
+        let expires_at = Utc::now() + chrono::Duration::seconds(ttl);
+        let a =
+            agents::allocate(&state.db.conn, id.0, r.slots as i32, r.purpose, expires_at).await?;
+        state.directory.sync(&state.db).await?;
+        audit::record(
+            &state,
+            &auth.0,
+            "agent.allocate",
+            Some(id.0.to_string()),
+            "success",
+            Some(json!({"slots": r.slots, "ttl_seconds": ttl})),
+        )
+        .await;
+        Ok(AllocateResponse::Created(ok(Allocation {
+            allocation_id: a.id,
+            agent_id: id.0,
+            slots: r.slots,
+            expires_at: a.expires_at,
+        })))
+    }
+
+    /// Deregister: the key stops working at once; claimed, unfinished tasks go back to their queues.
+    #[oai(path = "/agents/:id", method = "delete")]
+    async fn deregister(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> ApiResult<DeregisterResponse> {
+        if auth.0.agent_id().is_none() {
+            auth.0.require(Permission::AgentRegister)?;
+        }
+        auth.0.require_self_if_agent(id.0)?;
+        let released = service::deregister(&state, id.0).await?;
+        audit::record(
+            &state,
+            &auth.0,
+            "agent.deregister",
+            Some(id.0.to_string()),
+            "success",
+            Some(json!({"released_tasks": released})),
+        )
+        .await;
+        Ok(DeregisterResponse::Ok(ok(Deregistered {
+            agent_id: id.0,
+            released_tasks: released as u64,
+        })))
+    }
+}

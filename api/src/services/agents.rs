@@ -1,0 +1,294 @@
+//! Agents: registration (keys, sealed secrets, redacted metadata), the capability catalog,
+//! liveness, deregistration.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use mcp_shared::{
+    bus::emit,
+    crypto,
+    db::agents,
+    domain::{
+        agent::{AgentStatus, AgentType, BUILTIN_CAPABILITIES, Capability},
+        event::{Event, EventType},
+        task::Priority,
+    },
+    entities::{agents::Model, capabilities},
+    pii,
+    queue::{Job, QueueName},
+};
+use sea_orm::{EntityTrait, Set};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+pub use mcp_shared::domain::event::agent_event;
+
+use crate::{error::ApiError, services::tasks::valid_capability, state::AppState};
+
+/// Configuration keys whose values are secrets: sealed at rest, never returned.
+pub const SECRET_CONFIG_KEYS: &[&str] = &["api_keys", "credentials", "secrets"];
+pub const MAX_CONCURRENCY_LIMIT: i64 = 10_000;
+
+/// Every capability name an agent may declare: the built-ins plus operator-defined ones.
+pub async fn catalog(state: &AppState) -> Result<BTreeSet<String>, ApiError> {
+    let mut names: BTreeSet<String> = BUILTIN_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+    for c in capabilities::Entity::find()
+        .all(&state.db.conn)
+        .await
+        .map_err(mcp_shared::Error::from)?
+    {
+        names.insert(c.name);
+    }
+    Ok(names)
+}
+
+/// Parses `[string | {name, version?}]`, naming the first bad entry by index.
+pub fn parse_capabilities(raw: &[Value], field: &str) -> Result<Vec<Capability>, ApiError> {
+    let mut out: Vec<Capability> = Vec::with_capacity(raw.len());
+    for (i, item) in raw.iter().enumerate() {
+        let cap = match item {
+            Value::String(name) => Capability {
+                name: name.clone(),
+                version: None,
+            },
+            Value::Object(_) => {
+                serde_json::from_value::<Capability>(item.clone()).map_err(|_| {
+                    ApiError::invalid_field(
+                        &format!("{field}[{i}]"),
+                        "a capability is a name or {\"name\": …, \"version\": …}",
+                    )
+                })?
+            }
+            _ => {
+                return Err(ApiError::invalid_field(
+                    &format!("{field}[{i}]"),
+                    "a capability is a name or {\"name\": …, \"version\": …}",
+                ));
+            }
+        };
+        if !valid_capability(&cap.name) {
+            return Err(ApiError::invalid_field(
+                &format!("{field}[{i}]"),
+                format!(
+                    "capability {:?} is not a valid name (lowercase letters, digits, '_')",
+                    cap.name
+                ),
+            ));
+        }
+        if !out.iter().any(|c| c.name == cap.name) {
+            out.push(cap);
+        }
+    }
+    Ok(out)
+}
+
+/// Fails with 422 naming the first capability not in the catalog.
+pub async fn require_known(state: &AppState, caps: &[Capability]) -> Result<(), ApiError> {
+    let known = catalog(state).await?;
+    if let Some(unknown) = caps.iter().find(|c| !known.contains(&c.name)) {
+        return Err(ApiError::invalid_field(
+            "capabilities",
+            format!(
+                "unknown capability {:?}; known: {} (operators add more with POST /api/v1/capabilities)",
+                unknown.name,
+                known.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .with_details(json!({"field": "capabilities", "capability": unknown.name})));
+    }
+    Ok(())
+}
+
+pub struct Registration {
+    pub name: String,
+    pub agent_type: AgentType,
+    pub capabilities: Vec<Capability>,
+    pub max_concurrency: i64,
+    pub metadata: Value,
+    pub configuration: Option<Value>,
+}
+
+pub fn validate_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=128).contains(&name.chars().count())
+        && name.trim() == name
+        && name.chars().all(|c| !c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            "name",
+            "name must be 1-128 printable characters without surrounding spaces",
+        ))
+    }
+}
+
+/// Registers an agent; returns the row and its key (the only time the key exists in clear).
+pub async fn register(state: &AppState, reg: Registration) -> Result<(Model, String), ApiError> {
+    validate_name(&reg.name)?;
+    if !(1..=MAX_CONCURRENCY_LIMIT).contains(&reg.max_concurrency) {
+        return Err(ApiError::invalid_field(
+            "max_concurrency",
+            format!("max_concurrency must be between 1 and {MAX_CONCURRENCY_LIMIT}"),
+        ));
+    }
+    if reg.capabilities.is_empty() {
+        return Err(ApiError::invalid_field(
+            "capabilities",
+            "declare at least one capability",
+        ));
+    }
+    require_known(state, &reg.capabilities).await?;
+    let mut metadata = reg.metadata;
+    if !metadata.is_object() {
+        return Err(ApiError::invalid_field(
+            "metadata",
+            "metadata must be a JSON object",
+        ));
+    }
+    let redacted = pii::redact_json(&mut metadata);
+    if !redacted.is_empty() {
+        tracing::info!(
+            count = redacted.len(),
+            "personal data redacted from agent metadata"
+        );
+    }
+    let (configuration, sealed) = split_configuration(state, reg.configuration)?;
+
+    let key = crypto::new_agent_key();
+    let now = Utc::now();
+    let agent = agents::insert(
+        &state.db.conn,
+        mcp_shared::entities::agents::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(reg.name),
+            agent_type: Set(reg.agent_type.as_str().into()),
+            capabilities: Set(json!(reg.capabilities)),
+            status: Set(AgentStatus::Active.as_str().into()),
+            max_concurrency: Set(reg.max_concurrency as i32),
+            current_load: Set(0),
+            metadata: Set(metadata),
+            configuration: Set(configuration),
+            configuration_sealed: Set(sealed),
+            key_hash: Set(crypto::agent_key_hash(
+                state.settings.secret_key.expose(),
+                &key,
+            )),
+            heartbeat_count: Set(0),
+            registered_at: Set(now),
+            last_seen: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        mcp_shared::Error::Conflict(_) => ApiError::conflict(
+            "agent_name_taken",
+            "an agent with this name is already registered",
+        ),
+        other => other.into(),
+    })?;
+    state.directory.upsert(agent.clone()).await;
+    emit(
+        state.bus.as_ref(),
+        Event::new(EventType::AgentRegistered, agent_event(&agent, None)).for_agent(Some(agent.id)),
+    )
+    .await;
+    Ok((agent, key))
+}
+
+/// Splits configuration into the plain part and the sealed secret part.
+fn split_configuration(
+    state: &AppState,
+    configuration: Option<Value>,
+) -> Result<(Option<Value>, Option<String>), ApiError> {
+    let Some(configuration) = configuration else {
+        return Ok((None, None));
+    };
+    let Value::Object(mut plain) = configuration else {
+        return Err(ApiError::invalid_field(
+            "configuration",
+            "configuration must be a JSON object",
+        ));
+    };
+    let mut secret = Map::new();
+    for key in SECRET_CONFIG_KEYS {
+        if let Some(v) = plain.remove(*key) {
+            secret.insert(key.to_string(), v);
+        }
+    }
+    let sealed = if secret.is_empty() {
+        None
+    } else {
+        Some(
+            state
+                .cipher
+                .seal(Value::Object(secret).to_string().as_bytes())
+                .map_err(ApiError::internal)?,
+        )
+    };
+    Ok((Some(Value::Object(plain)), sealed))
+}
+
+/// Deregisters: the key stops working, held tasks go back to their queues.
+pub async fn deregister(state: &AppState, id: Uuid) -> Result<usize, ApiError> {
+    if !agents::deregister(&state.db.conn, id).await? {
+        return Err(ApiError::not_found("agent"));
+    }
+    let released = agents::release_tasks(&state.db.conn, id).await?;
+    for task in &released {
+        let queue = parse_queue(&task.queue);
+        state.queue.push(&queue, vec![Job::now(task.id)]).await?;
+    }
+    if let Some(row) = mcp_shared::entities::agents::Entity::find_by_id(id)
+        .one(&state.db.conn)
+        .await
+        .map_err(mcp_shared::Error::from)?
+    {
+        state.directory.upsert(row).await;
+    }
+    emit(
+        state.bus.as_ref(),
+        Event::new(
+            EventType::AgentDeregistered,
+            json!({"agent_id": id, "released_tasks": released.len()}),
+        )
+        .for_agent(Some(id)),
+    )
+    .await;
+    Ok(released.len())
+}
+
+pub fn parse_queue(name: &str) -> QueueName {
+    let mut parts = name.splitn(3, ':').skip(1);
+    let capability = parts.next().unwrap_or("generic");
+    let tier = parts
+        .next()
+        .and_then(Priority::parse)
+        .unwrap_or(Priority::Medium);
+    QueueName::new(capability, tier)
+}
+
+/// Marks silent agents stale, then offline, and reports each transition once.
+pub async fn sweep(state: &AppState) -> mcp_shared::Result<usize> {
+    let now = Utc::now();
+    let stale_before =
+        now - chrono::Duration::from_std(state.settings.agent_stale_after()).unwrap_or_default();
+    let offline_before =
+        now - chrono::Duration::from_std(state.settings.agent_offline_after()).unwrap_or_default();
+    let moved = agents::sweep_silent(&state.db.conn, stale_before, offline_before).await?;
+    for t in &moved {
+        tracing::info!(agent = %t.agent.name, from = %t.from, to = %t.to, "agent went silent");
+        state.directory.upsert(t.agent.clone()).await;
+        emit(
+            state.bus.as_ref(),
+            Event::new(
+                EventType::AgentStatusUpdated,
+                agent_event(&t.agent, Some(t.from)),
+            )
+            .for_agent(Some(t.agent.id)),
+        )
+        .await;
+    }
+    Ok(moved.len())
+}

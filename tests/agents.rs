@@ -1,0 +1,437 @@
+//! The agent registry over HTTP: registration, keys, heartbeats, discovery, capabilities,
+//! metrics, allocation and deregistration, in both run modes; and liveness derived from silence.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::{connect_async, tungstenite::Message};
+
+use crate::helpers::{App, Mode, wait_for};
+
+async fn register(app: &App, body: Value) -> (String, String) {
+    let (s, b) = app
+        .admin("POST", "/api/v1/agents/register", Some(body))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    (
+        b["data"]["agent"]["id"].as_str().unwrap().to_string(),
+        b["data"]["agent_key"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn discover(app: &App, query: &str) -> Vec<Value> {
+    let (s, b) = app
+        .admin("GET", &format!("/api/v1/agents/discover?{query}"), None)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    b["data"].as_array().unwrap().clone()
+}
+
+async fn agent_surface(mode: Mode) {
+    let app = App::start(mode).await;
+
+    // Registration: key shown once, secrets sealed and never returned, PII redacted.
+    let (s, b) = app
+        .admin(
+            "POST",
+            "/api/v1/agents/register",
+            Some(json!({
+                "name": "validator-1",
+                "type": "validation",
+                "capabilities": ["validation", {"name": "analysis", "version": "2"}],
+                "max_concurrency": 4,
+                "metadata": {"owner": "ann.lee@example.org", "oncall": "(555) 123-4567", "ssn": "123-45-6789",
+                             "card": "4111 1111 1111 1111", "region": "eu-west"},
+                "configuration": {"api_keys": {"openai": "sk-canary-0123456789"}, "endpoint": "https://v.example"}
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let text = b.to_string();
+    assert!(
+        !text.contains("sk-canary"),
+        "secrets never come back: {text}"
+    );
+    let agent = &b["data"]["agent"];
+    let id = agent["id"].as_str().unwrap().to_string();
+    let key = b["data"]["agent_key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("mcp_ak_") && key.len() >= 7 + 43, "{key}");
+    assert_eq!(agent["status"], "active");
+    assert_eq!(agent["type"], "validation");
+    assert_eq!(
+        agent["capabilities"][1],
+        json!({"name": "analysis", "version": "2"})
+    );
+    assert_eq!(
+        agent["metadata"],
+        json!({"owner": "[EMAIL]", "oncall": "[PHONE]", "ssn": "[SSN]", "card": "[CREDIT_CARD]", "region": "eu-west"})
+    );
+
+    // Bad input changes nothing.
+    let before = discover(&app, "limit=1000").await.len();
+    for (body, status, field) in [
+        (
+            json!({"name": "validator-1", "type": "validation", "capabilities": ["validation"]}),
+            409,
+            None,
+        ),
+        (
+            json!({"name": "x2", "type": "validation", "capabilities": ["telepathy"]}),
+            422,
+            Some("capabilities"),
+        ),
+        (
+            json!({"name": "x3", "type": "validation", "capabilities": ["validation"], "max_concurrency": 0}),
+            422,
+            Some("max_concurrency"),
+        ),
+        (
+            json!({"name": "x4", "type": "robot", "capabilities": ["validation"]}),
+            422,
+            Some("type"),
+        ),
+        (
+            json!({"name": "x5", "type": "validation", "capabilities": [42]}),
+            422,
+            Some("capabilities[0]"),
+        ),
+    ] {
+        let (s, b) = app
+            .admin("POST", "/api/v1/agents/register", Some(body.clone()))
+            .await;
+        assert_eq!(s, status, "{body} → {b}");
+        if let Some(f) = field {
+            assert_eq!(b["error"]["details"]["field"], f, "{b}");
+        }
+    }
+    let (s, b) = app
+        .admin(
+            "POST",
+            "/api/v1/agents/register",
+            Some(json!({"name": "x2", "type": "validation", "capabilities": ["telepathy"]})),
+        )
+        .await;
+    assert_eq!(s, 422);
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("telepathy"),
+        "names the capability: {b}"
+    );
+    let big = json!({"name": "x6", "type": "validation", "capabilities": ["validation"], "metadata": {"blob": "y".repeat(2_000_000)}});
+    let (s, _) = app
+        .admin("POST", "/api/v1/agents/register", Some(big))
+        .await;
+    assert_eq!(s, 413);
+    assert_eq!(
+        discover(&app, "limit=1000").await.len(),
+        before,
+        "no agent stored on any error"
+    );
+
+    // The agent acts on its own record with its key, and only on its own.
+    let (other, other_key) = register(
+        &app,
+        json!({"name": "exporter-1", "type": "data_processor", "capabilities": ["export"]}),
+    )
+    .await;
+    let (s, b) = app
+        .as_agent("GET", &format!("/api/v1/agents/{id}"), &key, None)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = app
+        .as_agent("GET", &format!("/api/v1/agents/{other}"), &key, None)
+        .await;
+    assert_eq!(s, 403);
+    let (s, b) = app
+        .as_agent(
+            "POST",
+            &format!("/api/v1/agents/{id}/heartbeat"),
+            &key,
+            Some(json!({"current_load": 1, "status": "busy"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["status"], "busy");
+    let (s, _) = app
+        .as_agent(
+            "POST",
+            &format!("/api/v1/agents/{other}/heartbeat"),
+            &key,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 403, "heartbeat for another agent");
+    let (s, _) = app
+        .admin(
+            "POST",
+            &format!("/api/v1/agents/{id}/heartbeat"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 403, "users do not beat for agents");
+    let (s, _) = app
+        .as_agent("GET", "/api/v1/tasks", "mcp_ak_not-a-real-key", None)
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = app
+        .admin(
+            "GET",
+            &format!("/api/v1/agents/{}", uuid::Uuid::now_v7()),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = app
+        .as_agent(
+            "POST",
+            "/api/v1/agents/register",
+            &key,
+            Some(json!({"name": "z", "type": "validation", "capabilities": ["validation"]})),
+        )
+        .await;
+    assert_eq!(s, 403, "agents cannot register agents");
+
+    // Health and metrics.
+    let (s, h) = app
+        .admin("GET", &format!("/api/v1/agents/{id}/health"), None)
+        .await;
+    assert_eq!(s, 200, "{h}");
+    assert_eq!(h["data"]["status"], "busy");
+    let health = h["data"]["overall_health"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&health) && health > 0.5, "{h}");
+    assert!(h["data"]["heartbeat_age_ms"].as_i64().unwrap() >= 0);
+    let (s, m) = app
+        .admin("GET", &format!("/api/v1/agents/{id}/metrics"), None)
+        .await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(m["data"]["tasks_completed"], 0);
+    assert_eq!(m["data"]["max_concurrency"], 4);
+
+    // Capabilities: add, replace, validate; unknown names refused.
+    let (s, b) = app
+        .admin(
+            "POST",
+            &format!("/api/v1/agents/{id}/capabilities"),
+            Some(json!({"capabilities": ["bias_detection"], "mode": "add"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["capabilities"].as_array().unwrap().len(), 3);
+    let (s, b) = app
+        .admin(
+            "POST",
+            &format!("/api/v1/agents/{id}/capabilities"),
+            Some(json!({"capabilities": ["nope"], "mode": "add"})),
+        )
+        .await;
+    assert_eq!(s, 422, "{b}");
+    let (s, b) = app
+        .admin(
+            "POST",
+            "/api/v1/capabilities",
+            Some(json!({"name": "sentiment", "description": "tone scoring"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, _) = app
+        .admin(
+            "POST",
+            "/api/v1/capabilities",
+            Some(json!({"name": "sentiment"})),
+        )
+        .await;
+    assert_eq!(s, 409);
+    let (_, cat) = app.admin("GET", "/api/v1/capabilities", None).await;
+    assert!(
+        cat["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "sentiment"),
+        "{cat}"
+    );
+    let (s, b) = app
+        .as_agent(
+            "POST",
+            &format!("/api/v1/agents/{id}/capabilities"),
+            &key,
+            Some(json!({"capabilities": ["validation", "sentiment"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let names: Vec<&str> = b["data"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["validation", "sentiment"]);
+    let (s, v) = app
+        .admin("POST", &format!("/api/v1/agents/{id}/validate"), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"]["valid"], true);
+
+    // Discovery: all capabilities required, healthy first, then least loaded.
+    let (a, _) = register(&app, json!({"name": "proc-a", "type": "data_processor", "capabilities": ["processing", "export"], "max_concurrency": 10})).await;
+    let (b_id, _) = register(&app, json!({"name": "proc-b", "type": "data_processor", "capabilities": ["processing", "export"], "max_concurrency": 10})).await;
+    let (s, alloc) = app
+        .admin(
+            "POST",
+            &format!("/api/v1/agents/{a}/allocate"),
+            Some(json!({"slots": 6, "ttl_seconds": 600, "purpose": "batch"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{alloc}");
+    assert!(alloc["data"]["expires_at"].is_string());
+    let (s, _) = app
+        .admin(
+            "POST",
+            &format!("/api/v1/agents/{a}/allocate"),
+            Some(json!({"slots": 0})),
+        )
+        .await;
+    assert_eq!(s, 422);
+    let found = discover(&app, "capability=processing&capability=export").await;
+    let order: Vec<&str> = found.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        order,
+        [b_id.as_str(), a.as_str()],
+        "least loaded first: {found:?}"
+    );
+    assert_eq!(found[1]["current_load"], 6);
+    let both = discover(&app, "capability=export").await;
+    assert_eq!(both.len(), 3, "exporter-1 too: {both:?}");
+    assert!(
+        discover(&app, "capability=export&type=validation")
+            .await
+            .is_empty()
+    );
+    assert!(
+        discover(&app, "capability=processing&capability=validation")
+            .await
+            .is_empty()
+    );
+
+    // Viewer may discover but not register.
+    let (s, _) = app
+        .admin(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"username": "vic", "password": "viewer-password-1", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let viewer = app.login("vic", "viewer-password-1").await;
+    let (s, _) = app
+        .call(
+            "GET",
+            "/api/v1/agents/discover?capability=export",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = app
+        .call(
+            "POST",
+            "/api/v1/agents/register",
+            Some(&viewer),
+            Some(json!({"name": "v", "type": "validation", "capabilities": ["validation"]})),
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    // Deregistration revokes the key at once.
+    let (s, b) = app
+        .admin("DELETE", &format!("/api/v1/agents/{other}"), None)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = app
+        .as_agent("GET", &format!("/api/v1/agents/{other}"), &other_key, None)
+        .await;
+    assert_eq!(s, 401, "a deregistered key fails at once");
+    let (s, _) = app
+        .admin("GET", &format!("/api/v1/agents/{other}"), None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _) = app
+        .admin("DELETE", &format!("/api/v1/agents/{other}"), None)
+        .await;
+    assert_eq!(s, 404);
+    // An agent may deregister itself.
+    let (s, _) = app
+        .as_agent("DELETE", &format!("/api/v1/agents/{id}"), &key, None)
+        .await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_surface_single_node() {
+    agent_surface(Mode::SingleNode).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_surface_distributed() {
+    agent_surface(Mode::Distributed).await;
+}
+
+/// A worker killed with SIGKILL stops beating: its agent goes stale, then offline, and both
+/// transitions reach `/ws/agents/status`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_worker_goes_stale_then_offline() {
+    let mut app = App::start_with(
+        Mode::Distributed,
+        &[
+            ("MCP_AGENT_HEARTBEAT_MS", "200"),
+            ("MCP_AGENT_STALE_AFTER_MISSED", "3"),
+            ("MCP_AGENT_OFFLINE_AFTER_MISSED", "8"),
+        ],
+    )
+    .await;
+    let worker = wait_for(
+        "the worker to register as an agent",
+        Duration::from_secs(20),
+        || async {
+            let found = discover(&app, "type=data_processor&capability=generic").await;
+            found
+                .first()
+                .cloned()
+                .ok_or_else(|| "no worker agent yet".to_string())
+        },
+    )
+    .await;
+    let worker_id = worker["id"].as_str().unwrap().to_string();
+    assert!(worker["name"].as_str().unwrap().starts_with("worker-"));
+    assert_eq!(worker["status"], "active");
+
+    let (mut ws, _) =
+        connect_async(app.ws_url(&format!("/ws/agents/status?token={}", app.admin_token)))
+            .await
+            .unwrap();
+    app.kill_worker();
+
+    let mut transitions = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while transitions.len() < 2 {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no stale/offline events; saw {transitions:?}"))
+            .unwrap()
+            .unwrap();
+        let Message::Text(text) = msg else { continue };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        if v["type"] == "agent.status_updated" && v["data"]["agent_id"] == worker_id.as_str() {
+            transitions.push(v["data"]["status"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(transitions, ["stale", "offline"]);
+    let (_, h) = app
+        .admin("GET", &format!("/api/v1/agents/{worker_id}/health"), None)
+        .await;
+    assert_eq!(h["data"]["status"], "offline");
+    assert_eq!(h["data"]["overall_health"], 0.0);
+}
