@@ -28,7 +28,7 @@ async fn discover(app: &App, query: &str) -> Vec<Value> {
     b["data"].as_array().unwrap().clone()
 }
 
-async fn agent_surface(mode: Mode) {
+async fn agent_surface(mode: Mode) -> App {
     let app = App::start(mode).await;
 
     // Registration: key shown once, secrets sealed and never returned, PII redacted.
@@ -367,6 +367,7 @@ async fn agent_surface(mode: Mode) {
         .as_agent("DELETE", &format!("/api/v1/agents/{id}"), &key, None)
         .await;
     assert_eq!(s, 200);
+    app
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -376,7 +377,31 @@ async fn agent_surface_single_node() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_surface_distributed() {
-    agent_surface(Mode::Distributed).await;
+    let app = agent_surface(Mode::Distributed).await;
+    // Every mutation above left an audit record, and the records form one unbroken chain.
+    let count = |action: &str| -> i64 {
+        app.sql(&format!(
+            "SELECT count(*) FROM audit_records WHERE action = '{action}' AND outcome = 'success'"
+        ))
+        .parse()
+        .unwrap()
+    };
+    assert_eq!(count("agent.register"), 4);
+    assert_eq!(count("agent.deregister"), 2);
+    assert_eq!(count("agent.allocate"), 1);
+    assert_eq!(count("agent.capabilities"), 2);
+    assert_eq!(count("capability.create"), 1);
+    assert_eq!(count("user.create"), 1);
+    let broken = app.sql(
+        "SELECT count(*) FROM (SELECT prev_hash, lag(hash) OVER (ORDER BY id) AS prev FROM audit_records) t \
+         WHERE prev IS NOT NULL AND prev_hash <> prev",
+    );
+    assert_eq!(broken, "0", "the audit chain is unbroken");
+    let first = app.sql("SELECT prev_hash FROM audit_records ORDER BY id LIMIT 1");
+    assert_eq!(first, "genesis");
+    let with_request_ids =
+        app.sql("SELECT count(*) FROM audit_records WHERE request_id IS NULL OR request_id = ''");
+    assert_eq!(with_request_ids, "0", "every record names its request");
 }
 
 /// A worker killed with SIGKILL stops beating: its agent goes stale, then offline, and both
@@ -434,4 +459,33 @@ async fn a_killed_worker_goes_stale_then_offline() {
         .await;
     assert_eq!(h["data"]["status"], "offline");
     assert_eq!(h["data"]["overall_health"], 0.0);
+}
+
+/// Deregistering an agent sends the tasks it holds back to their queues; they run again.
+#[tokio::test(flavor = "multi_thread")]
+async fn deregistering_an_agent_requeues_its_unfinished_tasks() {
+    let app = App::start(Mode::Distributed).await;
+    let task = app
+        .create_task(json!({"type": "generic", "payload": {"sleep_ms": 1500}, "max_attempts": 3}))
+        .await;
+    let id = task["id"].as_str().unwrap().to_string();
+    let running = app
+        .wait_status(&id, "running", Duration::from_secs(20))
+        .await;
+    let holder = running["agent_id"]
+        .as_str()
+        .expect("the running task names its agent")
+        .to_string();
+    let (s, b) = app
+        .admin("DELETE", &format!("/api/v1/agents/{holder}"), None)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["released_tasks"], 1);
+    let done = app
+        .wait_status(&id, "completed", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        done["attempt"], 2,
+        "it ran again after being released: {done}"
+    );
 }

@@ -77,8 +77,8 @@ fn kubernetes_manifests_are_valid() {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     assert!(manifests.len() >= 4, "k8s/ holds the manifests");
-    let out = Command::new("kubernetes-validate")
-        .arg("--strict")
+    let out = Command::new("python3")
+        .args(["-m", "kubernetes_validate", "--strict"])
         .args(&manifests)
         .output()
         .expect("kubernetes-validate is installed by ./scripts/test.sh (pip install kubernetes-validate)");

@@ -190,6 +190,20 @@ impl App {
         self.workers.push(child);
     }
 
+    /// Runs SQL against the app's PostgreSQL database (distributed mode only).
+    pub fn sql(&self, query: &str) -> String {
+        let url = &self
+            .env
+            .iter()
+            .find(|(k, _)| k == "DATABASE_URL")
+            .unwrap()
+            .1;
+        self._postgres
+            .as_ref()
+            .expect("SQL access is for the distributed mode")
+            .query(url, query)
+    }
+
     /// SIGKILLs the most recently started worker process.
     pub fn kill_worker(&mut self) {
         if let Some(mut c) = self.workers.pop() {

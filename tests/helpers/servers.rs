@@ -224,6 +224,20 @@ impl Postgres {
         );
     }
 
+    /// Runs one SQL statement against `url` and returns the unaligned, tuples-only output.
+    pub fn query(&self, url: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([url, "-At", "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// A fresh database in this cluster.
     pub fn create_database(&self) -> String {
         let name = format!("mcp_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

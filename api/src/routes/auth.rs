@@ -15,6 +15,7 @@ use crate::{
     auth::Auth,
     error::{ApiError, ApiResult},
     payload::ApiJson,
+    services::audit,
     state::AppState,
 };
 use poem_openapi::payload::Json;
@@ -90,10 +91,27 @@ impl AuthApi {
         })
         .await
         .map_err(ApiError::internal)?;
+        let shown: String = username.chars().take(64).collect();
         let Some(user) = user.filter(|_| valid) else {
-            tracing::warn!(username = %username.chars().take(64).collect::<String>(), "login failed");
+            tracing::warn!(username = %shown, "login failed");
+            audit::record_anonymous(
+                &state,
+                &format!("user:{shown}"),
+                "auth.login",
+                "failure",
+                None,
+            )
+            .await;
             return Err(bad_credentials());
         };
+        audit::record_anonymous(
+            &state,
+            &format!("{}:{}", user.role, user.username),
+            "auth.login",
+            "success",
+            None,
+        )
+        .await;
         let role =
             Role::parse(&user.role).ok_or_else(|| ApiError::internal("stored role is unknown"))?;
         let pair = issue_pair(&state, user.id, &user.username, role, Uuid::now_v7()).await?;

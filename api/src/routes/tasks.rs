@@ -190,7 +190,18 @@ impl TasksApi {
             max_attempts: r.max_attempts,
         };
         Ok(match service::create(&state, new, &auth.0.actor()).await? {
-            Created::New(t) => CreateTaskResponse::Created(ok(t.into())),
+            Created::New(t) => {
+                crate::services::audit::record(
+                    &state,
+                    &auth.0,
+                    "task.create",
+                    Some(t.id.to_string()),
+                    "success",
+                    Some(serde_json::json!({"type": t.task_type, "priority": t.priority})),
+                )
+                .await;
+                CreateTaskResponse::Created(ok(t.into()))
+            }
             Created::Existing(t) => CreateTaskResponse::Existing(ok(t.into())),
         })
     }
