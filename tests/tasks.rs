@@ -181,3 +181,39 @@ async fn websocket_rejects_bad_credentials_with_4401() {
         other => panic!("expected close 4401, got {other:?}"),
     }
 }
+
+/// The named channels are real routes (not captured by `/ws/tasks/{id}`), and carry their events.
+#[tokio::test(flavor = "multi_thread")]
+async fn named_channels_carry_their_events() {
+    let app = App::start(Mode::SingleNode).await;
+    let connect =
+        |path: &str| connect_async(app.ws_url(&format!("{path}?token={}", app.admin_token)));
+    let (mut tasks, _) = connect("/ws/tasks/progress").await.unwrap();
+    let (mut system, _) = connect("/ws/system/events").await.unwrap();
+    let (mut agents, _) = connect("/ws/agents/status").await.unwrap();
+    for ws in [&mut tasks, &mut system, &mut agents] {
+        let (snapshot, _) = next_of_type(ws, "snapshot", Duration::from_secs(5)).await;
+        assert!(snapshot["data"].is_object());
+    }
+    let t = app
+        .create_task(json!({"type": "generic", "payload": {"k": 1}}))
+        .await;
+    let (done, before) = next_of_type(&mut tasks, "task.completed", Duration::from_secs(15)).await;
+    assert_eq!(done["data"]["task_id"], t["id"]);
+    assert!(
+        before.iter().any(|e| e["type"] == "task.created"),
+        "{before:?}"
+    );
+    let (done, _) = next_of_type(&mut system, "task.completed", Duration::from_secs(15)).await;
+    assert_eq!(done["data"]["task_id"], t["id"]);
+    let (s, b) = app
+        .admin(
+            "POST",
+            "/api/v1/agents/register",
+            Some(json!({"name": "a1", "type": "validation", "capabilities": ["validation"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (reg, _) = next_of_type(&mut agents, "agent.registered", Duration::from_secs(15)).await;
+    assert_eq!(reg["data"]["name"], "a1");
+}

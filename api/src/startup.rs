@@ -185,7 +185,10 @@ impl Application {
             .at("/openapi.json", api.spec_endpoint())
             .nest("/docs", api.swagger_ui())
             .at("/ws/tasks/:id", get(ws::task_channel))
-            .at("/ws/:group/:name", get(ws::named_channel))
+            .at("/ws/agents/status", get(ws::agents_status))
+            .at("/ws/tasks/progress", get(ws::tasks_progress))
+            .at("/ws/pipeline/updates", get(ws::pipeline_updates))
+            .at("/ws/system/events", get(ws::system_events))
             .nest("/", api)
             .data(self.state.clone())
             .around(move |ep, req| request_context(ep, req, max_body));

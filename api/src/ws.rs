@@ -220,21 +220,34 @@ pub async fn task_channel(
     upgrade(req, ws, query, &state, channel).await
 }
 
-/// `/ws/agents/status`, `/ws/tasks/progress`, `/ws/pipeline/updates`, `/ws/system/events`.
-#[handler]
-pub async fn named_channel(
-    req: &Request,
-    ws: WebSocket,
-    Path((group, name)): Path<(String, String)>,
-    Query(query): Query<TokenQuery>,
-    state: Data<&AppState>,
-) -> Result<impl IntoResponse, crate::error::ApiError> {
-    let channel = match (group.as_str(), name.as_str()) {
-        ("agents", "status") => Channel::AgentsStatus,
-        ("tasks", "progress") => Channel::TasksProgress,
-        ("pipeline", "updates") => Channel::PipelineUpdates,
-        ("system", "events") => Channel::SystemEvents,
-        _ => return Err(crate::error::ApiError::not_found("channel")),
+macro_rules! channel_handler {
+    ($(#[$doc:meta])* $name:ident => $channel:expr) => {
+        $(#[$doc])*
+        #[handler]
+        pub async fn $name(
+            req: &Request,
+            ws: WebSocket,
+            Query(query): Query<TokenQuery>,
+            state: Data<&AppState>,
+        ) -> impl IntoResponse {
+            upgrade(req, ws, query, &state, Some($channel)).await
+        }
     };
-    Ok(upgrade(req, ws, query, &state, Some(channel)).await)
 }
+
+channel_handler!(
+    /// `/ws/agents/status`: agent registrations, status changes, deregistrations.
+    agents_status => Channel::AgentsStatus
+);
+channel_handler!(
+    /// `/ws/tasks/progress`: every task event.
+    tasks_progress => Channel::TasksProgress
+);
+channel_handler!(
+    /// `/ws/pipeline/updates`: stage and pipeline events.
+    pipeline_updates => Channel::PipelineUpdates
+);
+channel_handler!(
+    /// `/ws/system/events`: everything.
+    system_events => Channel::SystemEvents
+);

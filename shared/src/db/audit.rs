@@ -50,17 +50,29 @@ pub fn record_hash(prev_hash: &str, occurred_at: DateTime<Utc>, e: &AuditEntry) 
 
 pub async fn append(db: &Database, entry: AuditEntry) -> Result<()> {
     let _guard = APPEND_LOCK.lock().await;
-    let txn = db.conn.begin().await?;
-    if txn.get_database_backend() == DatabaseBackend::Postgres {
+    if db.conn.get_database_backend() == DatabaseBackend::Postgres {
+        // Replicas serialise on an advisory lock held for the transaction.
+        let txn = db.conn.begin().await?;
         txn.execute_unprepared(&format!(
             "SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
         ))
         .await?;
+        insert_chained(&txn, entry).await?;
+        txn.commit().await?;
+    } else {
+        // SQLite serves one process, whose appends the lock above already serialises. A
+        // deferred transaction here would have to upgrade from read to write, which SQLite
+        // refuses (SQLITE_BUSY, without waiting) while another connection writes.
+        insert_chained(&db.conn, entry).await?;
     }
+    Ok(())
+}
+
+async fn insert_chained(conn: &impl ConnectionTrait, entry: AuditEntry) -> Result<()> {
     let prev_hash = Entity::find()
         .order_by_desc(Column::Id)
         .limit(1)
-        .one(&txn)
+        .one(conn)
         .await?
         .map(|r| r.hash)
         .unwrap_or_else(|| GENESIS.to_string());
@@ -78,8 +90,7 @@ pub async fn append(db: &Database, entry: AuditEntry) -> Result<()> {
         hash: Set(hash),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(conn)
     .await?;
-    txn.commit().await?;
     Ok(())
 }
