@@ -461,12 +461,13 @@ async fn a_killed_worker_goes_stale_then_offline() {
     assert_eq!(h["data"]["overall_health"], 0.0);
 }
 
-/// Deregistering an agent sends the tasks it holds back to their queues; they run again.
+/// Deregistering an agent sends the tasks it holds back to their queues; they run again on
+/// another worker, and the deregistered worker process stops taking work.
 #[tokio::test(flavor = "multi_thread")]
 async fn deregistering_an_agent_requeues_its_unfinished_tasks() {
-    let app = App::start(Mode::Distributed).await;
+    let mut app = App::start_with(Mode::Distributed, &[("MCP_AGENT_HEARTBEAT_MS", "500")]).await;
     let task = app
-        .create_task(json!({"type": "generic", "payload": {"sleep_ms": 1500}, "max_attempts": 3}))
+        .create_task(json!({"type": "generic", "payload": {"sleep_ms": 4000}, "max_attempts": 5}))
         .await;
     let id = task["id"].as_str().unwrap().to_string();
     let running = app
@@ -476,6 +477,22 @@ async fn deregistering_an_agent_requeues_its_unfinished_tasks() {
         .as_str()
         .expect("the running task names its agent")
         .to_string();
+    app.start_worker(&[]);
+    wait_for(
+        "a second worker to register",
+        Duration::from_secs(20),
+        || async {
+            let n = discover(&app, "type=data_processor&status=active")
+                .await
+                .len();
+            if n >= 2 {
+                Ok(())
+            } else {
+                Err(format!("{n} active workers"))
+            }
+        },
+    )
+    .await;
     let (s, b) = app
         .admin("DELETE", &format!("/api/v1/agents/{holder}"), None)
         .await;
@@ -484,8 +501,22 @@ async fn deregistering_an_agent_requeues_its_unfinished_tasks() {
     let done = app
         .wait_status(&id, "completed", Duration::from_secs(30))
         .await;
-    assert_eq!(
-        done["attempt"], 2,
+    assert!(
+        done["attempt"].as_i64().unwrap() >= 2,
         "it ran again after being released: {done}"
     );
+    // The deregistered worker noticed and stopped: only the new one is left.
+    wait_for(
+        "the deregistered worker to stop",
+        Duration::from_secs(20),
+        || async {
+            let workers = discover(&app, "type=data_processor").await;
+            if workers.len() == 1 && workers[0]["id"] != holder.as_str() {
+                Ok(())
+            } else {
+                Err(format!("{workers:?}"))
+            }
+        },
+    )
+    .await;
 }

@@ -8,5 +8,6 @@ mod helpers;
 mod agents;
 mod auth;
 mod deployment;
+mod engine;
 mod errors;
 mod tasks;

@@ -26,9 +26,10 @@ use crate::{
     middleware::request_context,
     routes::{
         agents::AgentsApi, auth::AuthApi, capabilities::CapabilitiesApi, health::HealthApi,
-        tasks::TasksApi, users::UsersApi,
+        queues::QueuesApi, tasks::TasksApi, users::UsersApi,
     },
     services,
+    services::dispatcher::Dispatcher,
     state::AppState,
     ws,
 };
@@ -38,6 +39,7 @@ pub type Apis = (
     AuthApi,
     UsersApi,
     TasksApi,
+    QueuesApi,
     AgentsApi,
     CapabilitiesApi,
 );
@@ -45,7 +47,15 @@ pub type Apis = (
 /// The OpenAPI service: the source of `/openapi.json` and of the committed `openapi/openapi.json`.
 pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (HealthApi, AuthApi, UsersApi, TasksApi, AgentsApi, CapabilitiesApi),
+        (
+            HealthApi,
+            AuthApi,
+            UsersApi,
+            TasksApi,
+            QueuesApi,
+            AgentsApi,
+            CapabilitiesApi,
+        ),
         "TechDeck MCP API",
         mcp_shared::VERSION,
     )
@@ -82,10 +92,12 @@ impl Application {
         let shutdown = CancellationToken::new();
         let db = connect_and_migrate(&settings).await?;
 
+        let mut redis_conn = None;
         let (queue, bus, source): (Arc<dyn JobQueue>, Arc<dyn EventBus>, pool::Source) =
             match &settings.redis_url {
                 Some(url) => {
                     let conn = queue::connect_redis(url.expose()).await?;
+                    redis_conn = Some(conn.clone());
                     let client = redis::Client::open(url.expose())?;
                     let redis_queue = RedisQueue::new(conn.clone());
                     let bus = RedisStreamBus::with_reader(conn, client.clone(), shutdown.clone());
@@ -125,7 +137,10 @@ impl Application {
             bus: bus.clone(),
             cipher: Arc::new(FieldCipher::from_root_secret(settings.secret_key.expose())),
             directory: AgentDirectory::new(),
+            dispatcher: Dispatcher::new(),
+            redis: redis_conn,
         };
+        state.dispatcher.spawn(state.clone(), shutdown.clone());
         state.directory.sync(&db).await?;
         state.directory.spawn_sync(db.clone(), shutdown.clone());
         spawn_sweeper(state.clone(), shutdown.clone());

@@ -6,7 +6,7 @@ use mcp_shared::{
     Settings, auth::JwtKeys, bus::EventBus, crypto::FieldCipher, db::Database, queue::JobQueue,
 };
 
-use crate::directory::AgentDirectory;
+use crate::{directory::AgentDirectory, services::dispatcher::Dispatcher};
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -19,4 +19,8 @@ pub struct AppState {
     pub cipher: Arc<FieldCipher>,
     /// Registered agents, indexed for discovery and assignment.
     pub directory: Arc<AgentDirectory>,
+    /// Feeds due tasks to their queues.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Redis, in distributed mode (leader lock, queue counts).
+    pub redis: Option<redis::aio::ConnectionManager>,
 }

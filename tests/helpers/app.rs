@@ -179,6 +179,11 @@ impl App {
         self.api = Some(child);
     }
 
+    /// Number of worker processes started and not killed.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
     pub fn start_worker(&mut self, args: &[&str]) {
         let child = self
             .command("mcp-worker")

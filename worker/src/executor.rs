@@ -6,12 +6,11 @@ use futures::FutureExt;
 use mcp_shared::{
     bus::emit,
     db::tasks,
-    domain::task::Priority,
     domain::{
         event::{Event, EventType},
         task::{TaskStatus, TaskType},
     },
-    queue::{Job, JobRef, QueueName},
+    queue::JobRef,
 };
 use serde_json::json;
 use tracing::{Instrument, info_span};
@@ -56,12 +55,15 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
     let task_type = TaskType::parse(&task.task_type).unwrap_or(TaskType::Generic);
     // A panicking handler is a failed attempt like any other, not a dead worker.
     let guarded = std::panic::AssertUnwindSafe(handlers::run(task_type, &task)).catch_unwind();
-    let result = tokio::time::timeout(timeout, guarded)
-        .await
-        .map(|r| r.unwrap_or_else(|_| Err("handler panicked".into())));
+    let result = tokio::select! {
+        r = tokio::time::timeout(timeout, guarded) => {
+            r.map(|r| r.unwrap_or_else(|_| Err("handler panicked".into())))
+        }
+        () = cancel_requested(deps, task.id) => return record_cancel(deps, &task).await,
+    };
 
     let (status, event) = match result {
-        Ok(Ok(result)) => match tasks::complete(db, task.id, result.clone()).await {
+        Ok(Ok(result)) => match tasks::complete(db, task.id, None, result.clone()).await {
             Ok(true) => (
                 TaskStatus::Completed,
                 Event::new(
@@ -105,21 +107,12 @@ async fn record_failure(
             Some(Utc::now() + delay),
         )
     };
-    match tasks::fail(&deps.db.conn, task.id, error, status, retry_at).await {
+    match tasks::fail(&deps.db.conn, task.id, None, error, status, retry_at).await {
         Ok(true) => {}
         Ok(false) => return Outcome::Done,
         Err(e) => return Outcome::Redeliver(format!("recording failure: {e}")),
     }
-    if let Some(at) = retry_at {
-        let queue = queue_of(task);
-        if let Err(e) = deps
-            .queue
-            .push(&queue, vec![Job::at(task.id, Some(at))])
-            .await
-        {
-            tracing::error!(error = %e, "retry not queued");
-        }
-    }
+    // The dispatcher pushes the task again when `retry_at` comes.
     tracing::warn!(status = %status, error, "task attempt failed");
     emit(
         deps.bus.as_ref(),
@@ -133,22 +126,47 @@ async fn record_failure(
     Outcome::Done
 }
 
+/// How often a running task checks whether it was cancelled.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Completes when the task's row asks for cancellation.
+async fn cancel_requested(deps: &WorkerDeps, id: uuid::Uuid) {
+    loop {
+        tokio::time::sleep(CANCEL_POLL).await;
+        if let Ok(Some(t)) = tasks::find(&deps.db.conn, id).await
+            && t.cancel_requested
+        {
+            return;
+        }
+    }
+}
+
+async fn record_cancel(deps: &WorkerDeps, task: &mcp_shared::entities::tasks::Model) -> Outcome {
+    match tasks::finish_cancel(&deps.db.conn, task.id).await {
+        Ok(true) => {
+            tracing::info!("task cancelled while running");
+            emit(
+                deps.bus.as_ref(),
+                Event::new(
+                    EventType::TaskCancelled,
+                    json!({"task_id": task.id, "status": "cancelled"}),
+                )
+                .for_task(task.id)
+                .for_agent(task.agent_id),
+            )
+            .await;
+            Outcome::Done
+        }
+        Ok(false) => Outcome::Done,
+        Err(e) => Outcome::Redeliver(format!("recording cancellation: {e}")),
+    }
+}
+
 /// Exponential backoff with full jitter: up to 2^attempt seconds, capped at 10 minutes.
 pub fn backoff(attempt: u32) -> chrono::Duration {
     let cap_ms = 1000u64.saturating_mul(1 << attempt.min(20)).min(600_000);
     let jittered = cap_ms / 2 + rand::random::<u64>() % (cap_ms / 2 + 1);
     chrono::Duration::milliseconds(jittered as i64)
-}
-
-/// The queue a task row was pushed to (recorded at creation).
-fn queue_of(task: &mcp_shared::entities::tasks::Model) -> QueueName {
-    let mut parts = task.queue.splitn(3, ':').skip(1);
-    let capability = parts.next().unwrap_or("generic");
-    let tier = parts
-        .next()
-        .and_then(Priority::parse)
-        .unwrap_or(Priority::Medium);
-    QueueName::new(capability, tier)
 }
 
 #[cfg(test)]

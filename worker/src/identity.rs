@@ -71,7 +71,8 @@ pub async fn register(
     Ok(agent.id)
 }
 
-/// Beats until `shutdown`, then deregisters.
+/// Beats until `shutdown`, then deregisters. If the agent was deregistered by someone else, it
+/// cancels `shutdown` so the pool stops taking work.
 pub async fn heartbeat_until(deps: WorkerDeps, agent_id: Uuid, shutdown: CancellationToken) {
     let mut tick =
         tokio::time::interval(deps.settings.agent_heartbeat.max(Duration::from_millis(50)));
@@ -95,6 +96,12 @@ pub async fn heartbeat_until(deps: WorkerDeps, agent_id: Uuid, shutdown: Cancell
                     )
                     .await;
                 }
+            }
+            Err(mcp_shared::Error::NotFound(_)) => {
+                // An operator deregistered this worker: stop taking work and let it drain.
+                tracing::warn!(%agent_id, "this worker was deregistered; stopping");
+                shutdown.cancel();
+                return;
             }
             Err(e) => tracing::warn!(error = %e, "heartbeat not recorded"),
         }

@@ -14,7 +14,7 @@ use mcp_shared::{
 };
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     WorkerDeps,
@@ -42,6 +42,8 @@ pub async fn run(
         Source::Sqlite(q) => q.wakeups(),
         Source::Redis { client, .. } => redis_wakeups(client.clone(), shutdown.clone()),
     };
+    // The pool stops on shutdown, or by itself when its agent is deregistered.
+    let shutdown = shutdown.child_token();
     let instance = instance_name();
     let mut deps = deps;
     let agent_id = crate::identity::register(&deps, &instance, &capabilities).await?;
@@ -52,6 +54,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let deps = Arc::new(deps);
+    let tracker = TaskTracker::new();
     let mut handles = Vec::new();
     for capability in &capabilities {
         for queue in QueueName::tiers(capability) {
@@ -60,6 +63,7 @@ pub async fn run(
                 queue,
                 source: source.clone(),
                 deps: deps.clone(),
+                tracker: tracker.clone(),
                 wake: wake.resubscribe(),
                 shutdown: shutdown.clone(),
             };
@@ -69,6 +73,14 @@ pub async fn run(
     tracing::info!(%instance, %agent_id, capabilities = ?capabilities, "workers started");
     for h in handles {
         let _ = h.await;
+    }
+    // Let in-flight attempts finish and record their outcome before the process goes.
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight tasks still running at shutdown; they will be released as lost");
     }
     let _ = beats.await;
     Ok(())
@@ -86,6 +98,7 @@ struct QueueWorker {
     queue: QueueName,
     source: Source,
     deps: Arc<WorkerDeps>,
+    tracker: TaskTracker,
     wake: broadcast::Receiver<String>,
     shutdown: CancellationToken,
 }
@@ -140,6 +153,7 @@ impl QueueWorker {
                     .backend(backend)
                     .concurrency(concurrency)
                     .data(self.deps.clone())
+                    .data(self.tracker.clone())
                     .build(handle)
                     .run_until(stop)
                     .await
@@ -158,6 +172,7 @@ impl QueueWorker {
                     .backend(backend)
                     .concurrency(concurrency)
                     .data(self.deps.clone())
+                    .data(self.tracker.clone())
                     .build(handle)
                     .run_until(stop)
                     .await
@@ -185,10 +200,21 @@ impl QueueWorker {
 }
 
 /// The apalis handler: runs the job and maps the outcome to ack or redeliver.
-async fn handle(job: JobRef, deps: Data<Arc<WorkerDeps>>) -> std::result::Result<(), BoxDynError> {
-    match executor::execute(&deps, job).await {
-        Outcome::Done => Ok(()),
-        Outcome::Redeliver(reason) => Err(reason.into()),
+///
+/// The execution runs on its own tracked task: if the apalis worker is torn down mid-job (its
+/// backend failed, say), the attempt still finishes and records its outcome instead of being
+/// dropped half way and left `running`.
+async fn handle(
+    job: JobRef,
+    deps: Data<Arc<WorkerDeps>>,
+    tracker: Data<TaskTracker>,
+) -> std::result::Result<(), BoxDynError> {
+    let deps = (*deps).clone();
+    let outcome = tracker.spawn(async move { executor::execute(&deps, job).await });
+    match outcome.await {
+        Ok(Outcome::Done) => Ok(()),
+        Ok(Outcome::Redeliver(reason)) => Err(reason.into()),
+        Err(e) => Err(format!("execution task failed: {e}").into()),
     }
 }
 

@@ -193,6 +193,17 @@ pub struct Deregistered {
 }
 
 #[derive(ApiResponse)]
+#[allow(clippy::large_enum_variant)] // built once per claim and returned at once
+pub enum ClaimResponse {
+    /// A task, now running on the agent.
+    #[oai(status = 200)]
+    Task(Json<Envelope<crate::routes::tasks::TaskView>>),
+    /// Nothing arrived within `wait_ms`.
+    #[oai(status = 204)]
+    Nothing,
+}
+
+#[derive(ApiResponse)]
 pub enum RegisterResponse {
     #[oai(status = 201)]
     Created(Json<Envelope<Registered>>),
@@ -620,6 +631,63 @@ impl AgentsApi {
             slots: r.slots,
             expires_at: a.expires_at,
         })))
+    }
+
+    /// The agent takes its next task: one assigned to it, else the most urgent due task in its
+    /// capabilities' queues. Waits up to `wait_ms` (≤ 30000) and answers as soon as one is routed.
+    #[oai(path = "/agents/:id/tasks/claim", method = "post")]
+    async fn claim(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        wait_ms: Query<Option<u64>>,
+    ) -> ApiResult<ClaimResponse> {
+        auth.0.require(Permission::TaskReport)?;
+        if auth.0.agent_id() != Some(id.0) {
+            return Err(ApiError::forbidden(
+                "only the agent itself claims its tasks",
+            ));
+        }
+        let wait = wait_ms.0.unwrap_or(0);
+        if wait > 30_000 {
+            return Err(ApiError::invalid_field(
+                "wait_ms",
+                "wait_ms is at most 30000",
+            ));
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
+        // Subscribe first, so a task routed between the check and the wait still wakes us.
+        let mut events = state.bus.subscribe();
+        loop {
+            let me = entry(&state, id.0).await?;
+            if let Some(task) = crate::services::tasks::claim(&state, &me).await? {
+                return Ok(ClaimResponse::Task(ok(task.into())));
+            }
+            // Wait for something that could make a task claimable: a creation, an assignment to
+            // us, a retry coming due. Bursts are coalesced into one more look.
+            let woke = tokio::time::timeout_at(deadline, async {
+                loop {
+                    match events.recv().await {
+                        Ok(e)
+                            if matches!(e.kind, EventType::TaskCreated | EventType::TaskFailed)
+                                || (e.kind == EventType::TaskAssigned
+                                    && e.agent_id == Some(id.0)) =>
+                        {
+                            return true;
+                        }
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+                    }
+                }
+            })
+            .await;
+            match woke {
+                Ok(true) => while events.try_recv().is_ok() {},
+                _ => return Ok(ClaimResponse::Nothing),
+            }
+        }
     }
 
     /// Deregister: the key stops working at once; claimed, unfinished tasks go back to their queues.

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod auth;
 pub mod capabilities;
 pub mod health;
+pub mod queues;
 pub mod tasks;
 pub mod users;
 

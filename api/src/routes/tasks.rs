@@ -124,6 +124,89 @@ pub struct TaskStatusView {
     pub updated_at: DateTime<Utc>,
 }
 
+#[derive(Object, Deserialize)]
+pub struct BatchRequest {
+    /// Up to 10,000 task requests (priority defaults to `low`).
+    pub tasks: Vec<Value>,
+}
+
+#[derive(Object)]
+pub struct BatchItemError {
+    pub code: String,
+    pub message: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub field: Option<String>,
+}
+
+#[derive(Object)]
+pub struct BatchRejection {
+    /// Position in the submitted `tasks` array.
+    pub index: u64,
+    pub error: BatchItemError,
+}
+
+#[derive(Object)]
+pub struct BatchResult {
+    pub accepted: u64,
+    /// Ids of the accepted tasks, in submission order.
+    pub task_ids: Vec<Uuid>,
+    pub rejected: Vec<BatchRejection>,
+}
+
+#[derive(Object, Deserialize, Default)]
+pub struct AssignCriteria {
+    pub capabilities: Option<Vec<String>>,
+    pub agent_type: Option<mcp_shared::domain::agent::AgentType>,
+    pub agent_id: Option<Uuid>,
+    /// 0..1: the least spare capacity the agent must have.
+    pub min_health: Option<f64>,
+}
+
+#[derive(Object, Deserialize)]
+pub struct AssignRequest {
+    #[serde(default)]
+    pub criteria: Option<AssignCriteria>,
+}
+
+#[derive(Object)]
+pub struct Assignment {
+    pub task_id: Uuid,
+    pub agent_id: Uuid,
+    pub assigned_at: DateTime<Utc>,
+    pub status: String,
+}
+
+#[derive(Object, Deserialize)]
+pub struct ProgressRequest {
+    /// 0–100.
+    pub progress: i32,
+    pub message: Option<String>,
+}
+
+#[derive(Object, Deserialize)]
+pub struct CompleteRequest {
+    pub result: Value,
+}
+
+#[derive(Object, Deserialize)]
+pub struct FailRequest {
+    pub error: String,
+    /// False sends the task straight to `dead`.
+    pub retryable: bool,
+}
+
+#[derive(ApiResponse)]
+pub enum BatchResponse {
+    #[oai(status = 202)]
+    Accepted(Json<Envelope<BatchResult>>),
+}
+
+#[derive(ApiResponse)]
+pub enum AssignResponse {
+    #[oai(status = 200)]
+    Ok(Json<Envelope<Assignment>>),
+}
+
 #[derive(ApiResponse)]
 pub enum CreateTaskResponse {
     /// A new task.
@@ -178,17 +261,7 @@ impl TasksApi {
         body: ApiJson<CreateTaskRequest>,
     ) -> ApiResult<CreateTaskResponse> {
         auth.0.require(Permission::TaskCreate)?;
-        let r = body.0;
-        let new = NewTask {
-            task_type: r.task_type,
-            priority: r.priority.unwrap_or(Priority::Medium),
-            required_capabilities: r.required_capabilities.unwrap_or_default(),
-            payload: r.payload,
-            idempotency_key: r.idempotency_key,
-            run_at: r.run_at,
-            timeout_seconds: r.timeout_seconds,
-            max_attempts: r.max_attempts,
-        };
+        let new = to_new_task(body.0, Priority::Medium);
         Ok(match service::create(&state, new, &auth.0.actor()).await? {
             Created::New(t) => {
                 crate::services::audit::record(
@@ -232,7 +305,7 @@ impl TasksApi {
             status: status.0,
             priority: priority.0.map(|p| p.as_str().to_string()),
             task_type: task_type.0.map(|t| t.as_str().to_string()),
-            agent_id: agent_id.0,
+            agent_id: auth.0.agent_id().or(agent_id.0),
             after,
             limit,
         };
@@ -256,6 +329,7 @@ impl TasksApi {
     ) -> ApiResult<TaskResponse> {
         auth.0.require(Permission::TaskRead)?;
         let task = find(&state, id.0).await?;
+        visible(&auth, &task)?;
         Ok(TaskResponse::Ok(ok(task.into())))
     }
 
@@ -269,6 +343,7 @@ impl TasksApi {
     ) -> ApiResult<TaskStatusResponse> {
         auth.0.require(Permission::TaskRead)?;
         let t = find(&state, id.0).await?;
+        visible(&auth, &t)?;
         Ok(TaskStatusResponse::Ok(ok(TaskStatusView {
             task_id: t.id,
             status: t.status,
@@ -279,10 +354,238 @@ impl TasksApi {
             updated_at: t.updated_at,
         })))
     }
+
+    /// Create up to 10,000 tasks at once (priority defaults to `low`). Invalid items are rejected
+    /// by index; the rest are accepted and queued as their queues have room.
+    #[oai(path = "/tasks/batch", method = "post")]
+    async fn batch(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        body: ApiJson<BatchRequest>,
+    ) -> ApiResult<BatchResponse> {
+        auth.0.require(Permission::TaskCreate)?;
+        let items = body.0.tasks;
+        if items.len() > service::MAX_BATCH {
+            return Err(ApiError::new(
+                poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!(
+                    "a batch holds at most {} tasks; split it",
+                    service::MAX_BATCH
+                ),
+            ));
+        }
+        let parsed = items
+            .into_iter()
+            .map(|v| {
+                crate::payload::from_value::<CreateTaskRequest>(v)
+                    .map(|r| to_new_task(r, Priority::Low))
+            })
+            .collect();
+        let (ids, rejected) = service::create_batch(&state, parsed, &auth.0.actor()).await?;
+        crate::services::audit::record(
+            &state,
+            &auth.0,
+            "task.batch",
+            None,
+            "success",
+            Some(serde_json::json!({"accepted": ids.len(), "rejected": rejected.len()})),
+        )
+        .await;
+        Ok(BatchResponse::Accepted(ok(BatchResult {
+            accepted: ids.len() as u64,
+            task_ids: ids,
+            rejected: rejected
+                .into_iter()
+                .map(|r| BatchRejection {
+                    index: r.index as u64,
+                    error: BatchItemError {
+                        code: r.error.code.to_string(),
+                        message: r.error.message.clone(),
+                        field: r
+                            .error
+                            .details
+                            .as_ref()
+                            .and_then(|d| d["field"].as_str())
+                            .map(String::from),
+                    },
+                })
+                .collect(),
+        })))
+    }
+
+    /// Cancel: pending tasks at once; running ones at the worker's or agent's next progress report.
+    #[oai(path = "/tasks/:id/cancel", method = "post")]
+    async fn cancel(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> ApiResult<TaskResponse> {
+        auth.0.require(Permission::TaskCreate)?;
+        let t = service::cancel(&state, id.0).await?;
+        crate::services::audit::record(
+            &state,
+            &auth.0,
+            "task.cancel",
+            Some(id.0.to_string()),
+            "success",
+            None,
+        )
+        .await;
+        Ok(TaskResponse::Ok(ok(t.into())))
+    }
+
+    /// Re-drive a dead or cancelled task (back to pending, with a fresh attempt budget).
+    #[oai(path = "/tasks/:id/retry", method = "post")]
+    async fn retry(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> ApiResult<TaskResponse> {
+        auth.0.require(Permission::TaskCreate)?;
+        let t = service::retry(&state, id.0).await?;
+        crate::services::audit::record(
+            &state,
+            &auth.0,
+            "task.retry",
+            Some(id.0.to_string()),
+            "success",
+            None,
+        )
+        .await;
+        Ok(TaskResponse::Ok(ok(t.into())))
+    }
+
+    /// Route a task to the healthiest, least-loaded agent matching the criteria.
+    #[oai(path = "/tasks/:id/assign", method = "post")]
+    async fn assign(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        body: ApiJson<AssignRequest>,
+    ) -> ApiResult<AssignResponse> {
+        auth.0.require(Permission::TaskAssign)?;
+        let c = body.0.criteria.unwrap_or_default();
+        if let Some(h) = c.min_health
+            && !(0.0..=1.0).contains(&h)
+        {
+            return Err(ApiError::invalid_field(
+                "criteria.min_health",
+                "min_health is between 0 and 1",
+            ));
+        }
+        let criteria = service::Criteria {
+            capabilities: c.capabilities,
+            agent_type: c.agent_type,
+            agent_id: c.agent_id,
+            min_health: c.min_health,
+        };
+        let (task, agent_id) = service::assign(&state, id.0, criteria).await?;
+        crate::services::audit::record(
+            &state,
+            &auth.0,
+            "task.assign",
+            Some(id.0.to_string()),
+            "success",
+            Some(serde_json::json!({"agent_id": agent_id})),
+        )
+        .await;
+        Ok(AssignResponse::Ok(ok(Assignment {
+            task_id: task.id,
+            agent_id,
+            assigned_at: task.updated_at,
+            status: task.status,
+        })))
+    }
+
+    /// The agent reports progress. Answers 409 `task_cancelled` when the task was cancelled.
+    #[oai(path = "/tasks/:id/progress", method = "post")]
+    async fn progress(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        body: ApiJson<ProgressRequest>,
+    ) -> ApiResult<TaskResponse> {
+        let agent = reporting_agent(&auth)?;
+        let r = body.0;
+        if !(0..=100).contains(&r.progress) {
+            return Err(ApiError::invalid_field(
+                "progress",
+                "progress is between 0 and 100",
+            ));
+        }
+        let t = service::report_progress(&state, agent, id.0, r.progress, r.message).await?;
+        Ok(TaskResponse::Ok(ok(t.into())))
+    }
+
+    /// The agent completes the task. Repeating the same completion is harmless.
+    #[oai(path = "/tasks/:id/complete", method = "post")]
+    async fn complete(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        body: ApiJson<CompleteRequest>,
+    ) -> ApiResult<TaskResponse> {
+        let agent = reporting_agent(&auth)?;
+        let t = service::report_complete(&state, agent, id.0, body.0.result).await?;
+        Ok(TaskResponse::Ok(ok(t.into())))
+    }
+
+    /// The agent fails the attempt; retried with backoff while attempts remain and it is retryable.
+    #[oai(path = "/tasks/:id/fail", method = "post")]
+    async fn fail(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        body: ApiJson<FailRequest>,
+    ) -> ApiResult<TaskResponse> {
+        let agent = reporting_agent(&auth)?;
+        let r = body.0;
+        let error: String = r.error.chars().take(4000).collect();
+        let t = service::report_fail(&state, agent, id.0, &error, r.retryable).await?;
+        state.dispatcher.wake();
+        Ok(TaskResponse::Ok(ok(t.into())))
+    }
 }
 
 async fn find(state: &AppState, id: Uuid) -> ApiResult<Model> {
-    tasks::find(&state.db.conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("task"))
+    service::find(state, id).await
+}
+
+/// An agent may see only tasks routed to it.
+fn visible(auth: &Auth, task: &Model) -> ApiResult<()> {
+    match auth.0.agent_id() {
+        Some(me) if task.agent_id != Some(me) => {
+            Err(ApiError::forbidden("this task is not routed to you"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The agent id of the caller, or 403 for users (only agents report on their tasks).
+fn reporting_agent(auth: &Auth) -> ApiResult<Uuid> {
+    auth.0.require(Permission::TaskReport)?;
+    auth.0
+        .agent_id()
+        .ok_or_else(|| ApiError::forbidden("only the agent a task is routed to reports on it"))
+}
+
+fn to_new_task(r: CreateTaskRequest, default_priority: Priority) -> NewTask {
+    NewTask {
+        task_type: r.task_type,
+        priority: r.priority.unwrap_or(default_priority),
+        required_capabilities: r.required_capabilities.unwrap_or_default(),
+        payload: r.payload,
+        idempotency_key: r.idempotency_key,
+        run_at: r.run_at,
+        timeout_seconds: r.timeout_seconds,
+        max_attempts: r.max_attempts,
+    }
 }

@@ -15,7 +15,7 @@ use mcp_shared::{
     },
     entities::{agents::Model, capabilities},
     pii,
-    queue::{Job, QueueName},
+    queue::QueueName,
 };
 use sea_orm::{EntityTrait, Set};
 use serde_json::{Map, Value, json};
@@ -236,9 +236,9 @@ pub async fn deregister(state: &AppState, id: Uuid) -> Result<usize, ApiError> {
         return Err(ApiError::not_found("agent"));
     }
     let released = agents::release_tasks(&state.db.conn, id).await?;
-    for task in &released {
-        let queue = parse_queue(&task.queue);
-        state.queue.push(&queue, vec![Job::now(task.id)]).await?;
+    if !released.is_empty() {
+        // Back to their queues: the dispatcher pushes them.
+        state.dispatcher.wake();
     }
     if let Some(row) = mcp_shared::entities::agents::Entity::find_by_id(id)
         .one(&state.db.conn)
@@ -279,6 +279,22 @@ pub async fn sweep(state: &AppState) -> mcp_shared::Result<usize> {
     let moved = agents::sweep_silent(&state.db.conn, stale_before, offline_before).await?;
     for t in &moved {
         tracing::info!(agent = %t.agent.name, from = %t.from, to = %t.to, "agent went silent");
+        if t.to == AgentStatus::Stale {
+            // Its running attempts are lost: count them and let the dispatcher route them again.
+            let lost = mcp_shared::db::tasks::release_lost(
+                &state.db.conn,
+                mcp_shared::db::tasks::Lost::HeldBy(t.agent.id),
+                "attempt lost: its worker stopped sending heartbeats",
+                crate::services::dispatcher::backoff,
+            )
+            .await?;
+            for (task, to) in &lost {
+                crate::services::dispatcher::report_release(state, task, *to).await;
+            }
+            if !lost.is_empty() {
+                state.dispatcher.wake();
+            }
+        }
         state.directory.upsert(t.agent.clone()).await;
         emit(
             state.bus.as_ref(),

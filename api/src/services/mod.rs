@@ -2,4 +2,5 @@
 
 pub mod agents;
 pub mod audit;
+pub mod dispatcher;
 pub mod tasks;

@@ -12,7 +12,7 @@ use mcp_shared::{
     entities::tasks::Model,
     queue::{Job, QueueName},
 };
-use sea_orm::{EntityTrait, Set};
+use sea_orm::Set;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -133,23 +133,10 @@ pub async fn create(state: &AppState, new: NewTask, created_by: &str) -> Result<
     let queue = new.queue();
     let scheduled = new.run_at.is_some_and(|at| at > now);
     let mut row = tasks::new_row(Uuid::now_v7(), now);
-    row.task_type = Set(new.task_type.as_str().into());
-    row.priority = Set(new.priority.as_str().into());
-    row.queue = Set(queue.to_string());
-    row.required_capabilities = Set(json!(new.required_capabilities));
-    row.payload = Set(new.payload.clone());
-    row.max_attempts = Set(new.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS) as i32);
-    row.timeout_seconds = Set(new
-        .timeout_seconds
-        .unwrap_or(state.settings.task_execution_timeout.as_secs() as u32)
-        as i32);
-    row.idempotency_key = Set(new.idempotency_key.clone());
-    row.request_hash = Set(Some(fingerprint.clone()));
-    row.run_at = Set(new.run_at);
-    row.created_by = Set(Some(created_by.to_string()));
-    if scheduled {
-        row.status = Set(TaskStatus::Scheduled.as_str().into());
-    }
+    fill_row(state, &mut row, &new, fingerprint.clone(), created_by, now);
+    // Fast path: push now when the queue has room; otherwise the dispatcher pushes it later.
+    let push_now = !scheduled && state.dispatcher.reserve(&queue.to_string(), 1).await;
+    row.enqueued_at = Set(push_now.then_some(now));
 
     let task = match tasks::insert(&state.db.conn, row).await {
         Ok(t) => t,
@@ -164,16 +151,11 @@ pub async fn create(state: &AppState, new: NewTask, created_by: &str) -> Result<
         Err(e) => return Err(e.into()),
     };
 
-    if let Err(e) = state
-        .queue
-        .push(&queue, vec![Job::at(task.id, new.run_at)])
-        .await
-    {
-        // Without its job the row would wait forever: remove it, and let the client retry.
-        let _ = mcp_shared::entities::tasks::Entity::delete_by_id(task.id)
-            .exec(&state.db.conn)
-            .await;
-        return Err(e.into());
+    if push_now && let Err(e) = state.queue.push(&queue, vec![Job::now(task.id)]).await {
+        // The task is stored; the dispatcher owes its push and retries until the queue is back.
+        tracing::warn!(task_id = %task.id, error = %e, "queue push failed; the dispatcher will retry");
+        tasks::mark_enqueued(&state.db.conn, &[task.id], None).await?;
+        state.dispatcher.wake();
     }
 
     emit(
@@ -198,4 +180,415 @@ fn replay(existing: Model, fingerprint: &str) -> Result<Created, ApiError> {
         )
         .with_details(json!({ "task_id": existing.id })))
     }
+}
+
+/// Most tasks one batch may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+/// One rejected batch item.
+pub struct Rejected {
+    pub index: usize,
+    pub error: ApiError,
+}
+
+/// Creates many tasks: invalid items are rejected by index, the rest are inserted in chunks and
+/// left for the dispatcher to push (it respects each queue's bound, so any batch size is safe).
+pub async fn create_batch(
+    state: &AppState,
+    items: Vec<Result<NewTask, ApiError>>,
+    created_by: &str,
+) -> Result<(Vec<Uuid>, Vec<Rejected>), ApiError> {
+    let now = Utc::now();
+    let mut rejected = Vec::new();
+    let mut accepted: Vec<(usize, NewTask, String)> = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match item.and_then(|t| t.validate().map(|()| t)) {
+            Ok(t) => {
+                let fp = t.fingerprint();
+                accepted.push((index, t, fp));
+            }
+            Err(error) => rejected.push(Rejected { index, error }),
+        }
+    }
+    // Idempotency keys: replays return the existing task; reuse with another body is rejected.
+    let keys: Vec<String> = accepted
+        .iter()
+        .filter_map(|(_, t, _)| t.idempotency_key.clone())
+        .collect();
+    let mut existing = std::collections::HashMap::new();
+    for chunk in keys.chunks(500) {
+        for t in tasks::find_by_idempotency_keys(&state.db.conn, chunk).await? {
+            if let Some(k) = t.idempotency_key.clone() {
+                existing.insert(k, t);
+            }
+        }
+    }
+    let mut seen_keys = std::collections::HashSet::new();
+    let mut ids = Vec::with_capacity(accepted.len());
+    let mut rows = Vec::with_capacity(accepted.len());
+    let mut created = Vec::new();
+    for (index, t, fp) in accepted {
+        if let Some(key) = &t.idempotency_key {
+            if let Some(prev) = existing.get(key) {
+                match replay(prev.clone(), &fp) {
+                    Ok(_) => ids.push(prev.id),
+                    Err(error) => rejected.push(Rejected { index, error }),
+                }
+                continue;
+            }
+            if !seen_keys.insert(key.clone()) {
+                rejected.push(Rejected {
+                    index,
+                    error: ApiError::invalid_field(
+                        "idempotency_key",
+                        "this idempotency_key appears twice in the batch",
+                    ),
+                });
+                continue;
+            }
+        }
+        let id = Uuid::now_v7();
+        let mut row = tasks::new_row(id, now);
+        fill_row(state, &mut row, &t, fp, created_by, now);
+        ids.push(id);
+        created.push((id, t.priority));
+        rows.push(row);
+    }
+    rejected.sort_by_key(|r| r.index);
+    tasks::insert_many(&state.db.conn, rows).await?;
+    state.dispatcher.wake();
+    // One event per task, published off the request path.
+    let bus = state.bus.clone();
+    tokio::spawn(async move {
+        for (id, priority) in created {
+            emit(
+                bus.as_ref(),
+                Event::new(EventType::TaskCreated, json!({"task_id": id, "priority": priority, "status": "pending", "batch": true}))
+                    .for_task(id),
+            )
+            .await;
+        }
+    });
+    Ok((ids, rejected))
+}
+
+/// Sets the row's fields from a validated request.
+fn fill_row(
+    state: &AppState,
+    row: &mut mcp_shared::entities::tasks::ActiveModel,
+    new: &NewTask,
+    fingerprint: String,
+    created_by: &str,
+    now: DateTime<Utc>,
+) {
+    row.task_type = Set(new.task_type.as_str().into());
+    row.priority = Set(new.priority.as_str().into());
+    row.queue = Set(new.queue().to_string());
+    row.required_capabilities = Set(json!(new.required_capabilities));
+    row.payload = Set(new.payload.clone());
+    row.max_attempts = Set(new.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS) as i32);
+    row.timeout_seconds = Set(new
+        .timeout_seconds
+        .unwrap_or(state.settings.task_execution_timeout.as_secs() as u32)
+        as i32);
+    row.idempotency_key = Set(new.idempotency_key.clone());
+    row.request_hash = Set(Some(fingerprint));
+    row.run_at = Set(new.run_at);
+    row.created_by = Set(Some(created_by.to_string()));
+    if new.run_at.is_some_and(|at| at > now) {
+        row.status = Set(TaskStatus::Scheduled.as_str().into());
+    }
+}
+
+/// 409 naming the current state.
+pub fn illegal(task: &Model, action: &str) -> ApiError {
+    ApiError::conflict(
+        "illegal_transition",
+        format!("cannot {action} a task that is {}", task.status),
+    )
+    .with_details(json!({"current_status": task.status}))
+}
+
+pub async fn find(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
+    tasks::find(&state.db.conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("task"))
+}
+
+/// Cancels: at once when not running; cooperatively (at the next progress report) when running.
+pub async fn cancel(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
+    let before = find(state, id).await?;
+    let status = TaskStatus::parse(&before.status).unwrap_or(TaskStatus::Pending);
+    if status.is_terminal() {
+        return Err(illegal(&before, "cancel"));
+    }
+    let after = tasks::cancel(&state.db.conn, id).await?;
+    if after.status == TaskStatus::Cancelled.as_str() && before.status != after.status {
+        emit(
+            state.bus.as_ref(),
+            Event::new(
+                EventType::TaskCancelled,
+                json!({"task_id": id, "status": "cancelled"}),
+            )
+            .for_task(id)
+            .for_agent(after.agent_id),
+        )
+        .await;
+    }
+    Ok(after)
+}
+
+/// Re-drives a dead or cancelled task.
+pub async fn retry(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
+    let before = find(state, id).await?;
+    if !tasks::retry(&state.db.conn, id).await? {
+        return Err(illegal(&before, "retry"));
+    }
+    state.dispatcher.wake();
+    emit(
+        state.bus.as_ref(),
+        Event::new(
+            EventType::TaskCreated,
+            json!({"task_id": id, "status": "pending", "retried": true}),
+        )
+        .for_task(id),
+    )
+    .await;
+    find(state, id).await
+}
+
+/// What an assignment asks for.
+#[derive(Debug, Default)]
+pub struct Criteria {
+    pub capabilities: Option<Vec<String>>,
+    pub agent_type: Option<mcp_shared::domain::agent::AgentType>,
+    pub agent_id: Option<Uuid>,
+    pub min_health: Option<f64>,
+}
+
+/// Picks the healthiest, least-loaded agent that has every capability the task needs (and the
+/// criteria ask for), and routes the task to it.
+pub async fn assign(
+    state: &AppState,
+    id: Uuid,
+    criteria: Criteria,
+) -> Result<(Model, Uuid), ApiError> {
+    let task = find(state, id).await?;
+    if !matches!(task.status.as_str(), "pending" | "failed" | "scheduled") {
+        return Err(illegal(&task, "assign"));
+    }
+    let mut capabilities: Vec<String> =
+        serde_json::from_value(task.required_capabilities.clone()).unwrap_or_default();
+    if capabilities.is_empty() {
+        capabilities.push(
+            task.queue
+                .split(':')
+                .nth(1)
+                .unwrap_or("generic")
+                .to_string(),
+        );
+    }
+    for c in criteria.capabilities.unwrap_or_default() {
+        if !capabilities.contains(&c) {
+            capabilities.push(c);
+        }
+    }
+    let min_load_headroom = criteria.min_health.unwrap_or(0.0);
+    let candidates = state
+        .directory
+        .discover(&crate::directory::Query {
+            capabilities,
+            agent_type: criteria.agent_type,
+            status: None,
+            healthy_only: true,
+            limit: 50,
+        })
+        .await;
+    let chosen = candidates.into_iter().find(|e| {
+        criteria.agent_id.is_none_or(|want| want == e.model.id)
+            && e.load() < e.model.max_concurrency as i64
+            && (1.0 - e.load_ratio()) >= min_load_headroom
+    });
+    let Some(agent) = chosen else {
+        return Err(ApiError::conflict(
+            "no_suitable_agent",
+            "no healthy agent with spare capacity matches the task and criteria",
+        ));
+    };
+    if !tasks::assign(&state.db.conn, id, agent.model.id).await? {
+        let now = find(state, id).await?;
+        return Err(illegal(&now, "assign"));
+    }
+    let assigned = find(state, id).await?;
+    emit(
+        state.bus.as_ref(),
+        Event::new(
+            EventType::TaskAssigned,
+            json!({"task_id": id, "agent_id": agent.model.id, "status": "assigned"}),
+        )
+        .for_task(id)
+        .for_agent(Some(agent.model.id)),
+    )
+    .await;
+    Ok((assigned, agent.model.id))
+}
+
+/// Gives the agent its next task: one assigned to it, else the oldest due task in its
+/// capabilities' queues (most urgent tier first) whose required capabilities it all has.
+pub async fn claim(
+    state: &AppState,
+    agent: &crate::directory::AgentEntry,
+) -> Result<Option<Model>, ApiError> {
+    let me = agent.model.id;
+    if let Some(t) = tasks::next_assigned(&state.db.conn, me).await?
+        && let Some(started) = tasks::start_assigned(&state.db.conn, t.id, me).await?
+    {
+        return Ok(Some(started));
+    }
+    let mine: Vec<&str> = agent.capabilities.iter().map(|c| c.name.as_str()).collect();
+    for tier in Priority::ALL {
+        let queues: Vec<String> = mine
+            .iter()
+            .map(|c| QueueName::new(*c, *tier).to_string())
+            .collect();
+        for t in tasks::claimable(&state.db.conn, &queues, 20).await? {
+            let needs: Vec<String> =
+                serde_json::from_value(t.required_capabilities.clone()).unwrap_or_default();
+            if !needs.iter().all(|n| mine.contains(&n.as_str())) {
+                continue;
+            }
+            if let Some(started) = tasks::start(&state.db.conn, t.id, Some(me)).await? {
+                emit(
+                    state.bus.as_ref(),
+                    Event::new(EventType::TaskStarted, json!({"task_id": t.id, "status": "running", "agent_id": me, "attempt": started.attempt}))
+                        .for_task(t.id)
+                        .for_agent(Some(me)),
+                )
+                .await;
+                return Ok(Some(started));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The task, if it is running on `agent`; 403 when it is routed elsewhere, 409 when not running.
+async fn held_by(state: &AppState, id: Uuid, agent: Uuid, action: &str) -> Result<Model, ApiError> {
+    let t = find(state, id).await?;
+    if t.agent_id != Some(agent) {
+        return Err(ApiError::forbidden("this task is not routed to you"));
+    }
+    if t.status != TaskStatus::Running.as_str() {
+        return Err(illegal(&t, action));
+    }
+    Ok(t)
+}
+
+/// Records progress. A cancel request is answered here: the task becomes cancelled and the
+/// agent is told to stop (409 `task_cancelled`).
+pub async fn report_progress(
+    state: &AppState,
+    agent: Uuid,
+    id: Uuid,
+    progress: i32,
+    message: Option<String>,
+) -> Result<Model, ApiError> {
+    let t = held_by(state, id, agent, "report progress on").await?;
+    if t.cancel_requested {
+        if tasks::finish_cancel(&state.db.conn, id).await? {
+            emit(
+                state.bus.as_ref(),
+                Event::new(
+                    EventType::TaskCancelled,
+                    json!({"task_id": id, "status": "cancelled"}),
+                )
+                .for_task(id)
+                .for_agent(Some(agent)),
+            )
+            .await;
+        }
+        return Err(ApiError::conflict(
+            "task_cancelled",
+            "the task was cancelled; stop working on it",
+        )
+        .with_details(json!({"current_status": "cancelled"})));
+    }
+    tasks::progress(&state.db.conn, id, Some(agent), progress, message.clone()).await?;
+    emit(
+        state.bus.as_ref(),
+        Event::new(
+            EventType::TaskProgress,
+            json!({"task_id": id, "progress": progress, "message": message}),
+        )
+        .for_task(id)
+        .for_agent(Some(agent)),
+    )
+    .await;
+    find(state, id).await
+}
+
+/// Completes; repeating the same completion returns the task unchanged.
+pub async fn report_complete(
+    state: &AppState,
+    agent: Uuid,
+    id: Uuid,
+    result: Value,
+) -> Result<Model, ApiError> {
+    if tasks::complete(&state.db.conn, id, Some(agent), result.clone()).await? {
+        emit(
+            state.bus.as_ref(),
+            Event::new(
+                EventType::TaskCompleted,
+                json!({"task_id": id, "status": "completed", "result": result, "progress": 100}),
+            )
+            .for_task(id)
+            .for_agent(Some(agent)),
+        )
+        .await;
+        return find(state, id).await;
+    }
+    let t = find(state, id).await?;
+    if t.agent_id != Some(agent) {
+        return Err(ApiError::forbidden("this task is not routed to you"));
+    }
+    if t.status == TaskStatus::Completed.as_str() {
+        return Ok(t);
+    }
+    Err(illegal(&t, "complete"))
+}
+
+/// Fails the attempt: retried after a backoff while attempts remain and the error is retryable.
+pub async fn report_fail(
+    state: &AppState,
+    agent: Uuid,
+    id: Uuid,
+    error: &str,
+    retryable: bool,
+) -> Result<Model, ApiError> {
+    let t = held_by(state, id, agent, "fail").await?;
+    let dead = !retryable || t.attempt >= t.max_attempts;
+    let (to, kind, retry_at) = if dead {
+        (TaskStatus::Dead, EventType::TaskDead, None)
+    } else {
+        (
+            TaskStatus::Failed,
+            EventType::TaskFailed,
+            Some(Utc::now() + crate::services::dispatcher::backoff(t.attempt)),
+        )
+    };
+    if !tasks::fail(&state.db.conn, id, Some(agent), error, to, retry_at).await? {
+        let now = find(state, id).await?;
+        return Err(illegal(&now, "fail"));
+    }
+    emit(
+        state.bus.as_ref(),
+        Event::new(
+            kind,
+            json!({"task_id": id, "status": to, "error": error, "attempt": t.attempt}),
+        )
+        .for_task(id)
+        .for_agent(Some(agent)),
+    )
+    .await;
+    find(state, id).await
 }

@@ -323,6 +323,14 @@ pub async fn release_tasks(db: &impl ConnectionTrait, agent_id: Uuid) -> Result<
                 Expr::value(TaskStatus::Pending.as_str()),
             )
             .col_expr(tasks::Column::AgentId, Expr::value(Option::<Uuid>::None))
+            .col_expr(
+                tasks::Column::EnqueuedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                tasks::Column::LeaseExpiresAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
             .col_expr(tasks::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(tasks::Column::Id.eq(t.id))
             .filter(tasks::Column::Status.eq(t.status.as_str()))

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, Set,
     sea_query::{Expr, ExprTrait},
 };
 use serde_json::Value;
@@ -14,6 +14,9 @@ use crate::{
     domain::task::TaskStatus,
     entities::tasks::{self, Column, Entity},
 };
+
+/// Extra time a running attempt is held beyond its timeout before it counts as lost.
+pub const LEASE_GRACE: chrono::Duration = chrono::Duration::seconds(30);
 
 pub async fn insert(db: &impl ConnectionTrait, model: tasks::ActiveModel) -> Result<tasks::Model> {
     Ok(model.insert(db).await?)
@@ -30,6 +33,16 @@ pub async fn find_by_idempotency_key(
     Ok(Entity::find()
         .filter(Column::IdempotencyKey.eq(key))
         .one(db)
+        .await?)
+}
+
+pub async fn find_by_idempotency_keys(
+    db: &impl ConnectionTrait,
+    keys: &[String],
+) -> Result<Vec<tasks::Model>> {
+    Ok(Entity::find()
+        .filter(Column::IdempotencyKey.is_in(keys.iter().cloned()))
+        .all(db)
         .await?)
 }
 
@@ -75,14 +88,29 @@ pub async fn start(
     agent_id: Option<Uuid>,
 ) -> Result<Option<tasks::Model>> {
     let now = Utc::now();
+    let Some(current) = find(db, id).await? else {
+        return Ok(None);
+    };
+    let lease = now + chrono::Duration::seconds(current.timeout_seconds as i64) + LEASE_GRACE;
+    // Startable: waiting states, or a running attempt whose lease ran out (its worker died).
+    let startable = Condition::any()
+        .add(Column::Status.is_in(TaskStatus::STARTABLE.iter().map(|s| s.as_str())))
+        .add(
+            Condition::all()
+                .add(Column::Status.eq(TaskStatus::Running.as_str()))
+                .add(Column::LeaseExpiresAt.lt(now)),
+        );
     let res = Entity::update_many()
         .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
         .col_expr(Column::Attempt, Expr::col(Column::Attempt).add(1))
         .col_expr(Column::StartedAt, Expr::value(now))
         .col_expr(Column::UpdatedAt, Expr::value(now))
+        .col_expr(Column::LeaseExpiresAt, Expr::value(lease))
         .col_expr(Column::AgentId, Expr::value(agent_id))
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.is_in(TaskStatus::STARTABLE.iter().map(|s| s.as_str())))
+        .filter(Column::CancelRequested.eq(false))
+        .filter(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
+        .filter(startable)
         .exec(db)
         .await?;
     if res.rows_affected == 0 {
@@ -93,13 +121,26 @@ pub async fn start(
 
 /// `running → completed` with the result. Returns false when the task was not running (a
 /// repeated completion, or the task was cancelled meanwhile): nothing changes then.
-pub async fn complete(db: &impl ConnectionTrait, id: Uuid, result: Value) -> Result<bool> {
+pub async fn complete(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    agent: Option<Uuid>,
+    result: Value,
+) -> Result<bool> {
     let now = Utc::now();
-    let res = Entity::update_many()
+    let mut update = Entity::update_many();
+    if let Some(a) = agent {
+        update = update.filter(Column::AgentId.eq(a));
+    }
+    let res = update
         .col_expr(Column::Status, Expr::value(TaskStatus::Completed.as_str()))
         .col_expr(Column::Result, Expr::value(result))
         .col_expr(Column::Progress, Expr::value(100))
         .col_expr(Column::Error, Expr::value(Option::<String>::None))
+        .col_expr(
+            Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(Column::FinishedAt, Expr::value(now))
         .col_expr(Column::UpdatedAt, Expr::value(now))
         .filter(Column::Id.eq(id))
@@ -113,18 +154,31 @@ pub async fn complete(db: &impl ConnectionTrait, id: Uuid, result: Value) -> Res
 pub async fn fail(
     db: &impl ConnectionTrait,
     id: Uuid,
+    agent: Option<Uuid>,
     error: &str,
     to: TaskStatus,
     retry_at: Option<DateTime<Utc>>,
 ) -> Result<bool> {
     let now = Utc::now();
     let finished = to.is_terminal().then_some(now);
-    let res = Entity::update_many()
+    let mut update = Entity::update_many();
+    if let Some(a) = agent {
+        update = update.filter(Column::AgentId.eq(a));
+    }
+    let res = update
         .col_expr(Column::Status, Expr::value(to.as_str()))
         .col_expr(Column::Error, Expr::value(error))
         .col_expr(Column::RunAt, Expr::value(retry_at))
         .col_expr(Column::FinishedAt, Expr::value(finished))
         .col_expr(Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            Column::EnqueuedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .filter(Column::Id.eq(id))
         .filter(Column::Status.eq(TaskStatus::Running.as_str()))
         .exec(db)
@@ -148,6 +202,376 @@ pub fn new_row(id: Uuid, now: DateTime<Utc>) -> tasks::ActiveModel {
         finished_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        enqueued_at: Set(None),
+        lease_expires_at: Set(None),
+        cancel_requested: Set(false),
         ..Default::default()
     }
+}
+
+/// Due tasks whose job the dispatcher still owes, oldest first: waiting, scheduled or retrying
+/// tasks with no `run_at` in the future.
+pub async fn due_unenqueued(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<(Uuid, String)>> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        id: Uuid,
+        queue: String,
+    }
+    let now = Utc::now();
+    let rows = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::Queue)
+        .filter(Column::EnqueuedAt.is_null())
+        .filter(Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Scheduled.as_str(),
+            TaskStatus::Failed.as_str(),
+        ]))
+        .filter(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .into_model::<Row>()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.queue)).collect())
+}
+
+/// Records that these tasks' jobs were (or are about to be) pushed.
+pub async fn mark_enqueued(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+    at: Option<DateTime<Utc>>,
+) -> Result<()> {
+    for chunk in ids.chunks(500) {
+        Entity::update_many()
+            .col_expr(Column::EnqueuedAt, Expr::value(at))
+            .filter(Column::Id.is_in(chunk.iter().copied()))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Pushed but not yet started, per queue: what waits in the queue backend right now.
+pub async fn outstanding_by_queue(
+    db: &impl ConnectionTrait,
+) -> Result<std::collections::HashMap<String, i64>> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        queue: String,
+        n: i64,
+    }
+    let rows = Entity::find()
+        .select_only()
+        .column(Column::Queue)
+        .column_as(Column::Id.count(), "n")
+        .filter(Column::EnqueuedAt.is_not_null())
+        .filter(Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Scheduled.as_str(),
+            TaskStatus::Failed.as_str(),
+        ]))
+        .group_by(Column::Queue)
+        .into_model::<Row>()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.queue, r.n)).collect())
+}
+
+/// Pushed long ago and never started: the job may have been lost (a queue backend restarted
+/// without persistence, a crash between marking and pushing). Owe the push again; a duplicate
+/// delivery is harmless.
+pub async fn forget_stale_pushes(
+    db: &impl ConnectionTrait,
+    pushed_before: DateTime<Utc>,
+) -> Result<u64> {
+    let res = Entity::update_many()
+        .col_expr(
+            Column::EnqueuedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(Column::EnqueuedAt.lt(pushed_before))
+        .filter(Column::Status.is_in([TaskStatus::Pending.as_str(), TaskStatus::Failed.as_str()]))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
+
+/// Which running attempts count as lost.
+#[derive(Debug, Clone, Copy)]
+pub enum Lost {
+    /// Leases past their expiry.
+    ExpiredLeases,
+    /// Every attempt held by this agent.
+    HeldBy(Uuid),
+    /// Every attempt held by an agent that is stale, offline or deregistered.
+    HeldBySilentAgents,
+}
+
+/// Releases lost running attempts. Each becomes `failed` (due again after `backoff`) or `dead`
+/// when it was the last attempt. Returns the rows that moved, with their new status.
+pub async fn release_lost(
+    db: &impl ConnectionTrait,
+    which: Lost,
+    reason: &str,
+    backoff: impl Fn(i32) -> chrono::Duration,
+) -> Result<Vec<(tasks::Model, TaskStatus)>> {
+    use crate::entities::agents;
+    let now = Utc::now();
+    let mut q = Entity::find().filter(Column::Status.eq(TaskStatus::Running.as_str()));
+    q = match which {
+        Lost::HeldBy(a) => q.filter(Column::AgentId.eq(a)),
+        Lost::ExpiredLeases => q.filter(Column::LeaseExpiresAt.lt(now)),
+        Lost::HeldBySilentAgents => q.filter(
+            Column::AgentId.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(agents::Column::Id)
+                    .from(agents::Entity)
+                    .cond_where(
+                        Condition::any()
+                            .add(agents::Column::Status.is_in(["stale", "offline"]))
+                            .add(agents::Column::DeletedAt.is_not_null()),
+                    )
+                    .to_owned(),
+            ),
+        ),
+    };
+    let mut moved = Vec::new();
+    for t in q.limit(1000).all(db).await? {
+        let to = if t.attempt >= t.max_attempts {
+            TaskStatus::Dead
+        } else {
+            TaskStatus::Failed
+        };
+        let retry_at = (to == TaskStatus::Failed).then(|| now + backoff(t.attempt));
+        let res = Entity::update_many()
+            .col_expr(Column::Status, Expr::value(to.as_str()))
+            .col_expr(Column::Error, Expr::value(reason))
+            .col_expr(Column::RunAt, Expr::value(retry_at))
+            .col_expr(
+                Column::EnqueuedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                Column::LeaseExpiresAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                Column::FinishedAt,
+                Expr::value(to.is_terminal().then_some(now)),
+            )
+            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .filter(Column::Id.eq(t.id))
+            .filter(Column::Status.eq(TaskStatus::Running.as_str()))
+            .filter(Column::Attempt.eq(t.attempt))
+            .exec(db)
+            .await?;
+        if res.rows_affected == 1 {
+            moved.push((t, to));
+        }
+    }
+    Ok(moved)
+}
+
+/// Cancels a task that is not running: pending, scheduled, assigned or failed → cancelled.
+/// A running task gets `cancel_requested` instead. Returns the row after the change.
+pub async fn cancel(db: &impl ConnectionTrait, id: Uuid) -> Result<tasks::Model> {
+    let now = Utc::now();
+    let res = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(TaskStatus::Cancelled.as_str()))
+        .col_expr(Column::FinishedAt, Expr::value(now))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Scheduled.as_str(),
+            TaskStatus::Assigned.as_str(),
+            TaskStatus::Failed.as_str(),
+        ]))
+        .exec(db)
+        .await?;
+    if res.rows_affected == 0 {
+        Entity::update_many()
+            .col_expr(Column::CancelRequested, Expr::value(true))
+            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .filter(Column::Id.eq(id))
+            .filter(Column::Status.eq(TaskStatus::Running.as_str()))
+            .exec(db)
+            .await?;
+    }
+    find(db, id).await?.ok_or(crate::Error::NotFound("task"))
+}
+
+/// `running` with a cancel request → `cancelled` (the worker or agent acknowledged it).
+pub async fn finish_cancel(db: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+    let now = Utc::now();
+    let res = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(TaskStatus::Cancelled.as_str()))
+        .col_expr(Column::FinishedAt, Expr::value(now))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            Column::LeaseExpiresAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(TaskStatus::Running.as_str()))
+        .filter(Column::CancelRequested.eq(true))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Re-drives a dead or cancelled task: back to pending with a fresh attempt budget.
+pub async fn retry(db: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+    let now = Utc::now();
+    let res = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(TaskStatus::Pending.as_str()))
+        .col_expr(Column::Attempt, Expr::value(0))
+        .col_expr(Column::Error, Expr::value(Option::<String>::None))
+        .col_expr(Column::Result, Expr::value(Option::<Value>::None))
+        .col_expr(Column::Progress, Expr::value(0))
+        .col_expr(Column::AgentId, Expr::value(Option::<Uuid>::None))
+        .col_expr(Column::RunAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(
+            Column::EnqueuedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(Column::CancelRequested, Expr::value(false))
+        .col_expr(
+            Column::FinishedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.is_in([TaskStatus::Dead.as_str(), TaskStatus::Cancelled.as_str()]))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Records progress of a running attempt held by `agent` (any holder when `None`).
+pub async fn progress(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    agent: Option<Uuid>,
+    progress: i32,
+    message: Option<String>,
+) -> Result<bool> {
+    let mut q = Entity::update_many()
+        .col_expr(Column::Progress, Expr::value(progress))
+        .col_expr(Column::Message, Expr::value(message))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(TaskStatus::Running.as_str()));
+    if let Some(a) = agent {
+        q = q.filter(Column::AgentId.eq(a));
+    }
+    Ok(q.exec(db).await?.rows_affected == 1)
+}
+
+/// Due, waiting tasks on these queues, oldest first (candidates for an agent's claim).
+pub async fn claimable(
+    db: &impl ConnectionTrait,
+    queues: &[String],
+    limit: u64,
+) -> Result<Vec<tasks::Model>> {
+    let now = Utc::now();
+    Ok(Entity::find()
+        .filter(Column::Queue.is_in(queues.iter().cloned()))
+        .filter(Column::Status.is_in([TaskStatus::Pending.as_str(), TaskStatus::Failed.as_str()]))
+        .filter(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
+        .filter(Column::CancelRequested.eq(false))
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// `pending → assigned` to one agent.
+pub async fn assign(db: &impl ConnectionTrait, id: Uuid, agent: Uuid) -> Result<bool> {
+    let now = Utc::now();
+    let res = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(TaskStatus::Assigned.as_str()))
+        .col_expr(Column::AgentId, Expr::value(agent))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Failed.as_str(),
+            TaskStatus::Scheduled.as_str(),
+        ]))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// The oldest task assigned to `agent` that it has not started, if any.
+pub async fn next_assigned(db: &impl ConnectionTrait, agent: Uuid) -> Result<Option<tasks::Model>> {
+    Ok(Entity::find()
+        .filter(Column::AgentId.eq(agent))
+        .filter(Column::Status.eq(TaskStatus::Assigned.as_str()))
+        .order_by_asc(Column::Id)
+        .one(db)
+        .await?)
+}
+
+/// `assigned → running` for the agent it is assigned to.
+pub async fn start_assigned(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    agent: Uuid,
+) -> Result<Option<tasks::Model>> {
+    let now = Utc::now();
+    let Some(t) = find(db, id).await? else {
+        return Ok(None);
+    };
+    let lease = now + chrono::Duration::seconds(t.timeout_seconds as i64) + LEASE_GRACE;
+    let res = Entity::update_many()
+        .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
+        .col_expr(Column::Attempt, Expr::col(Column::Attempt).add(1))
+        .col_expr(Column::StartedAt, Expr::value(now))
+        .col_expr(Column::LeaseExpiresAt, Expr::value(lease))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(id))
+        .filter(Column::AgentId.eq(agent))
+        .filter(Column::Status.eq(TaskStatus::Assigned.as_str()))
+        .exec(db)
+        .await?;
+    if res.rows_affected == 0 {
+        return Ok(None);
+    }
+    find(db, id).await
+}
+
+/// Inserts many rows in chunks (one statement per chunk).
+pub async fn insert_many(db: &impl ConnectionTrait, rows: Vec<tasks::ActiveModel>) -> Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(200).collect();
+        Entity::insert_many(chunk).exec(db).await?;
+    }
+    Ok(())
+}
+
+/// Task counts per queue and status (for `GET /queues`). Retrying tasks whose retry is not yet
+/// due are reported under the pseudo-status `retry_wait`.
+pub async fn counts_by_queue(db: &impl ConnectionTrait) -> Result<Vec<(String, String, i64)>> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        queue: String,
+        status: String,
+        n: i64,
+    }
+    let rows = Entity::find()
+        .select_only()
+        .column(Column::Queue)
+        .column(Column::Status)
+        .column_as(Column::Id.count(), "n")
+        .group_by(Column::Queue)
+        .group_by(Column::Status)
+        .into_model::<Row>()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.queue, r.status, r.n)).collect())
 }

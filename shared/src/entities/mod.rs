@@ -5,6 +5,7 @@ pub mod agents;
 pub mod audit_records;
 pub mod capabilities;
 pub mod pipeline_executions;
+pub mod queue_states;
 pub mod refresh_tokens;
 pub mod stage_runs;
 pub mod tasks;

@@ -33,6 +33,12 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
+    /// When the task's job was last pushed to its queue; `None` means the dispatcher owes a push.
+    pub enqueued_at: Option<DateTimeUtc>,
+    /// Until when the running attempt is held; past it, the attempt counts as lost.
+    pub lease_expires_at: Option<DateTimeUtc>,
+    /// Set by a cancel of a running task; the worker or agent stops at its next progress report.
+    pub cancel_requested: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

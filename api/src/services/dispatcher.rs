@@ -1,0 +1,238 @@
+//! The dispatcher: the only path from a task row to its queue besides the create fast path.
+//!
+//! The database holds every task; the queue backend holds at most [`QUEUE_CAP`] waiting jobs per
+//! queue. That bound is what keeps apalis-redis working (its fetch moves *all* due jobs in one
+//! script call and fails past ~8,000) and keeps its per-job lock scan cheap. Each tick:
+//! 1. attempts whose lease expired are released (`failed`, due again after a backoff, or `dead`);
+//! 2. due tasks without a job (new batches, retries that came due, scheduled tasks, pushes that
+//!    failed) are pushed, oldest first, up to each queue's remaining room; paused queues are skipped;
+//! 3. now and then, jobs pushed more than `MCP_REDELIVER_AFTER_MS` ago whose task never started
+//!    are presumed lost (a killed worker had fetched them) and owed again.
+//!
+//! In distributed mode one replica at a time dispatches (a Redis lock with a short expiry);
+//! every step is a conditional update or idempotent, so a change of leader loses nothing.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use mcp_shared::{
+    bus::emit,
+    db::tasks::{self, Lost},
+    domain::{
+        event::{Event, EventType},
+        task::TaskStatus,
+    },
+    entities::queue_states,
+    queue::Job,
+};
+use sea_orm::EntityTrait;
+use serde_json::json;
+use tokio::sync::{Mutex, Notify, RwLock};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{services::agents::parse_queue, state::AppState};
+
+/// Most jobs waiting in the queue backend per queue.
+pub const QUEUE_CAP: i64 = 2000;
+const TICK: Duration = Duration::from_millis(100);
+const LEADER_KEY: &str = "mcp:dispatcher:leader";
+const LEADER_TTL_MS: u64 = 3000;
+
+#[derive(Debug)]
+pub struct Dispatcher {
+    wake: Notify,
+    /// Estimated jobs waiting per queue (refreshed from the database every tick).
+    waiting: Mutex<HashMap<String, i64>>,
+    paused: RwLock<HashSet<String>>,
+    instance: String,
+}
+
+impl Dispatcher {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            wake: Notify::new(),
+            waiting: Mutex::new(HashMap::new()),
+            paused: RwLock::new(HashSet::new()),
+            instance: Uuid::new_v4().to_string(),
+        })
+    }
+
+    /// Asks for a tick now (new work was written).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Reserves room for `n` jobs on `queue` for the create fast path. False when the queue is
+    /// full or paused: the dispatcher will push the task when there is room.
+    pub async fn reserve(&self, queue: &str, n: i64) -> bool {
+        if self.paused.read().await.contains(queue) {
+            return false;
+        }
+        let mut waiting = self.waiting.lock().await;
+        let w = waiting.entry(queue.to_string()).or_insert(0);
+        if *w + n > QUEUE_CAP {
+            return false;
+        }
+        *w += n;
+        true
+    }
+
+    pub async fn is_paused(&self, queue: &str) -> bool {
+        self.paused.read().await.contains(queue)
+    }
+
+    pub fn spawn(self: &Arc<Self>, state: AppState, shutdown: CancellationToken) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut last_lost_check = Instant::now();
+            // Look for lost pushes a few times per redelivery period.
+            let check_every = (state.settings.redeliver_after / 4)
+                .clamp(Duration::from_millis(250), Duration::from_secs(15));
+            loop {
+                tokio::select! {
+                    _ = me.wake.notified() => {}
+                    _ = tokio::time::sleep(TICK) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                let check_lost = last_lost_check.elapsed() >= check_every;
+                if check_lost {
+                    last_lost_check = Instant::now();
+                }
+                if let Err(e) = me.tick(&state, check_lost).await {
+                    tracing::warn!(error = %e, "dispatch tick failed");
+                }
+            }
+        });
+    }
+
+    async fn tick(&self, state: &AppState, check_lost: bool) -> mcp_shared::Result<()> {
+        self.refresh_paused(state).await?;
+        if !self.lead(state).await {
+            return Ok(());
+        }
+        let db = &state.db.conn;
+        for (which, reason) in [
+            (Lost::ExpiredLeases, "attempt lost: its lease expired"),
+            (
+                Lost::HeldBySilentAgents,
+                "attempt lost: its worker stopped sending heartbeats",
+            ),
+        ] {
+            for (task, to) in tasks::release_lost(db, which, reason, backoff).await? {
+                report_release(state, &task, to).await;
+            }
+        }
+        if check_lost {
+            let lost_after =
+                chrono::Duration::from_std(state.settings.redeliver_after).unwrap_or_default();
+            let owed = tasks::forget_stale_pushes(db, Utc::now() - lost_after).await?;
+            if owed > 0 {
+                tracing::warn!(
+                    owed,
+                    "jobs pushed long ago were never started; pushing them again"
+                );
+            }
+        }
+        let mut waiting = tasks::outstanding_by_queue(db).await?;
+        let due = tasks::due_unenqueued(db, 10_000).await?;
+        let paused = self.paused.read().await.clone();
+        let mut by_queue: HashMap<String, Vec<Uuid>> = HashMap::new();
+        for (id, queue) in due {
+            if paused.contains(&queue) {
+                continue;
+            }
+            let room = QUEUE_CAP - *waiting.get(&queue).unwrap_or(&0);
+            let ids = by_queue.entry(queue.clone()).or_default();
+            if (ids.len() as i64) < room {
+                ids.push(id);
+            }
+        }
+        for (queue, ids) in by_queue {
+            if ids.is_empty() {
+                continue;
+            }
+            tasks::mark_enqueued(db, &ids, Some(Utc::now())).await?;
+            let name = parse_queue(&queue);
+            for chunk in ids.chunks(500) {
+                let jobs = chunk.iter().map(|id| Job::now(*id)).collect();
+                if let Err(e) = state.queue.push(&name, jobs).await {
+                    // Owe them again; the next tick retries.
+                    tasks::mark_enqueued(db, chunk, None).await?;
+                    return Err(e);
+                }
+            }
+            *waiting.entry(queue).or_insert(0) += ids.len() as i64;
+        }
+        *self.waiting.lock().await = waiting;
+        Ok(())
+    }
+
+    /// Re-reads which queues are paused.
+    pub async fn refresh(&self, state: &AppState) -> mcp_shared::Result<()> {
+        self.refresh_paused(state).await
+    }
+
+    async fn refresh_paused(&self, state: &AppState) -> mcp_shared::Result<()> {
+        let rows = queue_states::Entity::find().all(&state.db.conn).await?;
+        *self.paused.write().await = rows
+            .into_iter()
+            .filter(|r| r.paused)
+            .map(|r| r.name)
+            .collect();
+        Ok(())
+    }
+
+    /// True when this replica may dispatch: always on a single node; in distributed mode while
+    /// it holds (or just took) the leader lock.
+    async fn lead(&self, state: &AppState) -> bool {
+        let Some(mut conn) = state.redis.clone() else {
+            return true;
+        };
+        let script = redis::Script::new(
+            r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+                  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+              end
+              if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+              return 0",
+        );
+        script
+            .key(LEADER_KEY)
+            .arg(&self.instance)
+            .arg(LEADER_TTL_MS)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|r| r == 1)
+            .unwrap_or(false)
+    }
+}
+
+/// The retry delay after a lost or failed attempt.
+pub fn backoff(attempt: i32) -> chrono::Duration {
+    mcp_worker::executor::backoff(attempt.max(0) as u32)
+}
+
+/// Publishes what happened to a released attempt.
+pub async fn report_release(
+    state: &AppState,
+    task: &mcp_shared::entities::tasks::Model,
+    to: TaskStatus,
+) {
+    let kind = if to == TaskStatus::Dead {
+        EventType::TaskDead
+    } else {
+        EventType::TaskFailed
+    };
+    tracing::warn!(task_id = %task.id, status = %to, attempt = task.attempt, "running attempt lost");
+    emit(
+        state.bus.as_ref(),
+        Event::new(kind, json!({"task_id": task.id, "status": to, "attempt": task.attempt, "error": "attempt lost"}))
+            .for_task(task.id)
+            .for_agent(task.agent_id),
+    )
+    .await;
+}
