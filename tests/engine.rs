@@ -586,3 +586,119 @@ async fn killing_workers_loses_nothing() {
     }
     assert_eq!(app.worker_count(), 2);
 }
+
+/// One execution slot, a backlog of low tasks, then a critical one: the critical task runs next,
+/// not after the backlog.
+#[tokio::test(flavor = "multi_thread")]
+async fn critical_work_overtakes_a_low_backlog() {
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("MCP_WORKER_CONCURRENCY", "1"),
+            ("MCP_STARVATION_MS", "60000"),
+        ],
+    )
+    .await;
+    let low: Vec<Value> = (0..40)
+        .map(|i| json!({"type": "generic", "payload": {"i": i, "sleep_ms": 50}}))
+        .collect();
+    let (s, b) = app
+        .admin("POST", "/api/v1/tasks/batch", Some(json!({"tasks": low})))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    // Let the backlog start moving.
+    wait_for(
+        "the low backlog to start",
+        Duration::from_secs(15),
+        || async {
+            let (_, l) = app
+                .admin("GET", "/api/v1/tasks?status=completed&limit=1", None)
+                .await;
+            if l["count"].as_u64() == Some(1) {
+                Ok(())
+            } else {
+                Err(l.to_string())
+            }
+        },
+    )
+    .await;
+    let critical = app
+        .create_task(
+            json!({"type": "generic", "priority": "critical", "payload": {"urgent": true}}),
+        )
+        .await;
+    app.wait_status(&id(&critical), "completed", Duration::from_secs(15))
+        .await;
+    let (_, q) = app.admin("GET", "/api/v1/queues", None).await;
+    let generic = q["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["capability"] == "generic")
+        .unwrap()
+        .clone();
+    let low_left = generic["pending"]["low"].as_i64().unwrap();
+    assert!(
+        low_left >= 20,
+        "the critical task did not wait for the low backlog: {generic}"
+    );
+}
+
+/// Redis (append-only) restarted in the middle of a run: the queue, the workers and the event
+/// reader reconnect, and every task still completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_redis_mid_run_loses_nothing() {
+    let mut app = App::start(Mode::Distributed).await;
+    let tasks: Vec<Value> = (0..1000)
+        .map(|i| json!({"type": "generic", "payload": {"i": i, "sleep_ms": 5}}))
+        .collect();
+    let (s, b) = app
+        .admin("POST", "/api/v1/tasks/batch", Some(json!({"tasks": tasks})))
+        .await;
+    assert_eq!(s, 202, "{}", b["error"]);
+    wait_for("some progress", Duration::from_secs(60), || async {
+        let n = processed(&app).await;
+        if n >= 100 {
+            Ok(())
+        } else {
+            Err(format!("{n}"))
+        }
+    })
+    .await;
+    let redis = app.redis.as_mut().unwrap();
+    redis.stop();
+    redis.spawn();
+    wait_for(
+        "all 1,000 tasks to complete after the restart",
+        Duration::from_secs(240),
+        || async {
+            let n = processed(&app).await;
+            if n == 1000 {
+                Ok(())
+            } else {
+                Err(format!("{n} processed"))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_tasks_wait_for_their_time() {
+    let app = App::start(Mode::SingleNode).await;
+    let at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let t = app
+        .create_task(json!({"type": "generic", "payload": {}, "run_at": at}))
+        .await;
+    assert_eq!(t["status"], "scheduled");
+    let done = app
+        .wait_status(&id(&t), "completed", Duration::from_secs(20))
+        .await;
+    let (_, st) = app
+        .admin("GET", &format!("/api/v1/tasks/{}/status", id(&t)), None)
+        .await;
+    assert_eq!(st["data"]["status"], "completed");
+    let finished =
+        chrono::DateTime::parse_from_rfc3339(done["updated_at"].as_str().unwrap()).unwrap();
+    assert!(finished >= at, "ran at {finished}, scheduled for {at}");
+}

@@ -93,6 +93,9 @@ pub struct Settings {
     pub worker_heartbeat: Duration,
     /// `MCP_WORKER_MISSED_HEARTBEATS`.
     pub worker_missed_heartbeats: usize,
+    /// `MCP_STARVATION_MS`: a job waiting this long for an execution slot is served before more
+    /// urgent tiers, so low-priority work still moves under sustained urgent load.
+    pub starvation_after: Duration,
     /// `MCP_REDELIVER_AFTER_MS`: a job pushed this long ago whose task never started is presumed
     /// lost (say, fetched by a worker that was then killed) and pushed again.
     pub redeliver_after: Duration,
@@ -192,6 +195,7 @@ impl Settings {
             queue_poll_interval: Duration::from_millis(parse(&var, "MCP_QUEUE_POLL_MS", 200)?),
             worker_heartbeat: Duration::from_millis(parse(&var, "MCP_WORKER_HEARTBEAT_MS", 5000)?),
             worker_missed_heartbeats: parse(&var, "MCP_WORKER_MISSED_HEARTBEATS", 3)?,
+            starvation_after: Duration::from_millis(parse(&var, "MCP_STARVATION_MS", 2000)?),
             redeliver_after: Duration::from_millis(parse(&var, "MCP_REDELIVER_AFTER_MS", 120_000)?),
             agent_heartbeat: Duration::from_millis(parse(&var, "MCP_AGENT_HEARTBEAT_MS", 10_000)?),
             agent_stale_after_missed: parse(&var, "MCP_AGENT_STALE_AFTER_MISSED", 3)?,

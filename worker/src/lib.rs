@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`pool`]: builds one apalis worker per queue (`mcp:{capability}:{tier}`) on the configured
 //!   backend, wakes idle workers when jobs are pushed, and restarts a worker whose backend failed.
+//! - [`gate`]: one pool of execution slots per process, served most urgent tier first with a
+//!   starvation guard.
 //! - [`executor`]: what happens to one delivered job: a conditional `pending → running`, the
 //!   handler, then `running → completed | failed | dead`, each published as an event.
 //! - [`handlers`]: the task handlers by task type.
@@ -10,6 +12,7 @@
 //! The same code runs inside the API process (single node) and in the `mcp-worker` binary.
 
 pub mod executor;
+pub mod gate;
 pub mod handlers;
 pub mod identity;
 pub mod pool;

@@ -10,6 +10,7 @@ use apalis::prelude::*;
 use futures::{Stream, StreamExt};
 use mcp_shared::{
     Error, Result,
+    domain::task::Priority,
     queue::{JobRef, QueueName, RedisQueue, SqliteQueue, WAKE_CHANNEL},
 };
 use tokio::sync::broadcast;
@@ -19,6 +20,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     WorkerDeps,
     executor::{self, Outcome},
+    gate::PriorityGate,
 };
 
 /// Where this process pulls jobs from.
@@ -55,6 +57,10 @@ pub async fn run(
     ));
     let deps = Arc::new(deps);
     let tracker = TaskTracker::new();
+    let gate = PriorityGate::new(
+        deps.settings.worker_concurrency,
+        deps.settings.starvation_after,
+    );
     let mut handles = Vec::new();
     for capability in &capabilities {
         for queue in QueueName::tiers(capability) {
@@ -64,6 +70,7 @@ pub async fn run(
                 source: source.clone(),
                 deps: deps.clone(),
                 tracker: tracker.clone(),
+                gate: gate.clone(),
                 wake: wake.resubscribe(),
                 shutdown: shutdown.clone(),
             };
@@ -99,6 +106,7 @@ struct QueueWorker {
     source: Source,
     deps: Arc<WorkerDeps>,
     tracker: TaskTracker,
+    gate: PriorityGate,
     wake: broadcast::Receiver<String>,
     shutdown: CancellationToken,
 }
@@ -154,6 +162,8 @@ impl QueueWorker {
                     .concurrency(concurrency)
                     .data(self.deps.clone())
                     .data(self.tracker.clone())
+                    .data(self.gate.clone())
+                    .data(self.queue.tier)
                     .build(handle)
                     .run_until(stop)
                     .await
@@ -173,6 +183,8 @@ impl QueueWorker {
                     .concurrency(concurrency)
                     .data(self.deps.clone())
                     .data(self.tracker.clone())
+                    .data(self.gate.clone())
+                    .data(self.queue.tier)
                     .build(handle)
                     .run_until(stop)
                     .await
@@ -208,9 +220,16 @@ async fn handle(
     job: JobRef,
     deps: Data<Arc<WorkerDeps>>,
     tracker: Data<TaskTracker>,
+    gate: Data<PriorityGate>,
+    tier: Data<Priority>,
 ) -> std::result::Result<(), BoxDynError> {
+    let slot = gate.acquire(*tier).await;
     let deps = (*deps).clone();
-    let outcome = tracker.spawn(async move { executor::execute(&deps, job).await });
+    let outcome = tracker.spawn(async move {
+        let outcome = executor::execute(&deps, job).await;
+        drop(slot);
+        outcome
+    });
     match outcome.await {
         Ok(Outcome::Done) => Ok(()),
         Ok(Outcome::Redeliver(reason)) => Err(reason.into()),
