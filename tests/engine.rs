@@ -702,3 +702,43 @@ async fn scheduled_tasks_wait_for_their_time() {
         chrono::DateTime::parse_from_rfc3339(done["updated_at"].as_str().unwrap()).unwrap();
     assert!(finished >= at, "ran at {finished}, scheduled for {at}");
 }
+
+/// A task that crashes its worker process every time is counted on each start and ends dead;
+/// it does not loop forever, and the workers that replace the crashed ones go on working.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_that_crashes_its_worker_ends_dead() {
+    let mut app = App::start_with(
+        Mode::Distributed,
+        &[
+            ("MCP_ENABLE_TEST_HOOKS", "1"),
+            ("MCP_AGENT_HEARTBEAT_MS", "300"),
+            ("MCP_WORKER_HEARTBEAT_MS", "1000"),
+        ],
+    )
+    .await;
+    let t = app
+        .create_task(json!({"type": "generic", "payload": {"crash": true}, "max_attempts": 2}))
+        .await;
+    let mut crashes = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        crashes += app.revive_workers();
+        let now = status_of(&app, &id(&t)).await;
+        if now["status"] == "dead" {
+            assert_eq!(now["attempt"], 2, "{now}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {now} after {crashes} crashes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(crashes >= 2, "each attempt crashed a worker ({crashes})");
+    let ok = app
+        .create_task(json!({"type": "generic", "payload": {"after": "crashes"}}))
+        .await;
+    app.revive_workers();
+    app.wait_status(&id(&ok), "completed", Duration::from_secs(30))
+        .await;
+}

@@ -179,6 +179,22 @@ impl App {
         self.api = Some(child);
     }
 
+    /// Restarts worker processes that exited; returns how many.
+    pub fn revive_workers(&mut self) -> usize {
+        let mut dead = 0;
+        for c in &mut self.workers {
+            if c.try_wait().ok().flatten().is_some() {
+                dead += 1;
+            }
+        }
+        self.workers
+            .retain_mut(|c| c.try_wait().ok().flatten().is_none());
+        for _ in 0..dead {
+            self.start_worker(&[]);
+        }
+        dead
+    }
+
     /// Number of worker processes started and not killed.
     pub fn worker_count(&self) -> usize {
         self.workers.len()
