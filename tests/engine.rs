@@ -742,3 +742,41 @@ async fn a_task_that_crashes_its_worker_ends_dead() {
     app.wait_status(&id(&ok), "completed", Duration::from_secs(30))
         .await;
 }
+
+/// A task needing several capabilities runs only on a worker that has them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn multi_capability_tasks_go_only_to_workers_with_all_of_them() {
+    let mut app = App::start(Mode::Distributed).await; // its worker serves `generic` only
+    let both = app
+        .create_task(json!({"type": "generic", "required_capabilities": ["generic", "analysis"], "payload": {}}))
+        .await;
+    // A plain task submitted after it completes on the generic worker; the combined one is left.
+    let plain = app
+        .create_task(json!({"type": "generic", "payload": {}}))
+        .await;
+    app.wait_status(&id(&plain), "completed", Duration::from_secs(15))
+        .await;
+    let waiting = status_of(&app, &id(&both)).await;
+    assert_eq!(waiting["status"], "pending", "{waiting}");
+    app.start_worker(&["--capabilities", "generic,analysis"]);
+    let done = app
+        .wait_status(&id(&both), "completed", Duration::from_secs(20))
+        .await;
+    let (_, agent) = app
+        .admin(
+            "GET",
+            &format!("/api/v1/agents/{}", done["agent_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    let caps: Vec<&str> = agent["data"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        caps.contains(&"analysis") && caps.contains(&"generic"),
+        "{agent}"
+    );
+}

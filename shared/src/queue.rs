@@ -81,6 +81,46 @@ impl fmt::Display for QueueName {
     }
 }
 
+/// Most capabilities a combined queue names: workers serve every combination of their
+/// capabilities up to this size, and a task needing more can only be claimed by an agent.
+pub const MAX_COMBINED: usize = 3;
+
+/// The capability part of a queue name for a task that needs `required`: the one capability, or
+/// several sorted and joined with `+` (`mcp:analysis+validation:high`), so that only a worker or
+/// agent holding all of them serves that queue.
+pub fn capability_key(required: &[String]) -> String {
+    let mut caps: Vec<&str> = required.iter().map(String::as_str).collect();
+    caps.sort_unstable();
+    caps.dedup();
+    caps.join("+")
+}
+
+/// Every capability key a holder of `caps` serves: each capability alone and every combination
+/// of up to [`MAX_COMBINED`] of them.
+pub fn served_keys(caps: &[String]) -> Vec<String> {
+    let mut caps: Vec<&str> = caps.iter().map(String::as_str).collect();
+    caps.sort_unstable();
+    caps.dedup();
+    let mut keys = Vec::new();
+    fn walk<'a>(
+        caps: &[&'a str],
+        start: usize,
+        current: &mut Vec<&'a str>,
+        keys: &mut Vec<String>,
+    ) {
+        for i in start..caps.len() {
+            current.push(caps[i]);
+            keys.push(current.join("+"));
+            if current.len() < MAX_COMBINED {
+                walk(caps, i + 1, current, keys);
+            }
+            current.pop();
+        }
+    }
+    walk(&caps, 0, &mut Vec::new(), &mut keys);
+    keys
+}
+
 /// Pushes jobs; the worker side (pulling) lives in the worker crate.
 #[async_trait::async_trait]
 pub trait JobQueue: Send + Sync + fmt::Debug {
@@ -220,6 +260,30 @@ pub async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn combined_keys_need_every_capability() {
+        let caps = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            capability_key(&caps(&["validation", "analysis"])),
+            "analysis+validation"
+        );
+        assert_eq!(capability_key(&caps(&["export"])), "export");
+        let served = served_keys(&caps(&["validation", "analysis", "export"]));
+        assert_eq!(
+            served,
+            [
+                "analysis",
+                "analysis+export",
+                "analysis+export+validation",
+                "analysis+validation",
+                "export",
+                "export+validation",
+                "validation"
+            ]
+        );
+        assert!(!served_keys(&caps(&["analysis"])).contains(&"analysis+validation".to_string()));
+    }
 
     #[test]
     fn queue_names_are_explicit() {

@@ -11,7 +11,7 @@ use futures::{Stream, StreamExt};
 use mcp_shared::{
     Error, Result,
     domain::task::Priority,
-    queue::{JobRef, QueueName, RedisQueue, SqliteQueue, WAKE_CHANNEL},
+    queue::{JobRef, QueueName, RedisQueue, SqliteQueue, WAKE_CHANNEL, served_keys},
 };
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
@@ -62,8 +62,9 @@ pub async fn run(
         deps.settings.starvation_after,
     );
     let mut handles = Vec::new();
-    for capability in &capabilities {
-        for queue in QueueName::tiers(capability) {
+    // Each capability alone, and every combination of them (tasks needing several).
+    for key in served_keys(&capabilities) {
+        for queue in QueueName::tiers(&key) {
             let worker = QueueWorker {
                 name: format!("{instance}:{queue}"),
                 queue,

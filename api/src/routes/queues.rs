@@ -68,11 +68,12 @@ pub enum QueueResponse {
     Ok(Json<Envelope<QueueView>>),
 }
 
-/// Accepts `generic`, `mcp:generic` or `mcp:generic:low`; returns the capability.
+/// Accepts `generic`, `mcp:generic`, `mcp:generic:low` or a combined `mcp:a+b`; returns the
+/// capability key.
 fn capability_of(name: &str) -> ApiResult<String> {
     let cap = name.strip_prefix("mcp:").unwrap_or(name);
     let cap = cap.split(':').next().unwrap_or_default();
-    if valid_capability(cap) {
+    if cap.split('+').all(valid_capability) {
         Ok(cap.to_string())
     } else {
         Err(ApiError::not_found("queue"))

@@ -10,7 +10,7 @@ use mcp_shared::{
         task::{Priority, TaskStatus, TaskType},
     },
     entities::tasks::Model,
-    queue::{Job, QueueName},
+    queue::{Job, QueueName, capability_key, served_keys},
 };
 use sea_orm::Set;
 use serde_json::{Value, json};
@@ -95,14 +95,13 @@ impl NewTask {
         Ok(())
     }
 
-    /// The queue: the first required capability (or the type's default) at the task's tier.
+    /// The queue: the required capabilities (or the type's default) at the task's tier. Several
+    /// capabilities make a combined queue that only holders of all of them serve.
     pub fn queue(&self) -> QueueName {
-        let capability = self
-            .required_capabilities
-            .first()
-            .map(String::as_str)
-            .unwrap_or(self.task_type.default_capability());
-        QueueName::new(capability, self.priority)
+        if self.required_capabilities.is_empty() {
+            return QueueName::new(self.task_type.default_capability(), self.priority);
+        }
+        QueueName::new(capability_key(&self.required_capabilities), self.priority)
     }
 
     /// Identifies the request's content, to tell a replay from a different body under one key.
@@ -446,10 +445,12 @@ pub async fn claim(
         return Ok(Some(started));
     }
     let mine: Vec<&str> = agent.capabilities.iter().map(|c| c.name.as_str()).collect();
+    let owned: Vec<String> = mine.iter().map(|c| c.to_string()).collect();
+    let keys = served_keys(&owned);
     for tier in Priority::ALL {
-        let queues: Vec<String> = mine
+        let queues: Vec<String> = keys
             .iter()
-            .map(|c| QueueName::new(*c, *tier).to_string())
+            .map(|k| QueueName::new(k.clone(), *tier).to_string())
             .collect();
         for t in tasks::claimable(&state.db.conn, &queues, 20).await? {
             let needs: Vec<String> =
