@@ -19,6 +19,7 @@ pub async fn run(task: &Model) -> Result<Value, HandlerError> {
     }
     if task.payload.get("crash").and_then(Value::as_bool) == Some(true)
         && std::env::var("MCP_ENABLE_TEST_HOOKS").as_deref() == Ok("1")
+        && std::env::var("MCP_ENV").as_deref() != Ok("production")
     {
         tracing::error!("test hook: crashing the worker process on purpose");
         std::process::abort();
