@@ -23,6 +23,9 @@ use crate::{
     gate::PriorityGate,
 };
 
+/// Jobs fetched per backend round trip.
+const FETCH_BATCH: usize = 32;
+
 /// Where this process pulls jobs from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -153,7 +156,8 @@ impl QueueWorker {
                 let config = apalis_sqlite::Config::default()
                     .queue(self.queue.to_string())
                     .heartbeat_interval(settings.worker_heartbeat)
-                    .missed_heartbeats(settings.worker_missed_heartbeats);
+                    .missed_heartbeats(settings.worker_missed_heartbeats)
+                    .batch_size(FETCH_BATCH);
                 let backend = q
                     .storage(&self.queue)
                     .with_config(config)
@@ -171,10 +175,14 @@ impl QueueWorker {
                     .map_err(Error::queue)
             }
             Source::Redis { queue, .. } => {
+                // Locking costs a scan of the whole active list per job; our conditional start
+                // already makes a duplicate delivery harmless, so it buys nothing here.
                 let config = apalis_redis::Config::default()
                     .queue(self.queue.to_string())
                     .heartbeat_interval(settings.worker_heartbeat)
-                    .missed_heartbeats(settings.worker_missed_heartbeats);
+                    .missed_heartbeats(settings.worker_missed_heartbeats)
+                    .lock_tasks(false)
+                    .batch_size(FETCH_BATCH);
                 let backend = queue
                     .storage(&self.queue)
                     .with_config(config)
