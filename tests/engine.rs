@@ -505,17 +505,6 @@ async fn twenty_thousand_due_tasks_drain() {
     .await;
 }
 
-async fn processed(app: &App) -> i64 {
-    let (_, q) = app.admin("GET", "/api/v1/queues", None).await;
-    q["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| q["capability"] == "generic")
-        .map(|g| g["processed_total"].as_i64().unwrap())
-        .unwrap_or(0)
-}
-
 /// Workers SIGKILLed and restarted mid-run: every task completes, none is lost, none runs to
 /// completion twice (the completion is a conditional update).
 #[tokio::test(flavor = "multi_thread")]
@@ -542,12 +531,12 @@ async fn killing_workers_loses_nothing() {
     assert_eq!(s, 202, "{}", b["error"]);
     for round in 0..3 {
         // Let some work happen, then kill a worker mid-task and start a fresh one.
-        let before = processed(&app).await;
+        let before = app.processed("generic").await;
         wait_for(
             "progress before the kill",
             Duration::from_secs(60),
             || async {
-                let now = processed(&app).await;
+                let now = app.processed("generic").await;
                 if now > before + 100 || now >= 2000 {
                     Ok(())
                 } else {
@@ -560,11 +549,11 @@ async fn killing_workers_loses_nothing() {
         app.start_worker(&[]);
         eprintln!(
             "round {round}: killed and restarted a worker at {} processed",
-            processed(&app).await
+            app.processed("generic").await
         );
     }
     wait_for("all 2,000 tasks to complete", Duration::from_secs(300), || async {
-        let n = processed(&app).await;
+        let n = app.processed("generic").await;
         if n == 2000 {
             return Ok(());
         }
@@ -657,7 +646,7 @@ async fn restarting_redis_mid_run_loses_nothing() {
         .await;
     assert_eq!(s, 202, "{}", b["error"]);
     wait_for("some progress", Duration::from_secs(60), || async {
-        let n = processed(&app).await;
+        let n = app.processed("generic").await;
         if n >= 100 {
             Ok(())
         } else {
@@ -672,7 +661,7 @@ async fn restarting_redis_mid_run_loses_nothing() {
         "all 1,000 tasks to complete after the restart",
         Duration::from_secs(240),
         || async {
-            let n = processed(&app).await;
+            let n = app.processed("generic").await;
             if n == 1000 {
                 Ok(())
             } else {

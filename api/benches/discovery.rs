@@ -5,23 +5,15 @@ use std::time::Instant;
 
 use chrono::Utc;
 use mcp_api::directory::{AgentDirectory, Query};
-use mcp_shared::{domain::agent::AgentStatus, entities::agents::Model};
+use mcp_shared::{
+    domain::agent::{AgentStatus, BUILTIN_CAPABILITIES as CAPS},
+    entities::agents::Model,
+};
 use serde_json::json;
 use uuid::Uuid;
 
 const AGENTS: usize = 10_000;
 const QUERIES: usize = 20_000;
-const CAPS: &[&str] = &[
-    "ingestion",
-    "standardization",
-    "validation",
-    "processing",
-    "quality_assessment",
-    "export",
-    "bias_detection",
-    "analysis",
-    "generic",
-];
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]

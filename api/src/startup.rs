@@ -34,18 +34,8 @@ use crate::{
     ws,
 };
 
-pub type Apis = (
-    HealthApi,
-    AuthApi,
-    UsersApi,
-    TasksApi,
-    QueuesApi,
-    AgentsApi,
-    CapabilitiesApi,
-);
-
 /// The OpenAPI service: the source of `/openapi.json` and of the committed `openapi/openapi.json`.
-pub fn api_service() -> OpenApiService<Apis, ()> {
+pub fn api_service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
     OpenApiService::new(
         (
             HealthApi,

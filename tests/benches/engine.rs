@@ -13,30 +13,16 @@
 
 #[path = "../helpers/mod.rs"]
 mod helpers;
+#[path = "../helpers/measure.rs"]
+mod measure;
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use helpers::{App, Mode, wait_for};
+use measure::{percentile, submit_to_start};
 use serde_json::{Value, json};
-use tokio_tungstenite::{connect_async, tungstenite::Message};
 
 const BATCH: usize = 10_000;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-async fn processed(app: &App) -> i64 {
-    let (_, q) = app.admin("GET", "/api/v1/queues", None).await;
-    q["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| q["capability"] == "generic")
-        .map(|g| g["processed_total"].as_i64().unwrap())
-        .unwrap_or(0)
-}
 
 async fn submit(app: &App, n: usize, priority: &str) -> Duration {
     let started = Instant::now();
@@ -65,11 +51,11 @@ async fn throughput(mode: Mode, workers: usize, n: usize) -> (f64, f64) {
     for _ in 1..workers {
         app.start_worker(&[]);
     }
-    let base = processed(&app).await;
+    let base = app.processed("generic").await;
     let t0 = Instant::now();
     let submit_time = submit(&app, n, "low").await;
     wait_for("the batch to drain", Duration::from_secs(900), || async {
-        let done = processed(&app).await - base;
+        let done = app.processed("generic").await - base;
         if done >= n as i64 {
             Ok(())
         } else {
@@ -81,36 +67,6 @@ async fn throughput(mode: Mode, workers: usize, n: usize) -> (f64, f64) {
         n as f64 / submit_time.as_secs_f64(),
         n as f64 / t0.elapsed().as_secs_f64(),
     )
-}
-
-/// Time from sending a create to `task.started` on the progress channel.
-async fn latencies(app: &App, priority: &str, count: usize, gap: Duration) -> Vec<f64> {
-    let url = app.ws_url(&format!("/ws/tasks/progress?token={}", app.admin_token));
-    let (mut ws, _) = connect_async(url).await.unwrap();
-    let mut samples = Vec::with_capacity(count);
-    for i in 0..count {
-        tokio::time::sleep(gap).await;
-        let t0 = Instant::now();
-        let task = app
-            .create_task(json!({"type": "generic", "priority": priority, "payload": {"probe": i}}))
-            .await;
-        let id = task["id"].as_str().unwrap().to_string();
-        loop {
-            let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
-                .await
-                .expect("task.started")
-                .unwrap()
-                .unwrap();
-            let Message::Text(text) = msg else { continue };
-            let v: Value = serde_json::from_str(&text).unwrap();
-            if v["type"] == "task.started" && v["data"]["task_id"] == id.as_str() {
-                samples.push(t0.elapsed().as_secs_f64() * 1000.0);
-                break;
-            }
-        }
-    }
-    samples.sort_by(f64::total_cmp);
-    samples
 }
 
 #[tokio::main]
@@ -135,15 +91,15 @@ async fn main() {
     }
 
     let app = App::start_with(Mode::Distributed, &[("RUST_LOG", "warn")]).await;
-    let steady = latencies(&app, "medium", 300, Duration::from_millis(10)).await;
+    let steady = submit_to_start(&app, "medium", 300, Duration::from_millis(10)).await;
     println!(
         "  submit → start at ~100 tasks/s (distributed): p50 {:.2} ms  p99 {:.2} ms",
         percentile(&steady, 0.5),
         percentile(&steady, 0.99)
     );
     submit(&app, 10_000, "low").await;
-    let critical = latencies(&app, "critical", 100, Duration::from_millis(20)).await;
-    let left = 10_000 - processed(&app).await.min(10_000);
+    let critical = submit_to_start(&app, "critical", 100, Duration::from_millis(20)).await;
+    let left = 10_000 - app.processed("generic").await.min(10_000);
     println!(
         "  critical submit → start behind a 10,000 low backlog: p50 {:.2} ms  p99 {:.2} ms  ({left} low still queued at the end)",
         percentile(&critical, 0.5),

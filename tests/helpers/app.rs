@@ -349,6 +349,18 @@ impl App {
         .await
     }
 
+    /// Tasks of `capability` completed so far, from `GET /api/v1/queues`.
+    pub async fn processed(&self, capability: &str) -> i64 {
+        let (_, q) = self.admin("GET", "/api/v1/queues", None).await;
+        q["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|q| q["capability"] == capability)
+            .and_then(|g| g["processed_total"].as_i64())
+            .unwrap_or(0)
+    }
+
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://127.0.0.1:{}{path}", self.port)
     }

@@ -299,6 +299,20 @@ fn fill_row(
     }
 }
 
+/// Publishes `task.cancelled`.
+async fn cancelled(state: &AppState, id: Uuid, agent: Option<Uuid>) {
+    emit(
+        state.bus.as_ref(),
+        Event::new(
+            EventType::TaskCancelled,
+            json!({"task_id": id, "status": "cancelled"}),
+        )
+        .for_task(id)
+        .for_agent(agent),
+    )
+    .await;
+}
+
 /// 409 naming the current state.
 pub fn illegal(task: &Model, action: &str) -> ApiError {
     ApiError::conflict(
@@ -323,16 +337,7 @@ pub async fn cancel(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
     }
     let after = tasks::cancel(&state.db.conn, id).await?;
     if after.status == TaskStatus::Cancelled.as_str() && before.status != after.status {
-        emit(
-            state.bus.as_ref(),
-            Event::new(
-                EventType::TaskCancelled,
-                json!({"task_id": id, "status": "cancelled"}),
-            )
-            .for_task(id)
-            .for_agent(after.agent_id),
-        )
-        .await;
+        cancelled(state, id, after.agent_id).await;
     }
     Ok(after)
 }
@@ -497,16 +502,7 @@ pub async fn report_progress(
     let t = held_by(state, id, agent, "report progress on").await?;
     if t.cancel_requested {
         if tasks::finish_cancel(&state.db.conn, id).await? {
-            emit(
-                state.bus.as_ref(),
-                Event::new(
-                    EventType::TaskCancelled,
-                    json!({"task_id": id, "status": "cancelled"}),
-                )
-                .for_task(id)
-                .for_agent(Some(agent)),
-            )
-            .await;
+            cancelled(state, id, Some(agent)).await;
         }
         return Err(ApiError::conflict(
             "task_cancelled",

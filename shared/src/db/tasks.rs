@@ -88,18 +88,35 @@ pub async fn start(
     agent_id: Option<Uuid>,
 ) -> Result<Option<tasks::Model>> {
     let now = Utc::now();
+    // Startable: waiting states, or a running attempt whose lease ran out (its worker died).
+    let startable = Condition::all()
+        .add(
+            Condition::any()
+                .add(Column::Status.is_in(TaskStatus::STARTABLE.iter().map(|s| s.as_str())))
+                .add(
+                    Condition::all()
+                        .add(Column::Status.eq(TaskStatus::Running.as_str()))
+                        .add(Column::LeaseExpiresAt.lt(now)),
+                ),
+        )
+        .add(Column::CancelRequested.eq(false))
+        .add(Column::RunAt.is_null().or(Column::RunAt.lte(now)));
+    start_where(db, id, agent_id, startable).await
+}
+
+/// Moves the task to `running` if `condition` holds: counts the attempt, takes the lease
+/// (`timeout_seconds` + [`LEASE_GRACE`]) and records the holder.
+async fn start_where(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    agent_id: Option<Uuid>,
+    condition: Condition,
+) -> Result<Option<tasks::Model>> {
+    let now = Utc::now();
     let Some(current) = find(db, id).await? else {
         return Ok(None);
     };
     let lease = now + chrono::Duration::seconds(current.timeout_seconds as i64) + LEASE_GRACE;
-    // Startable: waiting states, or a running attempt whose lease ran out (its worker died).
-    let startable = Condition::any()
-        .add(Column::Status.is_in(TaskStatus::STARTABLE.iter().map(|s| s.as_str())))
-        .add(
-            Condition::all()
-                .add(Column::Status.eq(TaskStatus::Running.as_str()))
-                .add(Column::LeaseExpiresAt.lt(now)),
-        );
     let res = Entity::update_many()
         .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
         .col_expr(Column::Attempt, Expr::col(Column::Attempt).add(1))
@@ -108,9 +125,7 @@ pub async fn start(
         .col_expr(Column::LeaseExpiresAt, Expr::value(lease))
         .col_expr(Column::AgentId, Expr::value(agent_id))
         .filter(Column::Id.eq(id))
-        .filter(Column::CancelRequested.eq(false))
-        .filter(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
-        .filter(startable)
+        .filter(condition)
         .exec(db)
         .await?;
     if res.rows_affected == 0 {
@@ -522,26 +537,10 @@ pub async fn start_assigned(
     id: Uuid,
     agent: Uuid,
 ) -> Result<Option<tasks::Model>> {
-    let now = Utc::now();
-    let Some(t) = find(db, id).await? else {
-        return Ok(None);
-    };
-    let lease = now + chrono::Duration::seconds(t.timeout_seconds as i64) + LEASE_GRACE;
-    let res = Entity::update_many()
-        .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
-        .col_expr(Column::Attempt, Expr::col(Column::Attempt).add(1))
-        .col_expr(Column::StartedAt, Expr::value(now))
-        .col_expr(Column::LeaseExpiresAt, Expr::value(lease))
-        .col_expr(Column::UpdatedAt, Expr::value(now))
-        .filter(Column::Id.eq(id))
-        .filter(Column::AgentId.eq(agent))
-        .filter(Column::Status.eq(TaskStatus::Assigned.as_str()))
-        .exec(db)
-        .await?;
-    if res.rows_affected == 0 {
-        return Ok(None);
-    }
-    find(db, id).await
+    let assigned = Condition::all()
+        .add(Column::AgentId.eq(agent))
+        .add(Column::Status.eq(TaskStatus::Assigned.as_str()));
+    start_where(db, id, Some(agent), assigned).await
 }
 
 /// Inserts many rows in chunks (one statement per chunk).
