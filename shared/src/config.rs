@@ -153,6 +153,14 @@ impl Settings {
                 "JWT_ALGORITHM must be HS256 (the only algorithm this server signs with), got {alg:?}"
             )));
         }
+        let worker_heartbeat = Duration::from_millis(parse(&var, "MCP_WORKER_HEARTBEAT_MS", 5000)?);
+        if worker_heartbeat < Duration::from_secs(1) {
+            // The queue library compares worker heartbeats in whole seconds: a shorter period
+            // makes live workers look dead to each other.
+            return Err(Error::Config(
+                "MCP_WORKER_HEARTBEAT_MS must be at least 1000".into(),
+            ));
+        }
         let redis_url = var("REDIS_URL").map(Secret::new);
         let embedded_default = redis_url.is_none();
         Ok(Self {
@@ -193,7 +201,7 @@ impl Settings {
             max_body_bytes: parse(&var, "MCP_MAX_BODY_BYTES", 1024 * 1024)?,
             worker_concurrency: parse(&var, "MCP_WORKER_CONCURRENCY", 16)?,
             queue_poll_interval: Duration::from_millis(parse(&var, "MCP_QUEUE_POLL_MS", 200)?),
-            worker_heartbeat: Duration::from_millis(parse(&var, "MCP_WORKER_HEARTBEAT_MS", 5000)?),
+            worker_heartbeat,
             worker_missed_heartbeats: parse(&var, "MCP_WORKER_MISSED_HEARTBEATS", 3)?,
             starvation_after: Duration::from_millis(parse(&var, "MCP_STARVATION_MS", 2000)?),
             redeliver_after: Duration::from_millis(parse(&var, "MCP_REDELIVER_AFTER_MS", 120_000)?),
@@ -323,5 +331,7 @@ mod tests {
         assert!(err.to_string().contains("MCP_PORT"));
         let err = settings(&[("JWT_ALGORITHM", "none")]).unwrap_err();
         assert!(err.to_string().contains("JWT_ALGORITHM"));
+        let err = settings(&[("MCP_WORKER_HEARTBEAT_MS", "500")]).unwrap_err();
+        assert!(err.to_string().contains("MCP_WORKER_HEARTBEAT_MS"));
     }
 }
