@@ -769,3 +769,47 @@ async fn multi_capability_tasks_go_only_to_workers_with_all_of_them() {
         "{agent}"
     );
 }
+
+/// A task already queued for the built-in workers and then assigned to an agent runs on that
+/// agent: the worker that later receives its job leaves it alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_assigned_task_is_not_taken_by_a_worker() {
+    let app = App::start_with(Mode::SingleNode, &[("MCP_WORKER_CONCURRENCY", "1")]).await;
+    let (agent, key) = register_agent(&app, "specialist", json!(["generic"])).await;
+    let busy = app
+        .create_task(json!({"type": "generic", "payload": {"sleep_ms": 1500}}))
+        .await;
+    app.wait_status(&id(&busy), "running", Duration::from_secs(15))
+        .await;
+    // Queued behind the busy one, then routed to the agent.
+    let queued = app
+        .create_task(json!({"type": "generic", "payload": {"for": "agent"}}))
+        .await;
+    let (s, b) = app
+        .admin(
+            "POST",
+            &format!("/api/v1/tasks/{}/assign", id(&queued)),
+            Some(json!({"criteria": {"agent_id": agent}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    app.wait_status(&id(&busy), "completed", Duration::from_secs(15))
+        .await;
+    // The worker is free and has had the job; the task is still waiting for its agent.
+    let other = app
+        .create_task(json!({"type": "generic", "payload": {}}))
+        .await;
+    app.wait_status(&id(&other), "completed", Duration::from_secs(15))
+        .await;
+    assert_eq!(status_of(&app, &id(&queued)).await["status"], "assigned");
+    let (s, b) = app
+        .as_agent(
+            "POST",
+            &format!("/api/v1/agents/{agent}/tasks/claim"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["id"], queued["id"]);
+}

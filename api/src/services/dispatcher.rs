@@ -127,6 +127,9 @@ impl Dispatcher {
                 report_release(state, &task, to).await;
             }
         }
+        for id in tasks::unassign_from_silent_agents(db).await? {
+            tracing::warn!(task_id = %id, "assigned agent went silent before claiming; routing again");
+        }
         if check_lost {
             let lost_after =
                 chrono::Duration::from_std(state.settings.redeliver_after).unwrap_or_default();

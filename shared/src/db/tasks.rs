@@ -389,6 +389,49 @@ pub async fn release_lost(
     Ok(moved)
 }
 
+/// Tasks assigned to an agent that went silent (stale, offline, deregistered) before claiming
+/// them go back to pending, to be routed again. No attempt was made, so none is counted.
+pub async fn unassign_from_silent_agents(db: &impl ConnectionTrait) -> Result<Vec<Uuid>> {
+    use crate::entities::agents;
+    let silent = sea_orm::sea_query::Query::select()
+        .column(agents::Column::Id)
+        .from(agents::Entity)
+        .cond_where(
+            Condition::any()
+                .add(agents::Column::Status.is_in(["stale", "offline"]))
+                .add(agents::Column::DeletedAt.is_not_null()),
+        )
+        .to_owned();
+    let held: Vec<Uuid> = Entity::find()
+        .filter(Column::Status.eq(TaskStatus::Assigned.as_str()))
+        .filter(Column::AgentId.in_subquery(silent))
+        .limit(1000)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    let mut moved = Vec::new();
+    for id in held {
+        let res = Entity::update_many()
+            .col_expr(Column::Status, Expr::value(TaskStatus::Pending.as_str()))
+            .col_expr(Column::AgentId, Expr::value(Option::<Uuid>::None))
+            .col_expr(
+                Column::EnqueuedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(Column::Id.eq(id))
+            .filter(Column::Status.eq(TaskStatus::Assigned.as_str()))
+            .exec(db)
+            .await?;
+        if res.rows_affected == 1 {
+            moved.push(id);
+        }
+    }
+    Ok(moved)
+}
+
 /// Cancels a task that is not running: pending, scheduled, assigned or failed → cancelled.
 /// A running task gets `cancel_requested` instead. Returns the row after the change.
 pub async fn cancel(db: &impl ConnectionTrait, id: Uuid) -> Result<tasks::Model> {

@@ -53,11 +53,11 @@ impl TaskStatus {
         )
     }
 
-    /// States from which a worker may start running the task.
+    /// States from which a worker may start running the task. `assigned` is not one of them:
+    /// an assigned task is started only by the agent it was assigned to.
     pub const STARTABLE: &'static [TaskStatus] = &[
         TaskStatus::Pending,
         TaskStatus::Scheduled,
-        TaskStatus::Assigned,
         TaskStatus::Failed,
     ];
 }
@@ -85,5 +85,6 @@ mod tests {
         assert!(TaskStatus::Dead.is_terminal());
         assert!(!TaskStatus::Failed.is_terminal());
         assert!(!TaskStatus::STARTABLE.contains(&TaskStatus::Running));
+        assert!(!TaskStatus::STARTABLE.contains(&TaskStatus::Assigned));
     }
 }
