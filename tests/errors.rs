@@ -90,6 +90,10 @@ async fn every_client_error_gets_the_envelope() {
             json!({"type": "generic", "payload": {}, "run_at": "tomorrow"}),
             "run_at",
         ),
+        (
+            json!({"type": "generic", "payload": {}, "required_capabilities": ["a", "b", "c", "d"]}),
+            "required_capabilities",
+        ),
     ] {
         let (s, b) = app.admin("POST", "/api/v1/tasks", Some(body.clone())).await;
         assert_envelope(s, &b, 422, "validation_failed");

@@ -63,17 +63,19 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
     };
 
     let (status, event) = match result {
-        Ok(Ok(result)) => match tasks::complete(db, task.id, None, result.clone()).await {
-            Ok(true) => (
-                TaskStatus::Completed,
-                Event::new(
-                    EventType::TaskCompleted,
-                    json!({"task_id": task.id, "status": "completed", "result": result, "progress": 100}),
+        Ok(Ok(result)) => {
+            match tasks::complete(db, task.id, holder(deps, &task), result.clone()).await {
+                Ok(true) => (
+                    TaskStatus::Completed,
+                    Event::new(
+                        EventType::TaskCompleted,
+                        json!({"task_id": task.id, "status": "completed", "result": result, "progress": 100}),
+                    ),
                 ),
-            ),
-            Ok(false) => return Outcome::Done,
-            Err(e) => return Outcome::Redeliver(format!("recording completion: {e}")),
-        },
+                Ok(false) => return Outcome::Done,
+                Err(e) => return Outcome::Redeliver(format!("recording completion: {e}")),
+            }
+        }
         Ok(Err(failure)) => return record_failure(deps, &task, &failure.to_string()).await,
         Err(_) => {
             return record_failure(
@@ -107,7 +109,16 @@ async fn record_failure(
             Some(Utc::now() + delay),
         )
     };
-    match tasks::fail(&deps.db.conn, task.id, None, error, status, retry_at).await {
+    match tasks::fail(
+        &deps.db.conn,
+        task.id,
+        holder(deps, task),
+        error,
+        status,
+        retry_at,
+    )
+    .await
+    {
         Ok(true) => {}
         Ok(false) => return Outcome::Done,
         Err(e) => return Outcome::Redeliver(format!("recording failure: {e}")),
@@ -126,6 +137,14 @@ async fn record_failure(
     Outcome::Done
 }
 
+/// This attempt, as held by this worker: only it may finish the attempt.
+fn holder(deps: &WorkerDeps, task: &mcp_shared::entities::tasks::Model) -> tasks::Holder {
+    tasks::Holder {
+        agent: deps.agent_id,
+        attempt: Some(task.attempt),
+    }
+}
+
 /// How often a running task checks whether it was cancelled.
 const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -142,7 +161,7 @@ async fn cancel_requested(deps: &WorkerDeps, id: uuid::Uuid) {
 }
 
 async fn record_cancel(deps: &WorkerDeps, task: &mcp_shared::entities::tasks::Model) -> Outcome {
-    match tasks::finish_cancel(&deps.db.conn, task.id).await {
+    match tasks::finish_cancel(&deps.db.conn, task.id, holder(deps, task)).await {
         Ok(true) => {
             tracing::info!("task cancelled while running");
             emit(

@@ -37,6 +37,22 @@ pub struct Slot {
     gate: PriorityGate,
 }
 
+/// A pending acquisition; see [`PriorityGate::acquire`].
+struct Granted {
+    rx: Option<oneshot::Receiver<()>>,
+    gate: PriorityGate,
+}
+
+impl Drop for Granted {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.rx.take()
+            && rx.try_recv().is_ok()
+        {
+            self.gate.release();
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.gate.release();
@@ -73,8 +89,15 @@ impl PriorityGate {
             });
             rx
         };
+        // If this future is dropped after the slot was granted but before it was taken, the
+        // guard gives the slot back.
+        let mut waiting = Granted {
+            rx: Some(rx),
+            gate: self.clone(),
+        };
         // Sender dropped only if the gate is gone; then proceed rather than hang.
-        let _ = rx.await;
+        let _ = waiting.rx.as_mut().expect("set above").await;
+        waiting.rx = None;
         Slot { gate: self.clone() }
     }
 

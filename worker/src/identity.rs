@@ -71,16 +71,22 @@ pub async fn register(
     Ok(agent.id)
 }
 
-/// Beats until `shutdown`, then deregisters. If the agent was deregistered by someone else, it
-/// cancels `shutdown` so the pool stops taking work.
-pub async fn heartbeat_until(deps: WorkerDeps, agent_id: Uuid, shutdown: CancellationToken) {
+/// Beats until `stop`, then deregisters (the pool stops beating only after its in-flight work
+/// has drained, so that work is not taken for lost). If the agent was deregistered by someone
+/// else, it cancels `pool` so the pool stops taking work.
+pub async fn heartbeat_until(
+    deps: WorkerDeps,
+    agent_id: Uuid,
+    stop: CancellationToken,
+    pool: CancellationToken,
+) {
     let mut tick =
         tokio::time::interval(deps.settings.agent_heartbeat.max(Duration::from_millis(50)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.cancelled() => break,
+            _ = stop.cancelled() => break,
         }
         match agents::heartbeat(&deps.db.conn, agent_id, None, None).await {
             Ok(beat) => {
@@ -100,7 +106,7 @@ pub async fn heartbeat_until(deps: WorkerDeps, agent_id: Uuid, shutdown: Cancell
             Err(mcp_shared::Error::NotFound(_)) => {
                 // An operator deregistered this worker: stop taking work and let it drain.
                 tracing::warn!(%agent_id, "this worker was deregistered; stopping");
-                shutdown.cancel();
+                pool.cancel();
                 return;
             }
             Err(e) => tracing::warn!(error = %e, "heartbeat not recorded"),

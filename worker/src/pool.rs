@@ -53,9 +53,11 @@ pub async fn run(
     let mut deps = deps;
     let agent_id = crate::identity::register(&deps, &instance, &capabilities).await?;
     deps.agent_id = Some(agent_id);
+    let stop_beats = CancellationToken::new();
     let beats = tokio::spawn(crate::identity::heartbeat_until(
         deps.clone(),
         agent_id,
+        stop_beats.clone(),
         shutdown.clone(),
     ));
     let deps = Arc::new(deps);
@@ -93,6 +95,8 @@ pub async fn run(
     {
         tracing::warn!("in-flight tasks still running at shutdown; they will be released as lost");
     }
+    // Only now stop beating and deregister: until here the in-flight work was alive.
+    stop_beats.cancel();
     let _ = beats.await;
     Ok(())
 }

@@ -112,10 +112,13 @@ impl Dispatcher {
 
     async fn tick(&self, state: &AppState, check_lost: bool) -> mcp_shared::Result<()> {
         self.refresh_paused(state).await?;
+        let db = &state.db.conn;
+        // Every replica refreshes its view of the queues, so its create fast path stays usable.
+        let mut waiting = tasks::outstanding_by_queue(db).await?;
         if !self.lead(state).await {
+            *self.waiting.lock().await = waiting;
             return Ok(());
         }
-        let db = &state.db.conn;
         for (which, reason) in [
             (Lost::ExpiredLeases, "attempt lost: its lease expired"),
             (
@@ -141,31 +144,24 @@ impl Dispatcher {
                 );
             }
         }
-        let mut waiting = tasks::outstanding_by_queue(db).await?;
-        let due = tasks::due_unenqueued(db, 10_000).await?;
-        let paused = self.paused.read().await.clone();
-        let mut by_queue: HashMap<String, Vec<Uuid>> = HashMap::new();
-        for (id, queue) in due {
-            if paused.contains(&queue) {
+        // Per queue, so a full or paused queue never holds up the others.
+        let paused: Vec<String> = self.paused.read().await.iter().cloned().collect();
+        for queue in tasks::queues_with_due(db, &paused).await? {
+            let room = QUEUE_CAP - *waiting.get(&queue).unwrap_or(&0);
+            if room <= 0 {
                 continue;
             }
-            let room = QUEUE_CAP - *waiting.get(&queue).unwrap_or(&0);
-            let ids = by_queue.entry(queue.clone()).or_default();
-            if (ids.len() as i64) < room {
-                ids.push(id);
-            }
-        }
-        for (queue, ids) in by_queue {
+            let ids = tasks::due_in_queue(db, &queue, room as u64).await?;
             if ids.is_empty() {
                 continue;
             }
             tasks::mark_enqueued(db, &ids, Some(Utc::now())).await?;
             let name = parse_queue(&queue);
-            for chunk in ids.chunks(500) {
+            for (i, chunk) in ids.chunks(500).enumerate() {
                 let jobs = chunk.iter().map(|id| Job::now(*id)).collect();
                 if let Err(e) = state.queue.push(&name, jobs).await {
-                    // Owe them again; the next tick retries.
-                    tasks::mark_enqueued(db, chunk, None).await?;
+                    // Owe this chunk and every one after it again; the next tick retries.
+                    tasks::mark_enqueued(db, &ids[i * 500..], None).await?;
                     return Err(e);
                 }
             }

@@ -78,6 +78,15 @@ impl NewTask {
                 format!("capability {bad:?} is not a valid name (lowercase letters, digits, '_')"),
             ));
         }
+        if self.required_capabilities.len() > mcp_shared::queue::MAX_COMBINED {
+            return Err(ApiError::invalid_field(
+                "required_capabilities",
+                format!(
+                    "a task may require at most {} capabilities",
+                    mcp_shared::queue::MAX_COMBINED
+                ),
+            ));
+        }
         if let Some(k) = &self.idempotency_key
             && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
         {
@@ -501,7 +510,16 @@ pub async fn report_progress(
 ) -> Result<Model, ApiError> {
     let t = held_by(state, id, agent, "report progress on").await?;
     if t.cancel_requested {
-        if tasks::finish_cancel(&state.db.conn, id).await? {
+        if tasks::finish_cancel(
+            &state.db.conn,
+            id,
+            tasks::Holder {
+                agent: Some(agent),
+                attempt: Some(t.attempt),
+            },
+        )
+        .await?
+        {
             cancelled(state, id, Some(agent)).await;
         }
         return Err(ApiError::conflict(
@@ -531,7 +549,17 @@ pub async fn report_complete(
     id: Uuid,
     result: Value,
 ) -> Result<Model, ApiError> {
-    if tasks::complete(&state.db.conn, id, Some(agent), result.clone()).await? {
+    if tasks::complete(
+        &state.db.conn,
+        id,
+        tasks::Holder {
+            agent: Some(agent),
+            attempt: None,
+        },
+        result.clone(),
+    )
+    .await?
+    {
         emit(
             state.bus.as_ref(),
             Event::new(
@@ -573,7 +601,19 @@ pub async fn report_fail(
             Some(Utc::now() + crate::services::dispatcher::backoff(t.attempt)),
         )
     };
-    if !tasks::fail(&state.db.conn, id, Some(agent), error, to, retry_at).await? {
+    if !tasks::fail(
+        &state.db.conn,
+        id,
+        tasks::Holder {
+            agent: Some(agent),
+            attempt: Some(t.attempt),
+        },
+        error,
+        to,
+        retry_at,
+    )
+    .await?
+    {
         let now = find(state, id).await?;
         return Err(illegal(&now, "fail"));
     }

@@ -15,6 +15,28 @@ use crate::{
     entities::tasks::{self, Column, Entity},
 };
 
+/// Who may finish a running attempt: an attempt that was released and restarted elsewhere must
+/// not be finished by its old holder.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Holder {
+    /// The agent running it (`None`: any).
+    pub agent: Option<Uuid>,
+    /// The attempt number it started as (`None`: any).
+    pub attempt: Option<i32>,
+}
+
+impl Holder {
+    fn restrict(self, mut update: sea_orm::UpdateMany<Entity>) -> sea_orm::UpdateMany<Entity> {
+        if let Some(a) = self.agent {
+            update = update.filter(Column::AgentId.eq(a));
+        }
+        if let Some(n) = self.attempt {
+            update = update.filter(Column::Attempt.eq(n));
+        }
+        update
+    }
+}
+
 /// Extra time a running attempt is held beyond its timeout before it counts as lost.
 pub const LEASE_GRACE: chrono::Duration = chrono::Duration::seconds(30);
 
@@ -139,14 +161,11 @@ async fn start_where(
 pub async fn complete(
     db: &impl ConnectionTrait,
     id: Uuid,
-    agent: Option<Uuid>,
+    holder: Holder,
     result: Value,
 ) -> Result<bool> {
     let now = Utc::now();
-    let mut update = Entity::update_many();
-    if let Some(a) = agent {
-        update = update.filter(Column::AgentId.eq(a));
-    }
+    let update = holder.restrict(Entity::update_many());
     let res = update
         .col_expr(Column::Status, Expr::value(TaskStatus::Completed.as_str()))
         .col_expr(Column::Result, Expr::value(result))
@@ -169,17 +188,14 @@ pub async fn complete(
 pub async fn fail(
     db: &impl ConnectionTrait,
     id: Uuid,
-    agent: Option<Uuid>,
+    holder: Holder,
     error: &str,
     to: TaskStatus,
     retry_at: Option<DateTime<Utc>>,
 ) -> Result<bool> {
     let now = Utc::now();
     let finished = to.is_terminal().then_some(now);
-    let mut update = Entity::update_many();
-    if let Some(a) = agent {
-        update = update.filter(Column::AgentId.eq(a));
-    }
+    let update = holder.restrict(Entity::update_many());
     let res = update
         .col_expr(Column::Status, Expr::value(to.as_str()))
         .col_expr(Column::Error, Expr::value(error))
@@ -224,32 +240,53 @@ pub fn new_row(id: Uuid, now: DateTime<Utc>) -> tasks::ActiveModel {
     }
 }
 
-/// Due tasks whose job the dispatcher still owes, oldest first: waiting, scheduled or retrying
-/// tasks with no `run_at` in the future.
-pub async fn due_unenqueued(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<(Uuid, String)>> {
-    #[derive(FromQueryResult)]
-    struct Row {
-        id: Uuid,
-        queue: String,
-    }
-    let now = Utc::now();
-    let rows = Entity::find()
-        .select_only()
-        .column(Column::Id)
-        .column(Column::Queue)
-        .filter(Column::EnqueuedAt.is_null())
+fn due_unenqueued_filter(q: sea_orm::Select<Entity>) -> sea_orm::Select<Entity> {
+    q.filter(Column::EnqueuedAt.is_null())
         .filter(Column::Status.is_in([
             TaskStatus::Pending.as_str(),
             TaskStatus::Scheduled.as_str(),
             TaskStatus::Failed.as_str(),
         ]))
-        .filter(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
+        .filter(Column::RunAt.is_null().or(Column::RunAt.lte(Utc::now())))
+}
+
+/// Queues that have due tasks whose job the dispatcher still owes (waiting, scheduled or
+/// retrying tasks with no `run_at` in the future), leaving out `skip` (paused queues).
+pub async fn queues_with_due(db: &impl ConnectionTrait, skip: &[String]) -> Result<Vec<String>> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        queue: String,
+    }
+    let mut q = due_unenqueued_filter(Entity::find());
+    if !skip.is_empty() {
+        q = q.filter(Column::Queue.is_not_in(skip.iter().cloned()));
+    }
+    let rows = q
+        .select_only()
+        .column(Column::Queue)
+        .group_by(Column::Queue)
+        .into_model::<Row>()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.queue).collect())
+}
+
+/// The oldest due tasks of one queue whose job the dispatcher still owes.
+pub async fn due_in_queue(db: &impl ConnectionTrait, queue: &str, limit: u64) -> Result<Vec<Uuid>> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        id: Uuid,
+    }
+    let rows = due_unenqueued_filter(Entity::find())
+        .filter(Column::Queue.eq(queue))
+        .select_only()
+        .column(Column::Id)
         .order_by_asc(Column::Id)
         .limit(limit)
         .into_model::<Row>()
         .all(db)
         .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.queue)).collect())
+    Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
 /// Records that these tasks' jobs were (or are about to be) pushed.
@@ -307,7 +344,11 @@ pub async fn forget_stale_pushes(
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .filter(Column::EnqueuedAt.lt(pushed_before))
-        .filter(Column::Status.is_in([TaskStatus::Pending.as_str(), TaskStatus::Failed.as_str()]))
+        .filter(Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Scheduled.as_str(),
+            TaskStatus::Failed.as_str(),
+        ]))
         .exec(db)
         .await?;
     Ok(res.rows_affected)
@@ -462,9 +503,10 @@ pub async fn cancel(db: &impl ConnectionTrait, id: Uuid) -> Result<tasks::Model>
 }
 
 /// `running` with a cancel request → `cancelled` (the worker or agent acknowledged it).
-pub async fn finish_cancel(db: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+pub async fn finish_cancel(db: &impl ConnectionTrait, id: Uuid, holder: Holder) -> Result<bool> {
     let now = Utc::now();
-    let res = Entity::update_many()
+    let res = holder
+        .restrict(Entity::update_many())
         .col_expr(Column::Status, Expr::value(TaskStatus::Cancelled.as_str()))
         .col_expr(Column::FinishedAt, Expr::value(now))
         .col_expr(Column::UpdatedAt, Expr::value(now))
@@ -537,7 +579,11 @@ pub async fn claimable(
     let now = Utc::now();
     Ok(Entity::find()
         .filter(Column::Queue.is_in(queues.iter().cloned()))
-        .filter(Column::Status.is_in([TaskStatus::Pending.as_str(), TaskStatus::Failed.as_str()]))
+        .filter(Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Scheduled.as_str(),
+            TaskStatus::Failed.as_str(),
+        ]))
         .filter(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
         .filter(Column::CancelRequested.eq(false))
         .order_by_asc(Column::Id)
@@ -582,7 +628,8 @@ pub async fn start_assigned(
 ) -> Result<Option<tasks::Model>> {
     let assigned = Condition::all()
         .add(Column::AgentId.eq(agent))
-        .add(Column::Status.eq(TaskStatus::Assigned.as_str()));
+        .add(Column::Status.eq(TaskStatus::Assigned.as_str()))
+        .add(Column::RunAt.is_null().or(Column::RunAt.lte(Utc::now())));
     start_where(db, id, Some(agent), assigned).await
 }
 
