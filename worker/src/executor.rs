@@ -64,7 +64,9 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
 
     let (status, event) = match result {
         Ok(Ok(result)) => {
-            match tasks::complete(db, task.id, holder(deps, &task), result.clone()).await {
+            let holder = holder(deps, &task);
+            let completed = persist(|| tasks::complete(db, task.id, holder, result.clone())).await;
+            match completed {
                 Ok(true) => (
                     TaskStatus::Completed,
                     Event::new(
@@ -109,16 +111,10 @@ async fn record_failure(
             Some(Utc::now() + delay),
         )
     };
-    match tasks::fail(
-        &deps.db.conn,
-        task.id,
-        holder(deps, task),
-        error,
-        status,
-        retry_at,
-    )
-    .await
-    {
+    let holder = holder(deps, task);
+    let failed =
+        persist(|| tasks::fail(&deps.db.conn, task.id, holder, error, status, retry_at)).await;
+    match failed {
         Ok(true) => {}
         Ok(false) => return Outcome::Done,
         Err(e) => return Outcome::Redeliver(format!("recording failure: {e}")),
@@ -143,6 +139,28 @@ fn holder(deps: &WorkerDeps, task: &mcp_shared::entities::tasks::Model) -> tasks
         agent: deps.agent_id,
         attempt: Some(task.attempt),
     }
+}
+
+/// Records an attempt's outcome, retrying transient database errors in process: once the
+/// attempt has started, a redelivered job cannot record it (the task is running under a live
+/// lease), so giving up here would leave the task running until the lease expires.
+async fn persist<T, F, Fut>(mut write: F) -> mcp_shared::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = mcp_shared::Result<T>>,
+{
+    let mut delay = std::time::Duration::from_millis(100);
+    for _ in 0..6 {
+        match write().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "recording the outcome failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    write().await
 }
 
 /// How often a running task checks whether it was cancelled.

@@ -263,7 +263,12 @@ pub async fn create_batch(
         rows.push(row);
     }
     rejected.sort_by_key(|r| r.index);
-    tasks::insert_many(&state.db.conn, rows).await?;
+    // All or nothing: a retry of a half-inserted batch would duplicate items without keys.
+    let txn = sea_orm::TransactionTrait::begin(&state.db.conn)
+        .await
+        .map_err(mcp_shared::Error::from)?;
+    tasks::insert_many(&txn, rows).await?;
+    txn.commit().await.map_err(mcp_shared::Error::from)?;
     state.dispatcher.wake();
     // One event per task, published off the request path.
     let bus = state.bus.clone();

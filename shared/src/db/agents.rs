@@ -334,6 +334,8 @@ pub async fn release_tasks(db: &impl ConnectionTrait, agent_id: Uuid) -> Result<
             .col_expr(tasks::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(tasks::Column::Id.eq(t.id))
             .filter(tasks::Column::Status.eq(t.status.as_str()))
+            .filter(tasks::Column::AgentId.eq(agent_id))
+            .filter(tasks::Column::Attempt.eq(t.attempt))
             .exec(db)
             .await?;
         if res.rows_affected == 1 {
