@@ -465,7 +465,14 @@ async fn a_killed_worker_goes_stale_then_offline() {
 /// another worker, and the deregistered worker process stops taking work.
 #[tokio::test(flavor = "multi_thread")]
 async fn deregistering_an_agent_requeues_its_unfinished_tasks() {
-    let mut app = App::start_with(Mode::Distributed, &[("MCP_AGENT_HEARTBEAT_MS", "500")]).await;
+    let mut app = App::start_with(
+        Mode::Distributed,
+        &[
+            ("MCP_AGENT_HEARTBEAT_MS", "1000"),
+            ("MCP_AGENT_STALE_AFTER_MISSED", "6"),
+        ],
+    )
+    .await;
     let task = app
         .create_task(json!({"type": "generic", "payload": {"sleep_ms": 4000}, "max_attempts": 5}))
         .await;

@@ -813,3 +813,36 @@ async fn an_assigned_task_is_not_taken_by_a_worker() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["data"]["id"], queued["id"]);
 }
+
+/// An attempt that fails after a cancel was requested ends the task cancelled, not retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_after_a_cancel_request_ends_cancelled() {
+    let app = App::start(Mode::SingleNode).await;
+    let (agent, key) = register_agent(&app, "canceller", json!(["validation"])).await;
+    let t = app
+        .create_task(json!({"type": "validation", "payload": {}, "max_attempts": 5}))
+        .await;
+    let (s, b) = app
+        .as_agent(
+            "POST",
+            &format!("/api/v1/agents/{agent}/tasks/claim"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = app
+        .admin("POST", &format!("/api/v1/tasks/{}/cancel", id(&t)), None)
+        .await;
+    assert_eq!(s, 200);
+    let (s, b) = app
+        .as_agent(
+            "POST",
+            &format!("/api/v1/tasks/{}/fail", id(&t)),
+            &key,
+            Some(json!({"error": "boom", "retryable": true})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["status"], "cancelled");
+}

@@ -119,6 +119,22 @@ async fn record_failure(
         Ok(false) => return Outcome::Done,
         Err(e) => return Outcome::Redeliver(format!("recording failure: {e}")),
     }
+    // A cancel requested meanwhile turned the failure into a cancellation.
+    if let Ok(Some(now)) = tasks::find(&deps.db.conn, task.id).await
+        && now.status == TaskStatus::Cancelled.as_str()
+    {
+        emit(
+            deps.bus.as_ref(),
+            Event::new(
+                EventType::TaskCancelled,
+                json!({"task_id": task.id, "status": "cancelled"}),
+            )
+            .for_task(task.id)
+            .for_agent(task.agent_id),
+        )
+        .await;
+        return Outcome::Done;
+    }
     // The dispatcher pushes the task again when `retry_at` comes.
     tracing::warn!(status = %status, error, "task attempt failed");
     emit(

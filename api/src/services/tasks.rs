@@ -622,6 +622,12 @@ pub async fn report_fail(
         let now = find(state, id).await?;
         return Err(illegal(&now, "fail"));
     }
+    let after = find(state, id).await?;
+    if after.status == TaskStatus::Cancelled.as_str() {
+        // A cancel was requested meanwhile: the task ends cancelled, not retried.
+        cancelled(state, id, Some(agent)).await;
+        return Ok(after);
+    }
     emit(
         state.bus.as_ref(),
         Event::new(

@@ -37,6 +37,23 @@ impl Holder {
     }
 }
 
+/// The status after a failed or lost attempt: `to`, or `cancelled` when a cancel was requested
+/// meanwhile (a cancelled task is never retried).
+fn unless_cancel_requested(to: TaskStatus) -> Expr {
+    Expr::case(
+        Column::CancelRequested.eq(true),
+        Expr::value(TaskStatus::Cancelled.as_str()),
+    )
+    .finally(Expr::value(to.as_str()))
+    .into()
+}
+
+fn finished_unless_cancel_requested(finished: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Expr {
+    Expr::case(Column::CancelRequested.eq(true), Expr::value(now))
+        .finally(Expr::value(finished))
+        .into()
+}
+
 /// Extra time a running attempt is held beyond its timeout before it counts as lost.
 pub const LEASE_GRACE: chrono::Duration = chrono::Duration::seconds(30);
 
@@ -197,10 +214,13 @@ pub async fn fail(
     let finished = to.is_terminal().then_some(now);
     let update = holder.restrict(Entity::update_many());
     let res = update
-        .col_expr(Column::Status, Expr::value(to.as_str()))
+        .col_expr(Column::Status, unless_cancel_requested(to))
         .col_expr(Column::Error, Expr::value(error))
         .col_expr(Column::RunAt, Expr::value(retry_at))
-        .col_expr(Column::FinishedAt, Expr::value(finished))
+        .col_expr(
+            Column::FinishedAt,
+            finished_unless_cancel_requested(finished, now),
+        )
         .col_expr(Column::UpdatedAt, Expr::value(now))
         .col_expr(
             Column::EnqueuedAt,
@@ -402,7 +422,7 @@ pub async fn release_lost(
         };
         let retry_at = (to == TaskStatus::Failed).then(|| now + backoff(t.attempt));
         let res = Entity::update_many()
-            .col_expr(Column::Status, Expr::value(to.as_str()))
+            .col_expr(Column::Status, unless_cancel_requested(to))
             .col_expr(Column::Error, Expr::value(reason))
             .col_expr(Column::RunAt, Expr::value(retry_at))
             .col_expr(
@@ -415,7 +435,7 @@ pub async fn release_lost(
             )
             .col_expr(
                 Column::FinishedAt,
-                Expr::value(to.is_terminal().then_some(now)),
+                finished_unless_cancel_requested(to.is_terminal().then_some(now), now),
             )
             .col_expr(Column::UpdatedAt, Expr::value(now))
             .filter(Column::Id.eq(t.id))
