@@ -190,6 +190,32 @@ async fn every_client_error_gets_the_envelope() {
 #[tokio::test(flavor = "multi_thread")]
 async fn request_ids_are_echoed_or_assigned() {
     let app = App::start(Mode::SingleNode).await;
+    // The docs are open and the spec is the committed one.
+    let docs = app
+        .http
+        .get(format!("{}/docs", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status().as_u16(), 200);
+    assert!(
+        docs.text().await.unwrap().contains("swagger"),
+        "Swagger UI at /docs"
+    );
+    let spec: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let committed: Value = serde_json::from_str(include_str!("../openapi/openapi.json")).unwrap();
+    assert_eq!(
+        spec["paths"], committed["paths"],
+        "the served spec is the committed one"
+    );
     let r = app
         .http
         .get(format!("{}/api/v1/health", app.base))
