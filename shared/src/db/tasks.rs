@@ -496,28 +496,40 @@ pub async fn unassign_from_silent_agents(db: &impl ConnectionTrait) -> Result<Ve
 /// Cancels a task that is not running: pending, scheduled, assigned or failed → cancelled.
 /// A running task gets `cancel_requested` instead. Returns the row after the change.
 pub async fn cancel(db: &impl ConnectionTrait, id: Uuid) -> Result<tasks::Model> {
-    let now = Utc::now();
-    let res = Entity::update_many()
-        .col_expr(Column::Status, Expr::value(TaskStatus::Cancelled.as_str()))
-        .col_expr(Column::FinishedAt, Expr::value(now))
-        .col_expr(Column::UpdatedAt, Expr::value(now))
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.is_in([
-            TaskStatus::Pending.as_str(),
-            TaskStatus::Scheduled.as_str(),
-            TaskStatus::Assigned.as_str(),
-            TaskStatus::Failed.as_str(),
-        ]))
-        .exec(db)
-        .await?;
-    if res.rows_affected == 0 {
-        Entity::update_many()
-            .col_expr(Column::CancelRequested, Expr::value(true))
+    // A task can move between waiting and running while we look; try again a few times rather
+    // than drop the cancel.
+    for _ in 0..3 {
+        let now = Utc::now();
+        let res = Entity::update_many()
+            .col_expr(Column::Status, Expr::value(TaskStatus::Cancelled.as_str()))
+            .col_expr(Column::FinishedAt, Expr::value(now))
             .col_expr(Column::UpdatedAt, Expr::value(now))
             .filter(Column::Id.eq(id))
-            .filter(Column::Status.eq(TaskStatus::Running.as_str()))
+            .filter(Column::Status.is_in([
+                TaskStatus::Pending.as_str(),
+                TaskStatus::Scheduled.as_str(),
+                TaskStatus::Assigned.as_str(),
+                TaskStatus::Failed.as_str(),
+            ]))
             .exec(db)
             .await?;
+        if res.rows_affected == 0 {
+            let res = Entity::update_many()
+                .col_expr(Column::CancelRequested, Expr::value(true))
+                .col_expr(Column::UpdatedAt, Expr::value(now))
+                .filter(Column::Id.eq(id))
+                .filter(Column::Status.eq(TaskStatus::Running.as_str()))
+                .exec(db)
+                .await?;
+            if res.rows_affected == 0 {
+                let current = find(db, id).await?.ok_or(crate::Error::NotFound("task"))?;
+                let status = TaskStatus::parse(&current.status).unwrap_or(TaskStatus::Pending);
+                if !status.is_terminal() {
+                    continue;
+                }
+            }
+        }
+        break;
     }
     find(db, id).await?.ok_or(crate::Error::NotFound("task"))
 }
