@@ -474,7 +474,7 @@ async fn deregistering_an_agent_requeues_its_unfinished_tasks() {
     )
     .await;
     let task = app
-        .create_task(json!({"type": "generic", "payload": {"sleep_ms": 4000}, "max_attempts": 5}))
+        .create_task(json!({"type": "generic", "payload": {"sleep_ms": 12000}, "max_attempts": 5}))
         .await;
     let id = task["id"].as_str().unwrap().to_string();
     let running = app
@@ -506,7 +506,7 @@ async fn deregistering_an_agent_requeues_its_unfinished_tasks() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["data"]["released_tasks"], 1);
     let done = app
-        .wait_status(&id, "completed", Duration::from_secs(30))
+        .wait_status(&id, "completed", Duration::from_secs(90))
         .await;
     assert!(
         done["attempt"].as_i64().unwrap() >= 2,
