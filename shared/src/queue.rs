@@ -128,6 +128,11 @@ pub trait JobQueue: Send + Sync + fmt::Debug {
     async fn push(&self, queue: &QueueName, jobs: Vec<Job>) -> Result<()>;
     /// Checks that the backend answers (for `/ready`).
     async fn ping(&self) -> Result<()>;
+    /// Jobs the backend holds for `queue` (waiting, scheduled, or fetched by a live worker), when
+    /// it can tell; the dispatcher uses it to tell a lost push from a long wait.
+    async fn held(&self, _queue: &QueueName) -> Result<Option<u64>> {
+        Ok(None)
+    }
     /// A short name for logs and readiness messages.
     fn backend_name(&self) -> &'static str;
 }
@@ -245,6 +250,28 @@ impl JobQueue for RedisQueue {
 
     fn backend_name(&self) -> &'static str {
         "redis"
+    }
+
+    async fn held(&self, queue: &QueueName) -> Result<Option<u64>> {
+        // apalis-redis keys: `{q}:active` (list), `{q}:scheduled` (zset), and one
+        // `{q}:inflight:{worker}` set per worker registered in `{q}:workers`.
+        let script = redis::Script::new(
+            r"local n = redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+              for _, w in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+                  n = n + redis.call('SCARD', KEYS[4] .. ':' .. w)
+              end
+              return n",
+        );
+        let q = queue.to_string();
+        let mut conn = self.conn.clone();
+        let n: u64 = script
+            .key(format!("{q}:active"))
+            .key(format!("{q}:scheduled"))
+            .key(format!("{q}:workers"))
+            .key(format!("{q}:inflight"))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(Some(n))
     }
 }
 

@@ -134,14 +134,24 @@ impl Dispatcher {
             tracing::warn!(task_id = %id, "assigned agent went silent before claiming; routing again");
         }
         if check_lost {
+            // Pushed long ago and not started: lost only if the backend holds fewer jobs for
+            // the queue than we pushed; otherwise the queue is just long, and pushing again would
+            // only pile up duplicates.
             let lost_after =
                 chrono::Duration::from_std(state.settings.redeliver_after).unwrap_or_default();
-            let owed = tasks::forget_stale_pushes(db, Utc::now() - lost_after).await?;
-            if owed > 0 {
-                tracing::warn!(
-                    owed,
-                    "jobs pushed long ago were never started; pushing them again"
-                );
+            for (queue, pushed) in &waiting {
+                let missing = match state.queue.held(&parse_queue(queue)).await? {
+                    Some(held) => (*pushed - held as i64).max(0) as u64,
+                    None => i64::MAX as u64,
+                };
+                if missing == 0 {
+                    continue;
+                }
+                let owed =
+                    tasks::forget_stale_pushes(db, queue, Utc::now() - lost_after, missing).await?;
+                if owed > 0 {
+                    tracing::warn!(queue, owed, "pushed jobs were lost; pushing them again");
+                }
             }
         }
         // Per queue, so a full or paused queue never holds up the others.

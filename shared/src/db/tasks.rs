@@ -351,27 +351,45 @@ pub async fn outstanding_by_queue(
     Ok(rows.into_iter().map(|r| (r.queue, r.n)).collect())
 }
 
-/// Pushed long ago and never started: the job may have been lost (a queue backend restarted
-/// without persistence, a crash between marking and pushing). Owe the push again; a duplicate
-/// delivery is harmless.
+/// Pushed long ago and never started: the job may have been lost (a worker killed after
+/// fetching it, a queue backend restarted without persistence, a crash between marking and
+/// pushing). Owes the push again for at most `limit` of them, oldest first; a duplicate delivery
+/// is harmless.
 pub async fn forget_stale_pushes(
     db: &impl ConnectionTrait,
+    queue: &str,
     pushed_before: DateTime<Utc>,
+    limit: u64,
 ) -> Result<u64> {
-    let res = Entity::update_many()
-        .col_expr(
-            Column::EnqueuedAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
+    let stale: Vec<Uuid> = Entity::find()
+        .filter(Column::Queue.eq(queue))
         .filter(Column::EnqueuedAt.lt(pushed_before))
         .filter(Column::Status.is_in([
             TaskStatus::Pending.as_str(),
             TaskStatus::Scheduled.as_str(),
             TaskStatus::Failed.as_str(),
         ]))
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected)
+        .order_by_asc(Column::EnqueuedAt)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    let mut owed = 0;
+    for chunk in stale.chunks(500) {
+        let res = Entity::update_many()
+            .col_expr(
+                Column::EnqueuedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(Column::Id.is_in(chunk.iter().copied()))
+            .filter(Column::EnqueuedAt.lt(pushed_before))
+            .exec(db)
+            .await?;
+        owed += res.rows_affected;
+    }
+    Ok(owed)
 }
 
 /// Which running attempts count as lost.
