@@ -10,4 +10,5 @@ mod auth;
 mod deployment;
 mod engine;
 mod errors;
+mod pipeline;
 mod tasks;

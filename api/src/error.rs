@@ -110,6 +110,22 @@ impl ApiError {
         .with_details(json!({ "field": field }))
     }
 
+    /// The same error about an item of a list: `details.field` gets the item's path in front.
+    pub fn within(mut self, prefix: &str) -> Self {
+        if let Some(Value::Object(d)) = &mut self.details
+            && let Some(Value::String(f)) = d.get("field").cloned()
+        {
+            let path = if f.starts_with('.') || f.starts_with('[') {
+                format!("{prefix}{f}")
+            } else {
+                format!("{prefix}.{f}")
+            };
+            d.insert("field".into(), Value::String(path));
+        }
+        self.message = format!("{prefix}: {}", self.message);
+        self
+    }
+
     /// 413.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(

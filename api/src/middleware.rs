@@ -33,11 +33,26 @@ async fn discard_body(body: poem::Body, limit: usize) {
     }
 }
 
+/// Request body limits: datasets stream to disk and get their own, larger one.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub default: u64,
+    pub dataset: u64,
+}
+
+/// The one route whose body is a dataset upload.
+const DATASET_UPLOAD_PATH: &str = "/api/v1/datasets";
+
 pub async fn request_context<E: Endpoint>(
     next: E,
     req: Request,
-    max_body: usize,
+    limits: BodyLimits,
 ) -> poem::Result<Response> {
+    let max_body = if req.uri().path() == DATASET_UPLOAD_PATH {
+        limits.dataset
+    } else {
+        limits.default
+    };
     let request_id = req
         .header("x-request-id")
         .filter(|id| {
@@ -52,7 +67,7 @@ pub async fn request_context<E: Endpoint>(
 
     let declared_len = req
         .header("content-length")
-        .and_then(|v| v.parse::<usize>().ok());
+        .and_then(|v| v.parse::<u64>().ok());
     let mut resp = REQUEST_ID
         .scope(
             request_id.clone(),
@@ -60,7 +75,7 @@ pub async fn request_context<E: Endpoint>(
                 if declared_len.is_some_and(|len| len > max_body) {
                     let mut req = req;
                     discard_body(req.take_body(), DRAIN_LIMIT).await;
-                    return ApiError::payload_too_large(max_body).into_response();
+                    return ApiError::payload_too_large(max_body as usize).into_response();
                 }
                 match next.call(req).await {
                     Ok(resp) => resp.into_response(),

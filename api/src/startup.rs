@@ -23,10 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     directory::AgentDirectory,
-    middleware::request_context,
+    middleware::{BodyLimits, request_context},
     routes::{
         agents::AgentsApi, auth::AuthApi, capabilities::CapabilitiesApi, health::HealthApi,
-        queues::QueuesApi, tasks::TasksApi, users::UsersApi,
+        pipeline::PipelineApi, queues::QueuesApi, tasks::TasksApi, users::UsersApi,
     },
     services,
     services::dispatcher::Dispatcher,
@@ -45,6 +45,7 @@ pub fn api_service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             QueuesApi,
             AgentsApi,
             CapabilitiesApi,
+            PipelineApi,
         ),
         "TechDeck MCP API",
         mcp_shared::VERSION,
@@ -115,6 +116,7 @@ impl Application {
                 }
             };
 
+        let artifacts = mcp_shared::artifacts::open(&settings.artifact_store)?;
         let state = AppState {
             jwt: Arc::new(JwtKeys::new(
                 &settings.jwt_secret_key,
@@ -129,6 +131,7 @@ impl Application {
             directory: AgentDirectory::new(),
             dispatcher: Dispatcher::new(),
             redis: redis_conn,
+            artifacts: artifacts.clone(),
         };
         state.dispatcher.spawn(state.clone(), shutdown.clone());
         state.directory.sync(&db).await?;
@@ -145,11 +148,9 @@ impl Application {
                 queue,
                 settings: settings.clone(),
                 agent_id: None,
+                artifacts: artifacts.clone(),
             };
-            let capabilities = mcp_worker::DEFAULT_CAPABILITIES
-                .iter()
-                .map(|c| c.to_string())
-                .collect();
+            let capabilities = mcp_worker::embedded_capabilities();
             let token = shutdown.clone();
             background.push(tokio::spawn(async move {
                 if let Err(e) = pool::run(deps, source, capabilities, token).await {
@@ -185,7 +186,10 @@ impl Application {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let api = api_service().server("/");
-        let max_body = self.state.settings.max_body_bytes;
+        let limits = BodyLimits {
+            default: self.state.settings.max_body_bytes as u64,
+            dataset: self.state.settings.max_dataset_bytes,
+        };
         let app = Route::new()
             .at("/openapi.json", api.spec_endpoint())
             .nest("/docs", api.swagger_ui())
@@ -196,7 +200,7 @@ impl Application {
             .at("/ws/system/events", get(ws::system_events))
             .nest("/", api)
             .data(self.state.clone())
-            .around(move |ep, req| request_context(ep, req, max_body));
+            .around(move |ep, req| request_context(ep, req, limits));
         tracing::info!(
             port = self.port,
             mode = if self.state.settings.distributed() {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use mcp_shared::{
-    Settings, auth::JwtKeys, bus::EventBus, crypto::FieldCipher, db::Database, queue::JobQueue,
+    Settings, artifacts::ArtifactStore, auth::JwtKeys, bus::EventBus, crypto::FieldCipher, db::Database, queue::JobQueue,
 };
 
 use crate::{directory::AgentDirectory, services::dispatcher::Dispatcher};
@@ -23,4 +23,6 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// Redis, in distributed mode (leader lock, queue counts).
     pub redis: Option<redis::aio::ConnectionManager>,
+    /// Datasets, stage outputs and exports.
+    pub artifacts: Arc<dyn ArtifactStore>,
 }

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_init;
 mod m20261124_000002_task_engine;
+mod m20261124_000003_pipeline;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_init::Migration),
             Box::new(m20261124_000002_task_engine::Migration),
+            Box::new(m20261124_000003_pipeline::Migration),
         ]
     }
 }

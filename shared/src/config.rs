@@ -83,6 +83,8 @@ pub struct Settings {
     pub artifact_store: String,
     /// `MCP_MAX_BODY_BYTES`: request bodies above this get 413.
     pub max_body_bytes: usize,
+    /// Largest dataset `POST /datasets` accepts (`MCP_MAX_DATASET_BYTES`, default 1 GiB).
+    pub max_dataset_bytes: u64,
     /// `MCP_WORKER_CONCURRENCY`: jobs one worker process runs at once per queue.
     pub worker_concurrency: usize,
     /// `MCP_QUEUE_POLL_MS`: how often an idle worker looks for jobs it was not woken for
@@ -199,6 +201,7 @@ impl Settings {
             )?),
             artifact_store: var("MCP_ARTIFACT_STORE").unwrap_or_else(|| "./data/artifacts".into()),
             max_body_bytes: parse(&var, "MCP_MAX_BODY_BYTES", 1024 * 1024)?,
+            max_dataset_bytes: parse(&var, "MCP_MAX_DATASET_BYTES", 1024 * 1024 * 1024)?,
             worker_concurrency: parse(&var, "MCP_WORKER_CONCURRENCY", 16)?,
             queue_poll_interval: Duration::from_millis(parse(&var, "MCP_QUEUE_POLL_MS", 200)?),
             worker_heartbeat,

@@ -95,13 +95,22 @@ pub fn capability_key(required: &[String]) -> String {
     caps.join("+")
 }
 
+/// Whether a capability may appear in a combined key. Pipeline stage capabilities do not: a
+/// shard task needs exactly its stage, and leaving them out keeps a worker serving all six stages
+/// from polling dozens of combined queues that can never fill.
+pub fn combinable(capability: &str) -> bool {
+    crate::domain::pipeline::Stage::from_capability(capability).is_none()
+}
+
 /// Every capability key a holder of `caps` serves: each capability alone and every combination
-/// of up to [`MAX_COMBINED`] of them.
+/// of up to [`MAX_COMBINED`] [`combinable`] ones.
 pub fn served_keys(caps: &[String]) -> Vec<String> {
     let mut caps: Vec<&str> = caps.iter().map(String::as_str).collect();
     caps.sort_unstable();
     caps.dedup();
-    let mut keys = Vec::new();
+    let (combining, single): (Vec<&str>, Vec<&str>) = caps.into_iter().partition(|c| combinable(c));
+    let caps = combining;
+    let mut keys: Vec<String> = single.iter().map(|c| c.to_string()).collect();
     fn walk<'a>(
         caps: &[&'a str],
         start: usize,

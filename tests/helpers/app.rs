@@ -201,8 +201,13 @@ impl App {
     }
 
     pub fn start_worker(&mut self, args: &[&str]) {
+        self.start_worker_binary("mcp-worker", args);
+    }
+
+    /// Starts a worker from one of the worker binaries (`mcp-worker-ingestion`, …).
+    pub fn start_worker_binary(&mut self, bin: &str, args: &[&str]) {
         let child = self
-            .command("mcp-worker")
+            .command(bin)
             .args(args)
             .stdout(self.log("worker.log"))
             .stderr(self.log("worker.log"))
@@ -359,6 +364,48 @@ impl App {
             .find(|q| q["capability"] == capability)
             .and_then(|g| g["processed_total"].as_i64())
             .unwrap_or(0)
+    }
+
+    /// Uploads a dataset body as the admin.
+    pub async fn upload(&self, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/datasets?name=test", self.base))
+            .bearer_auth(&self.admin_token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls an execution until it ends; returns it.
+    pub async fn wait_execution(&self, id: &str, timeout: Duration) -> Value {
+        wait_for(&format!("execution {id} to end"), timeout, || async {
+            let (_, body) = self
+                .admin("GET", &format!("/api/v1/pipeline/{id}"), None)
+                .await;
+            match body["data"]["status"].as_str() {
+                Some("completed" | "failed" | "cancelled") => Ok(body["data"].clone()),
+                _ => Err(body.to_string()),
+            }
+        })
+        .await
+    }
+
+    /// Downloads an execution's exported file.
+    pub async fn results(&self, id: &str, format: &str) -> (u16, String) {
+        let resp = self
+            .send(
+                "GET",
+                &format!("/api/v1/pipeline/{id}/results?format={format}"),
+                Some(&self.admin_token),
+                None,
+            )
+            .await;
+        (resp.status().as_u16(), resp.text().await.unwrap())
     }
 
     pub fn ws_url(&self, path: &str) -> String {

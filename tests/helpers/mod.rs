@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod servers;
+pub mod synth;
 pub mod wait;
 
 pub use app::{App, Mode};

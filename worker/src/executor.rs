@@ -45,16 +45,19 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
         deps.bus.as_ref(),
         Event::new(
             EventType::TaskStarted,
-            json!({"task_id": task.id, "status": "running", "attempt": task.attempt}),
+            json!({"task_id": task.id, "status": "running", "attempt": task.attempt,
+                   "agent_id": task.agent_id, "execution_id": task.execution_id, "stage": task.stage}),
         )
-        .for_task(task.id),
+        .for_task(task.id)
+        .for_execution(task.execution_id),
     )
     .await;
 
     let timeout = std::time::Duration::from_secs(task.timeout_seconds.max(1) as u64);
     let task_type = TaskType::parse(&task.task_type).unwrap_or(TaskType::Generic);
     // A panicking handler is a failed attempt like any other, not a dead worker.
-    let guarded = std::panic::AssertUnwindSafe(handlers::run(task_type, &task)).catch_unwind();
+    let guarded =
+        std::panic::AssertUnwindSafe(handlers::run(deps, task_type, &task)).catch_unwind();
     let result = tokio::select! {
         r = tokio::time::timeout(timeout, guarded) => {
             r.map(|r| r.unwrap_or_else(|_| Err("handler panicked".into())))
@@ -134,6 +137,9 @@ async fn record_failure(
         )
         .await;
         return Outcome::Done;
+    }
+    if status == TaskStatus::Dead {
+        crate::pipeline::shard_dead(deps, task, error).await;
     }
     // The dispatcher pushes the task again when `retry_at` comes.
     tracing::warn!(status = %status, error, "task attempt failed");

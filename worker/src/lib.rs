@@ -11,15 +11,21 @@
 //!
 //! The same code runs inside the API process (single node) and in the `mcp-worker` binary.
 
+pub mod analysis;
+pub mod cli;
 pub mod executor;
 pub mod gate;
 pub mod handlers;
 pub mod identity;
+pub mod pipeline;
 pub mod pool;
+pub mod stages;
 
 use std::sync::Arc;
 
-use mcp_shared::{Settings, bus::EventBus, db::Database, queue::JobQueue};
+use mcp_shared::{
+    Settings, artifacts::ArtifactStore, bus::EventBus, db::Database, queue::JobQueue,
+};
 
 /// What a worker needs to run jobs; cloned into every handler call.
 #[derive(Debug, Clone)]
@@ -31,10 +37,25 @@ pub struct WorkerDeps {
     /// This process's agent id, recorded on the tasks it runs (set once registered).
     pub agent_id: Option<uuid::Uuid>,
     pub settings: Arc<Settings>,
+    /// Where datasets and stage outputs live.
+    pub artifacts: Arc<dyn ArtifactStore>,
 }
 
 /// Capabilities a worker serves when started without a list.
 pub const DEFAULT_CAPABILITIES: &[&str] = &["generic"];
+
+/// What the single-node API process serves: generic work and every pipeline stage.
+pub fn embedded_capabilities() -> Vec<String> {
+    DEFAULT_CAPABILITIES
+        .iter()
+        .map(|c| c.to_string())
+        .chain(
+            mcp_shared::domain::pipeline::Stage::ALL
+                .iter()
+                .map(|s| s.capability()),
+        )
+        .collect()
+}
 
 /// Runs a standalone worker process (distributed mode) until SIGTERM or Ctrl-C.
 pub async fn run_standalone(
@@ -54,6 +75,7 @@ pub async fn run_standalone(
         db,
         bus: mcp_shared::bus::RedisStreamBus::publisher(conn),
         queue: Arc::new(queue.clone()),
+        artifacts: mcp_shared::artifacts::open(&settings.artifact_store)?,
         settings: Arc::new(settings),
         agent_id: None,
     };

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod auth;
 pub mod capabilities;
 pub mod health;
+pub mod pipeline;
 pub mod queues;
 pub mod tasks;
 pub mod users;
@@ -28,6 +29,8 @@ pub enum ApiTags {
     Tasks,
     /// Agent registry, discovery, heartbeats and the capability catalog.
     Agents,
+    /// Datasets and the six-stage pipeline.
+    Pipeline,
 }
 
 /// `{"success": true, "data": …, "message"?}`.

@@ -2,5 +2,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod datasets;
 pub mod dispatcher;
+pub mod pipelines;
 pub mod tasks;

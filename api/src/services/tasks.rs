@@ -78,6 +78,19 @@ impl NewTask {
                 format!("capability {bad:?} is not a valid name (lowercase letters, digits, '_')"),
             ));
         }
+        if self.required_capabilities.len() > 1
+            && let Some(stage) = self
+                .required_capabilities
+                .iter()
+                .find(|c| !mcp_shared::queue::combinable(c))
+        {
+            return Err(ApiError::invalid_field(
+                "required_capabilities",
+                format!(
+                    "{stage:?} is a pipeline stage; a task needing it may not need other capabilities"
+                ),
+            ));
+        }
         if self.required_capabilities.len() > mcp_shared::queue::MAX_COMBINED {
             return Err(ApiError::invalid_field(
                 "required_capabilities",

@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod pipelines;
 pub mod tasks;
 pub mod tokens;
 pub mod users;

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod event;
+pub mod pipeline;
 pub mod task;
 
 /// Declares a closed set of snake_case names: serde, OpenAPI enum, `as_str`, `parse`, `ALL`,

@@ -4,6 +4,7 @@ pub mod agent_allocations;
 pub mod agents;
 pub mod audit_records;
 pub mod capabilities;
+pub mod datasets;
 pub mod pipeline_executions;
 pub mod queue_states;
 pub mod refresh_tokens;

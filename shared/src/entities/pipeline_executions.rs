@@ -16,6 +16,11 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
+    /// The stage whose shards are queued or running; advancing it is the conditional update
+    /// that lets exactly one finishing shard enqueue the next stage.
+    pub current_stage: Option<String>,
+    /// How many shards ingestion split the dataset into.
+    pub shards: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

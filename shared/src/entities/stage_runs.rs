@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// One shard of one stage of a pipeline execution.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "stage_runs")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -17,6 +17,9 @@ pub struct Model {
     pub progress: i32,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
+    /// What the shard found (PII by kind, rejects, histogram…), merged into the report.
+    pub stats: Option<Json>,
+    pub error: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

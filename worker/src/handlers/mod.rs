@@ -8,8 +8,16 @@ use serde_json::Value;
 
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
-pub async fn run(task_type: TaskType, task: &Model) -> Result<Value, HandlerError> {
+pub async fn run(
+    deps: &crate::WorkerDeps,
+    task_type: TaskType,
+    task: &Model,
+) -> Result<Value, HandlerError> {
     match task_type {
+        // A pipeline shard carries its stage; other pipeline_processing tasks are generic work.
+        TaskType::PipelineProcessing if task.stage.is_some() => {
+            crate::pipeline::run_shard(deps, task).await
+        }
         TaskType::Generic
         | TaskType::PipelineProcessing
         | TaskType::BiasDetection

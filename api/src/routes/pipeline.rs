@@ -1,0 +1,513 @@
+//! Datasets and pipeline executions.
+
+use chrono::{DateTime, Utc};
+use mcp_shared::{
+    auth::Permission,
+    domain::{
+        pipeline::{DatasetFormat, ExportFormat, PipelineStatus},
+        task::Priority,
+    },
+    entities::pipeline_executions::Model as Execution,
+};
+use poem::{Body, Request, RequestBody, web::Data};
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi,
+    param::{Path, Query},
+    payload::{Binary, Json},
+    registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef},
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{ApiTags, Envelope, ok};
+use crate::{
+    auth::Auth,
+    error::{ApiError, ApiResult},
+    payload::{ApiJson, from_value},
+    services::{
+        audit, datasets,
+        pipelines::{self as service, ExecuteRequest},
+    },
+    state::AppState,
+};
+
+pub struct PipelineApi;
+
+/// A dataset body: NDJSON, CSV or a JSON array, read as a stream.
+pub struct DatasetUpload {
+    pub body: Body,
+    pub format: DatasetFormat,
+}
+
+impl<'a> ApiExtractor<'a> for DatasetUpload {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn request_meta() -> Option<MetaRequest> {
+        let binary = || {
+            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                format: Some("binary"),
+                ..MetaSchema::new("string")
+            }))
+        };
+        Some(MetaRequest {
+            description: Some(
+                "The dataset file: one record per line, CSV with a header row, or a JSON array of records.",
+            ),
+            content: ["application/x-ndjson", "text/csv", "application/json"]
+                .into_iter()
+                .map(|content_type| MetaMediaType {
+                    content_type,
+                    schema: binary(),
+                })
+                .collect(),
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        let format = datasets::format_for(request.content_type())?;
+        Ok(Self {
+            body: body.take()?,
+            format,
+        })
+    }
+}
+
+#[derive(Object)]
+pub struct DatasetView {
+    pub dataset_id: Uuid,
+    pub name: String,
+    pub records: i64,
+    pub bytes: i64,
+    pub sha256: String,
+    /// `ndjson`, `csv` or `json`.
+    pub format: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Object)]
+pub struct ExecutionAccepted {
+    pub execution_id: Uuid,
+    pub status: String,
+}
+
+#[derive(Object)]
+pub struct ExecutionView {
+    pub execution_id: Uuid,
+    pub status: String,
+    pub priority: String,
+    pub created_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub results: Option<Value>,
+    #[oai(skip_serializing_if_is_none)]
+    pub metrics: Option<Value>,
+    /// Why a failed execution failed: the stage, shard and reason.
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub dataset_id: Option<Uuid>,
+    #[oai(skip_serializing_if_is_none)]
+    pub current_stage: Option<String>,
+    pub options: Value,
+}
+
+impl From<Execution> for ExecutionView {
+    fn from(e: Execution) -> Self {
+        Self {
+            execution_id: e.id,
+            status: e.status,
+            priority: e.priority,
+            created_at: e.created_at,
+            finished_at: e.finished_at,
+            results: e.results,
+            metrics: e.metrics,
+            error: e.error,
+            dataset_id: e.dataset_id,
+            current_stage: e.current_stage,
+            options: e.options,
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct StageProgress {
+    pub stage: String,
+    /// `pending`, `running`, `completed` or `failed`.
+    pub status: String,
+    /// The task of the stage's first shard.
+    #[oai(skip_serializing_if_is_none)]
+    pub task_id: Option<Uuid>,
+    /// The agent that ran the stage's first shard.
+    #[oai(skip_serializing_if_is_none)]
+    pub agent_id: Option<Uuid>,
+    /// Every agent that ran a shard of this stage.
+    pub agent_ids: Vec<Uuid>,
+    pub shards: u32,
+    #[oai(skip_serializing_if_is_none)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub records_in: i64,
+    pub records_out: i64,
+    /// 0–100.
+    pub progress: i32,
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+}
+
+#[derive(Object)]
+pub struct ExecutionProgress {
+    pub execution_id: Uuid,
+    pub status: String,
+    /// 0–100 over all six stages.
+    pub progress: i32,
+    #[oai(skip_serializing_if_is_none)]
+    pub current_stage: Option<String>,
+    pub stages: Vec<StageProgress>,
+}
+
+#[derive(Object, serde::Deserialize)]
+pub struct BatchExecuteRequest {
+    /// Execution requests, as for `agent-execute` (priority defaults to `low`; `wait` is ignored).
+    pub executions: Vec<Value>,
+}
+
+#[derive(Object)]
+pub struct BatchExecuteResult {
+    pub execution_ids: Vec<Uuid>,
+}
+
+#[derive(ApiResponse)]
+pub enum DatasetResponse {
+    #[oai(status = 201)]
+    Created(Json<Envelope<DatasetView>>),
+}
+
+#[derive(ApiResponse)]
+#[allow(clippy::large_enum_variant)] // built once per request and returned at once
+pub enum ExecuteResponse {
+    /// The execution ended within `wait_timeout_ms`.
+    #[oai(status = 200)]
+    Done(Json<Envelope<ExecutionView>>),
+    /// Accepted; follow it with `GET /pipeline/{id}` or the WebSocket.
+    #[oai(status = 202)]
+    Accepted(Json<Envelope<ExecutionAccepted>>),
+}
+
+#[derive(ApiResponse)]
+pub enum BatchExecuteResponse {
+    #[oai(status = 202)]
+    Accepted(Json<Envelope<BatchExecuteResult>>),
+}
+
+#[derive(ApiResponse)]
+pub enum ExecutionResponse {
+    #[oai(status = 200)]
+    Ok(Json<Envelope<ExecutionView>>),
+}
+
+#[derive(ApiResponse)]
+pub enum ProgressResponse {
+    #[oai(status = 200)]
+    Ok(Json<Envelope<ExecutionProgress>>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReportResponse {
+    #[oai(status = 200)]
+    Ok(Json<Envelope<Value>>),
+}
+
+#[derive(ApiResponse)]
+pub enum ResultsResponse {
+    /// `jsonl` and `chat_jsonl`.
+    #[oai(status = 200, content_type = "application/x-ndjson")]
+    Ndjson(Binary<Body>),
+    #[oai(status = 200, content_type = "text/csv")]
+    Csv(Binary<Body>),
+}
+
+/// Most executions one batch may carry.
+pub const MAX_BATCH_EXECUTIONS: usize = 1000;
+
+/// 409 until the execution has completed.
+fn require_completed(e: &Execution) -> Result<(), ApiError> {
+    if e.status == PipelineStatus::Completed.as_str() {
+        return Ok(());
+    }
+    Err(ApiError::conflict(
+        "not_ready",
+        format!(
+            "the execution is {}; results exist once it has completed",
+            e.status
+        ),
+    )
+    .with_details(json!({"current_status": e.status})))
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Pipeline")]
+impl PipelineApi {
+    /// Upload a dataset (streamed to the artifact store; `MCP_MAX_DATASET_BYTES` bounds it).
+    #[oai(path = "/datasets", method = "post")]
+    async fn upload(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        name: Query<Option<String>>,
+        upload: DatasetUpload,
+    ) -> ApiResult<DatasetResponse> {
+        auth.0.require(Permission::PipelineExecute)?;
+        let d =
+            datasets::upload(&state, upload.body, upload.format, name.0, &auth.0.actor()).await?;
+        audit::record(
+            &state,
+            &auth.0,
+            "dataset.upload",
+            Some(d.id.to_string()),
+            "success",
+            Some(json!({"records": d.records, "bytes": d.bytes, "format": d.format})),
+        )
+        .await;
+        Ok(DatasetResponse::Created(ok(DatasetView {
+            dataset_id: d.id,
+            name: d.name,
+            records: d.records,
+            bytes: d.bytes,
+            sha256: d.sha256,
+            format: d.format,
+            created_at: d.created_at,
+        })))
+    }
+
+    /// Run the six-stage pipeline over a dataset. With `wait`, answers 200 with the results
+    /// when the execution ends within `wait_timeout_ms`, else 202 with its id.
+    #[oai(path = "/pipeline/agent-execute", method = "post")]
+    async fn execute(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        body: ApiJson<ExecuteRequest>,
+    ) -> ApiResult<ExecuteResponse> {
+        auth.0.require(Permission::PipelineExecute)?;
+        let req = body.0;
+        let options = service::validate(&req)?;
+        let execution =
+            service::start(&state, &req, options, Priority::High, &auth.0.actor()).await?;
+        audit::record(
+            &state,
+            &auth.0,
+            "pipeline.execute",
+            Some(execution.id.to_string()),
+            "success",
+            None,
+        )
+        .await;
+        if req.wait.unwrap_or(false) {
+            let timeout = std::time::Duration::from_millis(
+                req.wait_timeout_ms.unwrap_or(service::DEFAULT_WAIT_MS),
+            );
+            let now = service::wait(&state, execution.id, timeout).await?;
+            if PipelineStatus::parse(&now.status).is_some_and(PipelineStatus::is_terminal) {
+                return Ok(ExecuteResponse::Done(ok(now.into())));
+            }
+        }
+        Ok(ExecuteResponse::Accepted(ok(ExecutionAccepted {
+            execution_id: execution.id,
+            status: execution.status,
+        })))
+    }
+
+    /// Start many executions (priority defaults to `low`). All are checked first: one invalid
+    /// item rejects the batch with its index, and nothing is started.
+    #[oai(path = "/pipeline/batch", method = "post")]
+    async fn batch(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        body: ApiJson<BatchExecuteRequest>,
+    ) -> ApiResult<BatchExecuteResponse> {
+        auth.0.require(Permission::PipelineExecute)?;
+        let items = body.0.executions;
+        if items.len() > MAX_BATCH_EXECUTIONS {
+            return Err(ApiError::new(
+                poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!("a batch holds at most {MAX_BATCH_EXECUTIONS} executions; split it"),
+            ));
+        }
+        let mut checked = Vec::with_capacity(items.len());
+        for (index, item) in items.into_iter().enumerate() {
+            let checked_item = from_value::<ExecuteRequest>(item)
+                .and_then(|r| service::validate(&r).map(|o| (r, o)))
+                .map_err(|e| e.within(&format!("executions[{index}]")))?;
+            checked.push(checked_item);
+        }
+        let mut ids = Vec::with_capacity(checked.len());
+        for (req, options) in checked {
+            let e = service::start(&state, &req, options, Priority::Low, &auth.0.actor()).await?;
+            ids.push(e.id);
+        }
+        audit::record(
+            &state,
+            &auth.0,
+            "pipeline.batch",
+            None,
+            "success",
+            Some(json!({"executions": ids.len()})),
+        )
+        .await;
+        Ok(BatchExecuteResponse::Accepted(ok(BatchExecuteResult {
+            execution_ids: ids,
+        })))
+    }
+
+    /// One execution.
+    #[oai(path = "/pipeline/:execution_id", method = "get")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        execution_id: Path<Uuid>,
+    ) -> ApiResult<ExecutionResponse> {
+        auth.0.require(Permission::PipelineRead)?;
+        let e = service::find(&state, execution_id.0).await?;
+        Ok(ExecutionResponse::Ok(ok(e.into())))
+    }
+
+    /// Per-stage state: which agents ran each stage, records in and out, progress.
+    #[oai(path = "/pipeline/:execution_id/agent-progress", method = "get")]
+    async fn progress(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        execution_id: Path<Uuid>,
+    ) -> ApiResult<ProgressResponse> {
+        auth.0.require(Permission::PipelineRead)?;
+        let e = service::find(&state, execution_id.0).await?;
+        let runs = mcp_shared::db::pipelines::stage_runs(&state.db.conn, e.id).await?;
+        let stages = service::stage_views(&runs);
+        let progress = service::overall_progress(&e, &stages);
+        Ok(ProgressResponse::Ok(ok(ExecutionProgress {
+            execution_id: e.id,
+            status: e.status,
+            progress,
+            current_stage: e.current_stage,
+            stages: stages
+                .into_iter()
+                .map(|s| StageProgress {
+                    stage: s.stage.as_str().into(),
+                    status: s.status,
+                    task_id: s.task_id,
+                    agent_id: s.agent_id,
+                    agent_ids: s.agent_ids,
+                    shards: s.shards,
+                    started_at: s.started_at,
+                    finished_at: s.finished_at,
+                    records_in: s.records_in,
+                    records_out: s.records_out,
+                    progress: s.progress,
+                    error: s.error,
+                })
+                .collect(),
+        })))
+    }
+
+    /// The exported file, streamed: `format` is `jsonl` (default), `chat_jsonl` or `csv`.
+    #[oai(path = "/pipeline/:execution_id/results", method = "get")]
+    async fn results(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        execution_id: Path<Uuid>,
+        format: Query<Option<String>>,
+    ) -> ApiResult<ResultsResponse> {
+        auth.0.require(Permission::PipelineRead)?;
+        let format = match format.0.as_deref() {
+            None => ExportFormat::Jsonl,
+            Some(f) => ExportFormat::parse(f).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "format",
+                    format!(
+                        "unknown format {f:?}; supported: {}",
+                        ExportFormat::allowed()
+                    ),
+                )
+            })?,
+        };
+        let e = service::find(&state, execution_id.0).await?;
+        require_completed(&e)?;
+        let exported: Vec<ExportFormat> = e
+            .options
+            .get("export_formats")
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        if !exported.contains(&format) {
+            return Err(ApiError::invalid_field(
+                "format",
+                format!("this execution did not export {format}"),
+            )
+            .with_details(json!({"field": "format", "exported": exported})));
+        }
+        let reader = state
+            .artifacts
+            .reader(&mcp_worker::pipeline::export_key(e.id, format))
+            .await?;
+        let body = Binary(Body::from_async_read(reader));
+        Ok(match format {
+            ExportFormat::Csv => ResultsResponse::Csv(body),
+            ExportFormat::Jsonl | ExportFormat::ChatJsonl => ResultsResponse::Ndjson(body),
+        })
+    }
+
+    /// The report: counts per stage, PII found by kind, bias by category, the quality
+    /// histogram, rejects with reasons, per-stage timings.
+    #[oai(path = "/pipeline/:execution_id/report", method = "get")]
+    async fn report(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        execution_id: Path<Uuid>,
+    ) -> ApiResult<ReportResponse> {
+        auth.0.require(Permission::PipelineRead)?;
+        let e = service::find(&state, execution_id.0).await?;
+        require_completed(&e)?;
+        let bytes = state
+            .artifacts
+            .get(&mcp_worker::pipeline::report_key(e.id))
+            .await?;
+        let report: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+        Ok(ReportResponse::Ok(ok(report)))
+    }
+
+    /// Cancel an execution: waiting shards are cancelled at once, running ones stop at their
+    /// next progress point.
+    #[oai(path = "/pipeline/:execution_id/cancel", method = "post")]
+    async fn cancel(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        execution_id: Path<Uuid>,
+    ) -> ApiResult<ExecutionResponse> {
+        auth.0.require(Permission::PipelineExecute)?;
+        let e = service::cancel(&state, execution_id.0).await?;
+        audit::record(
+            &state,
+            &auth.0,
+            "pipeline.cancel",
+            Some(e.id.to_string()),
+            "success",
+            None,
+        )
+        .await;
+        Ok(ExecutionResponse::Ok(ok(e.into())))
+    }
+}

@@ -1,0 +1,360 @@
+//! Pipeline executions: validating a request, storing the execution with its ingestion task,
+//! waiting for it, following it per stage, and cancelling it.
+
+use chrono::Utc;
+use mcp_shared::{
+    bus::emit,
+    db,
+    domain::{
+        event::{Event, EventType},
+        pipeline::{
+            ExportFormat, MAX_SHARD_SIZE, MIN_SHARD_SIZE, PiiPolicy, PipelineOptions,
+            PipelineStatus, SourceFormat, Stage,
+        },
+        task::{Priority, TaskStatus},
+    },
+    entities::{pipeline_executions::Model as Execution, stage_runs},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{error::ApiError, services::datasets, state::AppState};
+
+/// Options as a client sends them; every field optional.
+#[derive(Debug, Clone, Default, Deserialize, poem_openapi::Object)]
+#[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
+pub struct OptionsRequest {
+    /// `redact` (default), `reject` or `allow`.
+    pub pii: Option<PiiPolicy>,
+    /// 0..1, default 0.5: records scoring lower are dropped.
+    pub quality_threshold: Option<f64>,
+    /// 0..1, default 0.7: records with a category above it are flagged.
+    pub bias_threshold: Option<f64>,
+    /// Reject (rather than flag) records over `bias_threshold`. Default false.
+    pub reject_biased: Option<bool>,
+    /// 0.9..1, default 0.95: SimHash similarity at which a later record is a near-duplicate.
+    pub near_duplicate_threshold: Option<f64>,
+    /// Default all three: `jsonl`, `chat_jsonl`, `csv`.
+    pub export_formats: Option<Vec<ExportFormat>>,
+    /// Records per shard, 1..100000, default 10000.
+    pub shard_size: Option<u32>,
+}
+
+/// One execution request (`agent-execute`, or an item of `pipeline/batch`).
+#[derive(Debug, Clone, Deserialize, poem_openapi::Object)]
+pub struct ExecuteRequest {
+    /// A dataset uploaded with `POST /datasets`.
+    pub dataset_id: Option<Uuid>,
+    /// Or the records inline (JSON objects in any supported shape).
+    pub records: Option<Vec<Value>>,
+    /// `auto` (default) detects each record's shape.
+    pub source_format: Option<SourceFormat>,
+    pub options: Option<OptionsRequest>,
+    /// Default `high` (`low` in a batch).
+    pub priority: Option<Priority>,
+    /// Answer when the execution ends (up to `wait_timeout_ms`), instead of at once.
+    #[serde(default)]
+    pub wait: Option<bool>,
+    /// 1..300000, default 30000.
+    pub wait_timeout_ms: Option<u64>,
+}
+
+pub const MAX_WAIT_MS: u64 = 300_000;
+pub const DEFAULT_WAIT_MS: u64 = 30_000;
+
+fn in_range(field: &str, v: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<f64, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(x) if x.is_finite() && (lo..=hi).contains(&x) => Ok(x),
+        Some(_) => Err(ApiError::invalid_field(
+            field,
+            format!("{field} must be between {lo} and {hi}"),
+        )),
+    }
+}
+
+/// Validates the request's options, filling in defaults.
+pub fn options(req: &ExecuteRequest) -> Result<PipelineOptions, ApiError> {
+    let o = req.options.clone().unwrap_or_default();
+    let d = PipelineOptions::default();
+    let export_formats = match o.export_formats {
+        None => d.export_formats,
+        Some(f) if f.is_empty() => {
+            return Err(ApiError::invalid_field(
+                "options.export_formats",
+                format!(
+                    "options.export_formats needs at least one of: {}",
+                    ExportFormat::allowed()
+                ),
+            ));
+        }
+        Some(mut f) => {
+            f.dedup();
+            f
+        }
+    };
+    let shard_size = match o.shard_size {
+        None => d.shard_size,
+        Some(s) if (MIN_SHARD_SIZE..=MAX_SHARD_SIZE).contains(&(s as usize)) => s as usize,
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "options.shard_size",
+                format!("options.shard_size must be between {MIN_SHARD_SIZE} and {MAX_SHARD_SIZE}"),
+            ));
+        }
+    };
+    Ok(PipelineOptions {
+        pii: o.pii.unwrap_or(d.pii),
+        quality_threshold: in_range(
+            "options.quality_threshold",
+            o.quality_threshold,
+            0.0,
+            1.0,
+            d.quality_threshold,
+        )?,
+        bias_threshold: in_range(
+            "options.bias_threshold",
+            o.bias_threshold,
+            0.0,
+            1.0,
+            d.bias_threshold,
+        )?,
+        reject_biased: o.reject_biased.unwrap_or(d.reject_biased),
+        near_duplicate_threshold: in_range(
+            "options.near_duplicate_threshold",
+            o.near_duplicate_threshold,
+            0.9,
+            1.0,
+            d.near_duplicate_threshold,
+        )?,
+        export_formats,
+        source_format: req.source_format.unwrap_or(d.source_format),
+        shard_size,
+    })
+}
+
+/// Checks a request completely before anything is stored.
+pub fn validate(req: &ExecuteRequest) -> Result<PipelineOptions, ApiError> {
+    match (&req.dataset_id, &req.records) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "records",
+                "send either dataset_id or records, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid_field(
+                "dataset_id",
+                "send dataset_id (from POST /datasets) or records",
+            ));
+        }
+        _ => {}
+    }
+    if let Some(ms) = req.wait_timeout_ms
+        && !(1..=MAX_WAIT_MS).contains(&ms)
+    {
+        return Err(ApiError::invalid_field(
+            "wait_timeout_ms",
+            format!("wait_timeout_ms must be between 1 and {MAX_WAIT_MS}"),
+        ));
+    }
+    options(req)
+}
+
+/// Stores an execution and its first stage's task.
+pub async fn start(
+    state: &AppState,
+    req: &ExecuteRequest,
+    options: PipelineOptions,
+    default_priority: Priority,
+    created_by: &str,
+) -> Result<Execution, ApiError> {
+    let dataset = match (&req.dataset_id, &req.records) {
+        (Some(id), _) => db::pipelines::find_dataset(&state.db.conn, *id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::invalid_field("dataset_id", "no dataset has this id")
+                    .with_details(json!({"field": "dataset_id", "dataset_id": id}))
+            })?,
+        (None, Some(records)) => datasets::from_records(state, records, created_by).await?,
+        (None, None) => unreachable!("validated"),
+    };
+    let priority = req.priority.unwrap_or(default_priority);
+    let now = Utc::now();
+    let row = db::pipelines::new_execution(
+        Uuid::now_v7(),
+        priority,
+        dataset.id,
+        serde_json::to_value(&options).map_err(ApiError::internal)?,
+        created_by,
+        now,
+    );
+    let timeout = state.settings.task_execution_timeout.as_secs() as i32;
+    let execution = db::pipelines::create(&state.db.conn, row, timeout).await?;
+    state.dispatcher.wake();
+    emit(
+        state.bus.as_ref(),
+        Event::new(
+            EventType::StageStarted,
+            json!({"execution_id": execution.id, "stage": Stage::Ingestion, "shards": 1}),
+        )
+        .for_execution(Some(execution.id)),
+    )
+    .await;
+    Ok(execution)
+}
+
+pub async fn find(state: &AppState, id: Uuid) -> Result<Execution, ApiError> {
+    db::pipelines::find(&state.db.conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("pipeline execution"))
+}
+
+fn is_terminal(e: &Execution) -> bool {
+    PipelineStatus::parse(&e.status).is_some_and(PipelineStatus::is_terminal)
+}
+
+/// Waits until the execution ends or `timeout` passes; returns its latest row either way.
+pub async fn wait(
+    state: &AppState,
+    id: Uuid,
+    timeout: std::time::Duration,
+) -> Result<Execution, ApiError> {
+    // Subscribe before reading, so an end between the read and the wait is not missed.
+    let mut events = state.bus.subscribe();
+    let current = find(state, id).await?;
+    if is_terminal(&current) {
+        return Ok(current);
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let ended = tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(ev) => ev.execution_id == Some(id)
+                    && matches!(ev.kind, EventType::PipelineCompleted | EventType::PipelineFailed),
+                // Missed events: re-read the row rather than trust the stream.
+                Err(_) => true,
+            },
+            () = tokio::time::sleep_until(deadline) => break,
+        };
+        if ended {
+            let row = find(state, id).await?;
+            if is_terminal(&row) {
+                return Ok(row);
+            }
+        }
+    }
+    find(state, id).await
+}
+
+/// Cancels an unfinished execution and every shard still waiting or running.
+pub async fn cancel(state: &AppState, id: Uuid) -> Result<Execution, ApiError> {
+    let current = find(state, id).await?;
+    if !db::pipelines::end(&state.db.conn, id, PipelineStatus::Cancelled, None).await? {
+        return Err(ApiError::conflict(
+            "illegal_transition",
+            format!("cannot cancel an execution that is {}", current.status),
+        )
+        .with_details(json!({"current_status": current.status})));
+    }
+    for task in db::pipelines::open_tasks(&state.db.conn, id).await? {
+        let after = db::tasks::cancel(&state.db.conn, task.id).await?;
+        if after.status == TaskStatus::Cancelled.as_str() {
+            emit(
+                state.bus.as_ref(),
+                Event::new(
+                    EventType::TaskCancelled,
+                    json!({"task_id": task.id, "status": "cancelled", "execution_id": id}),
+                )
+                .for_task(task.id)
+                .for_execution(Some(id)),
+            )
+            .await;
+        }
+    }
+    find(state, id).await
+}
+
+/// Per-stage state, from the stage runs.
+pub struct StageView {
+    pub stage: Stage,
+    pub status: String,
+    pub task_id: Option<Uuid>,
+    pub agent_id: Option<Uuid>,
+    pub agent_ids: Vec<Uuid>,
+    pub shards: u32,
+    pub started_at: Option<chrono::DateTime<Utc>>,
+    pub finished_at: Option<chrono::DateTime<Utc>>,
+    pub records_in: i64,
+    pub records_out: i64,
+    pub progress: i32,
+    pub error: Option<String>,
+}
+
+pub fn stage_views(runs: &[stage_runs::Model]) -> Vec<StageView> {
+    Stage::ALL
+        .iter()
+        .map(|stage| {
+            let of: Vec<_> = runs.iter().filter(|r| r.stage == stage.as_str()).collect();
+            let done = |s: &str| of.iter().filter(|r| r.status == s).count();
+            let status = if of.is_empty() {
+                "pending"
+            } else if done(TaskStatus::Dead.as_str()) > 0 {
+                "failed"
+            } else if done(TaskStatus::Completed.as_str()) == of.len() {
+                "completed"
+            } else if of.iter().any(|r| r.started_at.is_some()) {
+                "running"
+            } else {
+                "pending"
+            };
+            let mut agent_ids: Vec<Uuid> = of.iter().filter_map(|r| r.agent_id).collect();
+            agent_ids.sort();
+            agent_ids.dedup();
+            let finished_at = if status == "completed" {
+                of.iter().filter_map(|r| r.finished_at).max()
+            } else {
+                None
+            };
+            StageView {
+                stage: *stage,
+                status: status.into(),
+                task_id: of.first().and_then(|r| r.task_id),
+                agent_id: of.first().and_then(|r| r.agent_id),
+                agent_ids,
+                shards: of.len() as u32,
+                started_at: of.iter().filter_map(|r| r.started_at).min(),
+                finished_at,
+                records_in: of.iter().map(|r| r.records_in).sum(),
+                records_out: of.iter().map(|r| r.records_out).sum(),
+                progress: if of.is_empty() {
+                    0
+                } else {
+                    of.iter().map(|r| r.progress).sum::<i32>() / of.len() as i32
+                },
+                error: of.iter().find_map(|r| r.error.clone()),
+            }
+        })
+        .collect()
+}
+
+/// Overall progress 0..100: finished stages plus the current one's share.
+pub fn overall_progress(execution: &Execution, stages: &[StageView]) -> i32 {
+    if execution.status == PipelineStatus::Completed.as_str() {
+        return 100;
+    }
+    let per_stage = 100.0 / stages.len() as f64;
+    let total: f64 = stages
+        .iter()
+        .map(|s| {
+            if s.status == "completed" {
+                per_stage
+            } else {
+                per_stage * s.progress as f64 / 100.0
+            }
+        })
+        .sum();
+    (total.round() as i32).min(99)
+}

@@ -1,0 +1,140 @@
+//! The pipeline's bookkeeping: uploaded datasets, which stage an execution is in, and per-shard
+//! statistics and errors on stage runs. One stage run per (execution, stage, shard), so enqueuing
+//! a stage twice cannot create a second set of shards.
+
+#![allow(elided_lifetimes_in_paths)]
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Datasets::Table)
+                    .if_not_exists()
+                    .col(uuid(Datasets::Id).primary_key())
+                    .col(string(Datasets::Name))
+                    .col(string(Datasets::Format))
+                    .col(big_integer(Datasets::Records))
+                    .col(big_integer(Datasets::Bytes))
+                    .col(string(Datasets::Sha256))
+                    .col(string(Datasets::ArtifactKey))
+                    .col(string_null(Datasets::CreatedBy))
+                    .col(timestamp_with_time_zone(Datasets::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        // One column per statement: SQLite alters one thing at a time.
+        for column in [
+            string_null(PipelineExecutions::CurrentStage),
+            integer(PipelineExecutions::Shards).default(0).to_owned(),
+        ] {
+            let mut column = column;
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(PipelineExecutions::Table)
+                        .add_column(&mut column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        for column in [
+            json_binary_null(StageRuns::Stats),
+            text_null(StageRuns::Error),
+        ] {
+            let mut column = column;
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(StageRuns::Table)
+                        .add_column(&mut column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_stage_runs_unique_shard")
+                    .table(StageRuns::Table)
+                    .col(StageRuns::ExecutionId)
+                    .col(StageRuns::Stage)
+                    .col(StageRuns::Shard)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("idx_stage_runs_unique_shard")
+                    .table(StageRuns::Table)
+                    .to_owned(),
+            )
+            .await?;
+        for column in [StageRuns::Stats, StageRuns::Error] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(StageRuns::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        for column in [PipelineExecutions::CurrentStage, PipelineExecutions::Shards] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(PipelineExecutions::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .drop_table(Table::drop().table(Datasets::Table).if_exists().to_owned())
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum Datasets {
+    Table,
+    Id,
+    Name,
+    Format,
+    Records,
+    Bytes,
+    Sha256,
+    ArtifactKey,
+    CreatedBy,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum PipelineExecutions {
+    Table,
+    CurrentStage,
+    Shards,
+}
+
+#[derive(DeriveIden)]
+enum StageRuns {
+    Table,
+    ExecutionId,
+    Stage,
+    Shard,
+    Stats,
+    Error,
+}

@@ -1,0 +1,746 @@
+//! The six-stage pipeline end to end: a mixed dataset through stage-specific worker processes
+//! (distributed) and inside the API (single node), with exact outputs and report counts, the
+//! same outputs from both modes and after a stage worker is SIGKILLed, and the bad-input cases.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::{connect_async, tungstenite::Message};
+
+use crate::helpers::{App, Mode, wait_for};
+
+const STAGE_BINARIES: &[&str] = &[
+    "mcp-worker-ingestion",
+    "mcp-worker-standardization",
+    "mcp-worker-validation",
+    "mcp-worker-processing",
+    "mcp-worker-quality",
+    "mcp-worker-export",
+];
+const STAGES: &[&str] = &[
+    "ingestion",
+    "standardization",
+    "validation",
+    "processing",
+    "quality_assessment",
+    "export",
+];
+
+/// Planted PII, each of which must disappear from every export.
+const PLANTED: &[&str] = &[
+    "dana.reyes@example.org",
+    "(415) 555-0199",
+    "0199",
+    "078-05-1120",
+    "4012 8888 8888 1881",
+    "8881881",
+    "192.168.14.27",
+    "2001:db8:85a3::8a2e:370:7334",
+    "742 Evergreen Terrace",
+    "03/14/1985",
+];
+
+fn chat(id: &str, turns: &[(&str, &str)]) -> Value {
+    json!({"id": id, "messages": turns.iter().map(|(r, c)| json!({"role": r, "content": c})).collect::<Vec<_>>()})
+}
+
+fn sharegpt(id: &str, turns: &[(&str, &str)]) -> Value {
+    json!({"id": id, "conversations": turns.iter().map(|(r, c)| json!({"from": r, "value": c})).collect::<Vec<_>>()})
+}
+
+/// Sixteen lines in three shapes: ten that survive, and one for each way a record is dropped.
+fn mixed_dataset() -> (Vec<u8>, BTreeSet<String>) {
+    let g1 = chat(
+        "g1",
+        &[
+            (
+                "client",
+                "I keep waking at four and my mind races about work. You can write to me at dana.reyes@example.org with the worksheet.",
+            ),
+            (
+                "therapist",
+                "Thank you, I will send it. When the racing starts, what thoughts show up first?",
+            ),
+            (
+                "client",
+                "Mostly that I forgot something important and my manager will be disappointed in me.",
+            ),
+            (
+                "therapist",
+                "That sounds heavy to carry at night. What helped you settle on the better nights?",
+            ),
+        ],
+    );
+    let g2_turns = [
+        (
+            "human",
+            "My sister and I argued again about caring for our mother, and now she will not answer. Call me on (415) 555-0199 after six.",
+        ),
+        (
+            "gpt",
+            "I will call then. It sounds painful to feel shut out while you are both worried about her.",
+        ),
+        (
+            "human",
+            "Yes, I think we are both scared and it comes out as anger at each other.",
+        ),
+        (
+            "gpt",
+            "Naming the fear underneath could be a gentle way to start the next conversation with her.",
+        ),
+    ];
+    let g2 = sharegpt("g2", &g2_turns);
+    let mut near = g2_turns;
+    near[2].1 = "YES, I think we are both scared, and it comes out as anger at each other!";
+    let lines: Vec<Value> = vec![
+        g1.clone(),
+        g2,
+        json!({"id": "g3", "question": "The clinic asked for my SSN, 078-05-1120, on the intake form. Is it normal to feel uneasy sharing it?", "answer": "It is reasonable to feel uneasy. You can ask the clinic how the number is stored and whether another identifier would do; many clinics accept alternatives."}),
+        json!("placeholder for a malformed line"),
+        chat(
+            "g4",
+            &[
+                (
+                    "client",
+                    "I paid for the session with my card 4012 8888 8888 1881 and then panicked about the cost.",
+                ),
+                (
+                    "therapist",
+                    "Money worries can spike quickly. What went through your mind right after paying?",
+                ),
+                (
+                    "client",
+                    "That I am wasting money on myself when the family needs it more.",
+                ),
+                (
+                    "therapist",
+                    "It sounds like caring for yourself feels selfish right now. Where did that idea come from?",
+                ),
+            ],
+        ),
+        chat(
+            "g5",
+            &[
+                (
+                    "client",
+                    "I work from home and the VPN at 192.168.14.27 drops every hour, which makes me furious.",
+                ),
+                (
+                    "therapist",
+                    "Repeated interruptions are frustrating. What happens in your body when it drops?",
+                ),
+                (
+                    "client",
+                    "My jaw clenches and I start typing angry messages to the help desk.",
+                ),
+                (
+                    "therapist",
+                    "Noticing the clenched jaw is useful; it could be a cue to pause before you write.",
+                ),
+            ],
+        ),
+        sharegpt(
+            "g6",
+            &[
+                (
+                    "human",
+                    "My smart speaker logs show 2001:db8:85a3::8a2e:370:7334 and I am convinced someone is watching me.",
+                ),
+                (
+                    "gpt",
+                    "That fear sounds frightening. What would help you feel a little safer at home today?",
+                ),
+                (
+                    "human",
+                    "Maybe asking my brother to look at the settings with me this weekend.",
+                ),
+                (
+                    "gpt",
+                    "That sounds like a caring, practical step, and you would not be facing it alone.",
+                ),
+            ],
+        ),
+        json!({"id": "x1", "text": "a record in no known shape"}),
+        chat(
+            "g7",
+            &[
+                (
+                    "client",
+                    "Since we moved to 742 Evergreen Terrace, Springfield, IL 62704 I have felt isolated.",
+                ),
+                (
+                    "therapist",
+                    "Moving can cut us off from familiar people. Who did you see often before the move?",
+                ),
+                (
+                    "client",
+                    "My running group, mostly. We met every Saturday morning by the river.",
+                ),
+                (
+                    "therapist",
+                    "Could you look for a running group near the new place, even just to try once?",
+                ),
+            ],
+        ),
+        json!({"id": "g8", "prompt": "I was born on 03/14/1985 and turning forty scares me more than I expected. Why might that be?", "response": "Milestone birthdays often invite us to compare our lives with what we imagined. It can help to notice which expectations feel heavy and whose voices they echo."}),
+        {
+            let mut dup = g1;
+            dup["id"] = json!("dup-of-g1");
+            dup
+        },
+        sharegpt("near-g2", &near),
+        chat(
+            "r1",
+            &[
+                ("client", "Hello there, I need help."),
+                ("robot", "beep boop"),
+            ],
+        ),
+        chat("low1", &[("client", "ok ok ok ok ok ok ok ok")]),
+        json!({"id": "g9", "instruction": "Suggest one grounding exercise for a client who feels panicky on the bus.", "output": "Try the five-four-three-two-one exercise: name five things you see, four you can touch, three you hear, two you smell and one you taste, breathing slowly between each."}),
+        chat(
+            "g10",
+            &[
+                (
+                    "client",
+                    "The app updated to version 1.2.3.4 and my order 4012888888881882 for the sleep lamp is late again.",
+                ),
+                (
+                    "therapist",
+                    "Small hassles pile up. How has your sleep been while you wait for the lamp?",
+                ),
+                (
+                    "client",
+                    "Patchy. I wake around three most nights and scroll on my phone.",
+                ),
+                (
+                    "therapist",
+                    "Scrolling can keep the mind alert. What might you try instead when you wake?",
+                ),
+            ],
+        ),
+    ];
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if i == 3 {
+            out.extend_from_slice(b"{\"id\": \"broken\", \"messages\": [\n");
+            continue;
+        }
+        serde_json::to_writer(&mut out, line).unwrap();
+        out.push(b'\n');
+    }
+    let kept = ["g1", "g2", "g3", "g4", "g5", "g6", "g7", "g8", "g9", "g10"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    (out, kept)
+}
+
+/// Runs the mixed dataset and returns (execution, report, jsonl, chat_jsonl, csv).
+async fn run_mixed(app: &App) -> (Value, Value, String, String, String) {
+    let (dataset, _) = mixed_dataset();
+    let (status, body) = app.upload("application/x-ndjson", dataset.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["records"], 16);
+    assert_eq!(body["data"]["bytes"], dataset.len());
+    assert_eq!(body["data"]["format"], "ndjson");
+    let (status, body) = app
+        .admin(
+            "POST",
+            "/api/v1/pipeline/agent-execute",
+            Some(json!({"dataset_id": body["data"]["dataset_id"], "options": {"shard_size": 4}})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["data"]["execution_id"].as_str().unwrap().to_string();
+    let execution = app.wait_execution(&id, Duration::from_secs(120)).await;
+    assert_eq!(execution["status"], "completed", "{execution}");
+    let (status, report) = app
+        .admin("GET", &format!("/api/v1/pipeline/{id}/report"), None)
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let mut files = Vec::new();
+    for format in ["jsonl", "chat_jsonl", "csv"] {
+        let (status, text) = app.results(&id, format).await;
+        assert_eq!(status, 200, "{format}: {text}");
+        files.push(text);
+    }
+    let csv = files.pop().unwrap();
+    let chat = files.pop().unwrap();
+    let jsonl = files.pop().unwrap();
+    (execution, report["data"].clone(), jsonl, chat, csv)
+}
+
+fn assert_mixed_outputs(report: &Value, jsonl: &str, chat: &str, csv: &str) {
+    let (_, kept) = mixed_dataset();
+    let ids: BTreeSet<String> = jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids, kept, "exported ids");
+    assert_eq!(chat.lines().count(), 10);
+    for line in chat.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        for m in v["messages"].as_array().unwrap() {
+            assert!(
+                ["user", "assistant", "system"].contains(&m["role"].as_str().unwrap()),
+                "{line}"
+            );
+        }
+    }
+    assert_eq!(
+        csv.lines().next().unwrap(),
+        "id,source,turns,quality_score,token_estimate,messages"
+    );
+    for text in [jsonl, chat, csv] {
+        for pii in PLANTED {
+            assert!(!text.contains(pii), "{pii} leaked into an export");
+        }
+    }
+    for placeholder in [
+        "[EMAIL]",
+        "[PHONE]",
+        "[SSN]",
+        "[CREDIT_CARD]",
+        "[IP_ADDRESS]",
+        "[ADDRESS]",
+        "[DOB]",
+    ] {
+        assert!(jsonl.contains(placeholder), "{placeholder} missing");
+    }
+    // Look-alikes stay as they were.
+    assert!(jsonl.contains("version 1.2.3.4"));
+    assert!(jsonl.contains("order 4012888888881882"));
+
+    let counts: Vec<(String, u64, u64)> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap().to_string(),
+                s["records_in"].as_u64().unwrap(),
+                s["records_out"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64, u64)> = [
+        ("ingestion", 16, 15),
+        ("standardization", 15, 14),
+        ("validation", 14, 13),
+        ("processing", 13, 11),
+        ("quality_assessment", 11, 10),
+        ("export", 10, 10),
+    ]
+    .iter()
+    .map(|(s, i, o)| (s.to_string(), *i, *o))
+    .collect();
+    assert_eq!(counts, want, "{report}");
+    assert_eq!(
+        report["pii"]["found_by_kind"],
+        json!({"credit_card": 1, "date_of_birth": 1, "email": 2, "ipv4": 1, "ipv6": 1, "phone": 2, "ssn": 1, "street_address": 1}),
+        "{report}"
+    );
+    assert_eq!(report["duplicates"], json!({"exact": 1, "near": 1}));
+    let reasons = &report["rejects"]["by_reason"];
+    assert_eq!(reasons["ingestion.malformed_json"], 1, "{reasons}");
+    assert_eq!(reasons["standardization.unrecognised"], 1, "{reasons}");
+    assert_eq!(reasons["validation.unknown_role"], 1, "{reasons}");
+    assert_eq!(reasons["processing.exact_duplicate"], 1, "{reasons}");
+    assert_eq!(reasons["processing.near_duplicate"], 1, "{reasons}");
+    assert_eq!(reasons["quality_assessment.low_quality"], 1, "{reasons}");
+    let items = report["rejects"]["items"].as_array().unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|r| r["stage"] == "ingestion" && r["line"] == 4),
+        "{items:?}"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|r| r["stage"] == "standardization" && r["line"] == 8)
+    );
+    assert!(items.iter().any(|r| r["id"] == "low1"));
+    let histogram: u64 = report["quality"]["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(histogram, 11);
+    for cat in [
+        "gender",
+        "race_ethnicity",
+        "age",
+        "religion",
+        "disability",
+        "sexual_orientation",
+    ] {
+        assert!(
+            report["bias"]["by_category"][cat]["mean"].is_number(),
+            "{cat}"
+        );
+    }
+}
+
+async fn start_stage_workers(app: &mut App) {
+    for bin in STAGE_BINARIES {
+        app.start_worker_binary(bin, &[]);
+    }
+    // Every stage has a registered worker before work is submitted.
+    wait_for(
+        "stage workers to register",
+        Duration::from_secs(30),
+        || async {
+            let mut missing = Vec::new();
+            for stage in STAGES {
+                let (_, found) = app
+                    .admin(
+                        "GET",
+                        &format!("/api/v1/agents/discover?capability=stage_{stage}"),
+                        None,
+                    )
+                    .await;
+                if found["count"].as_u64().unwrap_or(0) == 0 {
+                    missing.push(*stage);
+                }
+            }
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{missing:?}"))
+            }
+        },
+    )
+    .await;
+}
+
+/// Removes run-specific values (ids, times, scores' float noise is deterministic) so two runs
+/// of the same data compare equal.
+fn comparable(jsonl: &str) -> Vec<Value> {
+    jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn mixed_dataset_through_stage_workers_gives_exact_outputs_in_both_modes() {
+    let mut dist = App::start(Mode::Distributed).await;
+    start_stage_workers(&mut dist).await;
+
+    // Follow the execution's stage events over the WebSocket while it runs.
+    let url = dist.ws_url(&format!("/ws/pipeline/updates?token={}", dist.admin_token));
+    let (mut ws, _) = connect_async(url).await.expect("websocket connects");
+    let (execution, report, jsonl, chat, csv) = run_mixed(&dist).await;
+    assert_mixed_outputs(&report, &jsonl, &chat, &csv);
+    let id = execution["execution_id"].as_str().unwrap().to_string();
+
+    let mut completed = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(Message::Text(text))) = ws.next().await {
+            let ev: Value = serde_json::from_str(&text).unwrap();
+            if ev["data"]["execution_id"] != id.as_str() {
+                continue;
+            }
+            if ev["type"] == "stage.completed" {
+                completed.push(ev["data"]["stage"].as_str().unwrap().to_string());
+            }
+            if ev["type"] == "pipeline.completed" {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("pipeline.completed arrives");
+    assert_eq!(completed, STAGES, "stage.completed events in order");
+
+    // Each stage ran on its own worker process, recorded per stage.
+    let (_, progress) = dist
+        .admin(
+            "GET",
+            &format!("/api/v1/pipeline/{id}/agent-progress"),
+            None,
+        )
+        .await;
+    let stages = progress["data"]["stages"].as_array().unwrap();
+    assert_eq!(progress["data"]["progress"], 100);
+    let mut agents = BTreeSet::new();
+    for (s, name) in stages.iter().zip(STAGES) {
+        assert_eq!(s["stage"], *name);
+        assert_eq!(s["status"], "completed", "{s}");
+        agents.insert(s["agent_id"].as_str().expect("agent recorded").to_string());
+    }
+    assert_eq!(agents.len(), 6, "one worker process per stage");
+    assert_eq!(stages[1]["shards"], 4, "15 records in shards of 4");
+
+    // The same dataset in single-node mode gives identical files.
+    let single = App::start(Mode::SingleNode).await;
+    let (_, report2, jsonl2, chat2, csv2) = run_mixed(&single).await;
+    assert_mixed_outputs(&report2, &jsonl2, &chat2, &csv2);
+    assert_eq!(comparable(&jsonl), comparable(&jsonl2));
+    assert_eq!(chat, chat2);
+    assert_eq!(csv, csv2);
+    assert_eq!(report["pii"], report2["pii"]);
+    assert_eq!(report["quality"], report2["quality"]);
+}
+
+/// Runs `dataset` to completion and returns the execution id.
+async fn execute(app: &App, dataset: Vec<u8>, options: Value) -> String {
+    let (status, body) = app.upload("application/x-ndjson", dataset).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = app
+        .admin(
+            "POST",
+            "/api/v1/pipeline/agent-execute",
+            Some(json!({"dataset_id": body["data"]["dataset_id"], "options": options, "priority": "medium"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    body["data"]["execution_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_stage_worker_killed_mid_shard_changes_nothing_in_the_outputs() {
+    let dataset = crate::helpers::synth::ndjson(7, 12_000);
+    let options = json!({"shard_size": 2000});
+
+    // The reference: the same data on a single node, nothing killed.
+    let single = App::start(Mode::SingleNode).await;
+    let reference = execute(&single, dataset.clone(), options.clone()).await;
+    let done = single
+        .wait_execution(&reference, Duration::from_secs(300))
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (_, want) = single.results(&reference, "jsonl").await;
+    assert!(want.lines().count() > 10_000, "most records survive");
+
+    let mut app = App::start_with(
+        Mode::Distributed,
+        &[
+            ("MCP_WORKER_HEARTBEAT_MS", "1000"),
+            ("MCP_WORKER_MISSED_HEARTBEATS", "2"),
+        ],
+    )
+    .await;
+    start_stage_workers(&mut app).await;
+    let url = app.ws_url(&format!("/ws/tasks/progress?token={}", app.admin_token));
+    let (mut ws, _) = connect_async(url).await.expect("websocket connects");
+    let id = execute(&app, dataset, options).await;
+
+    // SIGKILL the processing worker as soon as it starts a shard of this execution.
+    tokio::time::timeout(Duration::from_secs(300), async {
+        while let Some(Ok(Message::Text(text))) = ws.next().await {
+            let ev: Value = serde_json::from_str(&text).unwrap();
+            if ev["type"] == "task.started"
+                && ev["data"]["execution_id"] == id.as_str()
+                && ev["data"]["stage"] == "processing"
+            {
+                return;
+            }
+        }
+        panic!("the WebSocket closed");
+    })
+    .await
+    .expect("a processing shard starts");
+    // The stage workers were started in stage order and the processing one is fourth; the
+    // helper kills the most recent, so stop the two after it first and restart them.
+    app.kill_worker(); // export
+    app.kill_worker(); // quality
+    app.kill_worker(); // processing, mid-shard
+    app.start_worker_binary("mcp-worker-processing", &[]);
+    app.start_worker_binary("mcp-worker-quality", &[]);
+    app.start_worker_binary("mcp-worker-export", &[]);
+
+    let done = app.wait_execution(&id, Duration::from_secs(300)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (_, got) = app.results(&id, "jsonl").await;
+    assert_eq!(
+        comparable(&got),
+        comparable(&want),
+        "identical outputs after the kill"
+    );
+    let redelivered = app.sql(&format!(
+        "SELECT count(*) FROM tasks WHERE execution_id = '{id}' AND stage = 'processing' AND attempt > 1"
+    ));
+    assert_ne!(redelivered.trim(), "0", "the killed shard ran again");
+}
+
+#[tokio::test]
+async fn pipeline_bad_input_and_edge_cases() {
+    let app = App::start_with(Mode::SingleNode, &[("MCP_MAX_DATASET_BYTES", "4096")]).await;
+    let execute_with =
+        |body: Value| app.admin("POST", "/api/v1/pipeline/agent-execute", Some(body));
+
+    // Over the dataset limit: 413, nothing stored.
+    let (status, body) = app.upload("application/x-ndjson", vec![b' '; 5000]).await;
+    assert_eq!(status, 413, "{body}");
+    // Unsupported container: 415 listing the supported ones.
+    let (status, body) = app.upload("application/xml", b"<a/>".to_vec()).await;
+    assert_eq!(status, 415, "{body}");
+    assert!(body["error"]["details"]["supported"].is_array());
+    // A JSON dataset must be an array.
+    let (status, body) = app.upload("application/json", b"{\"a\": 1}".to_vec()).await;
+    assert_eq!(status, 422, "{body}");
+
+    // Unknown source_format and export format, options out of range: 422 naming the field.
+    let records = json!([{"question": "Is it okay to rest?", "answer": "Yes, rest is part of recovery and helps you think clearly."}]);
+    let (status, body) = execute_with(json!({"records": records, "source_format": "xml"})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["details"]["field"], "source_format");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sharegpt"),
+        "{body}"
+    );
+    let (status, body) =
+        execute_with(json!({"records": records, "options": {"export_formats": ["parquet"]}})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["details"]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("options.export_formats")
+    );
+    for (field, value) in [
+        ("quality_threshold", json!(1.5)),
+        ("bias_threshold", json!(-0.1)),
+        ("near_duplicate_threshold", json!(0.5)),
+        ("shard_size", json!(0)),
+    ] {
+        let (status, body) =
+            execute_with(json!({"records": records, "options": {field: value}})).await;
+        assert_eq!(status, 422, "{field}: {body}");
+        assert_eq!(
+            body["error"]["details"]["field"],
+            format!("options.{field}")
+        );
+    }
+    let (status, body) = execute_with(json!({"dataset_id": uuid::Uuid::now_v7()})).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = execute_with(json!({})).await;
+    assert_eq!(status, 422);
+    let (_, list) = app.admin("GET", "/api/v1/tasks", None).await;
+    assert_eq!(list["count"], 0, "rejected requests created nothing");
+
+    // wait=true answers 200 with the results; an empty dataset completes with zero records.
+    let (status, body) =
+        execute_with(json!({"records": [], "wait": true, "wait_timeout_ms": 60000})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["status"], "completed");
+    assert_eq!(body["data"]["results"]["records_out"], 0);
+    let id = body["data"]["execution_id"].as_str().unwrap();
+    let (status, text) = app.results(id, "csv").await;
+    assert_eq!(status, 200);
+    assert_eq!(text.lines().count(), 1, "only the header");
+    let (status, body) = app
+        .call(
+            "GET",
+            &format!("/api/v1/pipeline/{id}/results?format=xml"),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+
+    // The other containers: CSV and a JSON array, with a malformed CSV row kept out by line.
+    let csv = b"question,answer\n\"How do I stop overthinking at night?\",\"Try writing worries down before bed, then tell yourself you will return to them tomorrow.\"\nonly-one-column\n".to_vec();
+    let (status, body) = app.upload("text/csv", csv).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["records"], 2);
+    let (status, body) = execute_with(
+        json!({"dataset_id": body["data"]["dataset_id"], "source_format": "qa_csv", "wait": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["data"]["execution_id"].as_str().unwrap().to_string();
+    let (_, report) = app
+        .admin("GET", &format!("/api/v1/pipeline/{id}/report"), None)
+        .await;
+    assert_eq!(report["data"]["records_out"], 1, "{report}");
+    assert_eq!(report["data"]["rejects"]["items"][0]["line"], 3, "{report}");
+
+    let array = serde_json::to_vec(&json!([
+        {"conversations": [{"from": "human", "value": "I feel tense before exams every time."}, {"from": "gpt", "value": "That is common; slow breathing before you start can ease it a little."}]},
+        42
+    ]))
+    .unwrap();
+    let (status, body) = app.upload("application/json", array).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["records"], 2);
+    let (status, body) =
+        execute_with(json!({"dataset_id": body["data"]["dataset_id"], "wait": true})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["results"]["records_out"], 1, "{body}");
+
+    // wait=false answers 202; cancel ends it, and a second cancel is a 409 naming the state.
+    let (status, body) = execute_with(json!({"records": records})).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["data"]["execution_id"].as_str().unwrap().to_string();
+    let (status, body) = app
+        .admin("POST", &format!("/api/v1/pipeline/{id}/cancel"), None)
+        .await;
+    if status == 200 {
+        assert_eq!(body["data"]["status"], "cancelled");
+        let (status, body) = app
+            .admin("POST", &format!("/api/v1/pipeline/{id}/cancel"), None)
+            .await;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["error"]["details"]["current_status"], "cancelled");
+        let (status, _) = app.results(&id, "jsonl").await;
+        assert_eq!(status, 409);
+    } else {
+        // It had already completed: cancelling a finished execution is the 409.
+        assert_eq!(status, 409, "{body}");
+    }
+    let (status, _) = app
+        .admin(
+            "GET",
+            &format!("/api/v1/pipeline/{}", uuid::Uuid::now_v7()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn batch_of_executions_defaults_to_low_priority_and_rejects_by_index() {
+    let app = App::start(Mode::SingleNode).await;
+    let records = json!([{"prompt": "What helps with a racing heart?", "response": "Slow exhale breathing and naming five things you can see can calm it."}]);
+    let (status, body) = app
+        .admin("POST", "/api/v1/pipeline/batch", Some(json!({"executions": [{"records": records}, {"records": records, "options": {"pii": "shred"}}]})))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["error"]["details"]["field"], "executions[1].options.pii",
+        "{body}"
+    );
+
+    let (status, body) = app
+        .admin("POST", "/api/v1/pipeline/batch", Some(json!({"executions": [{"records": records}, {"records": records, "priority": "high"}]})))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let ids: Vec<String> = body["data"]["execution_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let first = app.wait_execution(&ids[0], Duration::from_secs(60)).await;
+    let second = app.wait_execution(&ids[1], Duration::from_secs(60)).await;
+    assert_eq!(
+        (first["priority"].as_str(), second["priority"].as_str()),
+        (Some("low"), Some("high"))
+    );
+    assert_eq!(first["status"], "completed");
+}

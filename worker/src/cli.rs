@@ -1,0 +1,75 @@
+//! The command line shared by `mcp-worker` and the stage binaries (`mcp-worker-ingestion`, …):
+//! `--capabilities a,b` / `--stages a,b` pick the queues, else the binary's default. A stage
+//! named with `--stages ingestion` is served as the capability `stage_ingestion`.
+
+use std::process::ExitCode;
+
+use mcp_shared::{Settings, domain::pipeline::Stage, telemetry};
+
+/// Parses arguments, loads settings from the environment and runs until SIGTERM or Ctrl-C.
+pub fn main(program: &str, defaults: &[String]) -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut capabilities: Vec<String> = defaults.to_vec();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--version" | "-V" => {
+                println!("{program} {}", mcp_shared::VERSION);
+                return ExitCode::SUCCESS;
+            }
+            "--capabilities" | "--stages" => match it.next() {
+                Some(list) => {
+                    let names = list.split(',').map(str::trim).filter(|s| !s.is_empty());
+                    if arg == "--stages" {
+                        let mut stages = Vec::new();
+                        for name in names {
+                            match Stage::parse(name) {
+                                Some(stage) => stages.push(stage.capability()),
+                                None => {
+                                    eprintln!(
+                                        "{program}: unknown stage {name:?}; stages are {}",
+                                        Stage::allowed()
+                                    );
+                                    return ExitCode::from(2);
+                                }
+                            }
+                        }
+                        capabilities = stages;
+                    } else {
+                        capabilities = names.map(String::from).collect();
+                    }
+                }
+                None => {
+                    eprintln!("{program}: {arg} needs a comma-separated list");
+                    return ExitCode::from(2);
+                }
+            },
+            other => {
+                eprintln!(
+                    "{program}: unexpected argument {other:?}\nusage: {program} [--capabilities a,b,...] [--stages ingestion,standardization,...]"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if capabilities.is_empty() {
+        eprintln!("{program}: nothing to serve; name at least one capability or stage");
+        return ExitCode::from(2);
+    }
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.is_production());
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(crate::run_standalone(settings, capabilities)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

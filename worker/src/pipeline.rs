@@ -1,0 +1,618 @@
+//! Runs one shard of one pipeline stage as a task: reads the stage's input artifact, runs the
+//! stage on a blocking thread, writes its output, records the shard, and — when it was the last
+//! shard of its stage — moves the execution on (see `db::pipelines::advance`).
+//!
+//! Every step is idempotent: a shard re-run (a duplicate delivery, a worker killed mid-shard)
+//! overwrites its own artifacts and stage-run row and nothing else, and only one finishing shard
+//! can advance the execution.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use mcp_shared::{
+    artifacts::ArtifactStore,
+    bus::emit,
+    db::{self, pipelines::ShardOutcome},
+    domain::{
+        event::{Event, EventType},
+        pipeline::{DatasetFormat, ExportFormat, PipelineOptions, PipelineStatus, Stage},
+    },
+    entities::{pipeline_executions, tasks},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    WorkerDeps,
+    handlers::HandlerError,
+    stages::{self, Control, Stopped, export::StageSummary, ingestion::IngestError},
+};
+
+/// Where a stage's shard output lives.
+pub fn shard_key(execution: Uuid, stage: Stage, shard: u32) -> String {
+    format!("executions/{execution}/{stage}/{shard:05}.jsonl")
+}
+
+fn fingerprints_key(execution: Uuid, shard: u32) -> String {
+    format!("executions/{execution}/fingerprints/{shard:05}.bin")
+}
+
+/// Where the exported file of `format` lives.
+pub fn export_key(execution: Uuid, format: ExportFormat) -> String {
+    format!("executions/{execution}/export/{}", format.file_name())
+}
+
+pub fn report_key(execution: Uuid) -> String {
+    format!("executions/{execution}/export/report.json")
+}
+
+#[derive(Deserialize)]
+struct ShardJob {
+    execution_id: Uuid,
+    stage: Stage,
+    shard: u32,
+}
+
+/// Sets the stop flag when the task's future is dropped (cancelled or timed out), so the
+/// blocking stage code stops at its next progress point instead of running on unobserved.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn stopped() -> HandlerError {
+    "stage stopped".into()
+}
+
+pub async fn run_shard(deps: &WorkerDeps, task: &tasks::Model) -> Result<Value, HandlerError> {
+    let job: ShardJob = serde_json::from_value(task.payload.clone())
+        .map_err(|e| format!("not a pipeline shard payload: {e}"))?;
+    let db = &deps.db.conn;
+    let execution = db::pipelines::find(db, job.execution_id)
+        .await?
+        .ok_or("the execution no longer exists")?;
+    let status = PipelineStatus::parse(&execution.status).unwrap_or(PipelineStatus::Pending);
+    if status.is_terminal() {
+        return Ok(json!({"skipped": true, "execution_status": status}));
+    }
+    let options: PipelineOptions = serde_json::from_value(execution.options.clone())
+        .map_err(|e| format!("stored options unreadable: {e}"))?;
+    db::pipelines::mark_running(db, execution.id).await?;
+    db::pipelines::start_shard(db, execution.id, job.stage, job.shard, deps.agent_id).await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let _guard = StopOnDrop(stop.clone());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let reporter = tokio::spawn(report_progress(
+        deps.clone(),
+        task.id,
+        job.execution_id,
+        job.stage,
+        job.shard,
+        rx,
+    ));
+    let run = StageRun {
+        store: deps.artifacts.clone(),
+        execution: execution.clone(),
+        options,
+        shard: job.shard,
+        stop,
+        progress: tx,
+    };
+    let outcome = match job.stage {
+        Stage::Ingestion => run.ingestion(deps).await,
+        Stage::Standardization => run.standardization(deps).await,
+        Stage::Validation => run.validation().await,
+        Stage::Processing => run.processing().await,
+        Stage::QualityAssessment => run.quality().await,
+        Stage::Export => run.export(deps).await,
+    };
+    reporter.abort();
+    let (outcome, next_shards) = outcome?;
+
+    db::pipelines::complete_shard(db, execution.id, job.stage, job.shard, &outcome).await?;
+    if db::pipelines::stage_done(db, execution.id, job.stage).await? {
+        finish_stage(deps, &execution, job.stage, next_shards).await?;
+    }
+    Ok(json!({
+        "execution_id": execution.id,
+        "stage": job.stage,
+        "shard": job.shard,
+        "records_in": outcome.records_in,
+        "records_out": outcome.records_out,
+    }))
+}
+
+/// The last shard of `stage` finished: enqueue the next stage, or complete the execution.
+async fn finish_stage(
+    deps: &WorkerDeps,
+    execution: &pipeline_executions::Model,
+    stage: Stage,
+    next_shards: u32,
+) -> mcp_shared::Result<()> {
+    let db = &deps.db.conn;
+    let event = |kind, data| Event::new(kind, data).for_execution(Some(execution.id));
+    let runs = db::pipelines::stage_runs(db, execution.id).await?;
+    let (records_in, records_out) = runs
+        .iter()
+        .filter(|r| r.stage == stage.as_str())
+        .fold((0, 0), |(i, o), r| (i + r.records_in, o + r.records_out));
+    let Some(next) = stage.next() else {
+        return Ok(());
+    };
+    let timeout = deps.settings.task_execution_timeout.as_secs() as i32;
+    if db::pipelines::advance(db, execution.id, stage, next, next_shards, timeout).await? {
+        tracing::info!(execution_id = %execution.id, %stage, %next, "stage completed");
+        emit(
+            deps.bus.as_ref(),
+            event(
+                EventType::StageCompleted,
+                json!({"execution_id": execution.id, "stage": stage, "records_in": records_in, "records_out": records_out}),
+            ),
+        )
+        .await;
+        emit(
+            deps.bus.as_ref(),
+            event(
+                EventType::StageStarted,
+                json!({"execution_id": execution.id, "stage": next, "shards": next_shards}),
+            ),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Publishes a shard's progress at most every second or every 1,000 records, whichever first.
+async fn report_progress(
+    deps: WorkerDeps,
+    task_id: Uuid,
+    execution: Uuid,
+    stage: Stage,
+    shard: u32,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<u64>,
+) {
+    let mut latest = None;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        let done = tokio::select! {
+            v = rx.recv() => match v { Some(v) => v, None => return },
+            _ = tick.tick() => match latest { Some(v) => v, None => continue },
+        };
+        latest = Some(done);
+        let (records, total) = (done >> 32, done & 0xFFFF_FFFF);
+        let pct = (records * 100).checked_div(total).unwrap_or(0).min(99) as i32;
+        let db = &deps.db.conn;
+        let _ = db::pipelines::shard_progress(db, execution, stage, shard, records, pct).await;
+        let _ = db::tasks::progress(db, task_id, None, pct, None).await;
+        emit(
+            deps.bus.as_ref(),
+            Event::new(
+                EventType::TaskProgress,
+                json!({"task_id": task_id, "execution_id": execution, "stage": stage, "shard": shard,
+                       "records_done": records, "records_total": total, "progress": pct}),
+            )
+            .for_task(task_id)
+            .for_execution(Some(execution)),
+        )
+        .await;
+    }
+}
+
+/// One shard's inputs and the means to report on it.
+struct StageRun {
+    store: Arc<dyn ArtifactStore>,
+    execution: pipeline_executions::Model,
+    options: PipelineOptions,
+    shard: u32,
+    stop: Arc<AtomicBool>,
+    /// Packed `(records done << 32) | total`.
+    progress: tokio::sync::mpsc::UnboundedSender<u64>,
+}
+
+type StageResult = Result<(ShardOutcome, u32), HandlerError>;
+
+impl StageRun {
+    /// Runs `work` on a blocking thread with a [`Control`] wired to this run.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        total: u64,
+        work: impl FnOnce(&Control<'_>) -> Result<T, Stopped> + Send + 'static,
+    ) -> Result<T, HandlerError> {
+        let stop = self.stop.clone();
+        let tx = self.progress.clone();
+        tokio::task::spawn_blocking(move || {
+            let report = move |done: u64| {
+                let _ = tx.send((done.min(u32::MAX as u64) << 32) | total.min(u32::MAX as u64));
+            };
+            let ctl = Control {
+                stop: &stop,
+                progress: &report,
+            };
+            work(&ctl)
+        })
+        .await
+        .map_err(|e| format!("stage panicked: {e}"))?
+        .map_err(|Stopped| stopped())
+    }
+
+    async fn input(&self, stage: Stage) -> Result<Vec<u8>, HandlerError> {
+        Ok(self
+            .store
+            .get(&shard_key(self.execution.id, stage, self.shard))
+            .await?)
+    }
+
+    async fn output(&self, stage: Stage, bytes: Vec<u8>) -> Result<(), HandlerError> {
+        Ok(self
+            .store
+            .put(&shard_key(self.execution.id, stage, self.shard), bytes)
+            .await?)
+    }
+
+    async fn ingestion(&self, deps: &WorkerDeps) -> StageResult {
+        let dataset_id = self
+            .execution
+            .dataset_id
+            .ok_or("the execution has no dataset")?;
+        let dataset = db::pipelines::find_dataset(&deps.db.conn, dataset_id)
+            .await?
+            .ok_or("the dataset no longer exists")?;
+        let format = DatasetFormat::parse(&dataset.format).ok_or("unknown dataset format")?;
+        let reader = self.store.reader(&dataset.artifact_key).await?;
+        let store = self.store.clone();
+        let execution = self.execution.id;
+        let shard_size = self.options.shard_size;
+        let handle = tokio::runtime::Handle::current();
+        let stop = self.stop.clone();
+        let tx = self.progress.clone();
+        let total = dataset.records.max(0) as u64;
+        let found = tokio::task::spawn_blocking(move || {
+            let report = move |done: u64| {
+                let _ = tx.send((done.min(u32::MAX as u64) << 32) | total.min(u32::MAX as u64));
+            };
+            let ctl = Control {
+                stop: &stop,
+                progress: &report,
+            };
+            let input = tokio_util::io::SyncIoBridge::new_with_handle(reader, handle.clone());
+            stages::ingestion::ingest(input, format, shard_size, &ctl, |shard, bytes| {
+                handle
+                    .block_on(store.put(&shard_key(execution, Stage::Ingestion, shard), bytes))
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .await
+        .map_err(|e| format!("ingestion panicked: {e}"))?;
+        let found = match found {
+            Ok(f) => f,
+            Err(IngestError::Stopped) => return Err(stopped()),
+            Err(IngestError::Io(e)) => return Err(e.into()),
+        };
+        let stats =
+            json!({"records": found.records, "shards": found.shards, "rejects": found.rejects});
+        Ok((
+            ShardOutcome {
+                records_in: found.records + found.rejects.total,
+                records_out: found.records,
+                stats,
+            },
+            found.shards,
+        ))
+    }
+
+    async fn standardization(&self, deps: &WorkerDeps) -> StageResult {
+        let input = self.input(Stage::Ingestion).await?;
+        // Records without a `source` are attributed to the dataset by name, which (unlike its
+        // id) is the same when the same file is uploaded again.
+        let source = match self.execution.dataset_id {
+            Some(id) => db::pipelines::find_dataset(&deps.db.conn, id)
+                .await?
+                .map(|d| d.name)
+                .unwrap_or_else(|| "dataset".into()),
+            None => "dataset".into(),
+        };
+        let format = self.options.source_format;
+        let (out, stats, n_in, n_out) = self
+            .blocking(count_lines(&input), move |ctl| {
+                let mut rejects = stages::Rejects::default();
+                let mut records = Vec::new();
+                let mut n = 0u64;
+                for line in input.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    n += 1;
+                    ctl.tick(n)?;
+                    #[derive(Deserialize)]
+                    struct Raw {
+                        line: u64,
+                        raw: serde_json::Map<String, Value>,
+                    }
+                    let Ok(raw) = serde_json::from_slice::<Raw>(line) else {
+                        continue;
+                    };
+                    match stages::standardization::standardize(&raw.raw, raw.line, format, &source)
+                    {
+                        Ok(r) => records.push(r),
+                        Err(reason) => rejects.add(
+                            "unrecognised",
+                            stages::Reject {
+                                stage: Stage::Standardization.as_str().into(),
+                                line: Some(raw.line),
+                                id: None,
+                                reason,
+                            },
+                        ),
+                    }
+                }
+                let n_out = records.len() as u64;
+                Ok((
+                    stages::write_records(&records),
+                    json!({"rejects": rejects}),
+                    n,
+                    n_out,
+                ))
+            })
+            .await?;
+        self.output(Stage::Standardization, out).await?;
+        Ok((outcome(n_in, n_out, stats), self.execution.shards as u32))
+    }
+
+    async fn validation(&self) -> StageResult {
+        let records = stages::read_records(&self.input(Stage::Standardization).await?)?;
+        let options = self.options.clone();
+        let n_in = records.len() as u64;
+        let validated = self
+            .blocking(n_in, move |ctl| {
+                stages::validation::validate(records, &options, ctl)
+            })
+            .await?;
+        let n_out = validated.records.len() as u64;
+        self.store
+            .put(
+                &fingerprints_key(self.execution.id, self.shard),
+                validated.fingerprints,
+            )
+            .await?;
+        self.output(Stage::Validation, stages::write_records(&validated.records))
+            .await?;
+        Ok((
+            outcome(n_in, n_out, serde_json::to_value(&validated.stats)?),
+            self.execution.shards as u32,
+        ))
+    }
+
+    async fn processing(&self) -> StageResult {
+        let records = stages::read_records(&self.input(Stage::Validation).await?)?;
+        let mut earlier = Vec::new();
+        for k in 0..self.shard {
+            earlier.extend(
+                self.store
+                    .get(&fingerprints_key(self.execution.id, k))
+                    .await?,
+            );
+        }
+        let own = self
+            .store
+            .get(&fingerprints_key(self.execution.id, self.shard))
+            .await?;
+        let threshold = self.options.near_duplicate_threshold;
+        let n_in = records.len() as u64;
+        let (kept, stats) = self
+            .blocking(n_in, move |ctl| {
+                stages::processing::process(&earlier, &own, records, threshold, ctl)
+            })
+            .await?;
+        let n_out = kept.len() as u64;
+        self.output(Stage::Processing, stages::write_records(&kept))
+            .await?;
+        Ok((
+            outcome(n_in, n_out, serde_json::to_value(&stats)?),
+            self.execution.shards as u32,
+        ))
+    }
+
+    async fn quality(&self) -> StageResult {
+        let records = stages::read_records(&self.input(Stage::Processing).await?)?;
+        let threshold = self.options.quality_threshold;
+        let n_in = records.len() as u64;
+        let (kept, stats) = self
+            .blocking(n_in, move |ctl| {
+                stages::quality::assess(records, threshold, ctl)
+            })
+            .await?;
+        let n_out = kept.len() as u64;
+        self.output(Stage::QualityAssessment, stages::write_records(&kept))
+            .await?;
+        // Export is one task over every shard.
+        Ok((outcome(n_in, n_out, serde_json::to_value(&stats)?), 1))
+    }
+
+    async fn export(&self, deps: &WorkerDeps) -> StageResult {
+        let execution = self.execution.id;
+        let formats = self.options.export_formats.clone();
+        let staging = self.store.staging_dir();
+        tokio::fs::create_dir_all(&staging).await?;
+        let paths: Vec<_> = formats
+            .iter()
+            .map(|f| staging.join(format!("{execution}-{}", f.file_name())))
+            .collect();
+        let mut writers = Vec::new();
+        for (f, p) in formats.iter().zip(&paths) {
+            let file = std::io::BufWriter::new(std::fs::File::create(p)?);
+            writers.push(stages::export::FormatWriter::new(*f, file)?);
+        }
+        let mut total = 0u64;
+        for k in 0..self.execution.shards.max(1) as u32 {
+            let bytes = self
+                .store
+                .get(&shard_key(execution, Stage::QualityAssessment, k))
+                .await?;
+            let mut moved = std::mem::take(&mut writers);
+            let (back, n) = self
+                .blocking(0, move |_| {
+                    let records = stages::read_records(&bytes).map_err(|_| Stopped)?;
+                    for r in &records {
+                        for w in &mut moved {
+                            w.write(r).map_err(|_| Stopped)?;
+                        }
+                    }
+                    Ok((moved, records.len() as u64))
+                })
+                .await
+                .map_err(|_| "writing the export failed")?;
+            writers = back;
+            total += n;
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(stopped());
+            }
+        }
+        for (w, (f, p)) in writers.into_iter().zip(formats.iter().zip(&paths)) {
+            let mut file = w.finish()?;
+            std::io::Write::flush(&mut file)?;
+            drop(file);
+            self.store.put_file(&export_key(execution, *f), p).await?;
+        }
+
+        let report = self.report(deps, total).await?;
+        self.store
+            .put(&report_key(execution), serde_json::to_vec_pretty(&report)?)
+            .await?;
+        let exports: serde_json::Map<String, Value> = formats
+            .iter()
+            .map(|f| {
+                (
+                    f.as_str().to_string(),
+                    json!(format!("/api/v1/pipeline/{execution}/results?format={f}")),
+                )
+            })
+            .collect();
+        let results = json!({
+            "records_out": total,
+            "exports": exports,
+            "report": format!("/api/v1/pipeline/{execution}/report"),
+        });
+        let metrics = json!({"stages": report["stages"], "records_in": report["records_in"], "records_out": total});
+        if db::pipelines::finish(&deps.db.conn, execution, results.clone(), metrics).await? {
+            emit(
+                deps.bus.as_ref(),
+                Event::new(
+                    EventType::StageCompleted,
+                    json!({"execution_id": execution, "stage": Stage::Export, "records_in": total, "records_out": total}),
+                )
+                .for_execution(Some(execution)),
+            )
+            .await;
+            emit(
+                deps.bus.as_ref(),
+                Event::new(
+                    EventType::PipelineCompleted,
+                    json!({"execution_id": execution, "status": "completed", "results": results}),
+                )
+                .for_execution(Some(execution)),
+            )
+            .await;
+        }
+        Ok((outcome(total, total, json!({"records": total})), 1))
+    }
+
+    /// The report, from every shard's statistics (this export's own row is not finished yet).
+    async fn report(&self, deps: &WorkerDeps, exported: u64) -> Result<Value, HandlerError> {
+        let runs = db::pipelines::stage_runs(&deps.db.conn, self.execution.id).await?;
+        let mut summaries = Vec::new();
+        for stage in Stage::ALL {
+            let of_stage: Vec<_> = runs.iter().filter(|r| r.stage == stage.as_str()).collect();
+            let started = of_stage.iter().filter_map(|r| r.started_at).min();
+            let finished = of_stage.iter().filter_map(|r| r.finished_at).max();
+            let mut s = StageSummary {
+                stage: *stage,
+                records_in: of_stage.iter().map(|r| r.records_in as u64).sum(),
+                records_out: of_stage.iter().map(|r| r.records_out as u64).sum(),
+                duration_ms: started
+                    .zip(finished)
+                    .map(|(a, b)| (b - a).num_milliseconds()),
+                stats: of_stage.iter().filter_map(|r| r.stats.clone()).collect(),
+            };
+            if *stage == Stage::Export {
+                s.records_in = exported;
+                s.records_out = exported;
+                s.duration_ms = started.map(|a| (chrono::Utc::now() - a).num_milliseconds());
+            }
+            summaries.push(s);
+        }
+        Ok(stages::export::build_report(&summaries))
+    }
+}
+
+fn outcome(records_in: u64, records_out: u64, stats: Value) -> ShardOutcome {
+    ShardOutcome {
+        records_in,
+        records_out,
+        stats,
+    }
+}
+
+fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|b| **b == b'\n').count() as u64
+}
+
+/// A shard's task is dead (attempts exhausted): the execution fails, naming stage and reason,
+/// and its remaining shards are cancelled.
+pub async fn shard_dead(deps: &WorkerDeps, task: &tasks::Model, error: &str) {
+    let (Some(execution), Some(stage)) = (
+        task.execution_id,
+        task.stage.as_deref().and_then(Stage::parse),
+    ) else {
+        return;
+    };
+    let shard = task
+        .payload
+        .get("shard")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as u32;
+    if let Err(e) = fail_execution(
+        &deps.db.conn,
+        deps.bus.as_ref(),
+        execution,
+        stage,
+        shard,
+        error,
+    )
+    .await
+    {
+        tracing::error!(%execution, error = %e, "could not record the failed execution");
+    }
+}
+
+/// Shared by the worker and the API (a lost attempt can exhaust a shard's attempts too).
+pub async fn fail_execution(
+    db: &sea_orm::DatabaseConnection,
+    bus: &dyn mcp_shared::bus::EventBus,
+    execution: Uuid,
+    stage: Stage,
+    shard: u32,
+    error: &str,
+) -> mcp_shared::Result<()> {
+    db::pipelines::fail_shard(db, execution, stage, shard, error).await?;
+    let reason = format!("stage {stage} failed on shard {shard}: {error}");
+    if db::pipelines::end(db, execution, PipelineStatus::Failed, Some(&reason)).await? {
+        for t in db::pipelines::open_tasks(db, execution).await? {
+            db::tasks::cancel(db, t.id).await?;
+        }
+        tracing::warn!(%execution, %stage, error, "pipeline failed");
+        emit(
+            bus,
+            Event::new(
+                EventType::PipelineFailed,
+                json!({"execution_id": execution, "status": "failed", "stage": stage, "shard": shard, "error": reason}),
+            )
+            .for_execution(Some(execution)),
+        )
+        .await;
+    }
+    Ok(())
+}
