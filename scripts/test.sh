@@ -15,6 +15,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+  python3 -m pip install -q "moto[server]" >/dev/null 2>&1 \
+    || echo "note: moto could not be installed; the S3 artifact-store test will fail"
+fi
 if ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
   python3 -m pip install -q kubernetes-validate >/dev/null 2>&1 \
     || echo "note: kubernetes-validate could not be installed; the manifest test will fail"

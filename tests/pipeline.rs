@@ -535,10 +535,16 @@ async fn a_stage_worker_killed_mid_shard_changes_nothing_in_the_outputs() {
     let (mut ws, _) = connect_async(url).await.expect("websocket connects");
     let id = execute(&app, dataset, options).await;
 
-    // SIGKILL the processing worker as soon as it starts a shard of this execution.
+    // SIGKILL the processing worker as soon as it starts a shard of this execution. Until
+    // then, earlier stages report progress at least every 1,000 records.
+    let mut progress_reports = 0;
     tokio::time::timeout(Duration::from_secs(300), async {
         while let Some(Ok(Message::Text(text))) = ws.next().await {
             let ev: Value = serde_json::from_str(&text).unwrap();
+            if ev["type"] == "task.progress" && ev["data"]["execution_id"] == id.as_str() {
+                assert!(ev["data"]["records_done"].as_u64().unwrap() > 0, "{ev}");
+                progress_reports += 1;
+            }
             if ev["type"] == "task.started"
                 && ev["data"]["execution_id"] == id.as_str()
                 && ev["data"]["stage"] == "processing"
@@ -550,6 +556,8 @@ async fn a_stage_worker_killed_mid_shard_changes_nothing_in_the_outputs() {
     })
     .await
     .expect("a processing shard starts");
+    // Ingestion alone reads 12,000 records in one shard: at least 12 reports.
+    assert!(progress_reports >= 12, "{progress_reports} progress events");
     // The stage workers were started in stage order and the processing one is fourth; the
     // helper kills the most recent, so stop the two after it first and restart them.
     app.kill_worker(); // export
@@ -743,4 +751,31 @@ async fn batch_of_executions_defaults_to_low_priority_and_rejects_by_index() {
         (Some("low"), Some("high"))
     );
     assert_eq!(first["status"], "completed");
+}
+
+#[tokio::test]
+async fn the_s3_artifact_store_gives_the_same_outputs() {
+    let s3 = crate::helpers::servers::S3::start("mcp-artifacts").await;
+    let env = s3.env("cluster-a");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut app = App::start_with(Mode::Distributed, &env).await;
+    let (status, ready) = app.call("GET", "/api/v1/ready", None, None).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["data"]["artifacts"], "ok");
+    start_stage_workers(&mut app).await;
+    let (execution, report, jsonl, chat, csv) = run_mixed(&app).await;
+    assert_mixed_outputs(&report, &jsonl, &chat, &csv);
+
+    // Everything landed in the bucket under the prefix, nothing on local disk.
+    let id = execution["execution_id"].as_str().unwrap();
+    let keys = s3.keys("cluster-a/").await;
+    assert!(
+        keys.iter().any(|k| k.starts_with("cluster-a/datasets/")),
+        "{keys:?}"
+    );
+    for file in ["records.jsonl", "chat.jsonl", "records.csv", "report.json"] {
+        let key = format!("cluster-a/executions/{id}/export/{file}");
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    assert!(!app.dir.path().join("artifacts").exists());
 }

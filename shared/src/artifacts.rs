@@ -29,9 +29,33 @@ pub trait ArtifactStore: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> Result<()>;
 }
 
-/// The store `MCP_ARTIFACT_STORE` names: a directory path (the default).
+/// The store `MCP_ARTIFACT_STORE` names: `s3://bucket/prefix` for an S3-compatible store
+/// (credentials, region and endpoint from the standard `AWS_*` variables), otherwise a directory
+/// path (the default, `./data/artifacts`).
 pub fn open(location: &str) -> Result<std::sync::Arc<dyn ArtifactStore>> {
+    if location.starts_with("s3://") {
+        return Ok(std::sync::Arc::new(S3Store::from_env(location)?));
+    }
     Ok(std::sync::Arc::new(LocalDirStore::new(location)?))
+}
+
+/// Keys are relative paths made of safe segments; anything else is refused, so a key can
+/// never name a file outside the store (or an object outside the prefix).
+fn check_key(key: &str) -> Result<()> {
+    let ok = !key.is_empty()
+        && key.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != ".."
+                && seg != "."
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Artifact(format!("invalid artifact key {key:?}")))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -49,18 +73,7 @@ impl LocalDirStore {
     /// Keys are relative paths made of safe segments; anything else is refused, so a key can
     /// never name a file outside the store.
     fn path(&self, key: &str) -> Result<PathBuf> {
-        let ok = !key.is_empty()
-            && key.split('/').all(|seg| {
-                !seg.is_empty()
-                    && seg != ".."
-                    && seg != "."
-                    && seg
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            });
-        if !ok {
-            return Err(Error::Artifact(format!("invalid artifact key {key:?}")));
-        }
+        check_key(key)?;
         Ok(self.root.join(Path::new(key)))
     }
 }
@@ -116,6 +129,116 @@ impl ArtifactStore for LocalDirStore {
 
     async fn ping(&self) -> Result<()> {
         tokio::fs::metadata(&self.root).await?;
+        Ok(())
+    }
+}
+
+/// An S3-compatible object store (AWS S3, MinIO, Ceph, …) for deployments without a shared
+/// volume. Uploads stage on local disk and go up in multipart chunks; reads stream.
+#[derive(Debug)]
+pub struct S3Store {
+    store: object_store::prefix::PrefixStore<object_store::aws::AmazonS3>,
+    staging: PathBuf,
+}
+
+/// Multipart chunk size: S3's minimum part is 5 MiB.
+const S3_PART: usize = 8 * 1024 * 1024;
+
+fn s3_error(e: object_store::Error) -> Error {
+    match e {
+        object_store::Error::NotFound { .. } => Error::NotFound("artifact"),
+        other => Error::Artifact(other.to_string()),
+    }
+}
+
+impl S3Store {
+    /// `url` is `s3://bucket` or `s3://bucket/prefix`.
+    pub fn from_env(url: &str) -> Result<Self> {
+        let rest = url.trim_start_matches("s3://");
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Config(
+                "MCP_ARTIFACT_STORE: an s3:// URL needs a bucket (s3://bucket/prefix)".into(),
+            ));
+        }
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| Error::Config(format!("MCP_ARTIFACT_STORE: {e}")))?;
+        let staging = std::env::temp_dir().join("mcp-artifact-staging");
+        std::fs::create_dir_all(&staging)?;
+        Ok(Self {
+            store: object_store::prefix::PrefixStore::new(s3, prefix.trim_matches('/')),
+            staging,
+        })
+    }
+
+    fn path(key: &str) -> Result<object_store::path::Path> {
+        check_key(key)?;
+        object_store::path::Path::parse(key).map_err(|e| Error::Artifact(e.to_string()))
+    }
+}
+
+#[async_trait::async_trait]
+impl ArtifactStore for S3Store {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        use object_store::ObjectStore;
+        self.store
+            .put(&Self::path(key)?, bytes.into())
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        use object_store::ObjectStore;
+        let got = self.store.get(&Self::path(key)?).await.map_err(s3_error)?;
+        Ok(got.bytes().await.map_err(s3_error)?.to_vec())
+    }
+
+    async fn put_file(&self, key: &str, path: &Path) -> Result<()> {
+        use object_store::ObjectStore;
+        use tokio::io::AsyncReadExt;
+        let upload = self
+            .store
+            .put_multipart(&Self::path(key)?)
+            .await
+            .map_err(s3_error)?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, S3_PART);
+        let mut file = tokio::fs::File::open(path).await?;
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            // Bounded memory: at most a few parts in flight.
+            writer.wait_for_capacity(4).await.map_err(s3_error)?;
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await.map_err(s3_error)?;
+        tokio::fs::remove_file(path).await.ok();
+        Ok(())
+    }
+
+    async fn reader(&self, key: &str) -> Result<ArtifactReader> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        let got = self.store.get(&Self::path(key)?).await.map_err(s3_error)?;
+        let stream = got.into_stream().map_err(std::io::Error::other);
+        Ok(Box::pin(tokio_util::io::StreamReader::new(stream)))
+    }
+
+    fn staging_dir(&self) -> PathBuf {
+        self.staging.clone()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        use object_store::ObjectStore;
+        self.store
+            .list_with_delimiter(None)
+            .await
+            .map_err(s3_error)?;
         Ok(())
     }
 }

@@ -282,3 +282,100 @@ impl Drop for Postgres {
             .status();
     }
 }
+
+/// An S3-compatible server (moto, from PyPI) on a free loopback port, with one bucket.
+pub struct S3 {
+    pub port: u16,
+    pub bucket: String,
+    _dir: TempDir,
+    child: Child,
+}
+
+impl S3 {
+    pub async fn start(bucket: &str) -> Self {
+        let dir = TempDir::new("s3");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("moto.log")).unwrap();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|_| missing("python3 with moto[server]"));
+        wait_port(port, "moto S3 server");
+        let s3 = Self {
+            port,
+            bucket: bucket.into(),
+            _dir: dir,
+            child,
+        };
+        let resp = reqwest::Client::new()
+            .put(format!("{}/{bucket}", s3.endpoint()))
+            .send()
+            .await
+            .expect("create the bucket");
+        assert!(
+            resp.status().is_success(),
+            "bucket not created: {}",
+            resp.status()
+        );
+        s3
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The environment that points the application at this server.
+    pub fn env(&self, prefix: &str) -> Vec<(String, String)> {
+        [
+            (
+                "MCP_ARTIFACT_STORE",
+                format!("s3://{}/{prefix}", self.bucket),
+            ),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT", self.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Keys in the bucket under `prefix` (S3 ListObjectsV2).
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let xml = reqwest::Client::new()
+            .get(format!(
+                "{}/{}?list-type=2&prefix={prefix}",
+                self.endpoint(),
+                self.bucket
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        xml.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -25,6 +25,7 @@ pub struct Readiness {
     pub status: String,
     pub database: String,
     pub queue: String,
+    pub artifacts: String,
 }
 
 #[derive(ApiResponse)]
@@ -54,7 +55,8 @@ impl HealthApi {
         }))
     }
 
-    /// Readiness: 200 when the database and the queue backend answer, else 503 naming the failure.
+    /// Readiness: 200 when the database, the queue backend and the artifact store answer, else
+    /// 503 naming the failure.
     #[oai(path = "/ready", method = "get")]
     async fn ready(&self, state: Data<&AppState>) -> ApiResult<ReadyResponse> {
         let db = tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()).await;
@@ -65,10 +67,15 @@ impl HealthApi {
         if !matches!(queue, Ok(Ok(()))) {
             return Err(ApiError::unavailable(state.queue.backend_name()));
         }
+        let artifacts = tokio::time::timeout(PROBE_TIMEOUT, state.artifacts.ping()).await;
+        if !matches!(artifacts, Ok(Ok(()))) {
+            return Err(ApiError::unavailable("artifact store"));
+        }
         Ok(ReadyResponse::Ready(ok(Readiness {
             status: "ready".into(),
             database: "ok".into(),
             queue: "ok".into(),
+            artifacts: "ok".into(),
         })))
     }
 }
