@@ -86,8 +86,53 @@ pub const DUPLICATE_PERCENT: usize = 3;
 pub const NEAR_DUPLICATE_PERCENT: usize = 2;
 pub const LOW_QUALITY_PERCENT: usize = 3;
 
+const PEOPLE: &[&str] = &[
+    "my partner",
+    "my boss",
+    "my sister",
+    "my neighbour",
+    "my coach",
+    "my flatmate",
+    "my oldest friend",
+    "my mother",
+    "my son",
+    "my teacher",
+    "a colleague",
+    "my doctor",
+];
+const PLACES: &[&str] = &[
+    "at the office",
+    "on the train",
+    "at the gym",
+    "in the kitchen",
+    "at school pickup",
+    "in the car park",
+    "at the supermarket",
+    "at my desk",
+    "on video calls",
+    "in bed",
+];
+const WEEKDAYS: &[&str] = &[
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
 fn conversation(rng: &mut Rng, with_pii: bool) -> Vec<(&'static str, String)> {
-    let mut opener = format!("{}, and {}.", rng.pick(OPENERS), rng.pick(DETAILS));
+    // Free slots (people, places, days, durations) keep independent conversations from looking
+    // like near-duplicates of each other, as they would not in real data.
+    let mut opener = format!(
+        "{} for about {} weeks, mostly {} and around {}, and {}.",
+        rng.pick(OPENERS),
+        2 + rng.below(30),
+        rng.pick(PLACES),
+        rng.pick(PEOPLE),
+        rng.pick(DETAILS)
+    );
     if with_pii {
         opener = format!("{opener} {}", rng.pick(PII));
     }
@@ -99,20 +144,19 @@ fn conversation(rng: &mut Rng, with_pii: bool) -> Vec<(&'static str, String)> {
         ),
         (
             "client",
-            format!("{} {}.", rng.pick(FOLLOWUPS), capitalise(rng.pick(DETAILS))),
+            format!(
+                "{} On {} {} said {}.",
+                rng.pick(FOLLOWUPS),
+                rng.pick(WEEKDAYS),
+                rng.pick(PEOPLE),
+                rng.pick(DETAILS)
+            ),
         ),
         (
             "therapist",
             format!("{} {}", rng.pick(REFLECTIONS), rng.pick(QUESTIONS)),
         ),
     ]
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-        .unwrap_or_default()
 }
 
 /// One record in one of the three NDJSON shapes.
