@@ -1,6 +1,7 @@
 //! The command line shared by `mcp-worker` and the stage binaries (`mcp-worker-ingestion`, …):
-//! `--capabilities a,b` / `--stages a,b` pick the queues, else the binary's default. A stage
-//! named with `--stages ingestion` is served as the capability `stage_ingestion`.
+//! `--capabilities a,b` and `--stages a,b` (or `--stages all`) pick the queues, together; without
+//! either, the binary's default. A stage named with `--stages ingestion` is served as the
+//! capability `stage_ingestion`.
 
 use std::process::ExitCode;
 
@@ -9,7 +10,7 @@ use mcp_shared::{Settings, domain::pipeline::Stage, telemetry};
 /// Parses arguments, loads settings from the environment and runs until SIGTERM or Ctrl-C.
 pub fn main(program: &str, defaults: &[String]) -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut capabilities: Vec<String> = defaults.to_vec();
+    let mut capabilities: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -21,10 +22,13 @@ pub fn main(program: &str, defaults: &[String]) -> ExitCode {
                 Some(list) => {
                     let names = list.split(',').map(str::trim).filter(|s| !s.is_empty());
                     if arg == "--stages" {
-                        let mut stages = Vec::new();
                         for name in names {
+                            if name == "all" {
+                                capabilities.extend(Stage::ALL.iter().map(|s| s.capability()));
+                                continue;
+                            }
                             match Stage::parse(name) {
-                                Some(stage) => stages.push(stage.capability()),
+                                Some(stage) => capabilities.push(stage.capability()),
                                 None => {
                                     eprintln!(
                                         "{program}: unknown stage {name:?}; stages are {}",
@@ -34,9 +38,8 @@ pub fn main(program: &str, defaults: &[String]) -> ExitCode {
                                 }
                             }
                         }
-                        capabilities = stages;
                     } else {
-                        capabilities = names.map(String::from).collect();
+                        capabilities.extend(names.map(String::from));
                     }
                 }
                 None => {
@@ -46,16 +49,17 @@ pub fn main(program: &str, defaults: &[String]) -> ExitCode {
             },
             other => {
                 eprintln!(
-                    "{program}: unexpected argument {other:?}\nusage: {program} [--capabilities a,b,...] [--stages ingestion,standardization,...]"
+                    "{program}: unexpected argument {other:?}\nusage: {program} [--capabilities a,b,...] [--stages all | ingestion,standardization,...]"
                 );
                 return ExitCode::from(2);
             }
         }
     }
     if capabilities.is_empty() {
-        eprintln!("{program}: nothing to serve; name at least one capability or stage");
-        return ExitCode::from(2);
+        capabilities = defaults.to_vec();
     }
+    capabilities.sort();
+    capabilities.dedup();
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
