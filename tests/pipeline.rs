@@ -710,6 +710,46 @@ async fn pipeline_bad_input_and_edge_cases() {
         // It had already completed: cancelling a finished execution is the 409.
         assert_eq!(status, 409, "{body}");
     }
+
+    // A shard that cannot succeed fails the execution, naming the stage and the reason.
+    let (status, body) = app
+        .upload(
+            "application/x-ndjson",
+            b"{\"question\": \"a\", \"answer\": \"b\"}\n".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let dataset = body["data"]["dataset_id"].as_str().unwrap().to_string();
+    std::fs::remove_file(
+        app.dir
+            .path()
+            .join(format!("artifacts/datasets/{dataset}.ndjson")),
+    )
+    .unwrap();
+    let (status, body) = execute_with(json!({"dataset_id": dataset, "wait": true})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["status"], "failed", "{body}");
+    let error = body["data"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("ingestion") && error.contains("missing"),
+        "{error}"
+    );
+    let id = body["data"]["execution_id"].as_str().unwrap();
+    let (_, progress) = app
+        .admin(
+            "GET",
+            &format!("/api/v1/pipeline/{id}/agent-progress"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        progress["data"]["stages"][0]["status"], "failed",
+        "{progress}"
+    );
+    assert_eq!(progress["data"]["stages"][1]["status"], "pending");
+    let (status, _) = app.results(id, "jsonl").await;
+    assert_eq!(status, 409);
+
     let (status, _) = app
         .admin(
             "GET",

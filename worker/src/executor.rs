@@ -81,12 +81,16 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
                 Err(e) => return Outcome::Redeliver(format!("recording completion: {e}")),
             }
         }
-        Ok(Err(failure)) => return record_failure(deps, &task, &failure.to_string()).await,
+        Ok(Err(failure)) => {
+            let retryable = !failure.is::<handlers::Permanent>();
+            return record_failure(deps, &task, &failure.to_string(), retryable).await;
+        }
         Err(_) => {
             return record_failure(
                 deps,
                 &task,
                 &format!("timed out after {}s", timeout.as_secs()),
+                true,
             )
             .await;
         }
@@ -102,8 +106,9 @@ async fn record_failure(
     deps: &WorkerDeps,
     task: &mcp_shared::entities::tasks::Model,
     error: &str,
+    retryable: bool,
 ) -> Outcome {
-    let exhausted = task.attempt >= task.max_attempts;
+    let exhausted = !retryable || task.attempt >= task.max_attempts;
     let (status, kind, retry_at) = if exhausted {
         (TaskStatus::Dead, EventType::TaskDead, None)
     } else {

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::{
     WorkerDeps,
-    handlers::HandlerError,
+    handlers::{HandlerError, permanent},
     stages::{self, Control, Stopped, export::StageSummary, ingestion::IngestError},
 };
 
@@ -72,17 +72,17 @@ fn stopped() -> HandlerError {
 
 pub async fn run_shard(deps: &WorkerDeps, task: &tasks::Model) -> Result<Value, HandlerError> {
     let job: ShardJob = serde_json::from_value(task.payload.clone())
-        .map_err(|e| format!("not a pipeline shard payload: {e}"))?;
+        .map_err(|e| permanent(format!("not a pipeline shard payload: {e}")))?;
     let db = &deps.db.conn;
     let execution = db::pipelines::find(db, job.execution_id)
         .await?
-        .ok_or("the execution no longer exists")?;
+        .ok_or_else(|| permanent("the execution no longer exists"))?;
     let status = PipelineStatus::parse(&execution.status).unwrap_or(PipelineStatus::Pending);
     if status.is_terminal() {
         return Ok(json!({"skipped": true, "execution_status": status}));
     }
     let options: PipelineOptions = serde_json::from_value(execution.options.clone())
-        .map_err(|e| format!("stored options unreadable: {e}"))?;
+        .map_err(|e| permanent(format!("stored options unreadable: {e}")))?;
     db::pipelines::mark_running(db, execution.id).await?;
     db::pipelines::start_shard(db, execution.id, job.stage, job.shard, deps.agent_id).await?;
 
@@ -260,12 +260,20 @@ impl StageRun {
         let dataset_id = self
             .execution
             .dataset_id
-            .ok_or("the execution has no dataset")?;
+            .ok_or_else(|| permanent("the execution has no dataset"))?;
         let dataset = db::pipelines::find_dataset(&deps.db.conn, dataset_id)
             .await?
-            .ok_or("the dataset no longer exists")?;
-        let format = DatasetFormat::parse(&dataset.format).ok_or("unknown dataset format")?;
-        let reader = self.store.reader(&dataset.artifact_key).await?;
+            .ok_or_else(|| permanent("the dataset no longer exists"))?;
+        let format = DatasetFormat::parse(&dataset.format)
+            .ok_or_else(|| permanent("unknown dataset format"))?;
+        let reader = match self.store.reader(&dataset.artifact_key).await {
+            Err(mcp_shared::Error::NotFound(_)) => {
+                return Err(permanent(
+                    "the dataset's file is missing from the artifact store",
+                ));
+            }
+            other => other?,
+        };
         let store = self.store.clone();
         let execution = self.execution.id;
         let shard_size = self.options.shard_size;
