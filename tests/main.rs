@@ -11,4 +11,5 @@ mod deployment;
 mod engine;
 mod errors;
 mod pipeline;
+mod realtime;
 mod tasks;

@@ -4,33 +4,10 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::{connect_async, tungstenite::Message};
 
-use crate::helpers::{App, Mode};
-
-/// Reads WebSocket messages until one has `type == kind`, returning it and everything before it.
-async fn next_of_type<S>(ws: &mut S, kind: &str, timeout: Duration) -> (Value, Vec<Value>)
-where
-    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let msg = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {kind} message in {timeout:?}; saw {seen:?}"))
-            .expect("socket closed")
-            .expect("socket error");
-        if let Message::Text(text) = msg {
-            let v: Value = serde_json::from_str(&text).unwrap();
-            if v["type"] == kind {
-                return (v, seen);
-            }
-            seen.push(v);
-        }
-    }
-}
+use crate::helpers::{App, Mode, ws::next_of_type};
 
 async fn runs_a_task_end_to_end(mode: Mode) {
     let app = App::start(mode).await;

@@ -25,8 +25,9 @@ use crate::{
     directory::AgentDirectory,
     middleware::{BodyLimits, request_context},
     routes::{
-        agents::AgentsApi, auth::AuthApi, capabilities::CapabilitiesApi, health::HealthApi,
-        pipeline::PipelineApi, queues::QueuesApi, tasks::TasksApi, users::UsersApi,
+        agents::AgentsApi, auth::AuthApi, capabilities::CapabilitiesApi, events::EventsApi,
+        health::HealthApi, pipeline::PipelineApi, queues::QueuesApi, tasks::TasksApi,
+        users::UsersApi,
     },
     services,
     services::dispatcher::Dispatcher,
@@ -46,6 +47,7 @@ pub fn api_service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             AgentsApi,
             CapabilitiesApi,
             PipelineApi,
+            EventsApi,
         ),
         "TechDeck MCP API",
         mcp_shared::VERSION,
@@ -132,6 +134,7 @@ impl Application {
             dispatcher: Dispatcher::new(),
             redis: redis_conn,
             artifacts: artifacts.clone(),
+            connections: Default::default(),
         };
         state.dispatcher.spawn(state.clone(), shutdown.clone());
         state.directory.sync(&db).await?;

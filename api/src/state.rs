@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use mcp_shared::{
-    Settings, artifacts::ArtifactStore, auth::JwtKeys, bus::EventBus, crypto::FieldCipher, db::Database, queue::JobQueue,
+    Settings, artifacts::ArtifactStore, auth::JwtKeys, bus::EventBus, crypto::FieldCipher,
+    db::Database, queue::JobQueue,
 };
 
 use crate::{directory::AgentDirectory, services::dispatcher::Dispatcher};
@@ -25,4 +26,6 @@ pub struct AppState {
     pub redis: Option<redis::aio::ConnectionManager>,
     /// Datasets, stage outputs and exports.
     pub artifacts: Arc<dyn ArtifactStore>,
+    /// Open WebSocket connections, against `MAX_AGENT_CONNECTIONS`.
+    pub connections: Arc<crate::ws::Connections>,
 }

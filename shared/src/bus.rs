@@ -1,18 +1,16 @@
 //! The event bus seam: how events travel from whoever changes state to every API replica.
 //!
-//! - [`InProcessBus`]: a broadcast channel (single node: workers run inside the API process).
+//! - [`InProcessBus`]: a broadcast channel (single node: workers run inside the API process),
+//!   retaining the last [`IN_PROCESS_RETAINED`] events for replay.
 //! - [`RedisStreamBus`]: `XADD` to one bounded stream (`MAXLEN ~`), and in each API process one
 //!   reader that `XREAD`s it and feeds a local broadcast channel, so any replica serves any
 //!   subscriber. Event ids are the stream ids.
+//!
+//! Ids have the Redis stream form `<ms>-<seq>` on both buses and grow with publication order, so
+//! a subscriber can resume after an id ([`EventBus::replay`]) and drop live events it has
+//! already seen ([`EventId`]).
 
-use std::{
-    fmt,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{fmt, sync::Arc, time::Duration};
 
 use redis::{AsyncCommands, streams::StreamReadOptions};
 use tokio::sync::broadcast;
@@ -25,6 +23,27 @@ pub const EVENT_STREAM: &str = "mcp:events";
 pub const EVENT_STREAM_MAXLEN: usize = 100_000;
 /// Per-process fan-out buffer; a subscriber that falls further behind is told it lagged.
 const LOCAL_BUFFER: usize = 8192;
+/// Events the in-process bus keeps for replay.
+pub const IN_PROCESS_RETAINED: usize = 10_000;
+/// Most events one replay returns; a client further behind resumes again from the last one.
+pub const MAX_REPLAY: usize = 10_000;
+
+/// An event id, `<ms>-<seq>`, ordered as the bus published them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId(pub u64, pub u64);
+
+impl EventId {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
+        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
 
 #[async_trait::async_trait]
 pub trait EventBus: Send + Sync + fmt::Debug {
@@ -32,6 +51,8 @@ pub trait EventBus: Send + Sync + fmt::Debug {
     async fn publish(&self, event: Event) -> Result<Event>;
     /// Live events published from now on, in publication order.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
+    /// Retained events published after `after`, oldest first, at most [`MAX_REPLAY`].
+    async fn replay(&self, after: EventId) -> Result<Vec<Event>>;
 }
 
 /// Publishes, logging instead of failing: an event that cannot be sent must not undo the state
@@ -46,28 +67,61 @@ pub async fn emit(bus: &dyn EventBus, event: Event) {
 #[derive(Debug)]
 pub struct InProcessBus {
     tx: broadcast::Sender<Event>,
-    seq: AtomicU64,
+    /// The last id given and the retained events. One lock, so ids are handed out, retained and
+    /// sent in the same order.
+    state: std::sync::Mutex<(EventId, std::collections::VecDeque<Event>)>,
 }
 
 impl InProcessBus {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             tx: broadcast::channel(LOCAL_BUFFER).0,
-            seq: AtomicU64::new(0),
+            state: std::sync::Mutex::new((EventId(0, 0), Default::default())),
         })
+    }
+}
+
+/// The next id after `last`, from the clock like Redis does (so ids stay increasing across a
+/// restart unless the clock went back).
+fn next_id(last: EventId) -> EventId {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if now > last.0 {
+        EventId(now, 0)
+    } else {
+        EventId(last.0, last.1 + 1)
     }
 }
 
 #[async_trait::async_trait]
 impl EventBus for InProcessBus {
     async fn publish(&self, mut event: Event) -> Result<Event> {
-        event.id = format!("{}-0", self.seq.fetch_add(1, Ordering::Relaxed) + 1);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let id = next_id(state.0);
+        state.0 = id;
+        event.id = id.to_string();
+        if state.1.len() == IN_PROCESS_RETAINED {
+            state.1.pop_front();
+        }
+        state.1.push_back(event.clone());
         let _ = self.tx.send(event.clone());
         Ok(event)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+
+    async fn replay(&self, after: EventId) -> Result<Vec<Event>> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(state
+            .1
+            .iter()
+            .filter(|e| EventId::parse(&e.id).is_some_and(|id| id > after))
+            .take(MAX_REPLAY)
+            .cloned()
+            .collect())
     }
 }
 
@@ -124,6 +178,32 @@ impl EventBus for RedisStreamBus {
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+
+    async fn replay(&self, after: EventId) -> Result<Vec<Event>> {
+        let mut conn = self.conn.clone();
+        // `(` makes the start exclusive.
+        let reply: redis::streams::StreamRangeReply = conn
+            .xrange_count(EVENT_STREAM, format!("({after}"), "+", MAX_REPLAY)
+            .await?;
+        Ok(reply.ids.into_iter().filter_map(decode).collect())
+    }
+}
+
+/// An event from a stream entry, with the entry's id.
+fn decode(entry: redis::streams::StreamId) -> Option<Event> {
+    let Some(redis::Value::BulkString(raw)) = entry.map.get("e") else {
+        return None;
+    };
+    match serde_json::from_slice::<Event>(raw) {
+        Ok(mut event) => {
+            event.id = entry.id;
+            Some(event)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable event skipped");
+            None
+        }
     }
 }
 
@@ -183,15 +263,8 @@ async fn read_stream(
                     for key in reply.keys {
                         for entry in key.ids {
                             last_id = entry.id.clone();
-                            let Some(redis::Value::BulkString(raw)) = entry.map.get("e") else {
-                                continue;
-                            };
-                            match serde_json::from_slice::<Event>(raw) {
-                                Ok(mut event) => {
-                                    event.id = entry.id;
-                                    let _ = tx.send(event);
-                                }
-                                Err(e) => tracing::warn!(error = %e, "undecodable event skipped"),
+                            if let Some(event) = decode(entry) {
+                                let _ = tx.send(event);
                             }
                         }
                     }

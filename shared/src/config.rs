@@ -67,6 +67,9 @@ pub struct Settings {
     pub agent_data_retention_days: u32,
     /// `MAX_AGENT_CONNECTIONS`: concurrent WebSocket connections.
     pub max_agent_connections: usize,
+    /// `MCP_WS_PING_MS`: how often idle WebSocket connections are pinged; two silent intervals
+    /// close the connection.
+    pub ws_ping_interval: Duration,
     /// `AGENT_ASSIGNMENT_TIMEOUT` in seconds.
     pub agent_assignment_timeout: Duration,
     /// `TASK_EXECUTION_TIMEOUT` in seconds: default `timeout_seconds` of a task.
@@ -163,6 +166,10 @@ impl Settings {
                 "MCP_WORKER_HEARTBEAT_MS must be at least 1000".into(),
             ));
         }
+        let ws_ping_interval = Duration::from_millis(parse(&var, "MCP_WS_PING_MS", 30_000)?);
+        if ws_ping_interval < Duration::from_millis(100) {
+            return Err(Error::Config("MCP_WS_PING_MS must be at least 100".into()));
+        }
         let redis_url = var("REDIS_URL").map(Secret::new);
         let embedded_default = redis_url.is_none();
         Ok(Self {
@@ -181,6 +188,7 @@ impl Settings {
             encrypt_agent_data: parse_bool(&var, "ENCRYPT_AGENT_DATA", true)?,
             agent_data_retention_days: parse(&var, "AGENT_DATA_RETENTION_DAYS", 90)?,
             max_agent_connections: parse(&var, "MAX_AGENT_CONNECTIONS", 1000)?,
+            ws_ping_interval,
             agent_assignment_timeout: Duration::from_secs(parse(
                 &var,
                 "AGENT_ASSIGNMENT_TIMEOUT",

@@ -26,7 +26,11 @@
 //!   `@` (or a spelled-out "at"/"dot"), IPv6 two colons, a written date ("March 14, 1985") a
 //!   birth word somewhere in the text.
 //!
-//! Text without PII costs one or two passes over its bytes and allocates nothing.
+//! In JSON, a value's key is context too: `{"dob": "1985-03-14"}`, `{"mobile": "5551234567"}`
+//! and `{"ssn": "123456789"}` are redacted although the strings alone would not be.
+//!
+//! Looking at text without PII costs one or two passes over its bytes and allocates nothing;
+//! `redact_json` leaves such strings untouched.
 //!
 //! # Known gaps
 //! Numbers spelled out in words, addresses without a street suffix ("1600 Broadway") or with the
@@ -110,7 +114,7 @@ pub struct PiiMatch {
 
 /// Every item of PII in `text`, in order, without overlaps.
 pub fn find_pii(text: &str) -> Vec<PiiMatch> {
-    detect(text, false)
+    detect(text, false, None)
         .into_iter()
         .map(|h| PiiMatch {
             kind: h.kind,
@@ -122,12 +126,12 @@ pub fn find_pii(text: &str) -> Vec<PiiMatch> {
 /// Whether `text` holds any PII; stops at the first item, so it is the cheap test for policies
 /// that reject rather than redact.
 pub fn contains_pii(text: &str) -> bool {
-    !detect(text, true).is_empty()
+    !detect(text, true, None).is_empty()
 }
 
 /// Redacts PII in `text`, returning the new text and the kinds found (with repeats, in order).
 pub fn redact_text(text: &str) -> (String, Vec<PiiKind>) {
-    let hits = detect(text, false);
+    let hits = detect(text, false, None);
     if hits.is_empty() {
         return (text.to_owned(), Vec::new());
     }
@@ -137,23 +141,70 @@ pub fn redact_text(text: &str) -> (String, Vec<PiiKind>) {
 /// Redacts every string in a JSON value (keys are left as they are). Returns the kinds found.
 pub fn redact_json(value: &mut Value) -> Vec<PiiKind> {
     let mut found = Vec::new();
-    redact_value(value, &mut found);
+    redact_value(value, None, &mut found);
     found
 }
 
-fn redact_value(value: &mut Value, found: &mut Vec<PiiKind>) {
+/// `field` is what the enclosing key says the value is: in `{"dob": "1985-03-14"}` the birth
+/// context is in the key, not in the string.
+fn redact_value(value: &mut Value, field: Option<Cue>, found: &mut Vec<PiiKind>) {
     match value {
         Value::String(s) => {
-            let hits = detect(s, false);
+            let hits = detect(s, false, field);
             if !hits.is_empty() {
                 *s = apply(s, &hits);
                 found.extend(hits.iter().map(|h| h.kind));
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, found)),
-        Value::Object(map) => map.values_mut().for_each(|v| redact_value(v, found)),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, field, found)),
+        Value::Object(map) => map
+            .iter_mut()
+            .for_each(|(k, v)| redact_value(v, field_cue(k), found)),
         _ => {}
     }
+}
+
+/// What a JSON key says about its value: "dob", "birth_date", "dateOfBirth" → birth;
+/// "phone", "mobileNumber" → phone; "ssn", "social_security_number" → SSN. Deliberately narrower
+/// than the cues in running text ("text" is a message body far more often than a phone number).
+fn field_cue(key: &str) -> Option<Cue> {
+    let (mut social, mut security) = (false, false);
+    let b = key.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_alphabetic() {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        i += 1;
+        // camelCase: a word ends before an upper-case letter that follows a lower-case one.
+        while i < b.len()
+            && b[i].is_ascii_alphabetic()
+            && !(b[i].is_ascii_uppercase() && b[i - 1].is_ascii_lowercase())
+        {
+            i += 1;
+        }
+        let mut buf = [0u8; 12];
+        if i - s > buf.len() {
+            continue;
+        }
+        let w = &mut buf[..i - s];
+        w.copy_from_slice(&b[s..i]);
+        w.make_ascii_lowercase();
+        match &*w {
+            b"dob" | b"birth" | b"birthday" | b"birthdate" | b"bday" | b"born" => {
+                return Some(Cue::Birth);
+            }
+            b"phone" | b"mobile" | b"cell" | b"cellphone" | b"tel" | b"telephone" | b"fax"
+            | b"landline" | b"whatsapp" | b"msisdn" => return Some(Cue::Phone),
+            b"ssn" => return Some(Cue::Ssn),
+            b"social" => social = true,
+            b"security" => security = true,
+            _ => {}
+        }
+    }
+    (social && security).then_some(Cue::Ssn)
 }
 
 /// Luhn checksum over the digits of `s` (13 to 19 of them, as on payment cards).
@@ -195,7 +246,7 @@ fn apply(text: &str, hits: &[Hit]) -> String {
     out
 }
 
-fn detect(text: &str, first_only: bool) -> Vec<Hit> {
+fn detect(text: &str, first_only: bool, field: Option<Cue>) -> Vec<Hit> {
     let b = text.as_bytes();
     let (mut digits, mut at_sign, mut colons) = (0usize, false, 0usize);
     for &c in b {
@@ -211,6 +262,7 @@ fn detect(text: &str, first_only: bool) -> Vec<Hit> {
         b,
         hits: Vec::new(),
         first_only,
+        field,
     };
     if at_sign {
         scan.emails();
@@ -224,7 +276,7 @@ fn detect(text: &str, first_only: bool) -> Vec<Hit> {
     if !scan.done() && colons >= 2 {
         scan.ipv6();
     }
-    if !scan.done() && digits > 0 && has_birth_cue(b) {
+    if !scan.done() && digits > 0 && (field == Some(Cue::Birth) || has_birth_cue(b)) {
         scan.written_dates();
     }
     let mut hits = scan.hits;
@@ -301,12 +353,13 @@ static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
     .expect("address regex")
 });
 
-/// "March 14, 1985", "Mar. 14th 1985", "14 March 1985", "the 14th of March, 1985", "March 14".
+/// "March 14, 1985", "Mar. 14th 1985", "14 March 1985", "the 14th of March, 1985", "March 14",
+/// "14-Mar-1985".
 static WRITTEN_DATE: LazyLock<Regex> = LazyLock::new(|| {
     let month = "january|february|march|april|may|june|july|august|september|october|november|\
                  december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec";
     Regex::new(&format!(
-        r"(?i-u)\b(?:(?:{month})\.?\s+(?P<d1>\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(?:\d{{4}}|'\d{{2}}))?|(?P<d2>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{month})\.?(?:,?\s+\d{{4}})?)\b"
+        r"(?i-u)\b(?:(?:{month})\.?(?:\s+|-)(?P<d1>\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(?:\d{{4}}|'\d{{2}})|-\d{{4}})?|(?P<d2>\d{{1,2}})(?:st|nd|rd|th)?(?:\s+|-)(?:of\s+)?(?:{month})\.?(?:,?\s+\d{{4}}|-\d{{4}})?)\b"
     ))
     .expect("written date regex")
 });
@@ -666,6 +719,7 @@ struct Scan<'a> {
     b: &'a [u8],
     hits: Vec<Hit>,
     first_only: bool,
+    field: Option<Cue>,
 }
 
 impl Scan<'_> {
@@ -767,6 +821,20 @@ impl Scan<'_> {
         let digits: usize = (0..w.n()).map(|i| w.len(i)).sum();
         let parens = (0..w.n()).any(|i| w.open(i)) || w.seps().any(|s| s == Sep::Close);
         let glued_tail = b.get(end).is_some_and(|&c| is_word(c));
+        if glued_tail && b.get(end) == Some(&b'T') && b.get(end + 1).is_some_and(u8::is_ascii_digit)
+        {
+            // An ISO timestamp: only its date part can be personal ("1985-03-14T00:00:00Z").
+            let dob = !w.plus()
+                && !parens
+                && w.n() == 3
+                && date_shape(b, w)
+                && self.birth_context(start, end);
+            return dob.then_some(Hit {
+                start,
+                end,
+                kind: PiiKind::DateOfBirth,
+            });
+        }
         if !w.plus() && !parens && !glued_tail {
             if let Some(kind) = self.plain_kind(w, digits) {
                 return Some(Hit { start, end, kind });
@@ -798,7 +866,8 @@ impl Scan<'_> {
         let ssn_shape = n == 3
             && (w.len(0), w.len(1), w.len(2)) == (3, 2, 4)
             && w.uniform(&[Sep::Dash, Sep::Space, Sep::Dot]);
-        if ssn_shape || (n == 1 && digits == 9 && self.any_cue(start, 4, Cue::Ssn)) {
+        let ssn_cue = || self.field == Some(Cue::Ssn) || self.any_cue(start, 4, Cue::Ssn);
+        if ssn_shape || (n == 1 && digits == 9 && ssn_cue()) {
             return Some(PiiKind::Ssn);
         }
         if (13..=19).contains(&digits)
@@ -893,7 +962,7 @@ impl Scan<'_> {
                 _ => {}
             }
         }
-        None
+        (self.field == Some(Cue::Phone)).then_some(true)
     }
 
     fn any_cue(&self, pos: usize, words: usize, wanted: Cue) -> bool {
@@ -911,13 +980,14 @@ impl Scan<'_> {
     /// without crossing another number or a sentence end.
     fn birth_context(&self, start: usize, end: usize) -> bool {
         let b = self.b;
-        PrevWords {
-            b,
-            pos: start,
-            left: 4,
-            stops: STOP_DIGITS | PAST_QUESTION,
-        }
-        .any(|(s, e)| is_birth_word(b, s, e))
+        self.field == Some(Cue::Birth)
+            || PrevWords {
+                b,
+                pos: start,
+                left: 4,
+                stops: STOP_DIGITS | PAST_QUESTION,
+            }
+            .any(|(s, e)| is_birth_word(b, s, e))
             || NextWords {
                 b,
                 pos: end,
@@ -1018,6 +1088,8 @@ fn glued(b: &[u8], i: usize) -> bool {
 }
 
 fn skip_token(b: &[u8], mut i: usize) -> usize {
+    // Always moves: the token may start at a '+' or '(' ("ZIP+4").
+    i += 1;
     while i < b.len()
         && (is_word(b[i])
             || (matches!(b[i], b'-' | b'.' | b'/' | b':')
@@ -1415,6 +1487,7 @@ mod tests {
                 ("ring 020 7946 0958 after six", "ring [PHONE] after six"),
                 ("he said 555 123 4567 twice", "he said [PHONE] twice"),
                 ("+15551234567", "[PHONE]"),
+                ("call +44 (0)20 7946 0958", "call [PHONE]"),
             ],
             PiiKind::Phone,
         );
@@ -1426,6 +1499,8 @@ mod tests {
             "lot 555-1234",
             "we did 555 1234 reps",
             "ORD-555-123-4567 was refunded",
+            "ZIP+4 is 94103-1234",
+            "f(2) and x+1",
         ]);
     }
 
@@ -1567,6 +1642,8 @@ mod tests {
                 ("3/14/1985 is my birthday", "[DOB] is my birthday"),
                 ("born on the 14th of March, 1985", "born on the [DOB]"),
                 ("my birthday is March 14", "my birthday is [DOB]"),
+                ("DOB 14-Mar-1985.", "DOB [DOB]."),
+                ("born 1985-03-14T08:30:00Z", "born [DOB]T08:30:00Z"),
             ],
             PiiKind::DateOfBirth,
         );
@@ -1638,6 +1715,40 @@ mod tests {
         assert_eq!(v["owner"]["email"], "[EMAIL]");
         assert_eq!(v["owner"]["n"], 5);
         assert_eq!(v["tags"][1], "[PHONE]");
+    }
+
+    #[test]
+    fn json_keys_give_context() {
+        let mut v = serde_json::json!({
+            "dob": "1985-03-14",
+            "patient": {"dateOfBirth": "March 14, 1985", "birth_date": "1985-03-14T00:00:00Z"},
+            "mobilePhones": ["5551234567"],
+            "ssn": "123456789",
+            "release_date": "2024-03-14",
+            "adobe_build": "2024-01-01",
+            "text": "order 5551234567",
+            "social_links": "123456789"
+        });
+        let mut kinds = redact_json(&mut v);
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                PiiKind::Phone,
+                PiiKind::Ssn,
+                PiiKind::DateOfBirth,
+                PiiKind::DateOfBirth,
+                PiiKind::DateOfBirth
+            ]
+        );
+        assert_eq!(v["dob"], "[DOB]");
+        assert_eq!(v["patient"]["birth_date"], "[DOB]T00:00:00Z");
+        assert_eq!(v["patient"]["dateOfBirth"], "[DOB]");
+        assert_eq!(v["mobilePhones"][0], "[PHONE]");
+        assert_eq!(v["ssn"], "[SSN]");
+        assert_eq!(v["release_date"], "2024-03-14");
+        assert_eq!(v["text"], "order 5551234567");
+        assert_eq!(v["social_links"], "123456789");
     }
 
     #[test]

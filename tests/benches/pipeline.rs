@@ -57,13 +57,21 @@ async fn run(mode: Mode, per_stage: usize, dataset: &[u8], records: usize) {
     let total = t0.elapsed();
     assert_eq!(done["status"], "completed", "{done}");
     let (_, progress) = app
-        .admin("GET", &format!("/api/v1/pipeline/{id}/agent-progress"), None)
+        .admin(
+            "GET",
+            &format!("/api/v1/pipeline/{id}/agent-progress"),
+            None,
+        )
         .await;
     let label = match mode {
         Mode::Distributed => format!("distributed, {per_stage} worker process(es) per stage"),
         Mode::SingleNode => "single node (stages inside the API)".to_string(),
     };
-    println!("  {label}: end to end {:>7.0} records/s ({records} records in {:.1} s)", records as f64 / total.as_secs_f64(), total.as_secs_f64());
+    println!(
+        "  {label}: end to end {:>7.0} records/s ({records} records in {:.1} s)",
+        records as f64 / total.as_secs_f64(),
+        total.as_secs_f64()
+    );
     for s in progress["data"]["stages"].as_array().unwrap() {
         let (Some(a), Some(b)) = (time(&s["started_at"]), time(&s["finished_at"])) else {
             continue;

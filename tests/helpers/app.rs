@@ -50,6 +50,8 @@ pub struct App {
     _postgres: Option<Postgres>,
     pub env: Vec<(String, String)>,
     api: Option<Child>,
+    /// Further API processes (replicas) sharing the database, Redis and artifacts.
+    replicas: Vec<Child>,
     workers: Vec<Child>,
     pub dir: TempDir,
 }
@@ -107,6 +109,7 @@ impl App {
             _postgres: postgres,
             env,
             api: None,
+            replicas: Vec::new(),
             workers: Vec::new(),
             dir,
         };
@@ -177,6 +180,35 @@ impl App {
             .spawn()
             .unwrap();
         self.api = Some(child);
+    }
+
+    /// Starts another API process on its own port (distributed mode: same database and Redis)
+    /// and waits until it answers; returns its port.
+    pub async fn start_replica(&mut self) -> u16 {
+        let port = free_port();
+        let child = self
+            .command("mcp-api")
+            .env("MCP_PORT", port.to_string())
+            .stdout(self.log("api-replica.log"))
+            .stderr(self.log("api-replica.log"))
+            .spawn()
+            .unwrap();
+        self.replicas.push(child);
+        let url = format!("http://127.0.0.1:{port}/api/v1/health");
+        wait_for("the replica to answer", Duration::from_secs(60), || async {
+            match self.http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        port
+    }
+
+    /// The main API process's pid (the benchmarks read its memory use).
+    #[allow(dead_code)]
+    pub fn api_pid(&self) -> u32 {
+        self.api.as_ref().unwrap().id()
     }
 
     /// Restarts worker processes that exited; returns how many.
@@ -415,7 +447,12 @@ impl App {
 
 impl Drop for App {
     fn drop(&mut self) {
-        for mut c in self.workers.drain(..).chain(self.api.take()) {
+        for mut c in self
+            .workers
+            .drain(..)
+            .chain(self.replicas.drain(..))
+            .chain(self.api.take())
+        {
             let _ = c.kill();
             let _ = c.wait();
         }

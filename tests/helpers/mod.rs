@@ -4,6 +4,7 @@ pub mod app;
 pub mod servers;
 pub mod synth;
 pub mod wait;
+pub mod ws;
 
 pub use app::{App, Mode};
 pub use wait::wait_for;

@@ -20,7 +20,10 @@ use serde_json::{Map, Value};
 
 fn rate(label: &str, n: usize, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
-    println!("  {label:<20} {:>10.0} records/s  ({n} records, {secs:.2} s)", n as f64 / secs);
+    println!(
+        "  {label:<20} {:>10.0} records/s  ({n} records, {secs:.2} s)",
+        n as f64 / secs
+    );
 }
 
 fn main() {
@@ -50,7 +53,13 @@ fn main() {
         .filter_map(|l| {
             let v: Value = serde_json::from_slice(l).ok()?;
             let raw: Map<String, Value> = v["raw"].as_object()?.clone();
-            stages::standardization::standardize(&raw, v["line"].as_u64()?, SourceFormat::Auto, "bench").ok()
+            stages::standardization::standardize(
+                &raw,
+                v["line"].as_u64()?,
+                SourceFormat::Auto,
+                "bench",
+            )
+            .ok()
         })
         .collect();
     rate("standardization", n, t);
@@ -99,7 +108,10 @@ fn main() {
     let worst = Record {
         id: "worst".into(),
         source: "bench".into(),
-        messages: vec![Message { role: "user".into(), content: text }],
+        messages: vec![Message {
+            role: "user".into(),
+            content: text,
+        }],
         metadata: Map::new(),
     };
     let runs = 50;

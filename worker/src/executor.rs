@@ -43,13 +43,12 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
     };
     emit(
         deps.bus.as_ref(),
-        Event::new(
+        task_event(
+            &task,
             EventType::TaskStarted,
             json!({"task_id": task.id, "status": "running", "attempt": task.attempt,
                    "agent_id": task.agent_id, "execution_id": task.execution_id, "stage": task.stage}),
-        )
-        .for_task(task.id)
-        .for_execution(task.execution_id),
+        ),
     )
     .await;
 
@@ -72,7 +71,8 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
             match completed {
                 Ok(true) => (
                     TaskStatus::Completed,
-                    Event::new(
+                    task_event(
+                        &task,
                         EventType::TaskCompleted,
                         json!({"task_id": task.id, "status": "completed", "result": result, "progress": 100}),
                     ),
@@ -96,7 +96,7 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
         }
     };
     tracing::info!(status = %status, "task finished");
-    emit(deps.bus.as_ref(), event.for_task(task.id)).await;
+    emit(deps.bus.as_ref(), event).await;
     Outcome::Done
 }
 
@@ -133,12 +133,11 @@ async fn record_failure(
     {
         emit(
             deps.bus.as_ref(),
-            Event::new(
+            task_event(
+                task,
                 EventType::TaskCancelled,
                 json!({"task_id": task.id, "status": "cancelled"}),
-            )
-            .for_task(task.id)
-            .for_agent(task.agent_id),
+            ),
         )
         .await;
         return Outcome::Done;
@@ -150,14 +149,26 @@ async fn record_failure(
     tracing::warn!(status = %status, error, "task attempt failed");
     emit(
         deps.bus.as_ref(),
-        Event::new(
+        task_event(
+            task,
             kind,
             json!({"task_id": task.id, "status": status, "error": error, "attempt": task.attempt}),
-        )
-        .for_task(task.id),
+        ),
     )
     .await;
     Outcome::Done
+}
+
+/// An event about `task`, routed by task, execution and agent so subscribers can filter on each.
+fn task_event(
+    task: &mcp_shared::entities::tasks::Model,
+    kind: EventType,
+    data: serde_json::Value,
+) -> Event {
+    Event::new(kind, data)
+        .for_task(task.id)
+        .for_execution(task.execution_id)
+        .for_agent(task.agent_id)
 }
 
 /// This attempt, as held by this worker: only it may finish the attempt.
@@ -211,12 +222,11 @@ async fn record_cancel(deps: &WorkerDeps, task: &mcp_shared::entities::tasks::Mo
             tracing::info!("task cancelled while running");
             emit(
                 deps.bus.as_ref(),
-                Event::new(
+                task_event(
+                    task,
                     EventType::TaskCancelled,
                     json!({"task_id": task.id, "status": "cancelled"}),
-                )
-                .for_task(task.id)
-                .for_agent(task.agent_id),
+                ),
             )
             .await;
             Outcome::Done

@@ -199,7 +199,8 @@ async fn report_progress(
                        "records_done": records, "records_total": total, "progress": pct}),
             )
             .for_task(task_id)
-            .for_execution(Some(execution)),
+            .for_execution(Some(execution))
+            .for_agent(deps.agent_id),
         )
         .await;
     }

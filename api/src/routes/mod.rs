@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod auth;
 pub mod capabilities;
+pub mod events;
 pub mod health;
 pub mod pipeline;
 pub mod queues;

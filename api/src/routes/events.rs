@@ -1,0 +1,149 @@
+//! Server-Sent Events: the WebSocket channels' events over plain HTTP, for clients behind
+//! proxies that break WebSockets. Filters by type, task and execution; `Last-Event-ID` (or
+//! `since`) resumes after an event still retained.
+
+use std::time::Duration;
+
+use futures::{StreamExt, stream::BoxStream};
+use mcp_shared::{
+    auth::Permission,
+    bus::EventId,
+    domain::event::{Event, EventType},
+};
+use poem::web::{Data, sse};
+use poem_openapi::{
+    ApiResponse, OpenApi,
+    param::{Header, Query},
+    payload::EventStream,
+};
+use serde_json::{Value, json};
+use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
+use uuid::Uuid;
+
+use super::ApiTags;
+use crate::{
+    auth::Auth,
+    error::{ApiError, ApiResult},
+    state::AppState,
+    ws::filter::{self, Filter},
+};
+
+pub struct EventsApi;
+
+#[derive(ApiResponse)]
+pub enum EventsResponse {
+    /// `text/event-stream`: each event's `id`, its type as the SSE `event`, and `{type, id, ts,
+    /// data}` as JSON `data`. A `lagged` event means this client fell behind and events were
+    /// dropped; reconnect with `Last-Event-ID` to fill the gap.
+    #[oai(status = 200)]
+    Stream(EventStream<BoxStream<'static, Value>>),
+}
+
+fn wire(event: &Event) -> Value {
+    json!({"type": event.kind, "id": event.id, "ts": event.ts, "data": event.data})
+}
+
+fn parse_types(raw: Option<&str>) -> Result<Option<Vec<EventType>>, ApiError> {
+    let Some(raw) = raw.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    raw.split(',')
+        .map(|t| {
+            EventType::parse(t.trim()).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "type",
+                    format!("unknown event type {t:?}; known: {}", EventType::allowed()),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::System")]
+impl EventsApi {
+    /// Live events as Server-Sent Events. `type` is a comma-separated list of event types.
+    #[oai(path = "/events", method = "get")]
+    #[allow(clippy::too_many_arguments)]
+    async fn events(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        #[oai(name = "type")] types: Query<Option<String>>,
+        task_id: Query<Option<Uuid>>,
+        execution_id: Query<Option<Uuid>>,
+        /// Resume after this event id (the `Last-Event-ID` header takes precedence).
+        since: Query<Option<String>>,
+        #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<String>>,
+    ) -> ApiResult<EventsResponse> {
+        let principal = auth.0;
+        principal.require(Permission::TaskRead)?;
+        if execution_id.0.is_some() {
+            principal.require(Permission::PipelineRead)?;
+        }
+        let filter = Filter {
+            task_id: task_id.0,
+            execution_id: execution_id.0,
+            types: parse_types(types.0.as_deref())?,
+            agent_id: None,
+        };
+        let resume = match last_event_id.0.or(since.0) {
+            None => None,
+            Some(raw) => Some(EventId::parse(&raw).ok_or_else(|| {
+                ApiError::invalid_field("since", "an event id looks like 1732400000000-0")
+            })?),
+        };
+        filter::snapshot(&state, &principal, &filter)
+            .await
+            .map_err(|reason| ApiError::not_found(reason.trim_start_matches("no such ")))?;
+        let authorized = filter.task_id.is_some();
+
+        // Live first, then the replay: an event in both is sent once (ids only grow).
+        let live = BroadcastStream::new(state.bus.subscribe());
+        let replayed = match resume {
+            Some(after) => {
+                filter::replay(state.bus.as_ref(), &principal, &filter, authorized, after).await?
+            }
+            None => Vec::new(),
+        };
+        let mut sent_up_to = replayed
+            .last()
+            .and_then(|e| EventId::parse(&e.id))
+            .or(resume);
+        let history = futures::stream::iter(replayed.iter().map(wire).collect::<Vec<_>>());
+        let live = live.filter_map(move |item| {
+            let out = match item {
+                Ok(event) => {
+                    let id = EventId::parse(&event.id);
+                    let repeat = matches!((sent_up_to, id), (Some(upto), Some(id)) if id <= upto);
+                    if repeat
+                        || !filter.matches(&event)
+                        || !filter::visible_to(&principal, &event, authorized)
+                    {
+                        None
+                    } else {
+                        sent_up_to = id.or(sent_up_to);
+                        Some(wire(&event))
+                    }
+                }
+                Err(BroadcastStreamRecvError::Lagged(n)) => {
+                    Some(json!({"type": "lagged", "data": {"missed": n}}))
+                }
+            };
+            std::future::ready(out)
+        });
+        let stream = history.chain(live).boxed();
+        Ok(EventsResponse::Stream(
+            EventStream::new(stream)
+                .keep_alive(Duration::from_secs(15))
+                .to_event(|v| {
+                    let mut event = sse::Event::message(v.to_string())
+                        .event_type(v["type"].as_str().unwrap_or("message"));
+                    if let Some(id) = v["id"].as_str() {
+                        event = event.id(id);
+                    }
+                    event
+                }),
+        ))
+    }
+}

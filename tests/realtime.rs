@@ -1,0 +1,468 @@
+//! Real-time channels: the WebSocket protocol (subscribe, unsubscribe, ping, errors, limits),
+//! fan-out across two API replicas, resuming with `since`, a client that stops reading, and the
+//! same events over Server-Sent Events.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::{connect_async, tungstenite::Message};
+
+use crate::helpers::{App, Mode, wait_for, ws::next_of_type};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(app: &App, path: &str, token: &str) -> Socket {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let (ws, _) = connect_async(app.ws_url(&format!("{path}{sep}token={token}")))
+        .await
+        .expect("websocket connects");
+    ws
+}
+
+async fn send(ws: &mut Socket, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// Reads until the server closes; returns the close code.
+async fn close_code(ws: &mut Socket) -> u16 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => return u16::from(frame.code),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protocol_subscribe_unsubscribe_ping_and_bad_input() {
+    let app = App::start(Mode::SingleNode).await;
+    let mut ws = connect(&app, "/ws/tasks/progress", &app.admin_token).await;
+    let (snapshot, _) = next_of_type(&mut ws, "snapshot", Duration::from_secs(5)).await;
+    assert!(snapshot["data"].is_object());
+
+    // Narrow the connection to one task: its snapshot first, then only its events.
+    let task = app
+        .create_task(json!({"type": "generic", "payload": {"sleep_ms": 300}}))
+        .await;
+    let id = task["id"].as_str().unwrap();
+    send(&mut ws, json!({"action": "subscribe", "task_id": id})).await;
+    let (snap, _) = next_of_type(&mut ws, "snapshot", Duration::from_secs(5)).await;
+    assert_eq!(snap["data"]["task_id"], id);
+    assert_eq!(snap["subscription"]["task_id"], id);
+    let other = app
+        .create_task(json!({"type": "generic", "payload": {}}))
+        .await;
+    let (done, before) = next_of_type(&mut ws, "task.completed", Duration::from_secs(15)).await;
+    assert_eq!(done["data"]["task_id"], id);
+    for e in &before {
+        assert_ne!(
+            e["data"]["task_id"], other["id"],
+            "an unsubscribed task's event: {e}"
+        );
+    }
+    assert!(
+        done["id"].as_str().unwrap().contains('-'),
+        "events carry ids"
+    );
+
+    // Unknown action and malformed JSON: an error message, and the connection stays usable.
+    send(&mut ws, json!({"action": "dance"})).await;
+    let (err, _) = next_of_type(&mut ws, "error.occurred", Duration::from_secs(5)).await;
+    assert_eq!(err["data"]["code"], "unknown_action");
+    ws.send(Message::text("{not json")).await.unwrap();
+    let (err, _) = next_of_type(&mut ws, "error.occurred", Duration::from_secs(5)).await;
+    assert_eq!(err["data"]["code"], "invalid_message");
+    send(&mut ws, json!({"action": "ping"})).await;
+    next_of_type(&mut ws, "pong", Duration::from_secs(5)).await;
+
+    // An id nobody may see: an error that does not say whether it exists.
+    send(
+        &mut ws,
+        json!({"action": "subscribe", "task_id": uuid::Uuid::now_v7()}),
+    )
+    .await;
+    let (err, _) = next_of_type(&mut ws, "error.occurred", Duration::from_secs(5)).await;
+    assert_eq!(err["data"]["code"], "not_visible");
+    send(&mut ws, json!({"action": "unsubscribe", "task_id": id})).await;
+    next_of_type(&mut ws, "unsubscribed", Duration::from_secs(5)).await;
+
+    // A message over 64 KiB closes the connection with 1009.
+    let big = "x".repeat(70 * 1024);
+    ws.send(Message::text(
+        json!({"action": "ping", "pad": big}).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(close_code(&mut ws).await, 1009);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_sees_only_its_own_tasks() {
+    let app = App::start(Mode::SingleNode).await;
+    let (status, reg) = app
+        .admin(
+            "POST",
+            "/api/v1/agents/register",
+            Some(json!({"name": "rt-agent", "type": "ai_model", "capabilities": ["analysis"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{reg}");
+    let key = reg["data"]["agent_key"].as_str().unwrap().to_string();
+    let agent_id = reg["data"]["agent"]["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&app, "/ws/tasks/progress", &key).await;
+    next_of_type(&mut ws, "snapshot", Duration::from_secs(5)).await;
+
+    // Someone else's task: subscribing is refused, and its events never arrive.
+    let foreign = app
+        .create_task(json!({"type": "generic", "payload": {}}))
+        .await;
+    send(
+        &mut ws,
+        json!({"action": "subscribe", "task_id": foreign["id"]}),
+    )
+    .await;
+    let (err, _) = next_of_type(&mut ws, "error.occurred", Duration::from_secs(5)).await;
+    assert_eq!(err["data"]["code"], "not_visible");
+
+    // Its own task: claimed and completed over HTTP, seen on the socket.
+    let mine = app
+        .create_task(
+            json!({"type": "generic", "required_capabilities": ["analysis"], "payload": {}}),
+        )
+        .await;
+    let (status, claimed) = app
+        .as_agent(
+            "POST",
+            &format!("/api/v1/agents/{agent_id}/tasks/claim?wait_ms=10000"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{claimed}");
+    let (status, _) = app
+        .as_agent(
+            "POST",
+            &format!("/api/v1/tasks/{}/complete", mine["id"].as_str().unwrap()),
+            &key,
+            Some(json!({"result": {"ok": true}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (done, before) = next_of_type(&mut ws, "task.completed", Duration::from_secs(15)).await;
+    assert_eq!(done["data"]["task_id"], mine["id"]);
+    for e in before.iter().chain([&done]) {
+        assert_ne!(e["data"]["task_id"], foreign["id"], "leaked: {e}");
+    }
+    // The pipeline channel is not for agents.
+    let mut denied = connect(&app, "/ws/pipeline/updates", &key).await;
+    assert_eq!(close_code(&mut denied).await, 4403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_limit_and_dead_connections() {
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[("MAX_AGENT_CONNECTIONS", "2"), ("MCP_WS_PING_MS", "200")],
+    )
+    .await;
+    let mut a = connect(&app, "/ws/system/events", &app.admin_token).await;
+    next_of_type(&mut a, "snapshot", Duration::from_secs(5)).await;
+    let mut b = connect(&app, "/ws/system/events", &app.admin_token).await;
+    next_of_type(&mut b, "snapshot", Duration::from_secs(5)).await;
+    let mut c = connect(&app, "/ws/system/events", &app.admin_token).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let frame = loop {
+        match tokio::time::timeout_at(deadline, c.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(frame.code), 1013);
+    assert!(
+        frame.reason.contains("MAX_AGENT_CONNECTIONS"),
+        "{}",
+        frame.reason
+    );
+
+    // `a` keeps reading (and so answers pings); `b` stops reading, so it never answers and is
+    // dropped, which frees a slot.
+    let reader = tokio::spawn(async move {
+        let mut seen = 0;
+        while let Some(Ok(m)) = a.next().await {
+            if matches!(m, Message::Ping(_)) {
+                seen += 1;
+                if seen == 10 {
+                    return a;
+                }
+            }
+        }
+        panic!("the reading client was disconnected");
+    });
+    let mut a = reader.await.unwrap();
+    assert_eq!(
+        close_code(&mut b).await,
+        1001,
+        "the silent client is dropped"
+    );
+    drop(b);
+    wait_for("a slot to free up", Duration::from_secs(10), || async {
+        let mut d = connect(&app, "/ws/system/events", &app.admin_token).await;
+        match tokio::time::timeout(Duration::from_secs(2), d.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) if t.contains("snapshot") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    send(&mut a, json!({"action": "ping"})).await;
+    next_of_type(&mut a, "pong", Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_reach_clients_of_either_replica_and_resume_with_since() {
+    let mut app = App::start(Mode::Distributed).await;
+    let port_b = app.start_replica().await;
+    let replica_b = |path: &str| format!("ws://127.0.0.1:{port_b}{path}");
+
+    // A task created through replica A, run by the worker, followed on replica B.
+    let (mut on_b, _) = connect_async(replica_b(&format!(
+        "/ws/tasks/progress?token={}",
+        app.admin_token
+    )))
+    .await
+    .unwrap();
+    let mut on_a = connect(&app, "/ws/tasks/progress", &app.admin_token).await;
+    let task = app
+        .create_task(json!({"type": "generic", "payload": {"n": 1}}))
+        .await;
+    for ws in [&mut on_a, &mut on_b] {
+        let (done, before) = next_of_type(ws, "task.completed", Duration::from_secs(15)).await;
+        assert_eq!(done["data"]["task_id"], task["id"]);
+        let created = before
+            .iter()
+            .find(|e| e["type"] == "task.created")
+            .expect("task.created before task.completed");
+        assert_eq!(created["data"]["task_id"], task["id"]);
+    }
+
+    // Resume: events of a second task after its `task.created`, replayed on B without gaps or
+    // repeats, then live.
+    let second = app
+        .create_task(json!({"type": "generic", "payload": {"sleep_ms": 800}}))
+        .await;
+    let sid = second["id"].as_str().unwrap();
+    let (created, _) = next_of_type(&mut on_a, "task.created", Duration::from_secs(15)).await;
+    assert_eq!(created["data"]["task_id"], sid);
+    let (started, _) = next_of_type(&mut on_a, "task.started", Duration::from_secs(15)).await;
+    assert_eq!(started["data"]["task_id"], sid);
+    let (mut late, _) = connect_async(replica_b(&format!(
+        "/ws/tasks/progress?token={}",
+        app.admin_token
+    )))
+    .await
+    .unwrap();
+    next_of_type(&mut late, "snapshot", Duration::from_secs(5)).await;
+    send(
+        &mut late,
+        json!({"action": "subscribe", "task_id": sid, "since": created["id"]}),
+    )
+    .await;
+    let (snap, _) = next_of_type(&mut late, "snapshot", Duration::from_secs(5)).await;
+    assert_eq!(snap["data"]["task_id"], sid);
+    let (done, between) = next_of_type(&mut late, "task.completed", Duration::from_secs(15)).await;
+    let types: Vec<&str> = between
+        .iter()
+        .filter(|e| e["data"]["task_id"] == sid)
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["task.started"],
+        "replayed once, then live: {between:?}"
+    );
+    let replayed = between
+        .iter()
+        .find(|e| e["type"] == "task.started")
+        .unwrap();
+    assert_eq!(replayed["id"], started["id"], "{between:?}");
+    assert_eq!(done["data"]["task_id"], sid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_is_told_it_lagged_and_slows_no_one() {
+    let app = App::start_with(Mode::SingleNode, &[("MCP_WORKER_CONCURRENCY", "64")]).await;
+    // The stalled client connects and then does not read at all.
+    let mut stalled = connect(&app, "/ws/tasks/progress", &app.admin_token).await;
+    // Another client reads everything it is sent, as fast as it can.
+    let mut reader = connect(&app, "/ws/tasks/progress", &app.admin_token).await;
+    next_of_type(&mut reader, "snapshot", Duration::from_secs(5)).await;
+    let (completions, mut completed) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = reader.next().await {
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "task.completed" {
+                    let _ = completions.send(v["data"]["task_id"].as_str().unwrap().to_string());
+                }
+            }
+        }
+    });
+
+    // Enough event volume (3,000 tasks with 16 KiB payloads echoed in their results, ~50 MB
+    // of events) to fill the stalled client's queue and socket buffers many times over.
+    let pad = "p".repeat(16 * 1024);
+    let n = 3000;
+    let before = app.processed("generic").await;
+    for chunk in 0..n / 50 {
+        let tasks: Vec<Value> = (0..50)
+            .map(|i| json!({"type": "generic", "payload": {"i": chunk * 50 + i, "pad": pad}}))
+            .collect();
+        let (s, b) = app
+            .admin("POST", "/api/v1/tasks/batch", Some(json!({"tasks": tasks})))
+            .await;
+        assert_eq!(s, 202, "{b}");
+    }
+    wait_for(
+        "the flood to be processed",
+        Duration::from_secs(180),
+        || async {
+            let done = app.processed("generic").await - before;
+            if done >= n as i64 {
+                Ok(())
+            } else {
+                Err(format!("{done}"))
+            }
+        },
+    )
+    .await;
+
+    // The hub and the workers kept going, and a new task still reaches the reading client.
+    let marker = app
+        .create_task(json!({"type": "generic", "payload": {"marker": true}}))
+        .await;
+    let marker = marker["id"].as_str().unwrap().to_string();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(id) = completed.recv().await {
+            if id == marker {
+                return;
+            }
+        }
+        panic!("the reading client was disconnected");
+    })
+    .await
+    .expect("the reading client gets new events while another client is stalled");
+
+    // Now the stalled client reads: what it gets includes the lag notice.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut lagged = false;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, stalled.next()).await {
+        if let Message::Text(t) = msg
+            && t.contains("\"lagged\"")
+        {
+            lagged = true;
+            break;
+        }
+    }
+    assert!(lagged, "the stalled client was never told it lagged");
+    send(&mut stalled, json!({"action": "ping"})).await;
+    next_of_type(&mut stalled, "pong", Duration::from_secs(30)).await;
+}
+
+/// Reads SSE events from a streaming response until `stop` matches one; returns them all.
+async fn read_sse(resp: reqwest::Response, stop: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("SSE timed out; got {events:?}"))
+            .expect("stream ended")
+            .unwrap();
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut id = None;
+            let mut data = None;
+            let mut kind = None;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    kind = Some(v.trim().to_string());
+                }
+            }
+            let Some(data) = data else { continue };
+            let v: Value = serde_json::from_str(&data).unwrap();
+            assert_eq!(kind.as_deref(), v["type"].as_str());
+            assert_eq!(id.as_deref(), v["id"].as_str());
+            let done = stop(&v);
+            events.push(v);
+            if done {
+                return events;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_sent_events_filter_and_resume() {
+    let app = App::start(Mode::SingleNode).await;
+    let task = app
+        .create_task(json!({"type": "generic", "payload": {"sleep_ms": 500}}))
+        .await;
+    let id = task["id"].as_str().unwrap().to_string();
+    let resp = app
+        .http
+        .get(format!("{}/api/v1/events?task_id={id}", app.base))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let events = read_sse(resp, |v| v["type"] == "task.completed").await;
+    assert!(
+        events.iter().all(|e| e["data"]["task_id"] == id.as_str()),
+        "{events:?}"
+    );
+
+    // Resume after the first event this client saw: exactly the rest, in order.
+    let after = events[0]["id"].as_str().unwrap();
+    let resp = app
+        .http
+        .get(format!("{}/api/v1/events?task_id={id}", app.base))
+        .bearer_auth(&app.admin_token)
+        .header("last-event-id", after)
+        .send()
+        .await
+        .unwrap();
+    let resumed = read_sse(resp, |v| v["type"] == "task.completed").await;
+    let ids = |evs: &[Value]| evs.iter().map(|e| e["id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&resumed), ids(&events[1..]));
+
+    // A filter by type, and bad filters.
+    let (status, body) = app
+        .call(
+            "GET",
+            "/api/v1/events?type=task.bogus",
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = app.call("GET", "/api/v1/events", None, None).await;
+    assert_eq!(status, 401);
+}
