@@ -469,12 +469,12 @@ async fn deregistering_an_agent_requeues_its_unfinished_tasks() {
         Mode::Distributed,
         &[
             ("MCP_AGENT_HEARTBEAT_MS", "1000"),
-            ("MCP_AGENT_STALE_AFTER_MISSED", "6"),
+            ("MCP_AGENT_STALE_AFTER_MISSED", "30"),
         ],
     )
     .await;
     let task = app
-        .create_task(json!({"type": "generic", "payload": {"sleep_ms": 12000}, "max_attempts": 5}))
+        .create_task(json!({"type": "generic", "payload": {"sleep_ms": 20000}, "max_attempts": 5}))
         .await;
     let id = task["id"].as_str().unwrap().to_string();
     let running = app

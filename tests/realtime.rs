@@ -312,10 +312,10 @@ async fn a_client_that_stops_reading_is_told_it_lagged_and_slows_no_one() {
         }
     });
 
-    // Enough event volume (3,000 tasks with 16 KiB payloads echoed in their results, ~50 MB
-    // of events) to fill the stalled client's queue and socket buffers many times over.
+    // Enough event volume (1,500 tasks with 16 KiB payloads echoed in their results, ~25 MB
+    // of events) to overflow the stalled client's 1 MiB queue and its socket buffers.
     let pad = "p".repeat(16 * 1024);
-    let n = 3000;
+    let n = 1500;
     let before = app.processed("generic").await;
     for chunk in 0..n / 50 {
         let tasks: Vec<Value> = (0..50)

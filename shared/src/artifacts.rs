@@ -39,6 +39,12 @@ pub fn open(location: &str) -> Result<std::sync::Arc<dyn ArtifactStore>> {
     Ok(std::sync::Arc::new(LocalDirStore::new(location)?))
 }
 
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.partial", uuid::Uuid::new_v4().simple()));
+    path.with_file_name(name)
+}
+
 /// Keys are relative paths made of safe segments; anything else is refused, so a key can
 /// never name a file outside the store (or an object outside the prefix).
 fn check_key(key: &str) -> Result<()> {
@@ -85,8 +91,9 @@ impl ArtifactStore for LocalDirStore {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
-        // Write then rename, so a reader never sees half a file.
-        let tmp = path.with_extension("partial");
+        // Write then rename, so a reader never sees half a file; the temporary name is unique,
+        // so two writers of one key cannot interleave.
+        let tmp = partial_path(&path);
         tokio::fs::write(&tmp, bytes).await?;
         tokio::fs::rename(&tmp, &path).await?;
         Ok(())
@@ -107,7 +114,7 @@ impl ArtifactStore for LocalDirStore {
         }
         // Staging lives under the root, so this is a rename on the same filesystem.
         if tokio::fs::rename(path, &dest).await.is_err() {
-            let tmp = dest.with_extension("partial");
+            let tmp = partial_path(&dest);
             tokio::fs::copy(path, &tmp).await?;
             tokio::fs::rename(&tmp, &dest).await?;
             tokio::fs::remove_file(path).await.ok();

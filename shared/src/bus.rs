@@ -49,8 +49,9 @@ impl fmt::Display for EventId {
 pub trait EventBus: Send + Sync + fmt::Debug {
     /// Publishes an event; returns it with its bus-assigned id.
     async fn publish(&self, event: Event) -> Result<Event>;
-    /// Live events published from now on, in publication order.
-    fn subscribe(&self) -> broadcast::Receiver<Event>;
+    /// Live events published from now on, in publication order (shared, not copied, between
+    /// subscribers).
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
     /// Retained events published after `after`, oldest first, at most [`MAX_REPLAY`].
     async fn replay(&self, after: EventId) -> Result<Vec<Event>>;
 }
@@ -66,7 +67,7 @@ pub async fn emit(bus: &dyn EventBus, event: Event) {
 
 #[derive(Debug)]
 pub struct InProcessBus {
-    tx: broadcast::Sender<Event>,
+    tx: broadcast::Sender<Arc<Event>>,
     /// The last id given and the retained events. One lock, so ids are handed out, retained and
     /// sent in the same order.
     state: std::sync::Mutex<(EventId, std::collections::VecDeque<Event>)>,
@@ -105,11 +106,11 @@ impl EventBus for InProcessBus {
             state.1.pop_front();
         }
         state.1.push_back(event.clone());
-        let _ = self.tx.send(event.clone());
+        let _ = self.tx.send(Arc::new(event.clone()));
         Ok(event)
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
     }
 
@@ -127,7 +128,7 @@ impl EventBus for InProcessBus {
 
 pub struct RedisStreamBus {
     conn: redis::aio::ConnectionManager,
-    tx: broadcast::Sender<Event>,
+    tx: broadcast::Sender<Arc<Event>>,
 }
 
 impl fmt::Debug for RedisStreamBus {
@@ -176,7 +177,7 @@ impl EventBus for RedisStreamBus {
         Ok(event)
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
     }
 
@@ -212,7 +213,7 @@ fn decode(entry: redis::streams::StreamId) -> Option<Event> {
 /// reconnect neither skips nor repeats events that are still retained.
 async fn read_stream(
     client: redis::Client,
-    tx: broadcast::Sender<Event>,
+    tx: broadcast::Sender<Arc<Event>>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut last_id = String::from("$");
@@ -264,7 +265,7 @@ async fn read_stream(
                         for entry in key.ids {
                             last_id = entry.id.clone();
                             if let Some(event) = decode(entry) {
-                                let _ = tx.send(event);
+                                let _ = tx.send(Arc::new(event));
                             }
                         }
                     }

@@ -66,6 +66,16 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Stops the progress reporter with the shard, however the shard ends (a cancel or timeout
+/// drops the handler), so a stale reporter never writes into a later attempt's row.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn stopped() -> HandlerError {
     "stage stopped".into()
 }
@@ -81,6 +91,10 @@ pub async fn run_shard(deps: &WorkerDeps, task: &tasks::Model) -> Result<Value, 
     if status.is_terminal() {
         return Ok(json!({"skipped": true, "execution_status": status}));
     }
+    if execution.current_stage.as_deref() != Some(job.stage.as_str()) {
+        // A late duplicate of a shard whose stage already finished: its output is in place.
+        return Ok(json!({"skipped": true, "reason": "the stage already completed"}));
+    }
     let options: PipelineOptions = serde_json::from_value(execution.options.clone())
         .map_err(|e| permanent(format!("stored options unreadable: {e}")))?;
     db::pipelines::mark_running(db, execution.id).await?;
@@ -89,14 +103,14 @@ pub async fn run_shard(deps: &WorkerDeps, task: &tasks::Model) -> Result<Value, 
     let stop = Arc::new(AtomicBool::new(false));
     let _guard = StopOnDrop(stop.clone());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let reporter = tokio::spawn(report_progress(
+    let reporter = AbortOnDrop(tokio::spawn(report_progress(
         deps.clone(),
         task.id,
         job.execution_id,
         job.stage,
         job.shard,
         rx,
-    ));
+    )));
     let run = StageRun {
         store: deps.artifacts.clone(),
         execution: execution.clone(),
@@ -113,7 +127,7 @@ pub async fn run_shard(deps: &WorkerDeps, task: &tasks::Model) -> Result<Value, 
         Stage::QualityAssessment => run.quality().await,
         Stage::Export => run.export(deps).await,
     };
-    reporter.abort();
+    drop(reporter);
     let (outcome, next_shards) = outcome?;
 
     db::pipelines::complete_shard(db, execution.id, job.stage, job.shard, &outcome).await?;
@@ -572,6 +586,17 @@ fn count_lines(bytes: &[u8]) -> u64 {
 /// A shard's task is dead (attempts exhausted): the execution fails, naming stage and reason,
 /// and its remaining shards are cancelled.
 pub async fn shard_dead(deps: &WorkerDeps, task: &tasks::Model, error: &str) {
+    shard_dead_in(&deps.db.conn, deps.bus.as_ref(), task, error).await;
+}
+
+/// [`shard_dead`] for callers outside a worker: the API marks tasks dead too (lost attempts,
+/// an agent's failure report). Does nothing for tasks that are not pipeline shards.
+pub async fn shard_dead_in(
+    db: &sea_orm::DatabaseConnection,
+    bus: &dyn mcp_shared::bus::EventBus,
+    task: &tasks::Model,
+    error: &str,
+) {
     let (Some(execution), Some(stage)) = (
         task.execution_id,
         task.stage.as_deref().and_then(Stage::parse),
@@ -583,16 +608,7 @@ pub async fn shard_dead(deps: &WorkerDeps, task: &tasks::Model, error: &str) {
         .get("shard")
         .and_then(Value::as_u64)
         .unwrap_or(0) as u32;
-    if let Err(e) = fail_execution(
-        &deps.db.conn,
-        deps.bus.as_ref(),
-        execution,
-        stage,
-        shard,
-        error,
-    )
-    .await
-    {
+    if let Err(e) = fail_execution(db, bus, execution, stage, shard, error).await {
         tracing::error!(%execution, error = %e, "could not record the failed execution");
     }
 }

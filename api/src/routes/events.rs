@@ -39,6 +39,20 @@ pub enum EventsResponse {
     Stream(EventStream<BoxStream<'static, Value>>),
 }
 
+/// Each item as one SSE event: its id, its type as `event`, and the JSON as `data`.
+fn sse_stream(stream: BoxStream<'static, Value>) -> EventStream<BoxStream<'static, Value>> {
+    EventStream::new(stream)
+        .keep_alive(Duration::from_secs(15))
+        .to_event(|v| {
+            let mut event = sse::Event::message(v.to_string())
+                .event_type(v["type"].as_str().unwrap_or("message"));
+            if let Some(id) = v["id"].as_str() {
+                event = event.id(id);
+            }
+            event
+        })
+}
+
 fn wire(event: &Event) -> Value {
     json!({"type": event.kind, "id": event.id, "ts": event.ts, "data": event.data})
 }
@@ -95,22 +109,38 @@ impl EventsApi {
         };
         filter::snapshot(&state, &principal, &filter)
             .await
-            .map_err(|reason| ApiError::not_found(reason.trim_start_matches("no such ")))?;
+            .map_err(|reason| {
+                if reason == filter::NOT_VISIBLE {
+                    ApiError::not_found("task or execution")
+                } else {
+                    ApiError::unavailable("database")
+                }
+            })?;
         let authorized = filter.task_id.is_some();
 
         // Live first, then the replay: an event in both is sent once (ids only grow).
         let live = BroadcastStream::new(state.bus.subscribe());
-        let replayed = match resume {
+        let (replayed, truncated_at) = match resume {
             Some(after) => {
-                filter::replay(state.bus.as_ref(), &principal, &filter, authorized, after).await?
+                let r = filter::replay(state.bus.as_ref(), &principal, &filter, authorized, after)
+                    .await?;
+                (r.events, r.truncated_at)
             }
-            None => Vec::new(),
+            None => (Vec::new(), None),
         };
         let mut sent_up_to = replayed
             .last()
             .and_then(|e| EventId::parse(&e.id))
             .or(resume);
-        let history = futures::stream::iter(replayed.iter().map(wire).collect::<Vec<_>>());
+        let mut history: Vec<Value> = replayed.iter().map(wire).collect();
+        if let Some(at) = truncated_at {
+            // More is retained than one replay returns: end here with the id to resume from
+            // (EventSource reconnects with it as `Last-Event-ID`), so nothing is skipped.
+            history.push(json!({"type": "replay_truncated", "id": at.to_string(), "data": {"next_since": at.to_string()}}));
+            let stream = futures::stream::iter(history).boxed();
+            return Ok(EventsResponse::Stream(sse_stream(stream)));
+        }
+        let history = futures::stream::iter(history);
         let live = live.filter_map(move |item| {
             let out = match item {
                 Ok(event) => {
@@ -132,18 +162,16 @@ impl EventsApi {
             };
             std::future::ready(out)
         });
+        // After a lag the stream ends (the notice carries no id), so the client reconnects with
+        // the last event it really got and the retained events fill the gap.
+        let live = live.scan(false, |ended, v| {
+            if *ended {
+                return std::future::ready(None);
+            }
+            *ended = v["type"] == "lagged";
+            std::future::ready(Some(v))
+        });
         let stream = history.chain(live).boxed();
-        Ok(EventsResponse::Stream(
-            EventStream::new(stream)
-                .keep_alive(Duration::from_secs(15))
-                .to_event(|v| {
-                    let mut event = sse::Event::message(v.to_string())
-                        .event_type(v["type"].as_str().unwrap_or("message"));
-                    if let Some(id) = v["id"].as_str() {
-                        event = event.id(id);
-                    }
-                    event
-                }),
-        ))
+        Ok(EventsResponse::Stream(sse_stream(stream)))
     }
 }

@@ -345,10 +345,14 @@ impl PipelineApi {
         }
         let mut checked = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
-            let checked_item = from_value::<ExecuteRequest>(item)
+            let at = |e: ApiError| e.within(&format!("executions[{index}]"));
+            let (req, options) = from_value::<ExecuteRequest>(item)
                 .and_then(|r| service::validate(&r).map(|o| (r, o)))
-                .map_err(|e| e.within(&format!("executions[{index}]")))?;
-            checked.push(checked_item);
+                .map_err(at)?;
+            service::check_dataset(&state, &req, &options)
+                .await
+                .map_err(at)?;
+            checked.push((req, options));
         }
         let mut ids = Vec::with_capacity(checked.len());
         for (req, options) in checked {

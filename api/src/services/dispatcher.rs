@@ -237,6 +237,15 @@ pub async fn report_release(
         EventType::TaskFailed
     };
     tracing::warn!(task_id = %task.id, status = %to, attempt = task.attempt, "running attempt lost");
+    if to == TaskStatus::Dead {
+        mcp_worker::pipeline::shard_dead_in(
+            &state.db.conn,
+            state.bus.as_ref(),
+            task,
+            "attempt lost (the worker stopped answering)",
+        )
+        .await;
+    }
     emit(
         state.bus.as_ref(),
         Event::new(kind, json!({"task_id": task.id, "status": to, "attempt": task.attempt, "error": "attempt lost"}))

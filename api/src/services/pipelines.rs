@@ -62,6 +62,9 @@ pub struct ExecuteRequest {
 }
 
 pub const MAX_WAIT_MS: u64 = 300_000;
+/// Most shards one execution may have: each is a task, and processing shard k reads the
+/// fingerprints of all earlier ones.
+pub const MAX_SHARDS: usize = 1000;
 pub const DEFAULT_WAIT_MS: u64 = 30_000;
 
 fn in_range(field: &str, v: Option<f64>, lo: f64, hi: f64, default: f64) -> Result<f64, ApiError> {
@@ -90,9 +93,14 @@ pub fn options(req: &ExecuteRequest) -> Result<PipelineOptions, ApiError> {
                 ),
             ));
         }
-        Some(mut f) => {
-            f.dedup();
-            f
+        Some(f) => {
+            let mut unique = Vec::with_capacity(f.len());
+            for format in f {
+                if !unique.contains(&format) {
+                    unique.push(format);
+                }
+            }
+            unique
         }
     };
     let shard_size = match o.shard_size {
@@ -163,6 +171,39 @@ pub fn validate(req: &ExecuteRequest) -> Result<PipelineOptions, ApiError> {
     options(req)
 }
 
+fn check_shards(records: usize, options: &PipelineOptions) -> Result<(), ApiError> {
+    let shards = records.div_ceil(options.shard_size);
+    if shards > MAX_SHARDS {
+        return Err(ApiError::invalid_field(
+            "options.shard_size",
+            format!(
+                "shard_size {} would split {records} records into {shards} shards; at most {MAX_SHARDS}",
+                options.shard_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The checks that need the database (the dataset exists; the shard count is bounded), so a
+/// batch can refuse an item before starting any.
+pub async fn check_dataset(
+    state: &AppState,
+    req: &ExecuteRequest,
+    options: &PipelineOptions,
+) -> Result<(), ApiError> {
+    let records = match (&req.dataset_id, &req.records) {
+        (Some(id), _) => db::pipelines::find_dataset(&state.db.conn, *id)
+            .await?
+            .ok_or_else(|| ApiError::invalid_field("dataset_id", "no dataset has this id"))?
+            .records
+            .max(0) as usize,
+        (None, Some(records)) => records.len(),
+        (None, None) => 0,
+    };
+    check_shards(records, options)
+}
+
 /// Stores an execution and its first stage's task.
 pub async fn start(
     state: &AppState,
@@ -181,6 +222,7 @@ pub async fn start(
         (None, Some(records)) => datasets::from_records(state, records, created_by).await?,
         (None, None) => unreachable!("validated"),
     };
+    check_shards(dataset.records.max(0) as usize, &options)?;
     let priority = req.priority.unwrap_or(default_priority);
     let now = Utc::now();
     let row = db::pipelines::new_execution(
@@ -233,7 +275,10 @@ pub async fn wait(
         let ended = tokio::select! {
             ev = events.recv() => match ev {
                 Ok(ev) => ev.execution_id == Some(id)
-                    && matches!(ev.kind, EventType::PipelineCompleted | EventType::PipelineFailed),
+                    && matches!(
+                        ev.kind,
+                        EventType::PipelineCompleted | EventType::PipelineFailed | EventType::PipelineCancelled
+                    ),
                 // Missed events: re-read the row rather than trust the stream.
                 Err(_) => true,
             },
@@ -259,6 +304,15 @@ pub async fn cancel(state: &AppState, id: Uuid) -> Result<Execution, ApiError> {
         )
         .with_details(json!({"current_status": current.status})));
     }
+    emit(
+        state.bus.as_ref(),
+        Event::new(
+            EventType::PipelineCancelled,
+            json!({"execution_id": id, "status": "cancelled"}),
+        )
+        .for_execution(Some(id)),
+    )
+    .await;
     for task in db::pipelines::open_tasks(&state.db.conn, id).await? {
         let after = db::tasks::cancel(&state.db.conn, task.id).await?;
         if after.status == TaskStatus::Cancelled.as_str() {

@@ -101,6 +101,17 @@ impl NewTask {
             ));
         }
         if let Some(k) = &self.idempotency_key
+            && k.starts_with(mcp_shared::db::pipelines::SHARD_KEY_PREFIX)
+        {
+            return Err(ApiError::invalid_field(
+                "idempotency_key",
+                format!(
+                    "idempotency keys starting with {:?} are reserved for pipeline shards",
+                    mcp_shared::db::pipelines::SHARD_KEY_PREFIX
+                ),
+            ));
+        }
+        if let Some(k) = &self.idempotency_key
             && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
         {
             return Err(ApiError::invalid_field(
@@ -640,6 +651,10 @@ pub async fn report_fail(
         // A cancel was requested meanwhile: the task ends cancelled, not retried.
         cancelled(state, id, Some(agent)).await;
         return Ok(after);
+    }
+    if dead {
+        mcp_worker::pipeline::shard_dead_in(&state.db.conn, state.bus.as_ref(), &after, error)
+            .await;
     }
     emit(
         state.bus.as_ref(),

@@ -98,18 +98,31 @@ pub async fn snapshot(
     Ok(None)
 }
 
-/// The retained events after `since` that pass `filter` and are visible, oldest first.
+/// What a replay found.
+pub struct Replay {
+    /// The retained events after `since` that pass the filter and are visible, oldest first.
+    pub events: Vec<Event>,
+    /// Set when more events remain than one replay returns: resume after this id (the last
+    /// event read, whether or not it passed the filter), or there would be a gap.
+    pub truncated_at: Option<EventId>,
+}
+
 pub async fn replay(
     bus: &dyn EventBus,
     principal: &Principal,
     filter: &Filter,
     authorized: bool,
     since: EventId,
-) -> mcp_shared::Result<Vec<Event>> {
-    Ok(bus
-        .replay(since)
-        .await?
-        .into_iter()
-        .filter(|e| filter.matches(e) && visible_to(principal, e, authorized))
-        .collect())
+) -> mcp_shared::Result<Replay> {
+    let raw = bus.replay(since).await?;
+    let truncated_at = (raw.len() >= mcp_shared::bus::MAX_REPLAY)
+        .then(|| raw.last().and_then(|e| EventId::parse(&e.id)))
+        .flatten();
+    Ok(Replay {
+        events: raw
+            .into_iter()
+            .filter(|e| filter.matches(e) && visible_to(principal, e, authorized))
+            .collect(),
+        truncated_at,
+    })
 }

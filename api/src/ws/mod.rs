@@ -132,7 +132,7 @@ pub async fn authenticate(
 
 /// The wire form of an event: `{type, id, ts, data}`.
 pub fn render(event: &Event) -> String {
-    json!({"type": event.kind, "id": event.id, "ts": event.ts, "data": event.data}).to_string()
+    event.wire().to_string()
 }
 
 /// What a channel-wide subscriber sees first.
@@ -171,7 +171,11 @@ async fn upgrade(
     let state = state.clone();
     let principal = authenticate(&state, req, query.token.as_deref()).await;
     let slot = state.connections.open(state.settings.max_agent_connections);
+    // Clients send small control messages: a small read buffer keeps an idle connection cheap
+    // (the default reserves 128 KiB for each).
     let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(16 * 1024)
         .max_message_size(Some(session::MAX_CLIENT_MESSAGE))
         .max_frame_size(Some(session::MAX_CLIENT_MESSAGE));
     ws.config(config).on_upgrade(move |socket| async move {

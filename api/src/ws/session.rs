@@ -317,11 +317,24 @@ impl Session {
                     )
                     .await
                     {
-                        Ok(events) => {
-                            for e in events.iter().filter(|e| self.channel.carries(e)) {
+                        Ok(replay) => {
+                            for e in replay.events.iter().filter(|e| self.channel.carries(e)) {
                                 out.push(render(e));
                             }
-                            replayed_to = events
+                            if let Some(at) = replay.truncated_at {
+                                // More is retained than one replay returns: the client asks
+                                // again from here, and only then goes live, so nothing is
+                                // skipped.
+                                out.reply(
+                                    json!({"type": "replay_truncated", "ts": chrono::Utc::now(),
+                                           "subscription": filter.describe(),
+                                           "data": {"next_since": at.to_string()}})
+                                    .to_string(),
+                                );
+                                return;
+                            }
+                            replayed_to = replay
+                                .events
                                 .last()
                                 .and_then(|e| EventId::parse(&e.id))
                                 .or(Some(since));

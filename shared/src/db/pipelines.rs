@@ -39,9 +39,12 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<executio
     Ok(executions::Entity::find_by_id(id).one(db).await?)
 }
 
+/// Idempotency keys with this prefix belong to pipeline shards; user tasks may not use it.
+pub const SHARD_KEY_PREFIX: &str = "pipeline:";
+
 /// The idempotency key of one shard's task: enqueuing a stage twice finds the same tasks.
 pub fn shard_task_key(execution: Uuid, stage: Stage, shard: u32) -> String {
-    format!("pipeline:{execution}:{stage}:{shard}")
+    format!("{SHARD_KEY_PREFIX}{execution}:{stage}:{shard}")
 }
 
 /// Stores a new execution and its ingestion task in one transaction.
@@ -233,6 +236,8 @@ pub async fn complete_shard(
             Expr::value(outcome.stats.clone()),
         )
         .col_expr(stage_runs::Column::FinishedAt, Expr::value(Utc::now()))
+        // A shard that was declared dead stays dead: its execution has already failed.
+        .filter(stage_runs::Column::Status.ne(TaskStatus::Dead.as_str()))
         .exec(db)
         .await?;
     Ok(())

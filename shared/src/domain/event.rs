@@ -24,6 +24,7 @@ string_enum!(
         StageCompleted => "stage.completed",
         PipelineCompleted => "pipeline.completed",
         PipelineFailed => "pipeline.failed",
+        PipelineCancelled => "pipeline.cancelled",
         ErrorOccurred => "error.occurred",
         SystemAlert => "system.alert",
     }
@@ -47,6 +48,9 @@ pub struct Event {
     pub execution_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<Uuid>,
+    /// The client wire form, rendered once however many subscribers receive the event.
+    #[serde(skip)]
+    wire: std::sync::OnceLock<String>,
 }
 
 impl Event {
@@ -59,7 +63,17 @@ impl Event {
             task_id: None,
             execution_id: None,
             agent_id: None,
+            wire: std::sync::OnceLock::new(),
         }
+    }
+
+    /// `{type, id, ts, data}` as JSON text, as clients receive it. Rendered on first use: call
+    /// it only once the bus has assigned the id.
+    pub fn wire(&self) -> &str {
+        self.wire.get_or_init(|| {
+            serde_json::json!({"type": self.kind, "id": self.id, "ts": self.ts, "data": self.data})
+                .to_string()
+        })
     }
 
     pub fn for_task(mut self, task_id: Uuid) -> Self {
