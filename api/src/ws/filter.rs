@@ -46,10 +46,12 @@ impl Filter {
 pub const NOT_VISIBLE: &str = "no such task or execution, or it is not visible to you";
 
 /// Users see every event their role may read; an agent sees the events of its own tasks.
-/// `authorized` is true for a subscription already checked against the task it names.
+/// `authorized` is true for a subscription already checked against the task it names: its
+/// events without an agent (created, cancelled while waiting) are visible too, but once a retry
+/// hands the task to another agent, that agent's events are not.
 pub fn visible_to(principal: &Principal, event: &Event, authorized: bool) -> bool {
     match principal.agent_id() {
-        Some(me) => authorized || event.agent_id == Some(me),
+        Some(me) => event.agent_id == Some(me) || (authorized && event.agent_id.is_none()),
         None => true,
     }
 }

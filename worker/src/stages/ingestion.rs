@@ -120,7 +120,13 @@ fn accept<F: FnMut(u32, Vec<u8>) -> Result<(), String>>(
 ) -> Result<(), IngestError> {
     sharder.push(line, raw).map_err(IngestError::Io)?;
     found.records += 1;
-    ctl.tick(found.records)?;
+    tick(found, ctl)
+}
+
+/// Progress counts every record read, accepted or rejected, so a dataset of nothing but
+/// rejects still reports and can still be stopped.
+fn tick(found: &Ingested, ctl: &Control<'_>) -> Result<(), IngestError> {
+    ctl.tick(found.records + found.rejects.total)?;
     Ok(())
 }
 
@@ -146,18 +152,24 @@ fn ndjson<F: FnMut(u32, Vec<u8>) -> Result<(), String>>(
         }
         match serde_json::from_slice::<Value>(&buf) {
             Ok(Value::Object(raw)) => accept(sharder, found, ctl, line, raw)?,
-            Ok(_) => reject(
-                found,
-                "not_an_object",
-                line,
-                "line is not a JSON object".into(),
-            ),
-            Err(e) => reject(
-                found,
-                "malformed_json",
-                line,
-                format!("malformed JSON: {e}"),
-            ),
+            Ok(_) => {
+                reject(
+                    found,
+                    "not_an_object",
+                    line,
+                    "line is not a JSON object".into(),
+                );
+                tick(found, ctl)?;
+            }
+            Err(e) => {
+                reject(
+                    found,
+                    "malformed_json",
+                    line,
+                    format!("malformed JSON: {e}"),
+                );
+                tick(found, ctl)?;
+            }
         }
     }
 }
