@@ -819,3 +819,79 @@ async fn the_s3_artifact_store_gives_the_same_outputs() {
     }
     assert!(!app.dir.path().join("artifacts").exists());
 }
+
+#[tokio::test]
+async fn cancel_stops_the_remaining_shards() {
+    let app = App::start(Mode::SingleNode).await;
+    let url = app.ws_url(&format!("/ws/pipeline/updates?token={}", app.admin_token));
+    let (mut ws, _) = connect_async(url).await.expect("websocket connects");
+    let id = execute(
+        &app,
+        crate::helpers::synth::ndjson(11, 20_000),
+        json!({"shard_size": 500}),
+    )
+    .await;
+    // Let it get going (ingestion hands 40 shards to standardization), then cancel.
+    wait_for(
+        "standardization to start",
+        Duration::from_secs(120),
+        || async {
+            let (_, p) = app
+                .admin(
+                    "GET",
+                    &format!("/api/v1/pipeline/{id}/agent-progress"),
+                    None,
+                )
+                .await;
+            match p["data"]["current_stage"].as_str() {
+                Some("ingestion") | None => Err(p.to_string()),
+                Some(_) => Ok(()),
+            }
+        },
+    )
+    .await;
+    let (status, body) = app
+        .admin("POST", &format!("/api/v1/pipeline/{id}/cancel"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["status"], "cancelled");
+    let stage_at_cancel = body["data"]["current_stage"].clone();
+
+    // Every shard task ends (cancelled, or completed if it was already finishing), and the
+    // execution never moves to another stage.
+    wait_for(
+        "every shard task to end",
+        Duration::from_secs(60),
+        || async {
+            let (_, list) = app.admin("GET", "/api/v1/tasks?limit=1000", None).await;
+            let open: Vec<_> = list["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["execution_id"] == id.as_str())
+                .filter(|t| !["cancelled", "completed"].contains(&t["status"].as_str().unwrap()))
+                .map(|t| t["status"].clone())
+                .collect();
+            if open.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{open:?}"))
+            }
+        },
+    )
+    .await;
+    let (_, after) = app
+        .admin("GET", &format!("/api/v1/pipeline/{id}"), None)
+        .await;
+    assert_eq!(after["data"]["status"], "cancelled");
+    assert_eq!(
+        after["data"]["current_stage"], stage_at_cancel,
+        "no stage advanced after the cancel"
+    );
+    let (status, _) = app.results(&id, "jsonl").await;
+    assert_eq!(status, 409);
+    let (cancelled, _) =
+        crate::helpers::ws::next_of_type(&mut ws, "pipeline.cancelled", Duration::from_secs(10))
+            .await;
+    assert_eq!(cancelled["data"]["execution_id"], id.as_str());
+}
