@@ -49,7 +49,12 @@ async fn protocol_subscribe_unsubscribe_ping_and_bad_input() {
         .create_task(json!({"type": "generic", "payload": {"sleep_ms": 300}}))
         .await;
     let id = task["id"].as_str().unwrap();
-    send(&mut ws, json!({"action": "subscribe", "task_id": id})).await;
+    // `since` from the start of what is retained: the test does not race the task.
+    send(
+        &mut ws,
+        json!({"action": "subscribe", "task_id": id, "since": "0-0"}),
+    )
+    .await;
     let (snap, _) = next_of_type(&mut ws, "snapshot", Duration::from_secs(5)).await;
     assert_eq!(snap["data"]["task_id"], id);
     assert_eq!(snap["subscription"]["task_id"], id);
@@ -421,7 +426,8 @@ async fn server_sent_events_filter_and_resume() {
     let id = task["id"].as_str().unwrap().to_string();
     let resp = app
         .http
-        .get(format!("{}/api/v1/events?task_id={id}", app.base))
+        // From the start of what is retained, so the test does not race the task.
+        .get(format!("{}/api/v1/events?task_id={id}&since=0-0", app.base))
         .bearer_auth(&app.admin_token)
         .send()
         .await

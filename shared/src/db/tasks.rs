@@ -156,7 +156,7 @@ async fn start_where(
         return Ok(None);
     };
     let lease = now + chrono::Duration::seconds(current.timeout_seconds as i64) + LEASE_GRACE;
-    let res = Entity::update_many()
+    let update = Entity::update_many()
         .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
         .col_expr(Column::Attempt, Expr::col(Column::Attempt).add(1))
         .col_expr(Column::StartedAt, Expr::value(now))
@@ -164,10 +164,12 @@ async fn start_where(
         .col_expr(Column::LeaseExpiresAt, Expr::value(lease))
         .col_expr(Column::AgentId, Expr::value(agent_id))
         .filter(Column::Id.eq(id))
-        .filter(condition)
-        .exec(db)
-        .await?;
-    if res.rows_affected == 0 {
+        .filter(condition);
+    // One round trip where the database returns the updated row (PostgreSQL, SQLite ≥ 3.35).
+    if db.support_returning() {
+        return Ok(update.exec_with_returning(db).await?.into_iter().next());
+    }
+    if update.exec(db).await?.rows_affected == 0 {
         return Ok(None);
     }
     find(db, id).await
