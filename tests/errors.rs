@@ -235,3 +235,68 @@ async fn request_ids_are_echoed_or_assigned() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["request_id"], assigned.as_str());
 }
+
+/// Security headers on every response; CORS closed unless origins are configured; `/docs` can
+/// be turned off.
+#[tokio::test]
+async fn security_headers_cors_and_docs_switch() {
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("MCP_CORS_ORIGINS", "https://ops.example"),
+            ("MCP_DOCS", "false"),
+        ],
+    )
+    .await;
+    let resp = app.send("GET", "/api/v1/health", None, None).await;
+    let h = resp.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/v1/tasks", app.base),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let ok = preflight("https://ops.example").await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://ops.example"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    for path in ["/docs", "/openapi.json"] {
+        let (status, body) = app.call("GET", path, None, None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+
+    // Without configured origins, no CORS headers at all.
+    let closed = App::start(Mode::SingleNode).await;
+    let resp = closed
+        .http
+        .get(format!("{}/api/v1/health", closed.base))
+        .header("origin", "https://ops.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    let (status, _) = closed.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+}

@@ -193,9 +193,28 @@ impl Application {
             default: self.state.settings.max_body_bytes as u64,
             dataset: self.state.settings.max_dataset_bytes,
         };
-        let app = Route::new()
-            .at("/openapi.json", api.spec_endpoint())
-            .nest("/docs", api.swagger_ui())
+        let settings = self.state.settings.clone();
+        let mut routes = Route::new();
+        if settings.docs_enabled {
+            routes = routes
+                .at("/openapi.json", api.spec_endpoint())
+                .nest("/docs", api.swagger_ui());
+        }
+        // Closed by default: without configured origins no CORS headers are sent at all.
+        let cors = (!settings.cors_origins.is_empty()).then(|| {
+            poem::middleware::Cors::new()
+                .allow_origins(settings.cors_origins.iter().map(String::as_str))
+                .allow_headers([
+                    "authorization",
+                    "content-type",
+                    "x-request-id",
+                    "last-event-id",
+                ])
+                .expose_header("x-request-id")
+                .max_age(600)
+        });
+        let production = settings.is_production();
+        let app = routes
             .at("/ws/tasks/:id", get(ws::task_channel))
             .at("/ws/agents/status", get(ws::agents_status))
             .at("/ws/tasks/progress", get(ws::tasks_progress))
@@ -203,7 +222,8 @@ impl Application {
             .at("/ws/system/events", get(ws::system_events))
             .nest("/", api)
             .data(self.state.clone())
-            .around(move |ep, req| request_context(ep, req, limits));
+            .with_if(cors.is_some(), cors.unwrap_or_default())
+            .around(move |ep, req| request_context(ep, req, limits, production));
         tracing::info!(
             port = self.port,
             mode = if self.state.settings.distributed() {

@@ -70,6 +70,11 @@ pub struct Settings {
     /// `MCP_WS_PING_MS`: how often idle WebSocket connections are pinged; two silent intervals
     /// close the connection.
     pub ws_ping_interval: Duration,
+    /// `MCP_CORS_ORIGINS`: origins allowed to call the API from a browser (comma-separated).
+    /// Empty (the default): no CORS headers, so browsers refuse cross-origin calls.
+    pub cors_origins: Vec<String>,
+    /// `MCP_DOCS`: serve `/docs` and `/openapi.json` (default true; production may turn it off).
+    pub docs_enabled: bool,
     /// `AGENT_ASSIGNMENT_TIMEOUT` in seconds.
     pub agent_assignment_timeout: Duration,
     /// `TASK_EXECUTION_TIMEOUT` in seconds: default `timeout_seconds` of a task.
@@ -189,6 +194,16 @@ impl Settings {
             agent_data_retention_days: parse(&var, "AGENT_DATA_RETENTION_DAYS", 90)?,
             max_agent_connections: parse(&var, "MAX_AGENT_CONNECTIONS", 1000)?,
             ws_ping_interval,
+            cors_origins: var("MCP_CORS_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            docs_enabled: parse_bool(&var, "MCP_DOCS", true)?,
             agent_assignment_timeout: Duration::from_secs(parse(
                 &var,
                 "AGENT_ASSIGNMENT_TIMEOUT",
