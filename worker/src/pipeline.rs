@@ -8,7 +8,7 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use mcp_shared::{
@@ -56,13 +56,23 @@ struct ShardJob {
     shard: u32,
 }
 
+/// What the blocking stage code and the progress reporter share.
+#[derive(Default)]
+struct ShardProgress {
+    stop: AtomicBool,
+    done: AtomicU64,
+    total: AtomicU64,
+    /// Woken every 1,000 records, so fast stages report that often and not only each second.
+    nudge: tokio::sync::Notify,
+}
+
 /// Sets the stop flag when the task's future is dropped (cancelled or timed out), so the
 /// blocking stage code stops at its next progress point instead of running on unobserved.
-struct StopOnDrop(Arc<AtomicBool>);
+struct StopOnDrop(Arc<ShardProgress>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -100,24 +110,22 @@ pub async fn run_shard(deps: &WorkerDeps, task: &tasks::Model) -> Result<Value, 
     db::pipelines::mark_running(db, execution.id).await?;
     db::pipelines::start_shard(db, execution.id, job.stage, job.shard, deps.agent_id).await?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let _guard = StopOnDrop(stop.clone());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let progress = Arc::new(ShardProgress::default());
+    let _guard = StopOnDrop(progress.clone());
     let reporter = AbortOnDrop(tokio::spawn(report_progress(
         deps.clone(),
         task.id,
         job.execution_id,
         job.stage,
         job.shard,
-        rx,
+        progress.clone(),
     )));
     let run = StageRun {
         store: deps.artifacts.clone(),
         execution: execution.clone(),
         options,
         shard: job.shard,
-        stop,
-        progress: tx,
+        progress,
     };
     let outcome = match job.stage {
         Stage::Ingestion => run.ingestion(deps).await,
@@ -190,17 +198,21 @@ async fn report_progress(
     execution: Uuid,
     stage: Stage,
     shard: u32,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<u64>,
+    progress: Arc<ShardProgress>,
 ) {
-    let mut latest = None;
+    let mut reported = 0;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
-        let done = tokio::select! {
-            v = rx.recv() => match v { Some(v) => v, None => return },
-            _ = tick.tick() => match latest { Some(v) => v, None => continue },
-        };
-        latest = Some(done);
-        let (records, total) = (done >> 32, done & 0xFFFF_FFFF);
+        tokio::select! {
+            () = progress.nudge.notified() => {}
+            _ = tick.tick() => {}
+        }
+        let records = progress.done.load(Ordering::Relaxed);
+        if records == reported {
+            continue;
+        }
+        reported = records;
+        let total = progress.total.load(Ordering::Relaxed);
         let pct = (records * 100).checked_div(total).unwrap_or(0).min(99) as i32;
         let db = &deps.db.conn;
         let _ = db::pipelines::shard_progress(db, execution, stage, shard, records, pct).await;
@@ -226,9 +238,7 @@ struct StageRun {
     execution: pipeline_executions::Model,
     options: PipelineOptions,
     shard: u32,
-    stop: Arc<AtomicBool>,
-    /// Packed `(records done << 32) | total`.
-    progress: tokio::sync::mpsc::UnboundedSender<u64>,
+    progress: Arc<ShardProgress>,
 }
 
 type StageResult = Result<(ShardOutcome, u32), HandlerError>;
@@ -240,15 +250,15 @@ impl StageRun {
         total: u64,
         work: impl FnOnce(&Control<'_>) -> Result<T, Stopped> + Send + 'static,
     ) -> Result<T, HandlerError> {
-        let stop = self.stop.clone();
-        let tx = self.progress.clone();
+        let progress = self.progress.clone();
+        progress.total.store(total, Ordering::Relaxed);
+        progress.done.store(0, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
-            let report = move |done: u64| {
-                let _ = tx.send((done.min(u32::MAX as u64) << 32) | total.min(u32::MAX as u64));
-            };
+            let nudge = || progress.nudge.notify_one();
             let ctl = Control {
-                stop: &stop,
-                progress: &report,
+                stop: &progress.stop,
+                done: &progress.done,
+                nudge: &nudge,
             };
             work(&ctl)
         })
@@ -293,31 +303,21 @@ impl StageRun {
         let execution = self.execution.id;
         let shard_size = self.options.shard_size;
         let handle = tokio::runtime::Handle::current();
-        let stop = self.stop.clone();
-        let tx = self.progress.clone();
-        let total = dataset.records.max(0) as u64;
-        let found = tokio::task::spawn_blocking(move || {
-            let report = move |done: u64| {
-                let _ = tx.send((done.min(u32::MAX as u64) << 32) | total.min(u32::MAX as u64));
-            };
-            let ctl = Control {
-                stop: &stop,
-                progress: &report,
-            };
-            let input = tokio_util::io::SyncIoBridge::new_with_handle(reader, handle.clone());
-            stages::ingestion::ingest(input, format, shard_size, &ctl, |shard, bytes| {
-                handle
-                    .block_on(store.put(&shard_key(execution, Stage::Ingestion, shard), bytes))
-                    .map_err(|e| e.to_string())
+        // Stopping surfaces as `Stopped`; a read or write failure travels inside `Ok`.
+        let found = self
+            .blocking(dataset.records.max(0) as u64, move |ctl| {
+                let input = tokio_util::io::SyncIoBridge::new_with_handle(reader, handle.clone());
+                match stages::ingestion::ingest(input, format, shard_size, ctl, |shard, bytes| {
+                    handle
+                        .block_on(store.put(&shard_key(execution, Stage::Ingestion, shard), bytes))
+                        .map_err(|e| e.to_string())
+                }) {
+                    Ok(found) => Ok(Ok(found)),
+                    Err(IngestError::Stopped) => Err(Stopped),
+                    Err(IngestError::Io(e)) => Ok(Err(e)),
+                }
             })
-        })
-        .await
-        .map_err(|e| format!("ingestion panicked: {e}"))?;
-        let found = match found {
-            Ok(f) => f,
-            Err(IngestError::Stopped) => return Err(stopped()),
-            Err(IngestError::Io(e)) => return Err(e.into()),
-        };
+            .await??;
         let stats =
             json!({"records": found.records, "shards": found.shards, "rejects": found.rejects});
         Ok((
@@ -490,7 +490,7 @@ impl StageRun {
                 .map_err(|_| "writing the export failed")?;
             writers = back;
             total += n;
-            if self.stop.load(Ordering::Relaxed) {
+            if self.progress.stop.load(Ordering::Relaxed) {
                 return Err(stopped());
             }
         }

@@ -14,7 +14,7 @@ pub mod validation;
 
 use std::{
     collections::BTreeMap,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use mcp_shared::domain::pipeline::Record;
@@ -60,21 +60,25 @@ impl Rejects {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Stopped;
 
-/// What a running stage needs from its caller: a stop flag and a progress sink.
+/// What a running stage shares with its caller: a stop flag, the records done so far (read by
+/// the caller's timer, so progress is current whenever it reports), and a nudge for the caller
+/// every [`PROGRESS_EVERY`] records.
 pub struct Control<'a> {
     pub stop: &'a AtomicBool,
-    pub progress: &'a (dyn Fn(u64) + Sync),
+    pub done: &'a AtomicU64,
+    pub nudge: &'a (dyn Fn() + Sync),
 }
 
 impl Control<'_> {
-    /// Called after each record: reports every [`PROGRESS_EVERY`] records and stops early when
-    /// asked to.
+    /// Called after each record: records the count, and every [`PROGRESS_EVERY`] records
+    /// nudges the caller and stops early when asked to.
     pub fn tick(&self, done: u64) -> Result<(), Stopped> {
+        self.done.store(done, Ordering::Relaxed);
         if done.is_multiple_of(PROGRESS_EVERY) {
             if self.stop.load(Ordering::Relaxed) {
                 return Err(Stopped);
             }
-            (self.progress)(done);
+            (self.nudge)();
         }
         Ok(())
     }
@@ -82,9 +86,11 @@ impl Control<'_> {
     /// A control that never stops and reports nowhere (tests, benchmarks).
     pub fn detached() -> Control<'static> {
         static NEVER: AtomicBool = AtomicBool::new(false);
+        static DONE: AtomicU64 = AtomicU64::new(0);
         Control {
             stop: &NEVER,
-            progress: &|_| {},
+            done: &DONE,
+            nudge: &|| {},
         }
     }
 }
