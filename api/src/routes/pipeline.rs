@@ -138,32 +138,6 @@ impl From<Execution> for ExecutionView {
 }
 
 #[derive(Object)]
-pub struct StageProgress {
-    pub stage: String,
-    /// `pending`, `running`, `completed` or `failed`.
-    pub status: String,
-    /// The task of the stage's first shard.
-    #[oai(skip_serializing_if_is_none)]
-    pub task_id: Option<Uuid>,
-    /// The agent that ran the stage's first shard.
-    #[oai(skip_serializing_if_is_none)]
-    pub agent_id: Option<Uuid>,
-    /// Every agent that ran a shard of this stage.
-    pub agent_ids: Vec<Uuid>,
-    pub shards: u32,
-    #[oai(skip_serializing_if_is_none)]
-    pub started_at: Option<DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
-    pub finished_at: Option<DateTime<Utc>>,
-    pub records_in: i64,
-    pub records_out: i64,
-    /// 0–100.
-    pub progress: i32,
-    #[oai(skip_serializing_if_is_none)]
-    pub error: Option<String>,
-}
-
-#[derive(Object)]
 pub struct ExecutionProgress {
     pub execution_id: Uuid,
     pub status: String,
@@ -171,7 +145,7 @@ pub struct ExecutionProgress {
     pub progress: i32,
     #[oai(skip_serializing_if_is_none)]
     pub current_stage: Option<String>,
-    pub stages: Vec<StageProgress>,
+    pub stages: Vec<service::StageView>,
 }
 
 #[derive(Object, serde::Deserialize)]
@@ -404,23 +378,7 @@ impl PipelineApi {
             status: e.status,
             progress,
             current_stage: e.current_stage,
-            stages: stages
-                .into_iter()
-                .map(|s| StageProgress {
-                    stage: s.stage.as_str().into(),
-                    status: s.status,
-                    task_id: s.task_id,
-                    agent_id: s.agent_id,
-                    agent_ids: s.agent_ids,
-                    shards: s.shards,
-                    started_at: s.started_at,
-                    finished_at: s.finished_at,
-                    records_in: s.records_in,
-                    records_out: s.records_out,
-                    progress: s.progress,
-                    error: s.error,
-                })
-                .collect(),
+            stages,
         })))
     }
 

@@ -314,36 +314,40 @@ pub async fn cancel(state: &AppState, id: Uuid) -> Result<Execution, ApiError> {
     )
     .await;
     for task in db::pipelines::open_tasks(&state.db.conn, id).await? {
-        let after = db::tasks::cancel(&state.db.conn, task.id).await?;
-        if after.status == TaskStatus::Cancelled.as_str() {
-            emit(
-                state.bus.as_ref(),
-                Event::new(
-                    EventType::TaskCancelled,
-                    json!({"task_id": task.id, "status": "cancelled", "execution_id": id}),
-                )
-                .for_task(task.id)
-                .for_execution(Some(id)),
-            )
-            .await;
+        match crate::services::tasks::cancel(state, task.id).await {
+            // A shard that finished meanwhile has nothing left to stop.
+            Ok(_) => {}
+            Err(e) if e.status == poem::http::StatusCode::CONFLICT => {}
+            Err(e) => return Err(e),
         }
     }
     find(state, id).await
 }
 
-/// Per-stage state, from the stage runs.
+/// Per-stage state, from the stage runs (as `agent-progress` returns it).
+#[derive(Debug, poem_openapi::Object)]
 pub struct StageView {
     pub stage: Stage,
+    /// `pending`, `running`, `completed` or `failed`.
     pub status: String,
+    /// The task of the stage's first shard.
+    #[oai(skip_serializing_if_is_none)]
     pub task_id: Option<Uuid>,
+    /// The agent that ran the stage's first shard.
+    #[oai(skip_serializing_if_is_none)]
     pub agent_id: Option<Uuid>,
+    /// Every agent that ran a shard of this stage.
     pub agent_ids: Vec<Uuid>,
     pub shards: u32,
+    #[oai(skip_serializing_if_is_none)]
     pub started_at: Option<chrono::DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
     pub finished_at: Option<chrono::DateTime<Utc>>,
     pub records_in: i64,
     pub records_out: i64,
+    /// 0–100.
     pub progress: i32,
+    #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
 }
 

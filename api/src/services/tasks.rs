@@ -338,15 +338,16 @@ fn fill_row(
 }
 
 /// Publishes `task.cancelled`.
-async fn cancelled(state: &AppState, id: Uuid, agent: Option<Uuid>) {
+async fn cancelled(state: &AppState, task: &Model) {
     emit(
         state.bus.as_ref(),
         Event::new(
             EventType::TaskCancelled,
-            json!({"task_id": id, "status": "cancelled"}),
+            json!({"task_id": task.id, "status": "cancelled", "execution_id": task.execution_id}),
         )
-        .for_task(id)
-        .for_agent(agent),
+        .for_task(task.id)
+        .for_agent(task.agent_id)
+        .for_execution(task.execution_id),
     )
     .await;
 }
@@ -375,7 +376,7 @@ pub async fn cancel(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
     }
     let after = tasks::cancel(&state.db.conn, id).await?;
     if after.status == TaskStatus::Cancelled.as_str() && before.status != after.status {
-        cancelled(state, id, after.agent_id).await;
+        cancelled(state, &after).await;
     }
     Ok(after)
 }
@@ -549,7 +550,7 @@ pub async fn report_progress(
         )
         .await?
         {
-            cancelled(state, id, Some(agent)).await;
+            cancelled(state, &t).await;
         }
         return Err(ApiError::conflict(
             "task_cancelled",
@@ -649,7 +650,7 @@ pub async fn report_fail(
     let after = find(state, id).await?;
     if after.status == TaskStatus::Cancelled.as_str() {
         // A cancel was requested meanwhile: the task ends cancelled, not retried.
-        cancelled(state, id, Some(agent)).await;
+        cancelled(state, &after).await;
         return Ok(after);
     }
     if dead {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::string_enum;
 
 string_enum!(
-    /// The six stages, in order. Each is also the capability a worker needs to run it.
+    /// The six stages, in order. A worker runs a stage when it has the capability `stage_{name}`.
     Stage {
         Ingestion => "ingestion",
         Standardization => "standardization",
