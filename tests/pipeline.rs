@@ -8,24 +8,12 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::{connect_async, tungstenite::Message};
 
-use crate::helpers::{App, Mode, wait_for};
+use crate::helpers::{App, Mode, app::STAGES, wait_for};
 
-const STAGE_BINARIES: &[&str] = &[
-    "mcp-worker-ingestion",
-    "mcp-worker-standardization",
-    "mcp-worker-validation",
-    "mcp-worker-processing",
-    "mcp-worker-quality",
-    "mcp-worker-export",
-];
-const STAGES: &[&str] = &[
-    "ingestion",
-    "standardization",
-    "validation",
-    "processing",
-    "quality_assessment",
-    "export",
-];
+/// The stage names, in order.
+fn stage_names() -> Vec<&'static str> {
+    STAGES.iter().map(|(s, _)| *s).collect()
+}
 
 /// Planted PII, each of which must disappear from every export.
 const PLANTED: &[&str] = &[
@@ -245,15 +233,9 @@ async fn run_mixed(app: &App) -> (Value, Value, String, String, String) {
     assert_eq!(body["data"]["records"], 16);
     assert_eq!(body["data"]["bytes"], dataset.len());
     assert_eq!(body["data"]["format"], "ndjson");
-    let (status, body) = app
-        .admin(
-            "POST",
-            "/api/v1/pipeline/agent-execute",
-            Some(json!({"dataset_id": body["data"]["dataset_id"], "options": {"shard_size": 4}})),
-        )
+    let id = app
+        .start_execution(&body["data"]["dataset_id"], json!({"shard_size": 4}))
         .await;
-    assert_eq!(status, 202, "{body}");
-    let id = body["data"]["execution_id"].as_str().unwrap().to_string();
     let execution = app.wait_execution(&id, Duration::from_secs(120)).await;
     assert_eq!(execution["status"], "completed", "{execution}");
     let (status, report) = app
@@ -390,38 +372,6 @@ fn assert_mixed_outputs(report: &Value, jsonl: &str, chat: &str, csv: &str) {
     }
 }
 
-async fn start_stage_workers(app: &mut App) {
-    for bin in STAGE_BINARIES {
-        app.start_worker_binary(bin, &[]);
-    }
-    // Every stage has a registered worker before work is submitted.
-    wait_for(
-        "stage workers to register",
-        Duration::from_secs(30),
-        || async {
-            let mut missing = Vec::new();
-            for stage in STAGES {
-                let (_, found) = app
-                    .admin(
-                        "GET",
-                        &format!("/api/v1/agents/discover?capability=stage_{stage}"),
-                        None,
-                    )
-                    .await;
-                if found["count"].as_u64().unwrap_or(0) == 0 {
-                    missing.push(*stage);
-                }
-            }
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{missing:?}"))
-            }
-        },
-    )
-    .await;
-}
-
 /// Removes run-specific values (ids, times, scores' float noise is deterministic) so two runs
 /// of the same data compare equal.
 fn comparable(jsonl: &str) -> Vec<Value> {
@@ -434,7 +384,7 @@ fn comparable(jsonl: &str) -> Vec<Value> {
 #[tokio::test]
 async fn mixed_dataset_through_stage_workers_gives_exact_outputs_in_both_modes() {
     let mut dist = App::start(Mode::Distributed).await;
-    start_stage_workers(&mut dist).await;
+    dist.start_stage_workers(1).await;
 
     // Follow the execution's stage events over the WebSocket while it runs.
     let url = dist.ws_url(&format!("/ws/pipeline/updates?token={}", dist.admin_token));
@@ -460,7 +410,7 @@ async fn mixed_dataset_through_stage_workers_gives_exact_outputs_in_both_modes()
     })
     .await
     .expect("pipeline.completed arrives");
-    assert_eq!(completed, STAGES, "stage.completed events in order");
+    assert_eq!(completed, stage_names(), "stage.completed events in order");
 
     // Each stage ran on its own worker process, recorded per stage.
     let (_, progress) = dist
@@ -473,7 +423,7 @@ async fn mixed_dataset_through_stage_workers_gives_exact_outputs_in_both_modes()
     let stages = progress["data"]["stages"].as_array().unwrap();
     assert_eq!(progress["data"]["progress"], 100);
     let mut agents = BTreeSet::new();
-    for (s, name) in stages.iter().zip(STAGES) {
+    for (s, name) in stages.iter().zip(stage_names()) {
         assert_eq!(s["stage"], *name);
         assert_eq!(s["status"], "completed", "{s}");
         agents.insert(s["agent_id"].as_str().expect("agent recorded").to_string());
@@ -496,15 +446,8 @@ async fn mixed_dataset_through_stage_workers_gives_exact_outputs_in_both_modes()
 async fn execute(app: &App, dataset: Vec<u8>, options: Value) -> String {
     let (status, body) = app.upload("application/x-ndjson", dataset).await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = app
-        .admin(
-            "POST",
-            "/api/v1/pipeline/agent-execute",
-            Some(json!({"dataset_id": body["data"]["dataset_id"], "options": options, "priority": "medium"})),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
-    body["data"]["execution_id"].as_str().unwrap().to_string()
+    app.start_execution(&body["data"]["dataset_id"], options)
+        .await
 }
 
 #[tokio::test]
@@ -530,7 +473,7 @@ async fn a_stage_worker_killed_mid_shard_changes_nothing_in_the_outputs() {
         ],
     )
     .await;
-    start_stage_workers(&mut app).await;
+    app.start_stage_workers(1).await;
     let url = app.ws_url(&format!("/ws/tasks/progress?token={}", app.admin_token));
     let (mut ws, _) = connect_async(url).await.expect("websocket connects");
     let id = execute(&app, dataset, options).await;
@@ -802,7 +745,7 @@ async fn the_s3_artifact_store_gives_the_same_outputs() {
     let (status, ready) = app.call("GET", "/api/v1/ready", None, None).await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["data"]["artifacts"], "ok");
-    start_stage_workers(&mut app).await;
+    app.start_stage_workers(1).await;
     let (execution, report, jsonl, chat, csv) = run_mixed(&app).await;
     assert_mixed_outputs(&report, &jsonl, &chat, &csv);
 

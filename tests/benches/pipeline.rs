@@ -19,15 +19,6 @@ use chrono::{DateTime, Utc};
 use helpers::{App, Mode, synth};
 use serde_json::{Value, json};
 
-const STAGE_BINARIES: &[&str] = &[
-    "mcp-worker-ingestion",
-    "mcp-worker-standardization",
-    "mcp-worker-validation",
-    "mcp-worker-processing",
-    "mcp-worker-quality",
-    "mcp-worker-export",
-];
-
 fn time(v: &Value) -> Option<DateTime<Utc>> {
     v.as_str().and_then(|s| s.parse().ok())
 }
@@ -35,24 +26,14 @@ fn time(v: &Value) -> Option<DateTime<Utc>> {
 async fn run(mode: Mode, per_stage: usize, dataset: &[u8], records: usize) {
     let mut app = App::start_with(mode, &[("RUST_LOG", "warn")]).await;
     if mode == Mode::Distributed {
-        for _ in 0..per_stage {
-            for bin in STAGE_BINARIES {
-                app.start_worker_binary(bin, &[]);
-            }
-        }
+        app.start_stage_workers(per_stage).await;
     }
     let (status, body) = app.upload("application/x-ndjson", dataset.to_vec()).await;
     assert_eq!(status, 201, "{body}");
     let t0 = Instant::now();
-    let (status, body) = app
-        .admin(
-            "POST",
-            "/api/v1/pipeline/agent-execute",
-            Some(json!({"dataset_id": body["data"]["dataset_id"]})),
-        )
+    let id = app
+        .start_execution(&body["data"]["dataset_id"], json!({}))
         .await;
-    assert_eq!(status, 202, "{body}");
-    let id = body["data"]["execution_id"].as_str().unwrap().to_string();
     let done = app.wait_execution(&id, Duration::from_secs(1800)).await;
     let total = t0.elapsed();
     assert_eq!(done["status"], "completed", "{done}");

@@ -15,6 +15,16 @@ use super::{
     wait_for,
 };
 
+/// The pipeline stages in order, with the worker binary that runs each.
+pub const STAGES: &[(&str, &str)] = &[
+    ("ingestion", "mcp-worker-ingestion"),
+    ("standardization", "mcp-worker-standardization"),
+    ("validation", "mcp-worker-validation"),
+    ("processing", "mcp-worker-processing"),
+    ("quality_assessment", "mcp-worker-quality"),
+    ("export", "mcp-worker-export"),
+];
+
 pub const ADMIN: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdefghijklmnop";
@@ -246,6 +256,54 @@ impl App {
             .spawn()
             .unwrap();
         self.workers.push(child);
+    }
+
+    /// Starts `per_stage` worker processes of every stage binary and waits until each stage has
+    /// that many registered workers, so work submitted next is served by them.
+    pub async fn start_stage_workers(&mut self, per_stage: usize) {
+        for _ in 0..per_stage {
+            for (_, bin) in STAGES {
+                self.start_worker_binary(bin, &[]);
+            }
+        }
+        wait_for(
+            "stage workers to register",
+            Duration::from_secs(30),
+            || async {
+                let mut missing = Vec::new();
+                for (stage, _) in STAGES {
+                    let (_, found) = self
+                        .admin(
+                            "GET",
+                            &format!("/api/v1/agents/discover?capability=stage_{stage}"),
+                            None,
+                        )
+                        .await;
+                    if found["count"].as_u64().unwrap_or(0) < per_stage as u64 {
+                        missing.push(*stage);
+                    }
+                }
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{missing:?}"))
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Starts an execution over an uploaded dataset; returns its id.
+    pub async fn start_execution(&self, dataset_id: &Value, options: Value) -> String {
+        let (status, body) = self
+            .admin(
+                "POST",
+                "/api/v1/pipeline/agent-execute",
+                Some(json!({"dataset_id": dataset_id, "options": options, "priority": "medium"})),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        body["data"]["execution_id"].as_str().unwrap().to_string()
     }
 
     /// Runs SQL against the app's PostgreSQL database (distributed mode only).
