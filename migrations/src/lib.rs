@@ -5,6 +5,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod columns;
 mod m20261124_000001_init;
 mod m20261124_000002_task_engine;
 mod m20261124_000003_pipeline;

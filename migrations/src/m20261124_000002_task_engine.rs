@@ -11,22 +11,16 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite alters one thing at a time.
-        for column in [
-            timestamp_with_time_zone_null(Tasks::EnqueuedAt),
-            timestamp_with_time_zone_null(Tasks::LeaseExpiresAt),
-            boolean(Tasks::CancelRequested).default(false).to_owned(),
-        ] {
-            let mut column = column;
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Tasks::Table)
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        crate::columns::add(
+            manager,
+            Tasks::Table,
+            [
+                timestamp_with_time_zone_null(Tasks::EnqueuedAt),
+                timestamp_with_time_zone_null(Tasks::LeaseExpiresAt),
+                boolean(Tasks::CancelRequested).default(false).to_owned(),
+            ],
+        )
+        .await?;
         manager
             .create_index(
                 Index::create()
@@ -68,20 +62,16 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        for column in [
-            Tasks::EnqueuedAt,
-            Tasks::LeaseExpiresAt,
-            Tasks::CancelRequested,
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Tasks::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        crate::columns::drop(
+            manager,
+            Tasks::Table,
+            [
+                Tasks::EnqueuedAt,
+                Tasks::LeaseExpiresAt,
+                Tasks::CancelRequested,
+            ],
+        )
+        .await?;
         Ok(())
     }
 }

@@ -29,35 +29,24 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // One column per statement: SQLite alters one thing at a time.
-        for column in [
-            string_null(PipelineExecutions::CurrentStage),
-            integer(PipelineExecutions::Shards).default(0).to_owned(),
-        ] {
-            let mut column = column;
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(PipelineExecutions::Table)
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        for column in [
-            json_binary_null(StageRuns::Stats),
-            text_null(StageRuns::Error),
-        ] {
-            let mut column = column;
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(StageRuns::Table)
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        crate::columns::add(
+            manager,
+            PipelineExecutions::Table,
+            [
+                string_null(PipelineExecutions::CurrentStage),
+                integer(PipelineExecutions::Shards).default(0).to_owned(),
+            ],
+        )
+        .await?;
+        crate::columns::add(
+            manager,
+            StageRuns::Table,
+            [
+                json_binary_null(StageRuns::Stats),
+                text_null(StageRuns::Error),
+            ],
+        )
+        .await?;
         manager
             .create_index(
                 Index::create()
@@ -82,26 +71,18 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        for column in [StageRuns::Stats, StageRuns::Error] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(StageRuns::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        for column in [PipelineExecutions::CurrentStage, PipelineExecutions::Shards] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(PipelineExecutions::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        crate::columns::drop(
+            manager,
+            StageRuns::Table,
+            [StageRuns::Stats, StageRuns::Error],
+        )
+        .await?;
+        crate::columns::drop(
+            manager,
+            PipelineExecutions::Table,
+            [PipelineExecutions::CurrentStage, PipelineExecutions::Shards],
+        )
+        .await?;
         manager
             .drop_table(Table::drop().table(Datasets::Table).if_exists().to_owned())
             .await
