@@ -185,22 +185,11 @@ pub async fn upload(
             return Err(e);
         }
     };
-    let key = format!("datasets/{id}.{}", extension(format));
-    if let Err(e) = state.artifacts.put_file(&key, &path).await {
+    let row = new_row(id, name, format, bytes, sha256, records, created_by);
+    if let Err(e) = state.artifacts.put_file(&row.artifact_key, &path).await {
         tokio::fs::remove_file(&path).await.ok();
         return Err(e.into());
     }
-    let row = Dataset {
-        id,
-        name,
-        format: format.as_str().into(),
-        records: records as i64,
-        bytes: bytes as i64,
-        sha256,
-        artifact_key: key,
-        created_by: Some(created_by.into()),
-        created_at: Utc::now(),
-    };
     db::pipelines::insert_dataset(&state.db.conn, row.clone()).await?;
     Ok(row)
 }
@@ -216,22 +205,41 @@ pub async fn from_records(
         serde_json::to_writer(&mut bytes, r).map_err(ApiError::internal)?;
         bytes.push(b'\n');
     }
-    let id = Uuid::now_v7();
-    let key = format!("datasets/{id}.ndjson");
-    let row = Dataset {
-        id,
-        name: "inline".into(),
-        format: DatasetFormat::Ndjson.as_str().into(),
-        records: records.len() as i64,
-        bytes: bytes.len() as i64,
-        sha256: crypto::sha256_hex(&bytes),
-        artifact_key: key.clone(),
-        created_by: Some(created_by.into()),
-        created_at: Utc::now(),
-    };
-    state.artifacts.put(&key, bytes).await?;
+    let row = new_row(
+        Uuid::now_v7(),
+        "inline".into(),
+        DatasetFormat::Ndjson,
+        bytes.len() as u64,
+        crypto::sha256_hex(&bytes),
+        records.len() as u64,
+        created_by,
+    );
+    state.artifacts.put(&row.artifact_key, bytes).await?;
     db::pipelines::insert_dataset(&state.db.conn, row.clone()).await?;
     Ok(row)
+}
+
+/// The row of a dataset whose bytes are (about to be) stored under its artifact key.
+fn new_row(
+    id: Uuid,
+    name: String,
+    format: DatasetFormat,
+    bytes: u64,
+    sha256: String,
+    records: u64,
+    created_by: &str,
+) -> Dataset {
+    Dataset {
+        id,
+        name,
+        format: format.as_str().into(),
+        records: records as i64,
+        bytes: bytes as i64,
+        sha256,
+        artifact_key: format!("datasets/{id}.{}", extension(format)),
+        created_by: Some(created_by.into()),
+        created_at: Utc::now(),
+    }
 }
 
 fn extension(format: DatasetFormat) -> &'static str {
