@@ -101,10 +101,6 @@ impl Connections {
             }
         }
     }
-
-    pub fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 impl Drop for ConnectionSlot {

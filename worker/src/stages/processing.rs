@@ -109,7 +109,7 @@ pub fn process(
     }
     let mut seen = Seen {
         exact: HashSet::new(),
-        near: dedup::NearDupIndex::new(dedup::max_distance(near_duplicate_threshold)),
+        near: dedup::NearDupIndex::for_threshold(near_duplicate_threshold),
     };
     for fp in earlier.chunks_exact(FINGERPRINT_BYTES) {
         seen.judge(fp);

@@ -147,17 +147,19 @@ pub fn validate(
 
         let scores = bias::score_record(&r);
         stats.bias.scored += 1;
-        let mut flagged = Vec::new();
-        for cat in bias::BiasCategory::ALL {
+        for (cat, s) in scores.iter() {
             let name = cat.as_str().to_string();
-            let s = scores.get(*cat);
             *stats.bias.sum.entry(name.clone()).or_default() += s;
-            let max = stats.bias.max.entry(name.clone()).or_default();
+            let max = stats.bias.max.entry(name).or_default();
             *max = max.max(s);
-            if s > options.bias_threshold {
-                *stats.bias.flagged.entry(name.clone()).or_default() += 1;
-                flagged.push(name);
-            }
+        }
+        let flagged: Vec<&str> = scores
+            .over(options.bias_threshold)
+            .into_iter()
+            .map(bias::BiasCategory::as_str)
+            .collect();
+        for name in &flagged {
+            *stats.bias.flagged.entry(name.to_string()).or_default() += 1;
         }
         if !flagged.is_empty() {
             if options.reject_biased {
