@@ -20,6 +20,8 @@ pub mod identity;
 pub mod pipeline;
 pub mod pool;
 pub mod stages;
+#[cfg(test)]
+mod test_support;
 
 use std::sync::Arc;
 

@@ -878,24 +878,9 @@ fn predicate_strength(after: &[Sym], plural: bool) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use mcp_shared::domain::pipeline::Message;
-
     use super::*;
 
-    fn record(turns: &[(&str, &str)]) -> Record {
-        Record {
-            id: "r1".into(),
-            source: "test.jsonl".into(),
-            messages: turns
-                .iter()
-                .map(|(role, content)| Message {
-                    role: (*role).into(),
-                    content: (*content).into(),
-                })
-                .collect(),
-            metadata: serde_json::Map::new(),
-        }
-    }
+    use crate::test_support::record;
 
     fn high(text: &str, cat: BiasCategory) {
         let s = score_text(text);
@@ -1051,17 +1036,23 @@ mod tests {
 
     #[test]
     fn record_scores_cover_all_messages_and_keep_sentences_apart() {
-        let r = record(&[
-            ("user", "I feel stuck at work"),
-            ("assistant", "Tell me more."),
-            ("user", "Honestly, old people can't learn technology"),
-        ]);
+        let r = record(
+            "r1",
+            &[
+                ("user", "I feel stuck at work"),
+                ("assistant", "Tell me more."),
+                ("user", "Honestly, old people can't learn technology"),
+            ],
+        );
         assert!(score_record(&r).get(Age) >= GENERALISATION);
         // A pattern does not reach across a message boundary.
-        let split = record(&[
-            ("user", "I like old people"),
-            ("user", "can't sleep tonight"),
-        ]);
+        let split = record(
+            "r1",
+            &[
+                ("user", "I like old people"),
+                ("user", "can't sleep tonight"),
+            ],
+        );
         assert!(score_record(&split).get(Age) <= MENTION);
     }
 
@@ -1132,7 +1123,7 @@ mod tests {
                     should not be allowed ";
         let text: String = unit.repeat(MAX_SCAN_BYTES / unit.len() + 1);
         assert!(text.len() > MAX_SCAN_BYTES);
-        let r = record(&[("user", &text)]);
+        let r = record("r1", &[("user", &text)]);
         let s = score_record(&r);
         for cat in [Gender, RaceEthnicity, Age] {
             assert_eq!(s.get(cat), 1.0, "{cat}: {s:?}");
@@ -1144,7 +1135,7 @@ mod tests {
         // A maximal neutral record: long, full of mentions, no generalisation.
         let unit = "my muslim friends and the women in my group went to the mosque. ";
         let text = unit.repeat(MAX_SCAN_BYTES / unit.len() + 1);
-        let s = score_record(&record(&[("user", &text), ("assistant", &text)]));
+        let s = score_record(&record("r1", &[("user", &text), ("assistant", &text)]));
         assert_eq!(s.get(Religion), MENTION);
         assert_eq!(s.get(Gender), MENTION);
         assert_eq!(s.max().1, MENTION);
@@ -1158,15 +1149,21 @@ mod tests {
     fn text_past_the_scan_bound_is_ignored() {
         let filler = "I had a calm week and slept well. ".repeat(MAX_SCAN_BYTES / 30);
         assert!(filler.len() > MAX_SCAN_BYTES);
-        let r = record(&[
-            ("user", &filler),
-            ("user", "Old people can't learn technology."),
-        ]);
+        let r = record(
+            "r1",
+            &[
+                ("user", &filler),
+                ("user", "Old people can't learn technology."),
+            ],
+        );
         assert_eq!(score_record(&r).get(Age), 0.0);
-        let early = record(&[
-            ("user", "Old people can't learn technology."),
-            ("user", &filler),
-        ]);
+        let early = record(
+            "r1",
+            &[
+                ("user", "Old people can't learn technology."),
+                ("user", &filler),
+            ],
+        );
         assert!(score_record(&early).get(Age) >= GENERALISATION);
     }
 }

@@ -283,24 +283,9 @@ impl Hasher for Fnv1a {
 
 #[cfg(test)]
 mod tests {
-    use mcp_shared::domain::pipeline::Message;
-
     use super::*;
 
-    fn record(id: &str, turns: &[(&str, &str)]) -> Record {
-        Record {
-            id: id.into(),
-            source: format!("{id}.jsonl"),
-            messages: turns
-                .iter()
-                .map(|(role, content)| Message {
-                    role: (*role).into(),
-                    content: (*content).into(),
-                })
-                .collect(),
-            metadata: serde_json::Map::new(),
-        }
-    }
+    use crate::test_support::record;
 
     /// Deterministic stream of well-mixed 64-bit values.
     struct SplitMix(u64);

@@ -360,24 +360,9 @@ fn is_placeholder(m: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use mcp_shared::domain::pipeline::Message;
-
     use super::*;
 
-    fn record(turns: &[(&str, &str)]) -> Record {
-        Record {
-            id: "r1".into(),
-            source: "test.jsonl".into(),
-            messages: turns
-                .iter()
-                .map(|(role, content)| Message {
-                    role: (*role).into(),
-                    content: (*content).into(),
-                })
-                .collect(),
-            metadata: serde_json::Map::new(),
-        }
-    }
+    use crate::test_support::record;
 
     const GOOD: &[(&str, &str)] = &[
         (
@@ -414,12 +399,12 @@ mod tests {
     fn with_last(content: &str) -> Record {
         let mut turns = GOOD.to_vec();
         turns.last_mut().expect("good has turns").1 = content;
-        record(&turns)
+        record("r1", &turns)
     }
 
     #[test]
     fn a_good_therapy_dialogue_scores_high() {
-        let q = assess(&record(GOOD));
+        let q = assess(&record("r1", GOOD));
         let f = q.features;
         assert_eq!(f.turn_count, 1.0);
         assert_eq!(f.length_balance, 1.0);
@@ -439,43 +424,52 @@ mod tests {
     #[test]
     fn fewer_turns_score_lower() {
         let scores: Vec<f64> = (1..=4)
-            .map(|n| assess(&record(&GOOD[..n])).features.turn_count)
+            .map(|n| assess(&record("r1", &GOOD[..n])).features.turn_count)
             .collect();
         assert_eq!(scores, [0.2, 0.6, 0.8, 1.0]);
         // System prompts are not turns.
         let mut turns = vec![("system", "You are a supportive counsellor.")];
         turns.push(GOOD[0]);
-        assert_eq!(assess(&record(&turns)).features.turn_count, 0.2);
-        assert!(assess(&record(&GOOD[..1])).score < assess(&record(GOOD)).score);
+        assert_eq!(assess(&record("r1", &turns)).features.turn_count, 0.2);
+        assert!(assess(&record("r1", &GOOD[..1])).score < assess(&record("r1", GOOD)).score);
     }
 
     #[test]
     fn one_sided_dialogue_is_unbalanced() {
         let long = "I hear you, and I want to understand more about what happened. ".repeat(20);
-        let r = record(&[
-            ("user", "Hi."),
-            ("assistant", &long),
-            ("user", "Ok."),
-            ("assistant", &long),
-        ]);
+        let r = record(
+            "r1",
+            &[
+                ("user", "Hi."),
+                ("assistant", &long),
+                ("user", "Ok."),
+                ("assistant", &long),
+            ],
+        );
         let f = assess(&r).features;
         assert!(f.length_balance < 0.1, "{f:?}");
-        let silent = record(&[
-            ("user", "Hello there, how are you?"),
-            ("system", "Be kind."),
-        ]);
+        let silent = record(
+            "r1",
+            &[
+                ("user", "Hello there, how are you?"),
+                ("system", "Be kind."),
+            ],
+        );
         assert_eq!(assess(&silent).features.length_balance, 0.0);
     }
 
     #[test]
     fn low_vocabulary_lowers_lexical_diversity() {
         let samey = "I feel bad and I feel sad and I feel bad. ".repeat(12);
-        let r = record(&[("client", &samey), ("therapist", &samey.to_uppercase())]);
+        let r = record(
+            "r1",
+            &[("client", &samey), ("therapist", &samey.to_uppercase())],
+        );
         let f = assess(&r).features;
         assert!(f.lexical_diversity < 0.3, "{f:?}");
         // Long but varied text is not penalised for its length (plain TTR would be a third).
         let long: Vec<(&str, &str)> = GOOD.iter().cycle().take(3 * GOOD.len()).copied().collect();
-        assert_eq!(assess(&record(&long)).features.lexical_diversity, 1.0);
+        assert_eq!(assess(&record("r1", &long)).features.lexical_diversity, 1.0);
     }
 
     #[test]
@@ -535,7 +529,7 @@ mod tests {
         let cut = assess(&with_last(
             "Let's look at a short wind-down routine you could try and",
         ));
-        assert!(cut.score < assess(&record(GOOD)).score);
+        assert!(cut.score < assess(&record("r1", GOOD)).score);
     }
 
     #[test]
@@ -543,7 +537,7 @@ mod tests {
         let mut turns = GOOD.to_vec();
         turns.push(GOOD[4]);
         turns.push(GOOD[5]);
-        let f = assess(&record(&turns)).features;
+        let f = assess(&record("r1", &turns)).features;
         // Two of eight messages repeat earlier ones: each costs twice its share.
         assert!(f.repetition <= 0.5, "{f:?}");
 
@@ -552,12 +546,15 @@ mod tests {
         assert!(f.repetition < 0.5, "{f:?}");
 
         // Short acknowledgements may recur.
-        let acks = record(&[
-            ("client", "I think I will try journaling tonight."),
-            ("therapist", "Okay."),
-            ("client", "And maybe the breathing exercise as well."),
-            ("therapist", "Okay."),
-        ]);
+        let acks = record(
+            "r1",
+            &[
+                ("client", "I think I will try journaling tonight."),
+                ("therapist", "Okay."),
+                ("client", "And maybe the breathing exercise as well."),
+                ("therapist", "Okay."),
+            ],
+        );
         assert_eq!(assess(&acks).features.repetition, 1.0);
     }
 
@@ -592,16 +589,16 @@ mod tests {
 
     #[test]
     fn empty_records_score_zero() {
-        let q = assess(&record(&[("user", "   ")]));
+        let q = assess(&record("r1", &[("user", "   ")]));
         assert_eq!(q.score, 0.0);
         assert_eq!(q.features.turn_count, 0.0);
-        assert_eq!(assess(&record(&[])).score, 0.0);
+        assert_eq!(assess(&record("r1", &[])).score, 0.0);
     }
 
     #[test]
     fn assessment_is_deterministic_and_serializes() {
-        let a = assess(&record(GOOD));
-        let b = assess(&record(GOOD));
+        let a = assess(&record("r1", GOOD));
+        let b = assess(&record("r1", GOOD));
         assert_eq!(a, b);
         let v = serde_json::to_value(a).expect("serialize");
         assert_eq!(v["features"]["placeholders"], 1.0);

@@ -158,24 +158,18 @@ pub fn process(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_shared::domain::pipeline::Message;
 
     fn rec(id: &str, text: &str) -> Record {
-        Record {
-            id: id.into(),
-            source: "t".into(),
-            messages: vec![
-                Message {
-                    role: "user".into(),
-                    content: text.into(),
-                },
-                Message {
-                    role: "assistant".into(),
-                    content: "Thank you for telling me; what helps you most on hard days?".into(),
-                },
+        crate::test_support::record(
+            id,
+            &[
+                ("user", text),
+                (
+                    "assistant",
+                    "Thank you for telling me; what helps you most on hard days?",
+                ),
             ],
-            metadata: Default::default(),
-        }
+        )
     }
 
     fn fps(records: &[Record]) -> Vec<u8> {

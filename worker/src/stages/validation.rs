@@ -196,31 +196,16 @@ pub fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_shared::domain::pipeline::Message;
-
-    fn rec(id: &str, turns: &[(&str, &str)]) -> Record {
-        Record {
-            id: id.into(),
-            source: "t".into(),
-            messages: turns
-                .iter()
-                .map(|(r, c)| Message {
-                    role: r.to_string(),
-                    content: c.to_string(),
-                })
-                .collect(),
-            metadata: Default::default(),
-        }
-    }
+    use crate::test_support::record;
 
     #[test]
     fn structural_rejects_name_the_problem() {
         let out = validate(
             vec![
-                rec("a", &[]),
-                rec("b", &[("user", "hi"), ("robot", "beep")]),
-                rec("c", &[("user", "  ")]),
-                rec(
+                record("a", &[]),
+                record("b", &[("user", "hi"), ("robot", "beep")]),
+                record("c", &[("user", "  ")]),
+                record(
                     "d",
                     &[
                         ("user", "How do I sleep better?"),
@@ -241,7 +226,7 @@ mod tests {
     #[test]
     fn pii_policies() {
         let input = || {
-            vec![rec(
+            vec![record(
                 "p",
                 &[
                     ("user", "mail me at ann@example.org"),
