@@ -392,6 +392,7 @@ async fn mixed_dataset_through_stage_workers_gives_exact_outputs_in_both_modes()
     let (execution, report, jsonl, chat, csv) = run_mixed(&dist).await;
     assert_mixed_outputs(&report, &jsonl, &chat, &csv);
     let id = execution["execution_id"].as_str().unwrap().to_string();
+    let containers = run_containers(&dist).await;
 
     let mut completed = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -440,11 +441,51 @@ async fn mixed_dataset_through_stage_workers_gives_exact_outputs_in_both_modes()
     assert_eq!(csv, csv2);
     assert_eq!(report["pii"], report2["pii"]);
     assert_eq!(report["quality"], report2["quality"]);
+    let containers2 = run_containers(&single).await;
+    for (a, b) in containers.iter().zip(&containers2) {
+        assert_eq!(comparable(a), comparable(b));
+    }
+}
+
+/// The other two containers: a question/answer CSV (with a ragged row) and a JSON array in
+/// three shapes (with an element that is not an object). Returns each one's exported JSONL.
+async fn run_containers(app: &App) -> Vec<String> {
+    let csv = b"question,answer\n\"How can I stop overthinking at night?\",\"Try writing worries down before bed, then tell yourself you will return to them tomorrow.\"\n\"Is it normal to feel tired after therapy?\",\"Yes, talking about hard things takes energy; plan something gentle afterwards.\"\nragged row without a second column\n".to_vec();
+    let array = serde_json::to_vec(&json!([
+        {"id": "a1", "messages": [{"role": "user", "content": "I get tense before exams every single time."}, {"role": "assistant", "content": "That is common; slow breathing before you start can ease it a little."}]},
+        {"id": "a2", "conversations": [{"from": "human", "value": "My flatmate never cleans and I avoid saying anything."}, {"from": "gpt", "value": "Avoiding the conversation makes sense, yet the resentment grows; what would you like to say?"}]},
+        "not a record",
+        {"id": "a3", "prompt": "How do I support a friend who is grieving?", "response": "Stay present, listen more than you speak, and keep checking in after the first weeks."},
+    ]))
+    .unwrap();
+    let mut exports = Vec::new();
+    for (content_type, body, kept) in [("text/csv", csv, 2), ("application/json", array, 3)] {
+        let id = execute(app, content_type, body, json!({"shard_size": 2})).await;
+        let done = app.wait_execution(&id, Duration::from_secs(120)).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        let (_, report) = app
+            .admin("GET", &format!("/api/v1/pipeline/{id}/report"), None)
+            .await;
+        assert_eq!(
+            report["data"]["rejects"]["by_reason"]["ingestion.malformed_csv"]
+                .as_u64()
+                .unwrap_or(0)
+                + report["data"]["rejects"]["by_reason"]["ingestion.not_an_object"]
+                    .as_u64()
+                    .unwrap_or(0),
+            1,
+            "{report}"
+        );
+        let (_, jsonl) = app.results(&id, "jsonl").await;
+        assert_eq!(jsonl.lines().count(), kept, "{content_type}: {jsonl}");
+        exports.push(jsonl);
+    }
+    exports
 }
 
 /// Runs `dataset` to completion and returns the execution id.
-async fn execute(app: &App, dataset: Vec<u8>, options: Value) -> String {
-    let (status, body) = app.upload("application/x-ndjson", dataset).await;
+async fn execute(app: &App, content_type: &str, dataset: Vec<u8>, options: Value) -> String {
+    let (status, body) = app.upload(content_type, dataset).await;
     assert_eq!(status, 201, "{body}");
     app.start_execution(&body["data"]["dataset_id"], options)
         .await
@@ -457,7 +498,13 @@ async fn a_stage_worker_killed_mid_shard_changes_nothing_in_the_outputs() {
 
     // The reference: the same data on a single node, nothing killed.
     let single = App::start(Mode::SingleNode).await;
-    let reference = execute(&single, dataset.clone(), options.clone()).await;
+    let reference = execute(
+        &single,
+        "application/x-ndjson",
+        dataset.clone(),
+        options.clone(),
+    )
+    .await;
     let done = single
         .wait_execution(&reference, Duration::from_secs(300))
         .await;
@@ -476,7 +523,7 @@ async fn a_stage_worker_killed_mid_shard_changes_nothing_in_the_outputs() {
     app.start_stage_workers(1).await;
     let url = app.ws_url(&format!("/ws/tasks/progress?token={}", app.admin_token));
     let (mut ws, _) = connect_async(url).await.expect("websocket connects");
-    let id = execute(&app, dataset, options).await;
+    let id = execute(&app, "application/x-ndjson", dataset, options).await;
 
     // SIGKILL the processing worker as soon as it starts a shard of this execution. Until
     // then, earlier stages report progress at least every 1,000 records.
@@ -770,6 +817,7 @@ async fn cancel_stops_the_remaining_shards() {
     let (mut ws, _) = connect_async(url).await.expect("websocket connects");
     let id = execute(
         &app,
+        "application/x-ndjson",
         crate::helpers::synth::ndjson(11, 20_000),
         json!({"shard_size": 500}),
     )
