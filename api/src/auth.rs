@@ -19,6 +19,9 @@ pub struct Principal {
     pub id: Uuid,
     pub name: String,
     pub role: Role,
+    /// The access token's id and expiry (users), so a logout can revoke it.
+    pub token_id: Option<Uuid>,
+    pub token_expires_at: Option<i64>,
 }
 
 impl Principal {
@@ -67,21 +70,31 @@ pub async fn resolve(state: &AppState, header: &str) -> Result<Principal, ApiErr
     }
     if scheme.eq_ignore_ascii_case("bearer") {
         let claims = state.jwt.verify(credential, TokenKind::Access)?;
-        return Ok(Principal {
+        let principal = Principal {
             id: claims.sub,
             name: claims.name,
             role: claims.role,
-        });
+            token_id: Some(claims.jti),
+            token_expires_at: Some(claims.exp),
+        };
+        state.guard.admit(&principal).await?;
+        return Ok(principal);
     }
     if scheme.eq_ignore_ascii_case("agent") {
         let hash = crypto::agent_key_hash(state.settings.secret_key.expose(), credential);
         // Looked up on every request, so a deregistered agent's key fails at once on every replica.
         return match agents::find_by_key_hash(&state.db.conn, &hash).await? {
-            Some(agent) => Ok(Principal {
-                id: agent.id,
-                name: agent.name,
-                role: Role::Agent,
-            }),
+            Some(agent) => {
+                let principal = Principal {
+                    id: agent.id,
+                    name: agent.name,
+                    role: Role::Agent,
+                    token_id: None,
+                    token_expires_at: None,
+                };
+                state.guard.admit(&principal).await?;
+                Ok(principal)
+            }
             None => Err(ApiError::unauthorized("invalid or revoked agent key")),
         };
     }
@@ -104,5 +117,7 @@ async fn authenticate(req: &Request, key: ApiKey) -> poem::Result<Principal> {
     let state = req
         .data::<AppState>()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
-    Ok(resolve(state, &key.key).await?)
+    let principal = resolve(state, &key.key).await?;
+    crate::services::audit::set_actor(principal.actor());
+    Ok(principal)
 }

@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`cli`]: the `mcp-api` commands; [`startup`]: wiring settings into a running server.
 //! - [`state`]: what handlers reach. [`auth`]: who is calling and may they.
-//! - [`middleware`]: request ids, body limit, the error envelope for everything.
+//! - [`middleware`]: request ids, body limit, audit records, the error envelope for everything.
+//! - [`slow_clients`]: read timeouts for request heads and bodies.
+//! - [`security`]: rate limits, login lockout, token revocation, shared across replicas.
 //! - [`error`]: the one error type and its envelope; [`payload`]: JSON bodies with 400/422/413.
 //! - [`routes`]: one module per resource; [`services`]: the logic behind them.
 //! - [`ws`]: WebSocket channels fed by the event bus.
@@ -15,7 +17,9 @@ pub mod error;
 pub mod middleware;
 pub mod payload;
 pub mod routes;
+pub mod security;
 pub mod services;
+pub mod slow_clients;
 pub mod startup;
 pub mod state;
 pub mod ws;

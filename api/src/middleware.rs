@@ -1,7 +1,10 @@
 //! Around every request: a request id (echoing the client's), a tracing span, the body-size
 //! limit, and the mapping of every error to the envelope.
 
-use std::time::Instant;
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
@@ -13,7 +16,10 @@ use poem_openapi::error::{
 };
 use tracing::Instrument;
 
-use crate::error::{ApiError, REQUEST_ID};
+use crate::{
+    error::{ApiError, REQUEST_ID},
+    services::audit::{self, AuditLog, Finished, Note},
+};
 
 /// The longest client-supplied request id we echo; longer or odd ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
@@ -43,12 +49,34 @@ pub struct BodyLimits {
 /// The one route whose body is a dataset upload.
 const DATASET_UPLOAD_PATH: &str = "/api/v1/datasets";
 
+/// What the request middleware needs from the application.
+#[derive(Debug, Clone)]
+pub struct RequestPolicy {
+    pub limits: BodyLimits,
+    pub production: bool,
+    pub audit: AuditLog,
+    /// The longest a client may pause while sending a body.
+    pub read_timeout: std::time::Duration,
+}
+
 pub async fn request_context<E: Endpoint>(
     next: E,
     req: Request,
-    limits: BodyLimits,
-    production: bool,
+    policy: RequestPolicy,
 ) -> poem::Result<Response> {
+    let RequestPolicy {
+        limits,
+        production,
+        audit,
+        read_timeout,
+    } = policy;
+    let mut req = req;
+    if req.header("content-length").is_some_and(|l| l != "0")
+        || req.header("transfer-encoding").is_some()
+    {
+        let body = req.take_body();
+        req.set_body(crate::slow_clients::with_body_timeout(body, read_timeout));
+    }
     let max_body = if req.uri().path() == DATASET_UPLOAD_PATH {
         limits.dataset
     } else {
@@ -63,6 +91,8 @@ pub async fn request_context<E: Endpoint>(
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let client_ip = client_ip(&req);
+    let note = Arc::new(Mutex::new(Note::default()));
     let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
     let started = Instant::now();
 
@@ -72,9 +102,8 @@ pub async fn request_context<E: Endpoint>(
     let mut resp = REQUEST_ID
         .scope(
             request_id.clone(),
-            async move {
+            audit::scope(note.clone(), async move {
                 if declared_len.is_some_and(|len| len > max_body) {
-                    let mut req = req;
                     discard_body(req.take_body(), DRAIN_LIMIT).await;
                     return ApiError::payload_too_large(max_body as usize).into_response();
                 }
@@ -82,10 +111,27 @@ pub async fn request_context<E: Endpoint>(
                     Ok(resp) => resp.into_response(),
                     Err(err) => to_api_error(err).into_response(),
                 }
-            }
+            })
             .instrument(span.clone()),
         )
         .await;
+
+    let entry = note.lock().ok().and_then(|note| {
+        audit::record_for(
+            &note,
+            &Finished {
+                method: &method,
+                path: &path,
+                status: resp.status(),
+                client_ip,
+                request_id: &request_id,
+            },
+        )
+    });
+    if let Some(entry) = entry {
+        // Before answering: a client that saw the answer can rely on the record existing.
+        audit.record(entry).instrument(span.clone()).await;
+    }
 
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
@@ -101,6 +147,13 @@ pub async fn request_context<E: Endpoint>(
         }
     });
     Ok(resp)
+}
+
+/// The peer's address. Proxies' forwarding headers are not trusted: they are the client's to forge.
+pub fn client_ip(req: &Request) -> Option<String> {
+    req.remote_addr()
+        .as_socket_addr()
+        .map(|a| a.ip().to_canonical().to_string())
 }
 
 /// Headers that keep browsers from misusing responses: no sniffing, no framing, no referrer,

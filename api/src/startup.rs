@@ -23,14 +23,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     directory::AgentDirectory,
-    middleware::{BodyLimits, request_context},
+    middleware::{BodyLimits, RequestPolicy, request_context},
     routes::{
-        agents::AgentsApi, auth::AuthApi, capabilities::CapabilitiesApi, events::EventsApi,
-        health::HealthApi, pipeline::PipelineApi, queues::QueuesApi, tasks::TasksApi,
-        users::UsersApi,
+        agents::AgentsApi, audit::AuditApi, auth::AuthApi, capabilities::CapabilitiesApi,
+        events::EventsApi, health::HealthApi, pipeline::PipelineApi, queues::QueuesApi,
+        tasks::TasksApi, users::UsersApi,
     },
     services,
     services::dispatcher::Dispatcher,
+    slow_clients::HeaderDeadlineAcceptor,
     state::AppState,
     ws,
 };
@@ -48,6 +49,7 @@ pub fn api_service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             CapabilitiesApi,
             PipelineApi,
             EventsApi,
+            AuditApi,
         ),
         "TechDeck MCP API",
         mcp_shared::VERSION,
@@ -132,9 +134,11 @@ impl Application {
             cipher: Arc::new(FieldCipher::from_root_secret(settings.secret_key.expose())),
             directory: AgentDirectory::new(),
             dispatcher: Dispatcher::new(),
-            redis: redis_conn,
+            redis: redis_conn.clone(),
             artifacts: artifacts.clone(),
             connections: Default::default(),
+            audit: services::audit::AuditLog::start(db.clone()),
+            guard: crate::security::Guard::new(&settings, redis_conn.clone()),
         };
         state.dispatcher.spawn(state.clone(), shutdown.clone());
         state.directory.sync(&db).await?;
@@ -189,9 +193,14 @@ impl Application {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let api = api_service().server("/");
-        let limits = BodyLimits {
-            default: self.state.settings.max_body_bytes as u64,
-            dataset: self.state.settings.max_dataset_bytes,
+        let policy = RequestPolicy {
+            limits: BodyLimits {
+                default: self.state.settings.max_body_bytes as u64,
+                dataset: self.state.settings.max_dataset_bytes,
+            },
+            production: self.state.settings.is_production(),
+            audit: self.state.audit.clone(),
+            read_timeout: self.state.settings.read_timeout,
         };
         let settings = self.state.settings.clone();
         let mut routes = Route::new();
@@ -213,7 +222,6 @@ impl Application {
                 .expose_header("x-request-id")
                 .max_age(600)
         });
-        let production = settings.is_production();
         let app = routes
             .at("/ws/tasks/:id", get(ws::task_channel))
             .at("/ws/agents/status", get(ws::agents_status))
@@ -223,7 +231,7 @@ impl Application {
             .nest("/", api)
             .data(self.state.clone())
             .with_if(cors.is_some(), cors.unwrap_or_default())
-            .around(move |ep, req| request_context(ep, req, limits, production));
+            .around(move |ep, req| request_context(ep, req, policy.clone()));
         tracing::info!(
             port = self.port,
             mode = if self.state.settings.distributed() {
@@ -234,7 +242,8 @@ impl Application {
             "listening"
         );
         let shutdown = self.shutdown.clone();
-        Server::new_with_acceptor(self.acceptor)
+        let acceptor = HeaderDeadlineAcceptor::new(self.acceptor, settings.read_timeout);
+        Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(app, signal, Some(Duration::from_secs(10)))
             .await?;
         shutdown.cancel();

@@ -28,4 +28,8 @@ pub struct AppState {
     pub artifacts: Arc<dyn ArtifactStore>,
     /// Open WebSocket connections, against `MAX_AGENT_CONNECTIONS`.
     pub connections: Arc<crate::ws::Connections>,
+    /// Group-commits audit records.
+    pub audit: crate::services::audit::AuditLog,
+    /// Rate limits, login lockouts and revoked tokens.
+    pub guard: crate::security::Guard,
 }

@@ -63,8 +63,28 @@ pub struct Settings {
     pub embedded_workers: bool,
     /// `ENCRYPT_AGENT_DATA`.
     pub encrypt_agent_data: bool,
-    /// `AGENT_DATA_RETENTION_DAYS`.
+    /// `AGENT_DATA_RETENTION_DAYS`: finished tasks' payloads and results, and the data of agents
+    /// gone offline, are purged after this many days (0 keeps them forever).
     pub agent_data_retention_days: u32,
+    /// `MCP_AUDIT_RETENTION_DAYS`: audit records are purged after this many days (default six
+    /// years; 0 keeps them forever).
+    pub audit_retention_days: u32,
+    /// `MCP_RETENTION_INTERVAL_SECS`: how often the retention purge runs.
+    pub retention_interval: Duration,
+    /// `MCP_ENCRYPTION_KEYS`: `id:base64key,…` (32-byte AES keys); the first seals, all open.
+    /// Unset: one key derived from `MCP_SECRET_KEY`.
+    pub encryption_keys: Option<Secret>,
+    /// `MCP_RATE_LIMIT_PER_MINUTE`: requests per minute per user or agent (0: no limit).
+    pub rate_limit_per_minute: u32,
+    /// `MCP_LOGIN_RATE_LIMIT_PER_MINUTE`: login attempts per minute per client IP (0: no limit).
+    pub login_rate_limit_per_minute: u32,
+    /// `MCP_LOGIN_MAX_FAILURES`: failed logins for one username before it is locked out, for a
+    /// period that doubles with each further failure (0: no lockout).
+    pub login_max_failures: u32,
+    /// `MCP_READ_TIMEOUT_SECS`: how long a client may take to send its request headers, and
+    /// between two pieces of its body, before the connection is dropped.
+    pub read_timeout: Duration,
+
     /// `MAX_AGENT_CONNECTIONS`: concurrent WebSocket connections.
     pub max_agent_connections: usize,
     /// `MCP_WS_PING_MS`: how often idle WebSocket connections are pinged; two silent intervals
@@ -192,6 +212,19 @@ impl Settings {
             embedded_workers: parse_bool(&var, "MCP_EMBEDDED_WORKERS", embedded_default)?,
             encrypt_agent_data: parse_bool(&var, "ENCRYPT_AGENT_DATA", true)?,
             agent_data_retention_days: parse(&var, "AGENT_DATA_RETENTION_DAYS", 90)?,
+            audit_retention_days: parse(&var, "MCP_AUDIT_RETENTION_DAYS", 6 * 365)?,
+            retention_interval: Duration::from_secs(
+                parse::<u64>(&var, "MCP_RETENTION_INTERVAL_SECS", 3600)?.max(1),
+            ),
+            encryption_keys: var("MCP_ENCRYPTION_KEYS")
+                .filter(|v| !v.trim().is_empty())
+                .map(Secret::new),
+            rate_limit_per_minute: parse(&var, "MCP_RATE_LIMIT_PER_MINUTE", 6000)?,
+            login_rate_limit_per_minute: parse(&var, "MCP_LOGIN_RATE_LIMIT_PER_MINUTE", 30)?,
+            login_max_failures: parse(&var, "MCP_LOGIN_MAX_FAILURES", 5)?,
+            read_timeout: Duration::from_secs(
+                parse::<u64>(&var, "MCP_READ_TIMEOUT_SECS", 30)?.max(1),
+            ),
             max_agent_connections: parse(&var, "MAX_AGENT_CONNECTIONS", 1000)?,
             ws_ping_interval,
             cors_origins: var("MCP_CORS_ORIGINS")

@@ -303,15 +303,11 @@ impl AgentsApi {
             configuration: r.configuration,
         };
         let (agent, key) = service::register(&state, reg).await?;
-        audit::record(
-            &state,
-            &auth.0,
+        audit::note(
             "agent.register",
             Some(agent.id.to_string()),
-            "success",
             Some(json!({"name": agent.name})),
-        )
-        .await;
+        );
         let entry = entry(&state, agent.id).await?;
         Ok(RegisterResponse::Created(ok(Registered {
             agent: AgentView::from(&entry),
@@ -500,15 +496,11 @@ impl AgentsApi {
             .await?
             .ok_or_else(|| ApiError::not_found("agent"))?;
         state.directory.upsert(row).await;
-        audit::record(
-            &state,
-            &auth.0,
+        audit::note(
             "agent.capabilities",
             Some(id.0.to_string()),
-            "success",
             Some(json!({"capabilities": caps})),
-        )
-        .await;
+        );
         Ok(AgentResponse::Ok(ok(AgentView::from(
             &entry(&state, id.0).await?,
         ))))
@@ -616,15 +608,11 @@ impl AgentsApi {
         let a =
             agents::allocate(&state.db.conn, id.0, r.slots as i32, r.purpose, expires_at).await?;
         state.directory.sync(&state.db).await?;
-        audit::record(
-            &state,
-            &auth.0,
+        audit::note(
             "agent.allocate",
             Some(id.0.to_string()),
-            "success",
             Some(json!({"slots": r.slots, "ttl_seconds": ttl})),
-        )
-        .await;
+        );
         Ok(AllocateResponse::Created(ok(Allocation {
             allocation_id: a.id,
             agent_id: id.0,
@@ -703,15 +691,11 @@ impl AgentsApi {
         }
         auth.0.require_self_if_agent(id.0)?;
         let released = service::deregister(&state, id.0).await?;
-        audit::record(
-            &state,
-            &auth.0,
+        audit::note(
             "agent.deregister",
             Some(id.0.to_string()),
-            "success",
             Some(json!({"released_tasks": released})),
-        )
-        .await;
+        );
         Ok(DeregisterResponse::Ok(ok(Deregistered {
             agent_id: id.0,
             released_tasks: released as u64,

@@ -77,10 +77,18 @@ impl AuthApi {
     #[oai(path = "/login", method = "post")]
     async fn login(
         &self,
+        req: &poem::Request,
         state: Data<&AppState>,
         body: ApiJson<LoginRequest>,
     ) -> ApiResult<TokenResponse> {
         let LoginRequest { username, password } = body.0;
+        let shown: String = username.chars().take(64).collect();
+        audit::set_actor(format!("user:{shown}"));
+        audit::note("auth.login", None, None);
+        state
+            .guard
+            .admit_login(crate::middleware::client_ip(req).as_deref(), &username)
+            .await?;
         let user = users::find_by_username(&state.db.conn, &username).await?;
         let user = user.filter(|u| !u.disabled);
         let hash = user.as_ref().map(|u| u.password_hash.clone());
@@ -91,27 +99,13 @@ impl AuthApi {
         })
         .await
         .map_err(ApiError::internal)?;
-        let shown: String = username.chars().take(64).collect();
         let Some(user) = user.filter(|_| valid) else {
-            tracing::warn!(username = %shown, "login failed");
-            audit::record_anonymous(
-                &state,
-                &format!("user:{shown}"),
-                "auth.login",
-                "failure",
-                None,
-            )
-            .await;
+            tracing::warn!("login failed");
+            state.guard.login_failed(&username).await;
             return Err(bad_credentials());
         };
-        audit::record_anonymous(
-            &state,
-            &format!("{}:{}", user.role, user.username),
-            "auth.login",
-            "success",
-            None,
-        )
-        .await;
+        state.guard.login_succeeded(&username).await;
+        audit::set_actor(format!("{}:{}", user.role, user.username));
         let role =
             Role::parse(&user.role).ok_or_else(|| ApiError::internal("stored role is unknown"))?;
         let pair = issue_pair(&state, user.id, &user.username, role, Uuid::now_v7()).await?;
@@ -138,6 +132,12 @@ impl AuthApi {
             tokens::Consume::Fresh => {}
             tokens::Consume::Reused => {
                 tracing::warn!(user = %claims.name, "refresh token reused; session family revoked");
+                audit::set_actor(format!("{}:{}", claims.role.as_str(), claims.name));
+                audit::note(
+                    "auth.refresh_reused",
+                    Some(family.to_string()),
+                    Some(serde_json::json!({"revoked_family": true})),
+                );
                 return Err(ApiError::unauthorized(
                     "refresh token was already used; every session from that login is revoked, log in again",
                 ));
@@ -158,7 +158,8 @@ impl AuthApi {
         Ok(TokenResponse::Ok(ok(pair)))
     }
 
-    /// Revoke a refresh token and its whole family. Access tokens stay valid until they expire.
+    /// Log out: revokes the access token used for this call at once (on every replica) and, when
+    /// given, the refresh token and every token descended from the same login.
     #[oai(path = "/logout", method = "post")]
     async fn logout(
         &self,
@@ -166,7 +167,12 @@ impl AuthApi {
         auth: Auth,
         body: ApiJson<LogoutRequest>,
     ) -> ApiResult<LogoutResponse> {
+        audit::note("auth.logout", None, None);
         let mut revoked = false;
+        if let (Some(jti), Some(exp)) = (auth.0.token_id, auth.0.token_expires_at) {
+            state.guard.revoke(jti, exp).await?;
+            revoked = true;
+        }
         if let Some(token) = body.0.refresh_token {
             let claims = state
                 .jwt

@@ -127,15 +127,11 @@ impl CapabilitiesApi {
                 mcp_shared::Error::from(e).into()
             }
         })?;
-        audit::record(
-            &state,
-            &auth.0,
+        audit::note(
             "capability.create",
             Some(row.name.clone()),
-            "success",
             Some(json!({"description": row.description})),
-        )
-        .await;
+        );
         Ok(CapabilityCreated::Created(ok(CapabilityEntry {
             name: row.name,
             description: row.description,

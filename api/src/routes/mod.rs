@@ -2,6 +2,7 @@
 //! names its permission, and returns the success envelope or an [`crate::error::ApiError`].
 
 pub mod agents;
+pub mod audit;
 pub mod auth;
 pub mod capabilities;
 pub mod events;

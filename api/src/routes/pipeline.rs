@@ -241,15 +241,11 @@ impl PipelineApi {
         auth.0.require(Permission::PipelineExecute)?;
         let d =
             datasets::upload(&state, upload.body, upload.format, name.0, &auth.0.actor()).await?;
-        audit::record(
-            &state,
-            &auth.0,
+        audit::note(
             "dataset.upload",
             Some(d.id.to_string()),
-            "success",
             Some(json!({"records": d.records, "bytes": d.bytes, "format": d.format})),
-        )
-        .await;
+        );
         Ok(DatasetResponse::Created(ok(DatasetView {
             dataset_id: d.id,
             name: d.name,
@@ -275,15 +271,7 @@ impl PipelineApi {
         let options = service::validate(&req)?;
         let execution =
             service::start(&state, &req, options, Priority::High, &auth.0.actor()).await?;
-        audit::record(
-            &state,
-            &auth.0,
-            "pipeline.execute",
-            Some(execution.id.to_string()),
-            "success",
-            None,
-        )
-        .await;
+        audit::note("pipeline.execute", Some(execution.id.to_string()), None);
         if req.wait.unwrap_or(false) {
             let timeout = std::time::Duration::from_millis(
                 req.wait_timeout_ms.unwrap_or(service::DEFAULT_WAIT_MS),
@@ -333,15 +321,11 @@ impl PipelineApi {
             let e = service::start(&state, &req, options, Priority::Low, &auth.0.actor()).await?;
             ids.push(e.id);
         }
-        audit::record(
-            &state,
-            &auth.0,
+        audit::note(
             "pipeline.batch",
             None,
-            "success",
             Some(json!({"executions": ids.len()})),
-        )
-        .await;
+        );
         Ok(BatchExecuteResponse::Accepted(ok(BatchExecuteResult {
             execution_ids: ids,
         })))
@@ -461,15 +445,7 @@ impl PipelineApi {
     ) -> ApiResult<ExecutionResponse> {
         auth.0.require(Permission::PipelineExecute)?;
         let e = service::cancel(&state, execution_id.0).await?;
-        audit::record(
-            &state,
-            &auth.0,
-            "pipeline.cancel",
-            Some(e.id.to_string()),
-            "success",
-            None,
-        )
-        .await;
+        audit::note("pipeline.cancel", Some(e.id.to_string()), None);
         Ok(ExecutionResponse::Ok(ok(e.into())))
     }
 }

@@ -190,19 +190,15 @@ impl QueuesApi {
         set_paused(state, &cap, paused).await?;
         // Wait for the dispatcher to see it, so the answer is true when it is given.
         state.dispatcher.refresh(state).await?;
-        audit::record(
-            state,
-            &auth.0,
+        audit::note(
             if paused {
                 "queue.pause"
             } else {
                 "queue.resume"
             },
             Some(format!("mcp:{cap}")),
-            "success",
             None,
-        )
-        .await;
+        );
         let view = views(state)
             .await?
             .into_iter()

@@ -264,15 +264,11 @@ impl TasksApi {
         let new = to_new_task(body.0, Priority::Medium);
         Ok(match service::create(&state, new, &auth.0.actor()).await? {
             Created::New(t) => {
-                crate::services::audit::record(
-                    &state,
-                    &auth.0,
+                crate::services::audit::note(
                     "task.create",
                     Some(t.id.to_string()),
-                    "success",
                     Some(serde_json::json!({"type": t.task_type, "priority": t.priority})),
-                )
-                .await;
+                );
                 CreateTaskResponse::Created(ok(t.into()))
             }
             Created::Existing(t) => CreateTaskResponse::Existing(ok(t.into())),
@@ -384,15 +380,11 @@ impl TasksApi {
             })
             .collect();
         let (ids, rejected) = service::create_batch(&state, parsed, &auth.0.actor()).await?;
-        crate::services::audit::record(
-            &state,
-            &auth.0,
+        crate::services::audit::note(
             "task.batch",
             None,
-            "success",
             Some(serde_json::json!({"accepted": ids.len(), "rejected": rejected.len()})),
-        )
-        .await;
+        );
         Ok(BatchResponse::Accepted(ok(BatchResult {
             accepted: ids.len() as u64,
             task_ids: ids,
@@ -425,15 +417,7 @@ impl TasksApi {
     ) -> ApiResult<TaskResponse> {
         auth.0.require(Permission::TaskCreate)?;
         let t = service::cancel(&state, id.0).await?;
-        crate::services::audit::record(
-            &state,
-            &auth.0,
-            "task.cancel",
-            Some(id.0.to_string()),
-            "success",
-            None,
-        )
-        .await;
+        crate::services::audit::note("task.cancel", Some(id.0.to_string()), None);
         Ok(TaskResponse::Ok(ok(t.into())))
     }
 
@@ -447,15 +431,7 @@ impl TasksApi {
     ) -> ApiResult<TaskResponse> {
         auth.0.require(Permission::TaskCreate)?;
         let t = service::retry(&state, id.0).await?;
-        crate::services::audit::record(
-            &state,
-            &auth.0,
-            "task.retry",
-            Some(id.0.to_string()),
-            "success",
-            None,
-        )
-        .await;
+        crate::services::audit::note("task.retry", Some(id.0.to_string()), None);
         Ok(TaskResponse::Ok(ok(t.into())))
     }
 
@@ -485,15 +461,11 @@ impl TasksApi {
             min_health: c.min_health,
         };
         let (task, agent_id) = service::assign(&state, id.0, criteria).await?;
-        crate::services::audit::record(
-            &state,
-            &auth.0,
+        crate::services::audit::note(
             "task.assign",
             Some(id.0.to_string()),
-            "success",
             Some(serde_json::json!({"agent_id": agent_id})),
-        )
-        .await;
+        );
         Ok(AssignResponse::Ok(ok(Assignment {
             task_id: task.id,
             agent_id,

@@ -94,15 +94,11 @@ impl UsersApi {
             .map_err(ApiError::internal)??;
         let user = users::create(&state.db.conn, &req.username, hash, req.role).await?;
         tracing::info!(by = %auth.0.actor(), user = %user.username, role = %user.role, "user created");
-        crate::services::audit::record(
-            &state,
-            &auth.0,
+        crate::services::audit::note(
             "user.create",
             Some(user.id.to_string()),
-            "success",
             Some(serde_json::json!({"username": user.username, "role": user.role})),
-        )
-        .await;
+        );
         Ok(CreateUserResponse::Created(ok(UserView {
             id: user.id,
             username: user.username,

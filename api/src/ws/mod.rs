@@ -36,6 +36,7 @@ use uuid::Uuid;
 use crate::{
     auth::{self, Principal},
     directory,
+    services::audit,
     state::AppState,
 };
 
@@ -166,6 +167,15 @@ async fn upgrade(
 ) -> impl IntoResponse + use<> {
     let state = state.clone();
     let principal = authenticate(&state, req, query.token.as_deref()).await;
+    // Refusals are closes after the upgrade, which the middleware sees as 101: note them here.
+    match (&principal, channel) {
+        (None, _) => audit::note_security_event("security.ws_unauthenticated", None),
+        (Some(p), Some(c)) if p.require(c.permission()).is_err() => {
+            audit::set_actor(p.actor());
+            audit::note_security_event("security.ws_forbidden", None);
+        }
+        _ => {}
+    }
     let slot = state.connections.open(state.settings.max_agent_connections);
     // Clients send small control messages: a small read buffer keeps an idle connection cheap
     // (the default reserves 128 KiB for each).

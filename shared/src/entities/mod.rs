@@ -2,6 +2,7 @@
 
 pub mod agent_allocations;
 pub mod agents;
+pub mod audit_anchors;
 pub mod audit_records;
 pub mod capabilities;
 pub mod datasets;

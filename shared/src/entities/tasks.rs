@@ -39,6 +39,10 @@ pub struct Model {
     pub lease_expires_at: Option<DateTimeUtc>,
     /// Set by a cancel of a running task; the worker or agent stops at its next progress report.
     pub cancel_requested: bool,
+    /// The key id that sealed the payload's sensitive fields; `None` when none are sealed.
+    pub sealed_key: Option<String>,
+    /// When retention cleared this finished task's payload and result.
+    pub purged_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,197 @@
+//! Abuse controls that hold across replicas: request rate limits per principal, login limits per
+//! client IP, a lockout that doubles with each further failed login for one username, and the
+//! revocation of access tokens at logout.
+
+mod counters;
+
+use std::time::Duration;
+
+use mcp_shared::{Settings, crypto};
+use redis::aio::ConnectionManager;
+use uuid::Uuid;
+
+pub use counters::Counters;
+
+use crate::{auth::Principal, error::ApiError, services::audit};
+
+/// The rate-limit window.
+const WINDOW: Duration = Duration::from_secs(60);
+/// Failed logins for a username are counted over this long.
+const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The longest a username stays locked.
+const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, Clone)]
+pub struct Guard {
+    counters: Counters,
+    per_principal: u32,
+    logins_per_ip: u32,
+    max_failures: u32,
+}
+
+fn retry_after(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Usernames are client input: key them by a digest, never raw.
+fn user_key(username: &str) -> String {
+    crypto::sha256_hex(username.trim().to_lowercase().as_bytes())[..24].to_string()
+}
+
+impl Guard {
+    pub fn new(settings: &Settings, redis: Option<ConnectionManager>) -> Self {
+        Self {
+            counters: Counters::new(redis),
+            per_principal: settings.rate_limit_per_minute,
+            logins_per_ip: settings.login_rate_limit_per_minute,
+            max_failures: settings.login_max_failures,
+        }
+    }
+
+    /// Admits an authenticated request: its access token must not be revoked, and its principal
+    /// must be within the rate limit. When the shared store is down, requests are admitted (and
+    /// the outage logged) rather than refused: availability over a brief gap in limiting.
+    pub async fn admit(&self, principal: &Principal) -> Result<(), ApiError> {
+        let window = if self.per_principal == 0 {
+            Duration::ZERO
+        } else {
+            WINDOW
+        };
+        let revoked_flag = principal
+            .token_id
+            .map(|jti| format!("revoked:{jti}"))
+            .unwrap_or_default();
+        let counter = format!("rl:{}:{}", principal.role.as_str(), principal.id);
+        let (count, revoked) = match self
+            .counters
+            .hit_and_check(&counter, window, &revoked_flag)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "rate-limit store unavailable; request admitted");
+                return Ok(());
+            }
+        };
+        if revoked {
+            return Err(ApiError::unauthorized(
+                "this token was revoked by a logout; log in again",
+            ));
+        }
+        if self.per_principal > 0 && count.hits > u64::from(self.per_principal) {
+            tracing::warn!(actor = %principal.actor(), "rate limit exceeded");
+            return Err(rate_limited(
+                format!(
+                    "more than {} requests in a minute; slow down",
+                    self.per_principal
+                ),
+                count.resets_in,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Before checking a password: the client IP's login rate and the username's lockout.
+    pub async fn admit_login(&self, ip: Option<&str>, username: &str) -> Result<(), ApiError> {
+        if self.logins_per_ip > 0 {
+            let ip = ip.unwrap_or("unknown");
+            match self.counters.hit(&format!("login-ip:{ip}"), WINDOW).await {
+                Ok(count) if count.hits > u64::from(self.logins_per_ip) => {
+                    tracing::warn!(%ip, "login rate limit exceeded");
+                    audit::note_security_event("auth.login_rate_limited", None);
+                    return Err(rate_limited(
+                        format!(
+                            "more than {} login attempts in a minute from this address",
+                            self.logins_per_ip
+                        ),
+                        count.resets_in,
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "rate-limit store unavailable"),
+            }
+        }
+        if self.max_failures > 0 {
+            match self
+                .counters
+                .flag_ttl(&format!("lock:{}", user_key(username)))
+                .await
+            {
+                Ok(Some(left)) => {
+                    tracing::warn!("login refused: username locked after repeated failures");
+                    audit::note_security_event("auth.login_locked", None);
+                    return Err(rate_limited(
+                        "too many failed logins for this user; try again later",
+                        left,
+                    ));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "rate-limit store unavailable"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login; past the allowed failures the username is locked for a period
+    /// that doubles with each further failure (2 s, 4 s, 8 s … up to 15 minutes).
+    pub async fn login_failed(&self, username: &str) {
+        if self.max_failures == 0 {
+            return;
+        }
+        let key = user_key(username);
+        let failures = match self
+            .counters
+            .hit(&format!("login-fail:{key}"), FAILURE_WINDOW)
+            .await
+        {
+            Ok(c) => c.hits,
+            Err(e) => {
+                tracing::warn!(error = %e, "rate-limit store unavailable");
+                return;
+            }
+        };
+        if failures >= u64::from(self.max_failures) {
+            let doublings = (failures - u64::from(self.max_failures)).min(20) as u32;
+            let lock = (Duration::from_secs(2) * 2u32.pow(doublings)).min(MAX_LOCKOUT);
+            tracing::warn!(
+                failures,
+                lock_seconds = lock.as_secs(),
+                "repeated failed logins: username locked"
+            );
+            if let Err(e) = self.counters.set_flag(&format!("lock:{key}"), lock).await {
+                tracing::warn!(error = %e, "rate-limit store unavailable");
+            }
+        }
+    }
+
+    pub async fn login_succeeded(&self, username: &str) {
+        let _ = self
+            .counters
+            .clear(&format!("login-fail:{}", user_key(username)))
+            .await;
+    }
+
+    /// Revokes an access token until it would have expired anyway.
+    pub async fn revoke(&self, token_id: Uuid, expires_at: i64) -> Result<(), ApiError> {
+        let left = (expires_at - chrono::Utc::now().timestamp()).max(1) as u64;
+        self.counters
+            .set_flag(
+                &format!("revoked:{token_id}"),
+                Duration::from_secs(left + 5),
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "token revocation not stored");
+                ApiError::unavailable("rate-limit store")
+            })
+    }
+}
+
+fn rate_limited(message: impl Into<String>, wait: Duration) -> ApiError {
+    ApiError::new(
+        poem::http::StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        message,
+    )
+    .retry_after(retry_after(wait).max(1))
+}
