@@ -144,6 +144,7 @@ impl Application {
         state.directory.sync(&db).await?;
         state.directory.spawn_sync(db.clone(), shutdown.clone());
         spawn_sweeper(state.clone(), shutdown.clone());
+        services::retention::spawn(state.clone(), shutdown.clone());
 
         bootstrap_admin(&state).await?;
 

@@ -64,11 +64,12 @@ pub struct Settings {
     /// `ENCRYPT_AGENT_DATA`.
     pub encrypt_agent_data: bool,
     /// `AGENT_DATA_RETENTION_DAYS`: finished tasks' payloads and results, and the data of agents
-    /// gone offline, are purged after this many days (0 keeps them forever).
-    pub agent_data_retention_days: u32,
-    /// `MCP_AUDIT_RETENTION_DAYS`: audit records are purged after this many days (default six
-    /// years; 0 keeps them forever).
-    pub audit_retention_days: u32,
+    /// gone offline or deregistered, are purged after this long (days, fractions allowed; 0 keeps
+    /// them forever).
+    pub agent_data_retention: Option<Duration>,
+    /// `MCP_AUDIT_RETENTION_DAYS`: audit records are purged after this long (days, fractions
+    /// allowed; default six years; 0 keeps them forever).
+    pub audit_retention: Option<Duration>,
     /// `MCP_RETENTION_INTERVAL_SECS`: how often the retention purge runs.
     pub retention_interval: Duration,
     /// `MCP_ENCRYPTION_KEYS`: `id:base64key,…` (32-byte AES keys); the first seals, all open.
@@ -211,8 +212,8 @@ impl Settings {
             redis_url,
             embedded_workers: parse_bool(&var, "MCP_EMBEDDED_WORKERS", embedded_default)?,
             encrypt_agent_data: parse_bool(&var, "ENCRYPT_AGENT_DATA", true)?,
-            agent_data_retention_days: parse(&var, "AGENT_DATA_RETENTION_DAYS", 90)?,
-            audit_retention_days: parse(&var, "MCP_AUDIT_RETENTION_DAYS", 6 * 365)?,
+            agent_data_retention: days(&var, "AGENT_DATA_RETENTION_DAYS", 90.0)?,
+            audit_retention: days(&var, "MCP_AUDIT_RETENTION_DAYS", 6.0 * 365.0)?,
             retention_interval: Duration::from_secs(
                 parse::<u64>(&var, "MCP_RETENTION_INTERVAL_SECS", 3600)?.max(1),
             ),
@@ -291,6 +292,17 @@ impl Settings {
     pub fn distributed(&self) -> bool {
         self.redis_url.is_some()
     }
+}
+
+/// A retention period in days (fractions allowed, so tests can use seconds); 0 means forever.
+fn days(var: &impl Fn(&str) -> Option<String>, name: &str, default: f64) -> Result<Option<Duration>> {
+    let d: f64 = parse(var, name, default)?;
+    if !d.is_finite() || d < 0.0 || d > 36_500.0 {
+        return Err(Error::Config(format!(
+            "{name} must be a number of days between 0 and 36500"
+        )));
+    }
+    Ok((d > 0.0).then(|| Duration::from_secs_f64(d * 86_400.0)))
 }
 
 fn parse<T: std::str::FromStr>(

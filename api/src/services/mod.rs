@@ -5,4 +5,5 @@ pub mod audit;
 pub mod datasets;
 pub mod dispatcher;
 pub mod pipelines;
+pub mod retention;
 pub mod tasks;
