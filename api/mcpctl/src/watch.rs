@@ -96,9 +96,6 @@ pub async fn task(config: &Config, id: &str) -> Result<Exit> {
     let mut progress = Progress::new();
     let mut drops = 0;
     let exit = 'watch: loop {
-        if let Some(exit) = task_exit(&status) {
-            break exit;
-        }
         let mut ws = connect(&mut client, &format!("/ws/tasks/{id}")).await?;
         loop {
             let msg = match next(&mut ws).await? {
@@ -217,10 +214,9 @@ pub async fn pipeline(config: &Config, id: &str) -> Result<Exit> {
     };
     let mut progress = Progress::new();
     let mut drops = 0;
+    // Even an execution that has ended is read through the socket: its snapshot draws the
+    // final state before the exit.
     let exit = 'watch: loop {
-        if let Some(exit) = pipeline_exit(&status) {
-            break exit;
-        }
         let mut ws = connect(&mut client, "/ws/pipeline/updates").await?;
         // No `since` on a reconnect: the subscription's snapshot is the current state.
         let subscribe = json!({"action": "subscribe", "execution_id": id});
