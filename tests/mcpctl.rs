@@ -515,5 +515,36 @@ async fn mcpctl_pipeline_batch_and_watch() {
     // A second run starts nothing new.
     let again = batch().await.expect(1).json();
     assert_eq!(again["execution_ids"].as_array().unwrap().len(), 2);
-    assert!(again["execution_ids"] == summary["execution_ids"]);
+    assert_eq!(again["execution_ids"], summary["execution_ids"]);
+
+    // A chunk recorded as sent but never acknowledged (the process died mid-request): pipeline
+    // items carry no idempotency key, so a re-run refuses to guess whether they started.
+    let checkpoint = PathBuf::from(summary["checkpoint"].as_str().unwrap());
+    let mut cp = read_json(&checkpoint);
+    cp["complete"] = json!(false);
+    cp["acknowledged"] = json!(0);
+    cp["in_flight"] = json!([0, 3]);
+    std::fs::write(&checkpoint, cp.to_string()).unwrap();
+    let refused = batch().await;
+    refused.expect(1);
+    assert!(refused.stdout.is_empty(), "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("lines 1-3") && refused.stderr.contains("--skip-unacknowledged"),
+        "{}",
+        refused.stderr
+    );
+    let skipped = ctl
+        .run(&[
+            "batch",
+            &path,
+            "--kind",
+            "pipeline",
+            "-o",
+            "json",
+            "--skip-unacknowledged",
+        ])
+        .await;
+    let skipped = skipped.expect(1).json();
+    assert_eq!(skipped["execution_ids"], summary["execution_ids"]);
+    assert_eq!(skipped["accepted"], 2);
 }

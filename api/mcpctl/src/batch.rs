@@ -244,6 +244,10 @@ pub async fn run(config: &Config, opts: Options) -> Result<Exit> {
         }
         cp.acknowledged = end;
         save(&path, &cp)?;
+        // Off a terminal (a log file), one line per tenth of the file is enough.
+        if !progress.is_tty() && (end * 10 / total == start * 10 / total) && end < total {
+            continue;
+        }
         progress.draw(vec![format!(
             "{} {}/{} items  accepted {}  rejected {}",
             bar(end as u64, total as u64, 30),

@@ -116,6 +116,16 @@ impl Client {
         let Auth::Stored { creds, path } = &mut self.auth else {
             return Ok(());
         };
+        // Another mcpctl may have refreshed already, spending the refresh token we hold: its
+        // saved session is the one to use.
+        if let Ok(Some(saved)) = Credentials::load(path)
+            && saved.url == creds.url
+            && saved.refresh_token != creds.refresh_token
+            && saved.expires_at > now_unix() + REFRESH_MARGIN_SECS
+        {
+            *creds = saved;
+            return Ok(());
+        }
         let resp = send_once(
             &self.http,
             &self.base,

@@ -68,6 +68,10 @@ impl Progress {
         }
     }
 
+    pub fn is_tty(&self) -> bool {
+        self.tty
+    }
+
     pub fn draw(&mut self, lines: Vec<String>) {
         if lines == self.last {
             return;
