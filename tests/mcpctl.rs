@@ -244,6 +244,7 @@ async fn mcpctl_logs_in_submits_watches_and_reports_exit_codes() {
         vec!["-o", "yaml", "queues"],
         vec!["queues", "--bogus"],
         vec!["batch"],
+        vec!["task", "get", "not-an-id"],
         vec!["submit", "--type", "generic", "--payload", "{not json"],
     ] {
         let r = ctl.run(&args).await;

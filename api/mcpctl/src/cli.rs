@@ -134,6 +134,18 @@ impl Args {
     }
 }
 
+/// Task and execution ids are UUIDs; anything else is a typo, not something to look up.
+fn check_id(id: &str) -> Result<&str> {
+    let hex_groups = id.split('-').map(str::len).collect::<Vec<_>>() == [8, 4, 4, 4, 12];
+    if hex_groups && id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()) {
+        Ok(id)
+    } else {
+        Err(Error::usage(format!(
+            "{id:?} is not a task or execution id (a UUID)"
+        )))
+    }
+}
+
 fn parse_number<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<Option<T>> {
     v.map(|s| {
         s.parse()
@@ -169,15 +181,15 @@ async fn run(args: Vec<String>) -> Result<Exit> {
         "submit" => submit(&config, args).await,
         "batch" => batch_cmd(&config, args).await,
         "watch" => match args.positionals()?.as_slice() {
-            [what, id] if what == "task" => watch::task(&config, id).await,
-            [what, id] if what == "pipeline" => watch::pipeline(&config, id).await,
+            [what, id] if what == "task" => watch::task(&config, check_id(id)?).await,
+            [what, id] if what == "pipeline" => watch::pipeline(&config, check_id(id)?).await,
             _ => Err(Error::usage(
                 "usage: mcpctl watch task ID | watch pipeline ID",
             )),
         },
         "task" => task_cmd(&config, args).await,
         "pipeline" => match args.positionals()?.as_slice() {
-            [get, id] if get == "get" => pipeline_get(&config, id).await,
+            [get, id] if get == "get" => pipeline_get(&config, check_id(id)?).await,
             _ => Err(Error::usage("usage: mcpctl pipeline get ID")),
         },
         "agents" => agents(&config, args).await,
@@ -404,7 +416,8 @@ fn print_task(config: &Config, task: Value) {
     let caps = task["required_capabilities"]
         .as_array()
         .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
-        .unwrap_or_default();
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "-".into());
     let mut rows = vec![
         ("id", text(&task["id"])),
         ("type", text(&task["type"])),
@@ -438,7 +451,7 @@ fn print_task(config: &Config, task: Value) {
 async fn task_cmd(config: &Config, args: Args) -> Result<Exit> {
     let pos = args.positionals()?;
     let (verb, id) = match pos.as_slice() {
-        [verb, id] => (verb.as_str(), id.as_str()),
+        [verb, id] => (verb.as_str(), check_id(id)?),
         _ => return Err(Error::usage("usage: mcpctl task get|cancel|retry ID")),
     };
     let mut client = Client::authenticated(config)?;
@@ -711,6 +724,13 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[test]
+    fn ids_must_be_uuids() {
+        assert!(check_id("01a21034-a93f-734a-a64a-0eb1410f2422").is_ok());
+        assert_eq!(check_id("nope").unwrap_err().exit, Exit::Usage);
+        assert!(check_id("01a21034-a93f-734a-a64a-0eb1410f242z").is_err());
     }
 
     #[test]
