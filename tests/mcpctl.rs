@@ -549,3 +549,63 @@ async fn mcpctl_pipeline_batch_and_watch() {
     assert_eq!(skipped["execution_ids"], summary["execution_ids"]);
     assert_eq!(skipped["accepted"], 2);
 }
+
+#[tokio::test]
+async fn mcpctl_against_the_distributed_mode() {
+    // PostgreSQL, Redis, and a separate `mcp-worker` process: events reach the watch through
+    // the Redis stream, and batch replays are deduplicated by PostgreSQL.
+    let app = App::start(Mode::Distributed).await;
+    let ctl = Ctl::new(&app);
+    ctl.login().await;
+
+    let task = ctl
+        .run(&[
+            "submit",
+            "--type",
+            "generic",
+            "--payload",
+            r#"{"sleep_ms": 200, "n": 3}"#,
+            "-o",
+            "json",
+        ])
+        .await
+        .expect(0)
+        .json();
+    let id = task["id"].as_str().unwrap();
+    let done = ctl
+        .run(&["watch", "task", id, "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["result"]["n"], 3);
+    let agent_id = done["agent_id"].as_str().expect("the worker ran it");
+    let agents = ctl.run(&["agents", "-o", "json"]).await.expect(0).json();
+    assert!(
+        agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == agent_id),
+        "{agents}"
+    );
+
+    const TASKS: usize = 3_000;
+    let file: String = (0..TASKS)
+        .map(|i| {
+            json!({"type": "generic", "required_capabilities": ["bulk_import"], "payload": {"i": i}})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let path = app.dir.path().join("tasks.jsonl");
+    std::fs::write(&path, file).unwrap();
+    let path = path.display().to_string();
+    for extra in [None, Some("--restart")] {
+        let mut args = vec!["batch", path.as_str(), "-o", "json"];
+        args.extend(extra);
+        let summary = ctl.run(&args).await.expect(0).json();
+        assert_eq!(summary["accepted"], TASKS, "{summary}");
+        assert_eq!(pending_low(&app, "bulk_import").await, TASKS as i64);
+    }
+}
