@@ -609,3 +609,37 @@ async fn mcpctl_against_the_distributed_mode() {
         assert_eq!(pending_low(&app, "bulk_import").await, TASKS as i64);
     }
 }
+
+#[tokio::test]
+async fn mcpctl_batch_chunk_over_the_body_limit_stops_and_continues_smaller() {
+    let app = App::start_with(Mode::SingleNode, &[("MCP_MAX_BODY_BYTES", "16384")]).await;
+    let ctl = Ctl::new(&app);
+    ctl.login().await;
+    let file: String = (0..300)
+        .map(|i| {
+            json!({"type": "generic", "required_capabilities": ["small_batch"], "payload": {"i": i}})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let path = app.dir.path().join("small.jsonl");
+    std::fs::write(&path, file).unwrap();
+    let path = path.display().to_string();
+
+    // 200 lines are over 16 KiB: the chunk is refused as a whole, and no line is blamed.
+    let big = ctl
+        .run(&["batch", &path, "--chunk-size", "200", "-o", "json"])
+        .await;
+    big.expect(1);
+    assert!(big.stdout.is_empty(), "{}", big.stdout);
+    assert!(big.stderr.contains("--chunk-size"), "{}", big.stderr);
+    assert_eq!(pending_low(&app, "small_batch").await, 0);
+
+    let small = ctl
+        .run(&["batch", &path, "--chunk-size", "50", "-o", "json"])
+        .await;
+    let summary = small.expect(0).json();
+    assert_eq!(summary["accepted"], 300);
+    assert_eq!(summary["rejected_count"], 0);
+    assert_eq!(pending_low(&app, "small_batch").await, 300);
+}

@@ -322,6 +322,15 @@ fn save(path: &Path, cp: &Checkpoint) -> Result<()> {
     )
 }
 
+/// A chunk over the server's size limits: not the lines' fault, so none is rejected.
+fn too_large(resp: &Response, items: usize) -> Error {
+    Error::failed(format!(
+        "{}; the server refused a chunk of {items} items, re-run with a smaller --chunk-size \
+         to continue from the checkpoint",
+        error_text(resp)
+    ))
+}
+
 /// Waits before another attempt: the server's `Retry-After`, else exponential backoff.
 async fn backoff(attempt: u32, retry_after: Option<u64>) {
     let wait = retry_after
@@ -382,8 +391,9 @@ async fn submit_tasks(client: &mut Client, chunk: &[Item], cp: &mut Checkpoint) 
             }
             Ok(())
         }
-        // The chunk as a whole was refused (too large, malformed): its lines are rejected.
-        400 | 409 | 413 | 422 => {
+        413 => Err(too_large(&resp, chunk.len())),
+        // The chunk as a whole was refused: its lines are rejected.
+        400 | 409 | 422 => {
             let error = error_text(&resp);
             cp.rejected.extend(chunk.iter().map(|i| Rejection {
                 line: i.line,
@@ -433,7 +443,13 @@ async fn submit_pipelines(
                 attempt += 1;
                 backoff(attempt, resp.retry_after).await;
             }
-            400 | 404 | 409 | 413 | 422 => {
+            // Nothing started: the checkpoint lets a re-run with smaller chunks go on from here.
+            413 => {
+                cp.in_flight = None;
+                save(path, cp)?;
+                return Err(too_large(&resp, chunk.len()));
+            }
+            400 | 404 | 409 | 422 => {
                 let error = error_text(&resp);
                 match failing_index(&resp.body).and_then(|i| order.get(i)) {
                     Some(k) => {
