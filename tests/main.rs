@@ -10,6 +10,7 @@ mod auth;
 mod deployment;
 mod engine;
 mod errors;
+mod mcpctl;
 mod pipeline;
 mod realtime;
 mod tasks;
