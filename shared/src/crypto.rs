@@ -104,7 +104,11 @@ impl FieldCipher {
     pub fn from_root_secret(root: &str) -> Self {
         let key = derive_key(root, "field-encryption");
         let key_id = sha256_hex(&key)[..12].to_string();
-        let cipher = <Aes256Gcm as KeyInit>::new_from_slice(&key).expect("32-byte key");
+        Self::with_key(key_id, &key)
+    }
+
+    fn with_key(key_id: String, key: &[u8; 32]) -> Self {
+        let cipher = <Aes256Gcm as KeyInit>::new_from_slice(key).expect("32-byte key");
         Self { key_id, cipher }
     }
 
@@ -150,6 +154,94 @@ impl FieldCipher {
     }
 }
 
+/// The key id a sealed value names, if it is one.
+pub fn sealed_key_id(sealed: &str) -> Option<&str> {
+    let mut parts = sealed.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("v1"), Some(id), Some(_)) => Some(id),
+        _ => None,
+    }
+}
+
+/// Every field key the service knows: the first seals, all open. Rotation adds a key in front,
+/// re-seals what the older keys sealed (`mcp-api keys rotate`), then retires them.
+#[derive(Debug, Clone)]
+pub struct KeyRing {
+    keys: Vec<FieldCipher>,
+}
+
+impl KeyRing {
+    /// From `MCP_ENCRYPTION_KEYS` (`id:base64key,…`, 32-byte keys, the first active). The key
+    /// derived from `MCP_SECRET_KEY` always opens too, so values sealed before explicit keys were
+    /// configured stay readable until rotated; without explicit keys it is the active one.
+    pub fn new(root_secret: &str, keys: Option<&str>) -> Result<Self> {
+        let mut ring = Vec::new();
+        for entry in keys.unwrap_or_default().split(',').map(str::trim) {
+            if entry.is_empty() {
+                continue;
+            }
+            let (id, b64) = entry.split_once(':').ok_or_else(|| {
+                Error::Config("MCP_ENCRYPTION_KEYS entries look like `id:base64key`".into())
+            })?;
+            if id.is_empty()
+                || id.len() > 32
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(Error::Config(format!(
+                    "MCP_ENCRYPTION_KEYS: key id {id:?} must be 1-32 letters, digits, - or _"
+                )));
+            }
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(b64))
+                .map_err(|_| Error::Config(format!("MCP_ENCRYPTION_KEYS: key {id} is not base64")))?;
+            let key: [u8; 32] = raw.try_into().map_err(|_| {
+                Error::Config(format!("MCP_ENCRYPTION_KEYS: key {id} must be 32 bytes"))
+            })?;
+            if ring.iter().any(|k: &FieldCipher| k.key_id == id) {
+                return Err(Error::Config(format!("MCP_ENCRYPTION_KEYS: key id {id} repeats")));
+            }
+            ring.push(FieldCipher::with_key(id.to_string(), &key));
+        }
+        ring.push(FieldCipher::from_root_secret(root_secret));
+        Ok(Self { keys: ring })
+    }
+
+    /// A new key entry for `MCP_ENCRYPTION_KEYS`.
+    pub fn generate_entry(id: &str) -> String {
+        format!(
+            "{id}:{}",
+            base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+        )
+    }
+
+    pub fn active_key_id(&self) -> &str {
+        self.keys[0].key_id()
+    }
+
+    pub fn seal(&self, plaintext: &[u8]) -> Result<String> {
+        self.keys[0].seal(plaintext)
+    }
+
+    pub fn open(&self, sealed: &str) -> Result<Vec<u8>> {
+        let id = sealed_key_id(sealed)
+            .ok_or_else(|| Error::Crypto("unrecognised sealed value".into()))?;
+        self.keys
+            .iter()
+            .find(|k| k.key_id() == id)
+            .ok_or_else(|| Error::Crypto(format!("sealed with unknown key {id}")))?
+            .open(sealed)
+    }
+
+    /// Re-seals under the active key; `None` when it already is.
+    pub fn reseal(&self, sealed: &str) -> Result<Option<String>> {
+        if sealed_key_id(sealed) == Some(self.active_key_id()) {
+            return Ok(None);
+        }
+        Ok(Some(self.seal(&self.open(sealed)?)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +267,32 @@ mod tests {
     fn keyed_hash_depends_on_key() {
         assert_ne!(keyed_hash(b"k1", b"data"), keyed_hash(b"k2", b"data"));
         assert_eq!(keyed_hash(b"k1", b"data"), keyed_hash(b"k1", b"data"));
+    }
+
+    #[test]
+    fn key_rings_seal_with_the_first_key_and_open_with_any() {
+        let old = KeyRing::new("root", Some(&KeyRing::generate_entry("k1"))).unwrap();
+        let k1 = old.keys[0].clone();
+        let sealed = old.seal(b"secret").unwrap();
+        assert_eq!(sealed_key_id(&sealed), Some("k1"));
+        let entry_k1 = format!(
+            "k1:{}",
+            base64::engine::general_purpose::STANDARD.encode([0u8; 32])
+        );
+        assert!(KeyRing::new("root", Some(&entry_k1)).unwrap().open(&sealed).is_err(),
+            "another key under the same id does not open it");
+        let new = KeyRing {
+            keys: vec![FieldCipher::with_key("k2".into(), &[7u8; 32]), k1],
+        };
+        assert_eq!(new.open(&sealed).unwrap(), b"secret");
+        let resealed = new.reseal(&sealed).unwrap().unwrap();
+        assert_eq!(sealed_key_id(&resealed), Some("k2"));
+        assert!(new.reseal(&resealed).unwrap().is_none());
+        // Values sealed by the derived key stay readable once explicit keys are configured.
+        let derived = FieldCipher::from_root_secret("root").seal(b"legacy").unwrap();
+        assert_eq!(old.open(&derived).unwrap(), b"legacy");
+        assert!(KeyRing::new("root", Some("bad")).is_err());
+        assert!(KeyRing::new("root", Some("k:c2hvcnQ=")).is_err());
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod entities;
 pub mod error;
 pub mod pii;
 pub mod queue;
+pub mod sealing;
 pub mod telemetry;
 
 pub use config::Settings;

@@ -1,0 +1,119 @@
+//! Sensitive task payload fields. A submitter lists JSON Pointers in `sensitive_fields`; each
+//! pointed-to value is replaced at rest by `{"$sealed": "v1:<key id>:<nonce+ciphertext>"}`
+//! (AES-256-GCM over the value's JSON). API reads show `{"$sealed": "<key id>"}`; the worker or
+//! agent that runs the task receives the original values.
+
+use serde_json::{Map, Value};
+
+use crate::{
+    Error, Result,
+    crypto::{KeyRing, sealed_key_id},
+};
+
+pub const MARKER: &str = "$sealed";
+/// The most fields one task may mark sensitive.
+pub const MAX_FIELDS: usize = 32;
+
+fn sealed_str(v: &Value) -> Option<&str> {
+    match v {
+        Value::Object(m) if m.len() == 1 => m.get(MARKER)?.as_str(),
+        _ => None,
+    }
+}
+
+/// Seals the values at `pointers`. An error names the pointer that does not resolve.
+pub fn seal(payload: &mut Value, pointers: &[String], ring: &KeyRing) -> Result<(), String> {
+    for pointer in pointers {
+        if !pointer.starts_with('/') {
+            return Err(format!("{pointer:?} is not a JSON Pointer (it must start with /)"));
+        }
+        let slot = payload
+            .pointer_mut(pointer)
+            .ok_or_else(|| format!("{pointer:?} does not point into the payload"))?;
+        if sealed_str(slot).is_some() {
+            continue;
+        }
+        let sealed = ring
+            .seal(slot.to_string().as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut marker = Map::new();
+        marker.insert(MARKER.into(), Value::String(sealed));
+        *slot = Value::Object(marker);
+    }
+    Ok(())
+}
+
+/// Visits every sealed value, replacing it with what `f` returns for its sealed string.
+fn walk(v: &mut Value, f: &mut impl FnMut(&str) -> Result<Option<Value>>) -> Result<()> {
+    if let Some(s) = sealed_str(v) {
+        if let Some(new) = f(s)? {
+            *v = new;
+        }
+        return Ok(());
+    }
+    match v {
+        Value::Object(m) => m.values_mut().try_for_each(|c| walk(c, f)),
+        Value::Array(a) => a.iter_mut().try_for_each(|c| walk(c, f)),
+        _ => Ok(()),
+    }
+}
+
+/// The payload as the task's runner needs it: every sealed value opened.
+pub fn open(payload: &mut Value, ring: &KeyRing) -> Result<()> {
+    walk(payload, &mut |s| {
+        let plain = ring.open(s)?;
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|e| Error::Crypto(format!("sealed value is not JSON: {e}")))
+    })
+}
+
+/// The payload as API readers see it: each sealed value shows only its key id.
+pub fn mask(payload: &mut Value) {
+    let _ = walk(payload, &mut |s| {
+        let mut m = Map::new();
+        m.insert(MARKER.into(), Value::String(sealed_key_id(s).unwrap_or("?").into()));
+        Ok(Some(Value::Object(m)))
+    });
+}
+
+/// Re-seals every value under the active key. Returns whether anything changed.
+pub fn reseal(payload: &mut Value, ring: &KeyRing) -> Result<bool> {
+    let mut changed = false;
+    walk(payload, &mut |s| {
+        Ok(ring.reseal(s)?.map(|new| {
+            changed = true;
+            let mut m = Map::new();
+            m.insert(MARKER.into(), Value::String(new));
+            Value::Object(m)
+        }))
+    })?;
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn sealed_fields_round_trip_and_mask() {
+        let ring = KeyRing::new("root", None).unwrap();
+        let mut p = json!({"user": {"ssn": "123-45-6789", "name": "Ann"}, "token": ["a", 1]});
+        let original = p.clone();
+        seal(&mut p, &["/user/ssn".into(), "/token".into()], &ring).unwrap();
+        let stored = p.to_string();
+        assert!(!stored.contains("123-45-6789") && !stored.contains("\"a\""));
+        assert_eq!(p["user"]["name"], "Ann");
+        let mut masked = p.clone();
+        mask(&mut masked);
+        assert_eq!(masked["user"]["ssn"][MARKER], ring.active_key_id());
+        let mut opened = p.clone();
+        open(&mut opened, &ring).unwrap();
+        assert_eq!(opened, original);
+        assert!(seal(&mut p, &["/missing".into()], &ring).is_err());
+        assert!(seal(&mut p, &["user".into()], &ring).is_err());
+        assert!(!reseal(&mut p, &ring).unwrap(), "already under the active key");
+    }
+}
