@@ -280,3 +280,48 @@ fn every_environment_variable_read_is_documented() {
         "read by the code but without a row in docs/configuration.md: {missing:?}"
     );
 }
+
+/// Relative links between the guides, the examples and the repository point at files that exist,
+/// and every example is referenced from the guides.
+#[test]
+fn documentation_links_resolve() {
+    let docs = repo().join("docs");
+    let link = Regex::new(r"\]\(([^)\s]+)\)").unwrap();
+    let mut referenced = BTreeSet::new();
+    let mut broken = Vec::new();
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(&docs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= 8, "guides missing from docs/: {pages:?}");
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for c in link.captures_iter(&text) {
+            let target = &c[1];
+            if target.starts_with("http://") || target.starts_with("https://") {
+                continue;
+            }
+            let path = target.split('#').next().unwrap();
+            if path.is_empty() {
+                continue;
+            }
+            let resolved = docs.join(path);
+            if !resolved.exists() {
+                broken.push(format!("{}: {target}", page.display()));
+            }
+            if let Some(name) = resolved.file_name() {
+                referenced.insert(name.to_string_lossy().to_string());
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links: {broken:?}");
+    for example in std::fs::read_dir(docs.join("examples")).unwrap() {
+        let name = example.unwrap().file_name().to_string_lossy().to_string();
+        assert!(
+            referenced.contains(&name),
+            "docs/examples/{name} is not referenced from any guide"
+        );
+    }
+}
