@@ -205,7 +205,7 @@ fn binary_sources() -> Vec<(PathBuf, String)> {
 fn variables_read() -> BTreeSet<String> {
     // `std::env::var("X")`, `env::var_os("X")`, anywhere.
     let direct = Regex::new(r#"env::var(?:_os)?\(\s*"([A-Z][A-Z0-9_]*)""#).unwrap();
-    // The settings loader reads through small helpers (`var("X")`, `parse(&var, "X", …)`,
+    // The settings loader reads through small functions (`var("X")`, `parse(&var, "X", …)`,
     // `secret("X")`, and whatever is added next): any call whose first argument, or second
     // after a `&lookup`, is an upper-case string literal.
     let loader =
