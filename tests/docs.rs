@@ -46,6 +46,10 @@ async fn run_example(app: &App, program: &str, script: &str) -> String {
         .env("MCP_USERNAME", USER)
         .env("MCP_PASSWORD", PASSWORD)
         .env("TIMEOUT_SECONDS", "90")
+        // curl and urllib honour proxy variables; the server is on loopback.
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("MCP_AGENT_CAPABILITY")
         .current_dir(app.dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
