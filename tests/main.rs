@@ -8,6 +8,7 @@ mod helpers;
 mod agents;
 mod auth;
 mod deployment;
+mod docs;
 mod engine;
 mod errors;
 mod mcpctl;
