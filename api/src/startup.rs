@@ -9,7 +9,7 @@ use mcp_shared::{
     Settings,
     auth::{JwtKeys, Role},
     bus::{EventBus, InProcessBus, RedisStreamBus},
-    crypto::{self, FieldCipher},
+    crypto::{self, KeyRing},
     db::{Database, users},
     queue::{self, JobQueue, RedisQueue, SqliteQueue},
 };
@@ -131,7 +131,10 @@ impl Application {
             db: db.clone(),
             queue: queue.clone(),
             bus: bus.clone(),
-            cipher: Arc::new(FieldCipher::from_root_secret(settings.secret_key.expose())),
+            cipher: Arc::new(KeyRing::new(
+                settings.secret_key.expose(),
+                settings.encryption_keys.as_ref().map(|k| k.expose()),
+            )?),
             directory: AgentDirectory::new(),
             dispatcher: Dispatcher::new(),
             redis: redis_conn.clone(),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use mcp_shared::{
-    Settings, artifacts::ArtifactStore, auth::JwtKeys, bus::EventBus, crypto::FieldCipher,
+    Settings, artifacts::ArtifactStore, auth::JwtKeys, bus::EventBus, crypto::KeyRing,
     db::Database, queue::JobQueue,
 };
 
@@ -16,8 +16,8 @@ pub struct AppState {
     pub queue: Arc<dyn JobQueue>,
     pub bus: Arc<dyn EventBus>,
     pub jwt: Arc<JwtKeys>,
-    /// Seals secret fields (agent configuration secrets).
-    pub cipher: Arc<FieldCipher>,
+    /// Seals secret fields (agent configuration secrets, sensitive task payload fields).
+    pub cipher: Arc<KeyRing>,
     /// Registered agents, indexed for discovery and assignment.
     pub directory: Arc<AgentDirectory>,
     /// Feeds due tasks to their queues.

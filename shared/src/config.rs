@@ -295,7 +295,11 @@ impl Settings {
 }
 
 /// A retention period in days (fractions allowed, so tests can use seconds); 0 means forever.
-fn days(var: &impl Fn(&str) -> Option<String>, name: &str, default: f64) -> Result<Option<Duration>> {
+fn days(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: f64,
+) -> Result<Option<Duration>> {
     let d: f64 = parse(var, name, default)?;
     if !d.is_finite() || d < 0.0 || d > 36_500.0 {
         return Err(Error::Config(format!(

@@ -185,7 +185,9 @@ impl KeyRing {
             })?;
             if id.is_empty()
                 || id.len() > 32
-                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
                 return Err(Error::Config(format!(
                     "MCP_ENCRYPTION_KEYS: key id {id:?} must be 1-32 letters, digits, - or _"
@@ -194,12 +196,16 @@ impl KeyRing {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .or_else(|_| URL_SAFE_NO_PAD.decode(b64))
-                .map_err(|_| Error::Config(format!("MCP_ENCRYPTION_KEYS: key {id} is not base64")))?;
+                .map_err(|_| {
+                    Error::Config(format!("MCP_ENCRYPTION_KEYS: key {id} is not base64"))
+                })?;
             let key: [u8; 32] = raw.try_into().map_err(|_| {
                 Error::Config(format!("MCP_ENCRYPTION_KEYS: key {id} must be 32 bytes"))
             })?;
             if ring.iter().any(|k: &FieldCipher| k.key_id == id) {
-                return Err(Error::Config(format!("MCP_ENCRYPTION_KEYS: key id {id} repeats")));
+                return Err(Error::Config(format!(
+                    "MCP_ENCRYPTION_KEYS: key id {id} repeats"
+                )));
             }
             ring.push(FieldCipher::with_key(id.to_string(), &key));
         }
@@ -279,8 +285,13 @@ mod tests {
             "k1:{}",
             base64::engine::general_purpose::STANDARD.encode([0u8; 32])
         );
-        assert!(KeyRing::new("root", Some(&entry_k1)).unwrap().open(&sealed).is_err(),
-            "another key under the same id does not open it");
+        assert!(
+            KeyRing::new("root", Some(&entry_k1))
+                .unwrap()
+                .open(&sealed)
+                .is_err(),
+            "another key under the same id does not open it"
+        );
         let new = KeyRing {
             keys: vec![FieldCipher::with_key("k2".into(), &[7u8; 32]), k1],
         };
@@ -289,7 +300,9 @@ mod tests {
         assert_eq!(sealed_key_id(&resealed), Some("k2"));
         assert!(new.reseal(&resealed).unwrap().is_none());
         // Values sealed by the derived key stay readable once explicit keys are configured.
-        let derived = FieldCipher::from_root_secret("root").seal(b"legacy").unwrap();
+        let derived = FieldCipher::from_root_secret("root")
+            .seal(b"legacy")
+            .unwrap();
         assert_eq!(old.open(&derived).unwrap(), b"legacy");
         assert!(KeyRing::new("root", Some("bad")).is_err());
         assert!(KeyRing::new("root", Some("k:c2hvcnQ=")).is_err());

@@ -25,7 +25,9 @@ fn sealed_str(v: &Value) -> Option<&str> {
 pub fn seal(payload: &mut Value, pointers: &[String], ring: &KeyRing) -> Result<(), String> {
     for pointer in pointers {
         if !pointer.starts_with('/') {
-            return Err(format!("{pointer:?} is not a JSON Pointer (it must start with /)"));
+            return Err(format!(
+                "{pointer:?} is not a JSON Pointer (it must start with /)"
+            ));
         }
         let slot = payload
             .pointer_mut(pointer)
@@ -72,7 +74,10 @@ pub fn open(payload: &mut Value, ring: &KeyRing) -> Result<()> {
 pub fn mask(payload: &mut Value) {
     let _ = walk(payload, &mut |s| {
         let mut m = Map::new();
-        m.insert(MARKER.into(), Value::String(sealed_key_id(s).unwrap_or("?").into()));
+        m.insert(
+            MARKER.into(),
+            Value::String(sealed_key_id(s).unwrap_or("?").into()),
+        );
         Ok(Some(Value::Object(m)))
     });
 }
@@ -89,6 +94,46 @@ pub fn reseal(payload: &mut Value, ring: &KeyRing) -> Result<bool> {
         }))
     })?;
     Ok(changed)
+}
+
+/// Where `stored` holds sealed values: JSON Pointers.
+fn sealed_pointers(v: &Value, at: &mut String, out: &mut Vec<String>) {
+    if sealed_str(v).is_some() {
+        out.push(at.clone());
+        return;
+    }
+    let mut visit = |key: &str, child: &Value, at: &mut String| {
+        let len = at.len();
+        at.push('/');
+        at.push_str(&key.replace('~', "~0").replace('/', "~1"));
+        sealed_pointers(child, at, out);
+        at.truncate(len);
+    };
+    match v {
+        Value::Object(m) => m.iter().for_each(|(k, c)| visit(k, c, at)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, c)| visit(&i.to_string(), c, at)),
+        _ => {}
+    }
+}
+
+/// Puts the sealed form back wherever `result` repeats a sensitive value at the place the
+/// payload had it (a handler echoing its input), so results never store it in clear.
+pub fn keep_sealed(result: &mut Value, stored: &Value, opened: &Value) {
+    let mut pointers = Vec::new();
+    sealed_pointers(stored, &mut String::new(), &mut pointers);
+    for p in pointers {
+        if let (Some(slot), Some(clear), Some(sealed)) = (
+            result.pointer_mut(&p),
+            opened.pointer(&p),
+            stored.pointer(&p),
+        ) && slot == clear
+        {
+            *slot = sealed.clone();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +159,15 @@ mod tests {
         assert_eq!(opened, original);
         assert!(seal(&mut p, &["/missing".into()], &ring).is_err());
         assert!(seal(&mut p, &["user".into()], &ring).is_err());
-        assert!(!reseal(&mut p, &ring).unwrap(), "already under the active key");
+        assert!(
+            !reseal(&mut p, &ring).unwrap(),
+            "already under the active key"
+        );
+        let mut echoed = original.clone();
+        keep_sealed(&mut echoed, &p, &original);
+        assert_eq!(
+            echoed, p,
+            "an echoed payload keeps its sealed fields sealed"
+        );
     }
 }

@@ -5,12 +5,14 @@ use chrono::Utc;
 use futures::FutureExt;
 use mcp_shared::{
     bus::emit,
+    crypto::KeyRing,
     db::tasks,
     domain::{
         event::{Event, EventType},
         task::{TaskStatus, TaskType},
     },
     queue::JobRef,
+    sealing,
 };
 use serde_json::json;
 use tracing::{Instrument, info_span};
@@ -54,9 +56,14 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
 
     let timeout = std::time::Duration::from_secs(task.timeout_seconds.max(1) as u64);
     let task_type = TaskType::parse(&task.task_type).unwrap_or(TaskType::Generic);
+    // The handler sees sensitive fields in clear; the stored row keeps them sealed.
+    let runnable = match open_sealed(deps, &task) {
+        Ok(t) => t,
+        Err(e) => return record_failure(deps, &task, &e, false).await,
+    };
     // A panicking handler is a failed attempt like any other, not a dead worker.
     let guarded =
-        std::panic::AssertUnwindSafe(handlers::run(deps, task_type, &task)).catch_unwind();
+        std::panic::AssertUnwindSafe(handlers::run(deps, task_type, &runnable)).catch_unwind();
     let result = tokio::select! {
         r = tokio::time::timeout(timeout, guarded) => {
             r.map(|r| r.unwrap_or_else(|_| Err("handler panicked".into())))
@@ -65,7 +72,11 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
     };
 
     let (status, event) = match result {
-        Ok(Ok(result)) => {
+        Ok(Ok(mut result)) => {
+            if task.sealed_key.is_some() {
+                // A handler that echoes its input must not store a sensitive value in clear.
+                sealing::keep_sealed(&mut result, &task.payload, &runnable.payload);
+            }
             let holder = holder(deps, &task);
             let completed = persist(|| tasks::complete(db, task.id, holder, result.clone())).await;
             match completed {
@@ -98,6 +109,30 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
     tracing::info!(status = %status, "task finished");
     emit(deps.bus.as_ref(), event).await;
     Outcome::Done
+}
+
+/// The task with its sealed payload fields opened, for the handler.
+fn open_sealed(
+    deps: &WorkerDeps,
+    task: &mcp_shared::entities::tasks::Model,
+) -> Result<mcp_shared::entities::tasks::Model, String> {
+    let mut task = task.clone();
+    if task.sealed_key.is_none() {
+        return Ok(task);
+    }
+    static RING: std::sync::OnceLock<Result<KeyRing, String>> = std::sync::OnceLock::new();
+    let ring = RING
+        .get_or_init(|| {
+            KeyRing::new(
+                deps.settings.secret_key.expose(),
+                deps.settings.encryption_keys.as_ref().map(|k| k.expose()),
+            )
+            .map_err(|e| e.to_string())
+        })
+        .as_ref()?;
+    sealing::open(&mut task.payload, ring)
+        .map_err(|e| format!("sensitive fields could not be opened: {e}"))?;
+    Ok(task)
 }
 
 /// Records a failed attempt: `dead` when attempts are exhausted, otherwise `failed` and due again

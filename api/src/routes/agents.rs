@@ -650,7 +650,8 @@ impl AgentsApi {
         loop {
             let me = entry(&state, id.0).await?;
             if let Some(task) = crate::services::tasks::claim(&state, &me).await? {
-                return Ok(ClaimResponse::Task(ok(task.into())));
+                let view = crate::routes::tasks::TaskView::for_runner(task, &state.cipher)?;
+                return Ok(ClaimResponse::Task(ok(view)));
             }
             // Wait for something that could make a task claimable: a creation, an assignment to
             // us, a retry coming due. Bursts are coalesced into one more look.

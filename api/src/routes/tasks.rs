@@ -48,6 +48,11 @@ pub struct CreateTaskRequest {
     pub timeout_seconds: Option<u32>,
     /// 1–100, default 3.
     pub max_attempts: Option<u32>,
+    /// JSON Pointers (`/credentials/token`) to payload values that are secret or personal: they
+    /// are encrypted at rest (AES-256-GCM), shown as `{"$sealed": "<key id>"}` when the task is
+    /// read, and handed in clear only to the worker or agent that runs the task. At most 32.
+    #[serde(default)]
+    pub sensitive_fields: Option<Vec<String>>,
 }
 
 #[derive(Object)]
@@ -85,7 +90,25 @@ pub struct TaskView {
 }
 
 impl From<Model> for TaskView {
-    fn from(m: Model) -> Self {
+    /// Sealed payload fields show only their key id; see [`TaskView::for_runner`].
+    fn from(mut m: Model) -> Self {
+        if m.sealed_key.is_some() {
+            mcp_shared::sealing::mask(&mut m.payload);
+        }
+        Self::unmasked(m)
+    }
+}
+
+impl TaskView {
+    /// The view for the agent about to run the task: sealed fields opened.
+    pub fn for_runner(mut m: Model, ring: &mcp_shared::crypto::KeyRing) -> Result<Self, ApiError> {
+        if m.sealed_key.is_some() {
+            mcp_shared::sealing::open(&mut m.payload, ring).map_err(ApiError::internal)?;
+        }
+        Ok(Self::unmasked(m))
+    }
+
+    fn unmasked(m: Model) -> Self {
         Self {
             id: m.id,
             task_type: m.task_type,
@@ -559,5 +582,6 @@ fn to_new_task(r: CreateTaskRequest, default_priority: Priority) -> NewTask {
         run_at: r.run_at,
         timeout_seconds: r.timeout_seconds,
         max_attempts: r.max_attempts,
+        sensitive_fields: r.sensitive_fields.unwrap_or_default(),
     }
 }

@@ -29,6 +29,8 @@ pub struct NewTask {
     pub run_at: Option<DateTime<Utc>>,
     pub timeout_seconds: Option<u32>,
     pub max_attempts: Option<u32>,
+    /// JSON Pointers to payload values sealed at rest.
+    pub sensitive_fields: Vec<String>,
 }
 
 /// Whether [`create`] made a new task or found the one a repeated request made.
@@ -52,6 +54,25 @@ pub fn valid_capability(name: &str) -> bool {
 
 impl NewTask {
     pub fn validate(&self) -> Result<(), ApiError> {
+        if self.sensitive_fields.len() > mcp_shared::sealing::MAX_FIELDS {
+            return Err(ApiError::invalid_field(
+                "sensitive_fields",
+                format!(
+                    "at most {} sensitive fields per task",
+                    mcp_shared::sealing::MAX_FIELDS
+                ),
+            ));
+        }
+        if let Some(bad) = self
+            .sensitive_fields
+            .iter()
+            .find(|p| !p.starts_with('/') || self.payload.pointer(p).is_none())
+        {
+            return Err(ApiError::invalid_field(
+                "sensitive_fields",
+                format!("{bad:?} is not a JSON Pointer (`/a/b`) to a value in the payload"),
+            ));
+        }
         if let Some(m) = self.max_attempts
             && !(1..=MAX_ATTEMPTS_LIMIT).contains(&m)
         {
@@ -138,7 +159,7 @@ impl NewTask {
     }
 
     /// Identifies the request's content, to tell a replay from a different body under one key.
-    fn fingerprint(&self) -> String {
+    fn fingerprint(&self, state: &AppState) -> String {
         let canonical = json!({
             "type": self.task_type,
             "priority": self.priority,
@@ -147,14 +168,23 @@ impl NewTask {
             "run_at": self.run_at,
             "timeout_seconds": self.timeout_seconds,
             "max_attempts": self.max_attempts,
+            "sensitive_fields": self.sensitive_fields,
         });
-        crypto::sha256_hex(canonical.to_string().as_bytes())
+        if self.sensitive_fields.is_empty() {
+            crypto::sha256_hex(canonical.to_string().as_bytes())
+        } else {
+            // A plain hash of a small secret (an SSN, say) could be reversed by guessing: key it.
+            crypto::keyed_hash(
+                &crypto::derive_key(state.settings.secret_key.expose(), "request-fingerprints"),
+                canonical.to_string().as_bytes(),
+            )
+        }
     }
 }
 
 pub async fn create(state: &AppState, new: NewTask, created_by: &str) -> Result<Created, ApiError> {
     new.validate()?;
-    let fingerprint = new.fingerprint();
+    let fingerprint = new.fingerprint(state);
     if let Some(key) = &new.idempotency_key
         && let Some(existing) = tasks::find_by_idempotency_key(&state.db.conn, key).await?
     {
@@ -236,7 +266,7 @@ pub async fn create_batch(
     for (index, item) in items.into_iter().enumerate() {
         match item.and_then(|t| t.validate().map(|()| t)) {
             Ok(t) => {
-                let fp = t.fingerprint();
+                let fp = t.fingerprint(state);
                 accepted.push((index, t, fp));
             }
             Err(error) => rejected.push(Rejected { index, error }),
@@ -322,7 +352,18 @@ fn fill_row(
     row.priority = Set(new.priority.as_str().into());
     row.queue = Set(new.queue().to_string());
     row.required_capabilities = Set(json!(new.required_capabilities));
-    row.payload = Set(new.payload.clone());
+    let mut payload = new.payload.clone();
+    if !new.sensitive_fields.is_empty() {
+        // Pointers were validated, so sealing can only fail inside the cipher.
+        if let Err(e) =
+            mcp_shared::sealing::seal(&mut payload, &new.sensitive_fields, &state.cipher)
+        {
+            tracing::error!(error = %e, "sealing sensitive fields failed");
+            payload = json!({});
+        }
+        row.sealed_key = Set(Some(state.cipher.active_key_id().to_string()));
+    }
+    row.payload = Set(payload);
     row.max_attempts = Set(new.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS) as i32);
     row.timeout_seconds = Set(new
         .timeout_seconds

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, Set,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -363,17 +363,21 @@ pub async fn set_capabilities(
 /// Retention: clears the metadata and configuration (secrets included) of agents deregistered,
 /// or offline, since before `cutoff`. Returns how many agents were purged.
 pub async fn purge_stale_before(db: &impl ConnectionTrait, cutoff: DateTime<Utc>) -> Result<u64> {
-    let gone = Condition::any()
-        .add(Column::DeletedAt.lt(cutoff))
-        .add(
-            Condition::all()
-                .add(Column::Status.eq(AgentStatus::Offline.as_str()))
-                .add(Column::LastSeen.lt(cutoff)),
-        );
+    let gone = Condition::any().add(Column::DeletedAt.lt(cutoff)).add(
+        Condition::all()
+            .add(Column::Status.eq(AgentStatus::Offline.as_str()))
+            .add(Column::LastSeen.lt(cutoff)),
+    );
     Ok(Entity::update_many()
         .col_expr(Column::Metadata, Expr::value(serde_json::json!({})))
-        .col_expr(Column::Configuration, Expr::value(Option::<serde_json::Value>::None))
-        .col_expr(Column::ConfigurationSealed, Expr::value(Option::<String>::None))
+        .col_expr(
+            Column::Configuration,
+            Expr::value(Option::<serde_json::Value>::None),
+        )
+        .col_expr(
+            Column::ConfigurationSealed,
+            Expr::value(Option::<String>::None),
+        )
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(gone)
         // Not yet purged since it went: anything purged later was touched after the cutoff.

@@ -719,10 +719,16 @@ pub async fn counts_by_queue(db: &impl ConnectionTrait) -> Result<Vec<(String, S
 
 /// Retention: clears the payload and result of tasks that finished before `cutoff`. Sealed
 /// fields go with the payload. Returns how many tasks were purged.
-pub async fn purge_finished_before(db: &impl ConnectionTrait, cutoff: DateTime<Utc>) -> Result<u64> {
+pub async fn purge_finished_before(
+    db: &impl ConnectionTrait,
+    cutoff: DateTime<Utc>,
+) -> Result<u64> {
     Ok(Entity::update_many()
         .col_expr(Column::Payload, Expr::value(serde_json::json!({})))
-        .col_expr(Column::Result, Expr::value(Option::<serde_json::Value>::None))
+        .col_expr(
+            Column::Result,
+            Expr::value(Option::<serde_json::Value>::None),
+        )
         .col_expr(Column::SealedKey, Expr::value(Option::<String>::None))
         .col_expr(Column::PurgedAt, Expr::value(Utc::now()))
         .filter(Column::Status.is_in([
