@@ -301,7 +301,7 @@ fn days(
     default: f64,
 ) -> Result<Option<Duration>> {
     let d: f64 = parse(var, name, default)?;
-    if !d.is_finite() || d < 0.0 || d > 36_500.0 {
+    if !d.is_finite() || !(0.0..=36_500.0).contains(&d) {
         return Err(Error::Config(format!(
             "{name} must be a number of days between 0 and 36500"
         )));
