@@ -14,4 +14,5 @@ mod errors;
 mod mcpctl;
 mod pipeline;
 mod realtime;
+mod security;
 mod tasks;

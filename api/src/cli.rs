@@ -14,6 +14,11 @@ const USAGE: &str = "usage:
   mcp-api migrate                 apply database migrations and exit
   mcp-api admin create --username NAME --password-stdin [--role admin|operator|viewer]
                                   create a user, reading the password from standard input
+  mcp-api keys generate [--id ID] print a new field-encryption key entry for MCP_ENCRYPTION_KEYS
+  mcp-api keys status             how many sealed values each key sealed
+  mcp-api keys rotate [--batch-size N]
+                                  re-seal every value under the first MCP_ENCRYPTION_KEYS key, in
+                                  batches, while the service runs; retire older keys afterwards
   mcp-api openapi                 print the OpenAPI document
   mcp-api --version";
 
@@ -31,6 +36,18 @@ pub fn main() -> ExitCode {
         }
         ["openapi"] => {
             print!("{}", openapi_json());
+            return ExitCode::SUCCESS;
+        }
+        ["keys", "generate", rest @ ..] => {
+            let id = match rest {
+                ["--id", id] => id.to_string(),
+                [] => format!("k{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
+                _ => {
+                    eprintln!("mcp-api: usage: mcp-api keys generate [--id ID]");
+                    return ExitCode::from(2);
+                }
+            };
+            println!("{}", crypto::KeyRing::generate_entry(&id));
             return ExitCode::SUCCESS;
         }
         _ => {}
@@ -53,6 +70,8 @@ pub fn main() -> ExitCode {
                 Ok(())
             }
             ["admin", "create", rest @ ..] => admin_create(settings, rest).await,
+            ["keys", "status"] => keys_status(settings).await,
+            ["keys", "rotate", rest @ ..] => keys_rotate(settings, rest).await,
             _ => Err(anyhow::anyhow!("unknown command\n{USAGE}")),
         }
     });
@@ -108,6 +127,51 @@ async fn admin_create(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
     let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password)).await??;
     users::create(&db.conn, &username, hash, role).await?;
     println!("created {} user {username}", role.as_str());
+    Ok(())
+}
+
+fn key_ring(settings: &Settings) -> anyhow::Result<crypto::KeyRing> {
+    Ok(crypto::KeyRing::new(
+        settings.secret_key.expose(),
+        settings.encryption_keys.as_ref().map(|k| k.expose()),
+    )?)
+}
+
+async fn keys_status(settings: Settings) -> anyhow::Result<()> {
+    let ring = key_ring(&settings)?;
+    let db = connect_and_migrate(&settings).await?;
+    println!("active key: {}", ring.active_key_id());
+    for (key, n) in mcp_shared::db::tasks::sealed_counts(&db.conn).await? {
+        println!("tasks sealed by {key}: {n}");
+    }
+    Ok(())
+}
+
+async fn keys_rotate(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
+    let batch = match args {
+        [] => 500,
+        ["--batch-size", n] => n
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| anyhow::anyhow!("--batch-size must be 1-10000"))?,
+        _ => anyhow::bail!("usage: mcp-api keys rotate [--batch-size N]"),
+    };
+    let ring = key_ring(&settings)?;
+    let db = connect_and_migrate(&settings).await?;
+    let report = crate::services::keys::rotate(&db, &ring, batch).await?;
+    println!(
+        "re-sealed under {}: {} tasks, {} agents; {} unreadable",
+        ring.active_key_id(),
+        report.tasks,
+        report.agents,
+        report.unreadable
+    );
+    anyhow::ensure!(
+        report.unreadable == 0,
+        "{} values are sealed by keys no longer configured",
+        report.unreadable
+    );
     Ok(())
 }
 

@@ -192,6 +192,38 @@ impl App {
         self.api = Some(child);
     }
 
+    /// Stops the main API process, applies `env`, and starts it again (same port and data).
+    pub async fn restart_api_with(&mut self, env: &[(&str, &str)]) {
+        if let Some(mut c) = self.api.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.set_env(env);
+        self.start_api();
+        self.wait_healthy().await;
+    }
+
+    /// Changes the environment of processes started from now on.
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        for (k, v) in env {
+            self.env.retain(|(key, _)| key != k);
+            self.env.push((k.to_string(), v.to_string()));
+        }
+    }
+
+    /// Runs `mcp-api` with `args` to completion; returns its exit success and output.
+    pub fn run_api_command(&self, args: &[&str]) -> (bool, String) {
+        let out = self.command("mcp-api").args(args).output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
     /// Starts another API process on its own port (distributed mode: same database and Redis)
     /// and waits until it answers; returns its port.
     pub async fn start_replica(&mut self) -> u16 {

@@ -386,3 +386,36 @@ pub async fn purge_stale_before(db: &impl ConnectionTrait, cutoff: DateTime<Utc>
         .await?
         .rows_affected)
 }
+
+/// Key rotation: agents whose sealed configuration another key sealed, after `after`.
+pub async fn sealed_by_other_keys(
+    db: &impl ConnectionTrait,
+    active: &str,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<agents::Model>> {
+    let mut q = Entity::find()
+        .filter(Column::ConfigurationSealed.is_not_null())
+        .filter(Column::ConfigurationSealed.not_like(format!("v1:{active}:%")));
+    if let Some(a) = after {
+        q = q.filter(Column::Id.gt(a));
+    }
+    Ok(q.order_by_asc(Column::Id).limit(limit).all(db).await?)
+}
+
+/// Stores a re-sealed configuration, unless it changed since it was read.
+pub async fn replace_sealed_configuration(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    old: &str,
+    new: &str,
+) -> Result<bool> {
+    Ok(Entity::update_many()
+        .col_expr(Column::ConfigurationSealed, Expr::value(new))
+        .filter(Column::Id.eq(id))
+        .filter(Column::ConfigurationSealed.eq(old))
+        .exec(db)
+        .await?
+        .rows_affected
+        == 1)
+}

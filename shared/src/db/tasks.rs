@@ -742,3 +742,59 @@ pub async fn purge_finished_before(
         .await?
         .rows_affected)
 }
+
+/// Key rotation: tasks whose sealed fields another key sealed, after `after`, in id order.
+pub async fn sealed_by_other_keys(
+    db: &impl ConnectionTrait,
+    active: &str,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<tasks::Model>> {
+    let mut q = Entity::find()
+        .filter(Column::SealedKey.is_not_null())
+        .filter(Column::SealedKey.ne(active));
+    if let Some(a) = after {
+        q = q.filter(Column::Id.gt(a));
+    }
+    Ok(q.order_by_asc(Column::Id).limit(limit).all(db).await?)
+}
+
+/// Stores a re-sealed payload, unless the row changed since it was read (purged, say).
+pub async fn replace_sealed_payload(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    old_key: &str,
+    payload: Value,
+    new_key: &str,
+) -> Result<bool> {
+    Ok(Entity::update_many()
+        .col_expr(Column::Payload, Expr::value(payload))
+        .col_expr(Column::SealedKey, Expr::value(new_key))
+        .filter(Column::Id.eq(id))
+        .filter(Column::SealedKey.eq(old_key))
+        .exec(db)
+        .await?
+        .rows_affected
+        == 1)
+}
+
+/// How many tasks each key sealed.
+pub async fn sealed_counts(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        sealed_key: String,
+        n: i64,
+    }
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::SealedKey)
+        .column_as(Column::Id.count(), "n")
+        .filter(Column::SealedKey.is_not_null())
+        .group_by(Column::SealedKey)
+        .into_model::<Row>()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| (r.sealed_key, r.n))
+        .collect())
+}

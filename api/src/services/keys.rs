@@ -1,0 +1,93 @@
+//! Field-key rotation: re-seals, in batches and while the service runs, every value an older key
+//! sealed (agent configuration secrets, sensitive task fields) under the active key. Each write
+//! is conditional on the value it read, so a concurrent change is never overwritten; older keys
+//! must stay configured until a run reports nothing left.
+
+use mcp_shared::{
+    crypto::{KeyRing, sealed_key_id},
+    db::{Database, agents, audit, tasks},
+    sealing,
+};
+use serde_json::json;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub tasks: u64,
+    pub agents: u64,
+    /// Values no configured key opens: they stay as they are.
+    pub unreadable: u64,
+}
+
+pub async fn rotate(db: &Database, ring: &KeyRing, batch: u64) -> mcp_shared::Result<Rotation> {
+    let active = ring.active_key_id().to_string();
+    let mut report = Rotation::default();
+    let mut after = None;
+    loop {
+        let rows = tasks::sealed_by_other_keys(&db.conn, &active, after, batch).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.id);
+        for row in rows {
+            let old_key = row.sealed_key.clone().unwrap_or_default();
+            let mut payload = row.payload;
+            match sealing::reseal(&mut payload, ring) {
+                Ok(_) => {
+                    if tasks::replace_sealed_payload(&db.conn, row.id, &old_key, payload, &active)
+                        .await?
+                    {
+                        report.tasks += 1;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(task_id = %row.id, error = %e, "sealed task fields not rotated");
+                    report.unreadable += 1;
+                }
+            }
+        }
+    }
+    let mut after = None;
+    loop {
+        let rows = agents::sealed_by_other_keys(&db.conn, &active, after, batch).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.id);
+        for row in rows {
+            let Some(old) = row.configuration_sealed else {
+                continue;
+            };
+            match ring.reseal(&old) {
+                Ok(Some(new)) => {
+                    if agents::replace_sealed_configuration(&db.conn, row.id, &old, &new).await? {
+                        report.agents += 1;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(agent_id = %row.id, key = ?sealed_key_id(&old), error = %e,
+                        "sealed agent configuration not rotated");
+                    report.unreadable += 1;
+                }
+            }
+        }
+    }
+    audit::append(
+        db,
+        vec![audit::AuditEntry {
+            actor: "system:keys".into(),
+            action: "keys.rotate".into(),
+            target: Some(active),
+            outcome: if report.unreadable == 0 {
+                "success"
+            } else {
+                "failure"
+            }
+            .into(),
+            request_id: None,
+            details: Some(json!({
+                "tasks": report.tasks,
+                "agents": report.agents,
+                "unreadable": report.unreadable,
+            })),
+        }],
+    )
+    .await?;
+    Ok(report)
+}

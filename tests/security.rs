@@ -1,0 +1,558 @@
+//! Security and compliance: the audit trail and its tamper evidence, retention, rate limits and
+//! login lockout across replicas, logout, JWT forgeries, sealed task fields with key rotation,
+//! and slow clients.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    app::{ADMIN, ADMIN_PASSWORD, App, JWT_SECRET, Mode},
+    wait::wait_for,
+};
+
+fn token_with(header: jsonwebtoken::Header, claims: &Value, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+fn b64(data: &[u8]) -> String {
+    use std::fmt::Write as _;
+    // URL-safe base64 without padding, enough for hand-made tokens.
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | *b as u32) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            let _ = out.write_char(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+async fn audit(app: &App, query: &str) -> Vec<Value> {
+    let (s, b) = app.admin("GET", &format!("/api/v1/audit?{query}"), None).await;
+    assert_eq!(s, 200, "{b}");
+    b["data"].as_array().unwrap().clone()
+}
+
+async fn verify(app: &App) -> Value {
+    let (s, b) = app.admin("GET", "/api/v1/audit/verify", None).await;
+    assert_eq!(s, 200, "{b}");
+    b["data"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_trail_records_mutations_and_security_events_and_shows_tampering() {
+    let app = App::start(Mode::Distributed).await;
+    let task = app
+        .create_task(json!({"type": "generic", "payload": {"n": 1}, "required_capabilities": ["nobody_serves_this"]}))
+        .await;
+    let task_id = task["id"].as_str().unwrap();
+    let (s, _) = app
+        .admin(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"username": "vera", "password": "viewer-password-1", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let viewer = app.login("vera", "viewer-password-1").await;
+    let (s, _) = app
+        .call("POST", "/api/v1/tasks", Some(&viewer), Some(json!({"type": "generic", "payload": {}})))
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = app.call("GET", "/api/v1/tasks", None, None).await;
+    assert_eq!(s, 401);
+    let (s, _) = app
+        .call("POST", "/api/v1/auth/login", None, Some(json!({"username": "vera", "password": "wrong-password-1"})))
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = app.admin("GET", "/api/v1/tasks", None).await;
+    assert_eq!(s, 200);
+    let (s, _) = app.call("GET", "/api/v1/audit", Some(&viewer), None).await;
+    assert_eq!(s, 403, "the audit trail is for admins");
+
+    let created = audit(&app, "action=task.create").await;
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(created[0]["actor"], "admin:admin");
+    assert_eq!(created[0]["target"], task_id);
+    assert_eq!(created[0]["outcome"], "success");
+    assert_eq!(created[0]["details"]["status"], 201);
+    let forbidden = audit(&app, "action=security.forbidden").await;
+    assert_eq!(forbidden.len(), 2, "the task create and the audit read: {forbidden:?}");
+    assert!(forbidden.iter().all(|r| r["actor"] == "viewer:vera" && r["outcome"] == "denied"));
+    let unauthenticated = audit(&app, "action=security.unauthenticated").await;
+    assert_eq!(unauthenticated.len(), 1);
+    assert_eq!(unauthenticated[0]["details"]["path"], "/api/v1/tasks");
+    let logins = audit(&app, "action=auth.login&actor=user:vera").await;
+    assert_eq!(logins.len(), 1, "the failed login: {logins:?}");
+    assert_eq!(logins[0]["outcome"], "denied");
+    assert!(
+        audit(&app, "action=GET%20%2Fapi%2Fv1%2Ftasks").await.is_empty(),
+        "plain reads are not audited"
+    );
+    assert_eq!(audit(&app, "action=task.*").await.len(), 1);
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    assert!(audit(&app, &format!("since={}", urlencode(&future))).await.is_empty());
+    let (s, b) = app.admin("GET", "/api/v1/audit?since=yesterday", None).await;
+    assert_eq!(s, 422, "{b}");
+
+    // Paging with a cursor visits every record once, oldest first.
+    let all = audit(&app, "limit=1000").await;
+    assert!(all.len() >= 6, "{all:?}");
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (s, b) = app
+            .admin("GET", &format!("/api/v1/audit?limit=2&cursor={cursor}"), None)
+            .await;
+        assert_eq!(s, 200);
+        paged.extend(b["data"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()));
+        match b["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    let ids: Vec<i64> = all.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(paged[..ids.len()], ids[..], "pages cover the trail in order");
+
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], true, "{v}");
+    assert!(v["records_checked"].as_u64().unwrap() >= ids.len() as u64);
+
+    // Edit one record in the database: the chain breaks there. Undo it: whole again.
+    let victim = ids[2];
+    let actor = app.sql(&format!("SELECT actor FROM audit_records WHERE id = {victim}"));
+    app.sql(&format!("UPDATE audit_records SET actor = 'mallory' WHERE id = {victim}"));
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["first_broken_id"], victim);
+    app.sql(&format!("UPDATE audit_records SET actor = '{}' WHERE id = {victim}", actor.trim()));
+    assert_eq!(verify(&app).await["valid"], true);
+    // Delete one: the record after it no longer links.
+    app.sql(&format!("DELETE FROM audit_records WHERE id = {victim}"));
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["first_broken_id"], ids[3]);
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_purges_old_payloads_and_audit_records_and_the_chain_still_verifies() {
+    // Records and finished tasks older than ~1.7 s are purged every second.
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("AGENT_DATA_RETENTION_DAYS", "0.00002"),
+            ("MCP_AUDIT_RETENTION_DAYS", "0.00002"),
+            ("MCP_RETENTION_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await;
+    let task = app
+        .create_task(json!({"type": "generic", "payload": {"note": "patient notes"}}))
+        .await;
+    let id = task["id"].as_str().unwrap().to_string();
+    let done = app.wait_status(&id, "completed", Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed");
+    let first = audit(&app, "limit=1").await[0]["id"].as_i64().unwrap();
+
+    let purged = wait_for("the finished task's payload to be purged", Duration::from_secs(30), || async {
+        let (_, b) = app.admin("GET", &format!("/api/v1/tasks/{id}"), None).await;
+        if b["data"]["payload"] == json!({}) && b["data"]["result"].is_null() {
+            Ok(b["data"].clone())
+        } else {
+            Err(b.to_string())
+        }
+    })
+    .await;
+    assert_eq!(purged["status"], "completed", "the task itself stays");
+    wait_for("old audit records to be purged", Duration::from_secs(30), || async {
+        let oldest = audit(&app, "limit=1").await;
+        match oldest.first().and_then(|r| r["id"].as_i64()) {
+            Some(now) if now > first => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], true, "the chain verifies from its anchor: {v}");
+    // New records keep chaining after a purge.
+    app.create_task(json!({"type": "generic", "payload": {}})).await;
+    assert_eq!(verify(&app).await["valid"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
+    let mut app = App::start_with(
+        Mode::Distributed,
+        &[
+            ("MCP_RATE_LIMIT_PER_MINUTE", "25"),
+            ("MCP_LOGIN_RATE_LIMIT_PER_MINUTE", "12"),
+            ("MCP_LOGIN_MAX_FAILURES", "3"),
+        ],
+    )
+    .await;
+    let replica = format!("http://127.0.0.1:{}", app.start_replica().await);
+    let bases = [app.base.clone(), replica.clone()];
+    let get = |base: &str, token: &str| {
+        app.http
+            .get(format!("{base}/api/v1/tasks?limit=1"))
+            .bearer_auth(token)
+            .send()
+    };
+
+    // One principal's budget is shared by both replicas.
+    let mut allowed = 0;
+    let mut limited = None;
+    for i in 0..40 {
+        let r = get(&bases[i % 2], &app.admin_token).await.unwrap();
+        match r.status().as_u16() {
+            200 => allowed += 1,
+            429 => {
+                limited = Some(r);
+                break;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(allowed, 25, "exactly the limit is served, across replicas");
+    let limited = limited.expect("the 26th request is limited");
+    let retry: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+
+    // Another principal is not affected.
+    let (s, _) = app
+        .call("POST", "/api/v1/auth/login", None, Some(json!({"username": "nobody", "password": "x"})))
+        .await;
+    assert_eq!(s, 401);
+    app.create_user_cli("lou", "lou-password-123", "operator");
+    let lou = app.login("lou", "lou-password-123").await;
+    assert_eq!(get(&replica, &lou).await.unwrap().status(), 200);
+
+    // Logout revokes the access token at once, on every replica, and the refresh token.
+    let (s, pair) = app
+        .call("POST", "/api/v1/auth/login", None, Some(json!({"username": "lou", "password": "lou-password-123"})))
+        .await;
+    assert_eq!(s, 200);
+    let access = pair["data"]["access_token"].as_str().unwrap().to_string();
+    let refresh = pair["data"]["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(get(&replica, &access).await.unwrap().status(), 200);
+    let (s, b) = app
+        .call("POST", "/api/v1/auth/logout", Some(&access), Some(json!({"refresh_token": refresh})))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    for base in &bases {
+        let r = get(base, &access).await.unwrap();
+        assert_eq!(r.status(), 401, "revoked on {base}");
+    }
+    let (s, _) = app
+        .call("POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh})))
+        .await;
+    assert_eq!(s, 401, "the refresh family is revoked");
+    assert_eq!(get(&replica, &lou).await.unwrap().status(), 200, "other sessions stay");
+
+    // Three wrong passwords lock the username, even against the right one, on every replica.
+    app.create_user_cli("locky", "locky-password-1", "viewer");
+    let login = |base: String, password: &'static str| {
+        let http = app.http.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/api/v1/auth/login"))
+                .json(&json!({"username": "locky", "password": password}))
+                .send()
+                .await
+                .unwrap();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            (r.status().as_u16(), retry)
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(login(bases[i % 2].clone(), "wrong-password-0").await.0, 401);
+    }
+    let (s, retry) = login(replica.clone(), "locky-password-1").await;
+    assert_eq!(s, 429, "locked out");
+    let retry = retry.expect("Retry-After on a lockout");
+    assert!((1..=2).contains(&retry), "first lockout is short: {retry}");
+    // The lockout is the subject here: wait it out, then the right password works.
+    tokio::time::sleep(Duration::from_secs(retry) + Duration::from_millis(200)).await;
+    let (s, _) = login(app.base.clone(), "locky-password-1").await;
+    assert_eq!(s, 200, "the lock expires");
+
+    // Logins per client address: the budget is shared by both replicas.
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let (s, retry) = login(bases[i % 2].clone(), "wrong-password-0").await;
+        statuses.push(s);
+        if s == 429 && retry.is_some() {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+
+    let events: Vec<String> = audit(&app, "outcome=denied&limit=1000")
+        .await
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_string())
+        .collect();
+    for expected in [
+        "security.rate_limited",
+        "auth.login_locked",
+        "auth.login_rate_limited",
+        "auth.login",
+    ] {
+        assert!(events.iter().any(|e| e == expected), "{expected} audited: {events:?}");
+    }
+    assert!(!audit(&app, "action=auth.logout").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_and_misused_tokens_are_refused() {
+    let app = App::start(Mode::SingleNode).await;
+    let now = chrono::Utc::now().timestamp();
+    let (s, me) = app.admin("GET", "/api/v1/tasks?limit=1", None).await;
+    assert_eq!(s, 200, "{me}");
+    let claims = |over: Value| {
+        let mut c = json!({"sub": uuid::Uuid::now_v7(), "name": "admin", "role": "admin",
+            "typ": "access", "jti": uuid::Uuid::now_v7(), "iss": "techdeck-mcp", "aud": "mcp-api",
+            "iat": now - 10, "nbf": now - 10, "exp": now + 600});
+        for (k, v) in over.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let hs256 = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    let secret = JWT_SECRET.as_bytes();
+    let control = token_with(hs256.clone(), &claims(json!({})), secret);
+    let (s, _) = app.call("GET", "/api/v1/tasks", Some(&control), None).await;
+    assert_eq!(s, 200, "the control token passes");
+
+    let unsigned = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(claims(json!({})).to_string().as_bytes())
+    );
+    let confused = token_with(
+        jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
+        &claims(json!({})),
+        secret,
+    );
+    let rs_header = {
+        // An RS256 header over an HMAC signature: algorithm confusion.
+        let body = format!(
+            "{}.{}",
+            b64(br#"{"alg":"RS256","typ":"JWT"}"#),
+            b64(claims(json!({})).to_string().as_bytes())
+        );
+        let sig = control.rsplit('.').next().unwrap();
+        format!("{body}.{sig}")
+    };
+    let cases = [
+        ("alg none", unsigned),
+        ("HS512", confused),
+        ("RS256 header", rs_header),
+        ("other secret", token_with(hs256.clone(), &claims(json!({})), b"another-secret-entirely-000000000")),
+        ("expired", token_with(hs256.clone(), &claims(json!({"exp": now - 60})), secret)),
+        ("not yet valid", token_with(hs256.clone(), &claims(json!({"nbf": now + 600})), secret)),
+        ("wrong issuer", token_with(hs256.clone(), &claims(json!({"iss": "evil"})), secret)),
+        ("wrong audience", token_with(hs256.clone(), &claims(json!({"aud": "other"})), secret)),
+        ("refresh as access", token_with(hs256.clone(), &claims(json!({"typ": "refresh"})), secret)),
+    ];
+    for (what, token) in cases {
+        let (s, b) = app.call("GET", "/api/v1/tasks", Some(&token), None).await;
+        assert_eq!(s, 401, "{what}: {b}");
+        assert_eq!(b["error"]["code"], "unauthorized", "{what}");
+    }
+    let refused = audit(&app, "action=security.unauthenticated&limit=100").await;
+    assert_eq!(refused.len(), 9, "every refusal is audited");
+    // A reused refresh token revokes its family (see also the auth tests).
+    let (s, pair) = app
+        .call("POST", "/api/v1/auth/login", None, Some(json!({"username": ADMIN, "password": ADMIN_PASSWORD})))
+        .await;
+    assert_eq!(s, 200);
+    let refresh = pair["data"]["refresh_token"].as_str().unwrap();
+    let (s, next) = app
+        .call("POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh})))
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = app
+        .call("POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh})))
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = app
+        .call("POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": next["data"]["refresh_token"]})))
+        .await;
+    assert_eq!(s, 401, "the whole family is revoked");
+    assert_eq!(audit(&app, "action=auth.refresh_reused").await.len(), 1);
+}
+
+/// The agent claims its next task (it runs it: sealed fields come in clear).
+async fn claim(app: &App, agent: &str, key: &str) -> Value {
+    let (s, b) = app
+        .as_agent("POST", &format!("/api/v1/agents/{agent}/tasks/claim?wait_ms=10000"), key, None)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    b["data"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sensitive_fields_are_sealed_and_keys_rotate_while_the_service_runs() {
+    let generate = |id: &str| {
+        let out = std::process::Command::new(crate::helpers::app::binary("mcp-api"))
+            .args(["keys", "generate", "--id", id])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (k1, k2) = (generate("k1"), generate("k2"));
+    assert!(k1.starts_with("k1:") && k1 != k2);
+    let mut app = App::start_with(Mode::Distributed, &[("MCP_ENCRYPTION_KEYS", k1.as_str())]).await;
+    const SSN: &str = "123-45-6789";
+    const TOKEN: &str = "sk-live-CANARY-7f3a9c";
+    const AGENT_SECRET: &str = "agent-secret-CANARY-51d2";
+    let (s, b) = app
+        .admin(
+            "POST",
+            "/api/v1/agents/register",
+            Some(json!({"name": "vault", "type": "external_api", "capabilities": ["analysis"],
+                        "configuration": {"region": "eu", "api_keys": {"upstream": AGENT_SECRET}}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let agent = b["data"]["agent"]["id"].as_str().unwrap().to_string();
+    let key = b["data"]["agent_key"].as_str().unwrap().to_string();
+
+    let payload = json!({"patient": {"ssn": SSN, "name": "Ann"}, "token": TOKEN});
+    let request = |n: u32| {
+        json!({"type": "generic", "required_capabilities": ["analysis"], "payload": payload,
+               "sensitive_fields": ["/patient/ssn", "/token"], "idempotency_key": format!("sealed-{n}")})
+    };
+    let (s, b) = app.admin("POST", "/api/v1/tasks", Some(request(1))).await;
+    assert_eq!(s, 201, "{b}");
+    let t1 = b["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(b["data"]["payload"]["patient"]["ssn"], json!({"$sealed": "k1"}));
+    assert_eq!(b["data"]["payload"]["patient"]["name"], "Ann");
+    let (s, again) = app.admin("POST", "/api/v1/tasks", Some(request(1))).await;
+    assert_eq!((s, again["data"]["id"].as_str()), (200, Some(t1.as_str())), "idempotent");
+    let (s, b) = app.admin("POST", "/api/v1/tasks", Some(request(2))).await;
+    assert_eq!(s, 201);
+    let (s, b) = app
+        .admin("POST", "/api/v1/tasks", Some(json!({"type": "generic", "payload": {"a": 1}, "sensitive_fields": ["/b"]})))
+        .await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["error"]["details"]["field"], "sensitive_fields");
+
+    let stored = app.sql("SELECT payload::text || coalesce(sealed_key, '') FROM tasks");
+    assert!(!stored.contains(SSN) && !stored.contains(TOKEN), "sealed at rest: {stored}");
+    assert!(stored.contains("v1:k1:"));
+    let agents = app.sql("SELECT coalesce(configuration::text, '') || coalesce(configuration_sealed, '') FROM agents");
+    assert!(!agents.contains(AGENT_SECRET) && agents.contains("v1:k1:"), "{agents}");
+
+    // The agent that runs a task gets the values in clear.
+    let first = claim(&app, &agent, &key).await;
+    assert_eq!(first["payload"], payload, "opened for the runner");
+
+    // Roll in k2 ahead of k1: new values seal with k2, old ones still open.
+    let ring = format!("{k2},{k1}");
+    app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", ring.as_str())]).await;
+    let (s, b) = app.admin("POST", "/api/v1/tasks", Some(request(3))).await;
+    assert_eq!(s, 201);
+    assert_eq!(b["data"]["payload"]["token"], json!({"$sealed": "k2"}));
+    let (ok, out) = app.run_api_command(&["keys", "rotate", "--batch-size", "1"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 agents"), "{out}");
+    let left = app.sql("SELECT count(*) FROM tasks WHERE sealed_key = 'k1'");
+    assert_eq!(left.trim(), "0", "every task re-sealed");
+    let agents = app.sql("SELECT configuration_sealed FROM agents");
+    assert!(agents.contains("v1:k2:") && !agents.contains("v1:k1:"), "{agents}");
+    let (ok, out) = app.run_api_command(&["keys", "status"]);
+    assert!(ok && out.contains("active key: k2") && !out.contains("by k1"), "{out}");
+
+    // Retire k1: everything still opens.
+    app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", k2.as_str())]).await;
+    let second = claim(&app, &agent, &key).await;
+    assert_ne!(second["id"], first["id"]);
+    assert_eq!(second["payload"], payload, "re-sealed values open with the new key alone");
+    let rotations = audit(&app, "action=keys.rotate").await;
+    assert_eq!(rotations.len(), 1);
+    assert_eq!(rotations[0]["target"], "k2");
+    assert_eq!(rotations[0]["outcome"], "success");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off_without_hurting_idle_connections() {
+    let app = App::start_with(Mode::SingleNode, &[("MCP_READ_TIMEOUT_SECS", "1")]).await;
+    let addr = format!("127.0.0.1:{}", app.port);
+
+    // Headers trickled in and never finished: the connection is closed.
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut buf = [0u8; 256];
+    let n = slow.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    assert!(started.elapsed() < Duration::from_secs(15));
+
+    // A body that stops halfway: the request fails instead of waiting forever.
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stalled
+        .write_all(
+            format!(
+                "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"username\":"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let n = stalled.read(&mut buf).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "a stalled body gets a client error or a closed connection: {answer}"
+    );
+
+    // An idle keep-alive connection between requests is left alone.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let request = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+    idle.write_all(request).unwrap();
+    let n = idle.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Idling past the read timeout is the subject of this check.
+    std::thread::sleep(Duration::from_millis(1500));
+    idle.write_all(request).unwrap();
+    let n = idle.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "still served");
+
+    // Deeply nested JSON is refused before parsing.
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let r = app
+        .http
+        .post(format!("{}/api/v1/tasks", app.base))
+        .bearer_auth(&app.admin_token)
+        .header("content-type", "application/json")
+        .body(format!("{{\"type\":\"generic\",\"payload\":{deep}}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
