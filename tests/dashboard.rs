@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     App, Mode,
+    app::{ADMIN, ADMIN_PASSWORD},
     servers::{TempDir, free_port},
     synth, wait_for,
 };
@@ -232,6 +233,16 @@ impl Browser {
         .await
     }
 
+    /// Runs `script` in the page and returns what it returns.
+    async fn execute(&self, script: &str) -> Value {
+        self.command(
+            "POST",
+            &self.at("/execute/sync"),
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
     /// Browser console entries at level SEVERE since the last call (errors, CSP violations,
     /// failed loads).
     async fn console_errors(&self) -> Vec<Value> {
@@ -282,6 +293,47 @@ impl Drop for Browser {
 
 fn stage_selector(execution: &str, stage: &str) -> String {
     format!(r#"li[data-execution-id="{execution}"] li[data-stage="{stage}"]"#)
+}
+
+/// Polls the page until the execution's six stages show completed, in order, and the execution
+/// with them.
+async fn wait_for_stages(browser: &Browser, execution: &str) {
+    let card = format!(r#"li[data-execution-id="{execution}"]"#);
+    let stages = [
+        "ingestion",
+        "standardization",
+        "validation",
+        "processing",
+        "quality_assessment",
+        "export",
+    ];
+    wait_for(
+        &format!("the six stages of {execution} to complete on the page"),
+        Duration::from_secs(120),
+        || async {
+            let mut states = Vec::new();
+            for stage in stages {
+                let s = browser
+                    .attribute(&stage_selector(execution, stage), "data-status")
+                    .await
+                    .unwrap_or_default();
+                states.push(s);
+            }
+            // A later stage never completes before an earlier one on the page.
+            let done = states.iter().take_while(|s| *s == "completed").count();
+            assert!(
+                states[done..].iter().all(|s| s != "completed"),
+                "stages out of order: {states:?}"
+            );
+            let status = browser.attribute(&card, "data-status").await;
+            if done == stages.len() && status.as_deref() == Some("completed") {
+                Ok(())
+            } else {
+                Err(format!("{states:?}, execution {status:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -402,41 +454,7 @@ async fn dashboard_follows_a_pipeline_agents_and_queues_live_in_a_browser() {
     .await;
 
     // Its six stages complete on the page, in order, and the execution with them.
-    let stages = [
-        "ingestion",
-        "standardization",
-        "validation",
-        "processing",
-        "quality_assessment",
-        "export",
-    ];
-    wait_for(
-        "the six stages to complete on the page",
-        Duration::from_secs(120),
-        || async {
-            let mut states = Vec::new();
-            for stage in stages {
-                let s = browser
-                    .attribute(&stage_selector(&execution, stage), "data-status")
-                    .await
-                    .unwrap_or_default();
-                states.push(s);
-            }
-            // A later stage never completes before an earlier one on the page.
-            let done = states.iter().take_while(|s| *s == "completed").count();
-            assert!(
-                states[done..].iter().all(|s| s != "completed"),
-                "stages out of order: {states:?}"
-            );
-            let status = browser.attribute(&card, "data-status").await;
-            if done == stages.len() && status.as_deref() == Some("completed") {
-                Ok(())
-            } else {
-                Err(format!("{states:?}, execution {status:?}"))
-            }
-        },
-    )
-    .await;
+    wait_for_stages(&browser, &execution).await;
     let finished = app
         .wait_execution(&execution, Duration::from_secs(30))
         .await;
@@ -488,6 +506,48 @@ async fn dashboard_follows_a_pipeline_agents_and_queues_live_in_a_browser() {
 
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+
+    // The API restarts while a second execution runs: the page notices, reconnects (resuming
+    // after the last event it saw) and follows the execution to its end.
+    let second = app
+        .start_execution(&uploaded["data"]["dataset_id"], json!({"shard_size": 1000}))
+        .await;
+    let second_card = format!(r#"li[data-execution-id="{second}"]"#);
+    wait_for(
+        "the second execution to appear",
+        Duration::from_secs(30),
+        || async {
+            browser
+                .find(&second_card)
+                .await
+                .ok_or_else(|| "not on the page".to_string())
+        },
+    )
+    .await;
+    app.kill_api();
+    browser
+        .wait_text("the page to notice the drop", "#connection", |t| {
+            t.starts_with("Connecting")
+        })
+        .await;
+    app.start_api();
+    app.wait_healthy().await;
+    browser
+        .wait_text("the channels to be live again", "#connection", |t| {
+            t == "Live"
+        })
+        .await;
+    wait_for_stages(&browser, &second).await;
+    let finished = app.wait_execution(&second, Duration::from_secs(30)).await;
+    assert_eq!(finished["status"], "completed", "{finished}");
+    // While the API was down the browser reported the refused connections, and nothing else.
+    for entry in browser.console_errors().await {
+        let message = entry["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("WebSocket connection to") || message.contains("net::ERR_CONNECTION"),
+            "unexpected console error: {entry}"
+        );
+    }
 
     // Signing out forgets the session and shows the form again.
     browser.click("#logout").await;
@@ -564,4 +624,90 @@ async fn dashboard_is_served_with_its_own_content_policy_and_can_be_switched_off
     let (status, body) = off.call("GET", "/dashboard", None, None).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "not_found", "{body}");
+}
+
+#[tokio::test]
+async fn dashboard_renews_its_access_token_with_the_refresh_token() {
+    // Access tokens live 31 s and the page renews 30 s before expiry: from a second after
+    // sign-in, its next API call renews first.
+    let app = App::start_with(Mode::SingleNode, &[("JWT_ACCESS_TOKEN_EXPIRES", "31")]).await;
+    let (status, body) = app
+        .admin(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"username": VIEWER, "password": VIEWER_PASSWORD, "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/dashboard", app.base)).await;
+    browser.type_into("#username", VIEWER).await;
+    browser.type_into("#password", VIEWER_PASSWORD).await;
+    browser.click("#login-submit").await;
+    browser
+        .wait_text("the channels to be live", "#connection", |t| t == "Live")
+        .await;
+    let first = stored_credentials(&browser).await;
+
+    // Each task makes the page re-read the queues; one of those reads comes after the renewal
+    // point and renews first.
+    let admin = app.login(ADMIN, ADMIN_PASSWORD).await;
+    let mut created = 0u32;
+    let mut renewed = Value::Null;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        created += 1;
+        let (status, body) = app
+            .call(
+                "POST",
+                "/api/v1/tasks",
+                Some(&admin),
+                Some(json!({"type": "generic", "payload": {"n": created}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let want = created.to_string();
+        browser
+            .wait_text(
+                "the page to count the task",
+                r#"#queues tr[data-capability="generic"] td[data-col="processed"]"#,
+                |t| t == want,
+            )
+            .await;
+        let now = stored_credentials(&browser).await;
+        if now["access"] != first["access"] {
+            renewed = now;
+            break;
+        }
+    }
+    assert!(
+        !renewed.is_null(),
+        "the page never renewed its token ({created} tasks)"
+    );
+    assert_ne!(renewed["refresh"], first["refresh"]);
+    // The page spent the first refresh token: it works once.
+    let (status, body) = app
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": first["refresh"]})),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        browser.text("#connection").await.as_deref(),
+        Some("Live"),
+        "the channels stayed up"
+    );
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
+/// What the page keeps in its tab's sessionStorage.
+async fn stored_credentials(browser: &Browser) -> Value {
+    let raw = browser
+        .execute("return sessionStorage.getItem('mcp.dashboard.auth')")
+        .await;
+    serde_json::from_str(raw.as_str().expect("credentials in sessionStorage")).unwrap()
 }

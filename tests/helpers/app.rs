@@ -192,6 +192,14 @@ impl App {
         self.api = Some(child);
     }
 
+    /// SIGKILLs the main API process; [`App::start_api`] and [`App::wait_healthy`] bring it back.
+    pub fn kill_api(&mut self) {
+        if let Some(mut c) = self.api.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Starts another API process on its own port (distributed mode: same database and Redis)
     /// and waits until it answers; returns its port.
     pub async fn start_replica(&mut self) -> u16 {
