@@ -291,6 +291,32 @@ impl Drop for Browser {
     }
 }
 
+/// Publishes a `system.alert` on the app's event stream, as the alerting does.
+fn publish_alert(app: &App, data: Value) {
+    let redis = app
+        .redis
+        .as_ref()
+        .expect("alerts go through Redis in distributed mode");
+    let event = json!({"type": "system.alert", "ts": chrono::Utc::now(), "data": data});
+    let out = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "XADD",
+            "mcp:events",
+            "*",
+            "e",
+        ])
+        .arg(event.to_string())
+        .output()
+        .expect("redis-cli runs");
+    assert!(
+        out.status.success(),
+        "XADD failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn stage_selector(execution: &str, stage: &str) -> String {
     format!(r#"li[data-execution-id="{execution}"] li[data-stage="{stage}"]"#)
 }
@@ -338,7 +364,9 @@ async fn wait_for_stages(browser: &Browser, execution: &str) {
 
 #[tokio::test]
 async fn dashboard_follows_a_pipeline_agents_and_queues_live_in_a_browser() {
-    let mut app = App::start(Mode::Distributed).await;
+    // The API is killed mid-run below: a job it was pushing as it died is pushed again after
+    // this long, instead of the default two minutes.
+    let mut app = App::start_with(Mode::Distributed, &[("MCP_REDELIVER_AFTER_MS", "2000")]).await;
     app.start_stage_workers(1).await;
     let (status, body) = app
         .admin(
@@ -415,6 +443,25 @@ async fn dashboard_follows_a_pipeline_agents_and_queues_live_in_a_browser() {
         text.contains(first["status"].as_str().unwrap()),
         "{text} vs {first}"
     );
+
+    // Alerts: an alert raised on the bus shows with its severity, state and message.
+    publish_alert(
+        &app,
+        json!({"alert": "queue_backlog", "state": "raised", "severity": "warning",
+               "message": "stage_validation has 12000 tasks waiting"}),
+    );
+    let alert = browser
+        .wait_text(
+            "the raised alert",
+            r#"#alerts li[data-alert="queue_backlog"][data-state="raised"]"#,
+            |t| t.contains("stage_validation has 12000 tasks waiting"),
+        )
+        .await;
+    assert!(
+        alert.contains("warning") && alert.contains("queue backlog"),
+        "{alert}"
+    );
+    assert!(!browser.displayed("#alerts-empty").await);
 
     // Queues: the initial figures are there before any pipeline ran.
     browser
@@ -512,15 +559,15 @@ async fn dashboard_follows_a_pipeline_agents_and_queues_live_in_a_browser() {
     let second = app
         .start_execution(&uploaded["data"]["dataset_id"], json!({"shard_size": 1000}))
         .await;
-    let second_card = format!(r#"li[data-execution-id="{second}"]"#);
+    let ingestion = stage_selector(&second, "ingestion");
     wait_for(
-        "the second execution to appear",
+        "the second execution to start on the page",
         Duration::from_secs(30),
         || async {
-            browser
-                .find(&second_card)
-                .await
-                .ok_or_else(|| "not on the page".to_string())
+            match browser.attribute(&ingestion, "data-status").await {
+                Some(s) if s != "pending" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
         },
     )
     .await;
@@ -530,6 +577,12 @@ async fn dashboard_follows_a_pipeline_agents_and_queues_live_in_a_browser() {
             t.starts_with("Connecting")
         })
         .await;
+    // Published while the page is cut off: only a replay after its last event can bring it.
+    publish_alert(
+        &app,
+        json!({"alert": "queue_backlog", "state": "cleared", "severity": "warning",
+               "message": "stage_validation is draining"}),
+    );
     app.start_api();
     app.wait_healthy().await;
     browser
@@ -538,6 +591,22 @@ async fn dashboard_follows_a_pipeline_agents_and_queues_live_in_a_browser() {
         })
         .await;
     wait_for_stages(&browser, &second).await;
+    browser
+        .wait_text(
+            "the alert cleared while the page was disconnected",
+            r#"#alerts li[data-alert="queue_backlog"][data-state="cleared"]"#,
+            |t| t.contains("stage_validation is draining"),
+        )
+        .await;
+    // Nothing was refused along the way.
+    for note in [
+        "#queues-note",
+        "#pipelines-note",
+        "#agents-note",
+        "#alerts-note",
+    ] {
+        assert_eq!(browser.text(note).await.as_deref(), Some(""), "{note}");
+    }
     let finished = app.wait_execution(&second, Duration::from_secs(30)).await;
     assert_eq!(finished["status"], "completed", "{finished}");
     // While the API was down the browser reported the refused connections, and nothing else.

@@ -14,7 +14,7 @@
   // Renew the access token this long before it expires, so a request never races the expiry.
   const RENEW_MARGIN_MS = 30000;
   // Task events arrive in bursts; one queue read covers every event of a burst.
-  const QUEUE_REFRESH_MS = 250;
+  const QUEUE_REFRESH_MS = 400;
 
   const $ = (sel, root = document) => root.querySelector(sel);
 
@@ -128,6 +128,15 @@
   // ---- WebSocket channels: reconnect with backoff, resume after the last event seen
 
   const channels = [];
+  // The newest event id any channel has seen. Ids are `<ms>-<seq>` from one bus, so they order
+  // events across channels.
+  let newestId = null;
+
+  function isNewer(a, b) {
+    const [am, as] = a.split('-').map(Number);
+    const [bm, bs] = b.split('-').map(Number);
+    return am > bm || (am === bm && as > bs);
+  }
 
   function showConnection() {
     const down = channels.filter((c) => !c.live).map((c) => c.name);
@@ -178,8 +187,13 @@
         } catch {
           return;
         }
-        if (ev.id) this.lastId = ev.id;
+        if (ev.id) {
+          this.lastId = ev.id;
+          if (!newestId || isNewer(ev.id, newestId)) newestId = ev.id;
+        }
         if (ev.type === 'lagged') this.handlers.lagged?.(this);
+        // Events carry an id; an error without one answers this client's own request.
+        else if (ev.type === 'error.occurred' && !ev.id) this.handlers.note?.(`The server refused a request: ${ev.data?.message || 'unknown error'}`);
         else if (ev.type === 'replay_truncated') this.subscribe(ev.subscription, ev.data?.next_since);
         else this.handlers.event(ev, this);
       });
@@ -187,14 +201,17 @@
         if (this.ws !== ws) return;
         this.ws = null;
         this.live = false;
+        // A channel that saw nothing yet resumes from where the others were when it dropped.
+        if (!this.lastId) this.lastId = newestId;
         showConnection();
         if (this.stopped) return;
         if (e.code === 4403) {
-          this.handlers.refused?.();
+          this.handlers.note?.(`Your role may not follow ${this.name}.`);
           return;
         }
         if (e.code === 4401) {
-          renew().then(() => this.later(), () => {});
+          // A rejected refresh token signs the tab out; anything else is retried.
+          renew().finally(() => auth && this.later()).catch(() => {});
           return;
         }
         this.later();
@@ -504,7 +521,7 @@
 
   // A shard's progress, from the task channel: a stage's progress is the mean over its shards.
   function onShardProgress(d) {
-    const x = executions.get(d.execution_id) || execution(d.execution_id);
+    const x = execution(d.execution_id);
     const st = x.stages[d.stage];
     if (!st || st.status === 'completed') return;
     const pct = Number(d.progress ?? (d.records_total ? (100 * d.records_done) / d.records_total : 0));
@@ -525,7 +542,7 @@
     }
     if (ev.type.startsWith('task.')) {
       if (ev.type === 'task.started' && d.execution_id && d.stage) {
-        const x = executions.get(d.execution_id) || execution(d.execution_id);
+        const x = execution(d.execution_id);
         setStage(x, d.stage, 'running');
         renderExecution(x);
       }
@@ -569,11 +586,9 @@
 
   let pipelineChannel = null;
 
-  function refused(note, section) {
-    return () => {
-      $(note).textContent = `Your role may not follow ${section}.`;
-    };
-  }
+  const noteIn = (selector) => (text) => {
+    $(selector).textContent = text;
+  };
 
   function start() {
     $('#login').hidden = true;
@@ -596,25 +611,25 @@
       },
       lagged: (c) => c.subscribe(),
       event: onPipelineEvent,
-      refused: refused('#pipelines-empty', 'pipelines'),
+      note: noteIn('#pipelines-note'),
     });
     const tasks = new Channel('tasks', '/ws/tasks/progress', {
       // After a drop the counts are re-read rather than replayed.
       open: () => refreshQueues(),
       lagged: () => refreshQueues(),
       event: onTaskEvent,
-      refused: refused('#queues-note', 'task events'),
+      note: noteIn('#queues-note'),
     });
     const agentsChannel = new Channel('agents', '/ws/agents/status', {
       // Each connection starts with the full list: nothing to replay.
       event: onAgentEvent,
-      refused: refused('#agents-note', 'agents'),
+      note: noteIn('#agents-note'),
     });
     const system = new Channel('alerts', '/ws/system/events', {
       open: (c) => c.subscribe({ criteria: { types: ['system.alert'] } }),
       lagged: (c) => c.subscribe({ criteria: { types: ['system.alert'] } }),
       event: onSystemEvent,
-      refused: refused('#alerts-empty', 'alerts'),
+      note: noteIn('#alerts-note'),
     });
     channels.push(pipelineChannel, tasks, agentsChannel, system);
     showConnection();
@@ -633,6 +648,7 @@
     agents.clear();
     $('#pipelines').replaceChildren();
     $('#alerts').replaceChildren();
+    for (const note of document.querySelectorAll('.note[role="status"]')) note.textContent = '';
     $('#queues tbody').replaceChildren();
     $('#agents tbody').replaceChildren();
     $('#pipelines-empty').hidden = false;
