@@ -384,6 +384,13 @@ async fn dashboard_follows_a_pipeline_agents_and_queues_live_in_a_browser() {
         !browser.displayed("#board").await,
         "the board shows before login"
     );
+    let unlabelled = browser
+        .execute(
+            "return [...document.querySelectorAll('input, button')]\
+               .filter(e => !(e.labels?.length || e.textContent.trim())).map(e => e.id)",
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "form controls without a label");
 
     // A wrong password is refused on the form with the API's message.
     browser.type_into("#username", VIEWER).await;
@@ -414,7 +421,7 @@ async fn dashboard_follows_a_pipeline_agents_and_queues_live_in_a_browser() {
     assert!(browser.displayed("#board").await);
     assert!(!browser.displayed("#login-form").await);
 
-    // Agents: every stage worker has a row, and they are healthy.
+    // Agents: every registered agent has a row with its name and status.
     let agents = wait_for(
         "a row per stage worker",
         Duration::from_secs(30),
@@ -681,6 +688,22 @@ async fn dashboard_is_served_with_its_own_content_policy_and_can_be_switched_off
         .await
         .unwrap();
     assert_eq!(again.status(), 304);
+
+    // Small enough to load at once on any link.
+    let mut weight = html.len();
+    for file in [
+        "/dashboard/app.js",
+        "/dashboard/style.css",
+        "/dashboard/icon.svg",
+    ] {
+        let (status, body) = {
+            let r = app.send("GET", file, None, None).await;
+            (r.status(), r.text().await.unwrap())
+        };
+        assert_eq!(status, 200, "{file}");
+        weight += body.len();
+    }
+    assert!(weight < 48 * 1024, "the page weighs {weight} bytes");
 
     // The rest of the API keeps its deny-all policy.
     let health = app.send("GET", "/api/v1/health", None, None).await;

@@ -193,7 +193,9 @@
         }
         if (ev.type === 'lagged') this.handlers.lagged?.(this);
         // Events carry an id; an error without one answers this client's own request.
-        else if (ev.type === 'error.occurred' && !ev.id) this.handlers.note?.(`The server refused a request: ${ev.data?.message || 'unknown error'}`);
+        else if (ev.type === 'error.occurred' && !ev.id) {
+          this.handlers.note?.(`The server refused a request: ${ev.data?.message || 'unknown error'}`);
+        }
         else if (ev.type === 'replay_truncated') this.subscribe(ev.subscription, ev.data?.next_since);
         else this.handlers.event(ev, this);
       });
