@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test. On a fresh Debian machine with only Rust, it first installs what the
-# black-box tests start for real: redis-server and PostgreSQL (Debian packages) and the
+# black-box tests start for real: redis-server, PostgreSQL, Chromium (Debian packages) and the
 # Kubernetes manifest validator (PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)  # runs docs/examples/client.mjs
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (Debian packages)"
   as_root apt-get update -qq

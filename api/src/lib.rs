@@ -9,9 +9,11 @@
 //! - [`error`]: the one error type and its envelope; [`payload`]: JSON bodies with 400/422/413.
 //! - [`routes`]: one module per resource; [`services`]: the logic behind them.
 //! - [`ws`]: WebSocket channels fed by the event bus.
+//! - [`dashboard`]: the operator page at `/dashboard`, a client of the API like any other.
 
 pub mod auth;
 pub mod cli;
+pub mod dashboard;
 pub mod directory;
 pub mod error;
 pub mod middleware;

@@ -157,7 +157,8 @@ pub fn client_ip(req: &Request) -> Option<String> {
 }
 
 /// Headers that keep browsers from misusing responses: no sniffing, no framing, no referrer,
-/// and (outside the Swagger UI, which needs its scripts) a content policy that allows nothing.
+/// and (outside the Swagger UI, which needs its scripts) a content policy that allows nothing,
+/// unless the response brings a narrower one of its own (the dashboard's).
 fn security_headers(resp: &mut Response, path: &str, production: bool) {
     let headers = resp.headers_mut();
     headers.insert(
@@ -170,7 +171,7 @@ fn security_headers(resp: &mut Response, path: &str, production: bool) {
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),
     );
-    if !path.starts_with("/docs") {
+    if !path.starts_with("/docs") && !headers.contains_key("content-security-policy") {
         headers.insert(
             "content-security-policy",
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),

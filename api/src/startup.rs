@@ -213,6 +213,9 @@ impl Application {
                 .at("/openapi.json", api.spec_endpoint())
                 .nest("/docs", api.swagger_ui());
         }
+        if settings.dashboard_enabled {
+            routes = routes.nest("/dashboard", crate::dashboard::routes());
+        }
         // Closed by default: without configured origins no CORS headers are sent at all.
         let cors = (!settings.cors_origins.is_empty()).then(|| {
             poem::middleware::Cors::new()

@@ -96,6 +96,8 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// `MCP_DOCS`: serve `/docs` and `/openapi.json` (default true; production may turn it off).
     pub docs_enabled: bool,
+    /// `MCP_DASHBOARD`: serve the operator dashboard at `/dashboard` (default true).
+    pub dashboard_enabled: bool,
     /// `AGENT_ASSIGNMENT_TIMEOUT` in seconds.
     pub agent_assignment_timeout: Duration,
     /// `TASK_EXECUTION_TIMEOUT` in seconds: default `timeout_seconds` of a task.
@@ -238,6 +240,7 @@ impl Settings {
                 })
                 .unwrap_or_default(),
             docs_enabled: parse_bool(&var, "MCP_DOCS", true)?,
+            dashboard_enabled: parse_bool(&var, "MCP_DASHBOARD", true)?,
             agent_assignment_timeout: Duration::from_secs(parse(
                 &var,
                 "AGENT_ASSIGNMENT_TIMEOUT",

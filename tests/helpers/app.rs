@@ -192,12 +192,17 @@ impl App {
         self.api = Some(child);
     }
 
-    /// Stops the main API process, applies `env`, and starts it again (same port and data).
-    pub async fn restart_api_with(&mut self, env: &[(&str, &str)]) {
+    /// SIGKILLs the main API process; [`App::start_api`] and [`App::wait_healthy`] bring it back.
+    pub fn kill_api(&mut self) {
         if let Some(mut c) = self.api.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Stops the main API process, applies `env`, and starts it again (same port and data).
+    pub async fn restart_api_with(&mut self, env: &[(&str, &str)]) {
+        self.kill_api();
         self.set_env(env);
         self.start_api();
         self.wait_healthy().await;
