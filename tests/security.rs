@@ -39,7 +39,13 @@ fn b64(data: &[u8]) -> String {
 }
 
 async fn audit(app: &App, query: &str) -> Vec<Value> {
-    let (s, b) = app.admin("GET", &format!("/api/v1/audit?{query}"), None).await;
+    audit_as(app, &app.admin_token, query).await
+}
+
+async fn audit_as(app: &App, token: &str, query: &str) -> Vec<Value> {
+    let (s, b) = app
+        .call("GET", &format!("/api/v1/audit?{query}"), Some(token), None)
+        .await;
     assert_eq!(s, 200, "{b}");
     b["data"].as_array().unwrap().clone()
 }
@@ -67,13 +73,23 @@ async fn the_audit_trail_records_mutations_and_security_events_and_shows_tamperi
     assert_eq!(s, 201);
     let viewer = app.login("vera", "viewer-password-1").await;
     let (s, _) = app
-        .call("POST", "/api/v1/tasks", Some(&viewer), Some(json!({"type": "generic", "payload": {}})))
+        .call(
+            "POST",
+            "/api/v1/tasks",
+            Some(&viewer),
+            Some(json!({"type": "generic", "payload": {}})),
+        )
         .await;
     assert_eq!(s, 403);
     let (s, _) = app.call("GET", "/api/v1/tasks", None, None).await;
     assert_eq!(s, 401);
     let (s, _) = app
-        .call("POST", "/api/v1/auth/login", None, Some(json!({"username": "vera", "password": "wrong-password-1"})))
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "vera", "password": "wrong-password-1"})),
+        )
         .await;
     assert_eq!(s, 401);
     let (s, _) = app.admin("GET", "/api/v1/tasks", None).await;
@@ -88,8 +104,16 @@ async fn the_audit_trail_records_mutations_and_security_events_and_shows_tamperi
     assert_eq!(created[0]["outcome"], "success");
     assert_eq!(created[0]["details"]["status"], 201);
     let forbidden = audit(&app, "action=security.forbidden").await;
-    assert_eq!(forbidden.len(), 2, "the task create and the audit read: {forbidden:?}");
-    assert!(forbidden.iter().all(|r| r["actor"] == "viewer:vera" && r["outcome"] == "denied"));
+    assert_eq!(
+        forbidden.len(),
+        2,
+        "the task create and the audit read: {forbidden:?}"
+    );
+    assert!(
+        forbidden
+            .iter()
+            .all(|r| r["actor"] == "viewer:vera" && r["outcome"] == "denied")
+    );
     let unauthenticated = audit(&app, "action=security.unauthenticated").await;
     assert_eq!(unauthenticated.len(), 1);
     assert_eq!(unauthenticated[0]["details"]["path"], "/api/v1/tasks");
@@ -97,13 +121,21 @@ async fn the_audit_trail_records_mutations_and_security_events_and_shows_tamperi
     assert_eq!(logins.len(), 1, "the failed login: {logins:?}");
     assert_eq!(logins[0]["outcome"], "denied");
     assert!(
-        audit(&app, "action=GET%20%2Fapi%2Fv1%2Ftasks").await.is_empty(),
+        audit(&app, "action=GET%20%2Fapi%2Fv1%2Ftasks")
+            .await
+            .is_empty(),
         "plain reads are not audited"
     );
     assert_eq!(audit(&app, "action=task.*").await.len(), 1);
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    assert!(audit(&app, &format!("since={}", urlencode(&future))).await.is_empty());
-    let (s, b) = app.admin("GET", "/api/v1/audit?since=yesterday", None).await;
+    assert!(
+        audit(&app, &format!("since={}", urlencode(&future)))
+            .await
+            .is_empty()
+    );
+    let (s, b) = app
+        .admin("GET", "/api/v1/audit?since=yesterday", None)
+        .await;
     assert_eq!(s, 422, "{b}");
 
     // Paging with a cursor visits every record once, oldest first.
@@ -113,17 +145,31 @@ async fn the_audit_trail_records_mutations_and_security_events_and_shows_tamperi
     let mut cursor = String::new();
     loop {
         let (s, b) = app
-            .admin("GET", &format!("/api/v1/audit?limit=2&cursor={cursor}"), None)
+            .admin(
+                "GET",
+                &format!("/api/v1/audit?limit=2&cursor={cursor}"),
+                None,
+            )
             .await;
         assert_eq!(s, 200);
-        paged.extend(b["data"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()));
+        paged.extend(
+            b["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_i64().unwrap()),
+        );
         match b["next_cursor"].as_str() {
             Some(c) => cursor = c.to_string(),
             None => break,
         }
     }
     let ids: Vec<i64> = all.iter().map(|r| r["id"].as_i64().unwrap()).collect();
-    assert_eq!(paged[..ids.len()], ids[..], "pages cover the trail in order");
+    assert_eq!(
+        paged[..ids.len()],
+        ids[..],
+        "pages cover the trail in order"
+    );
 
     let v = verify(&app).await;
     assert_eq!(v["valid"], true, "{v}");
@@ -131,18 +177,54 @@ async fn the_audit_trail_records_mutations_and_security_events_and_shows_tamperi
 
     // Edit one record in the database: the chain breaks there. Undo it: whole again.
     let victim = ids[2];
-    let actor = app.sql(&format!("SELECT actor FROM audit_records WHERE id = {victim}"));
-    app.sql(&format!("UPDATE audit_records SET actor = 'mallory' WHERE id = {victim}"));
+    let actor = app.sql(&format!(
+        "SELECT actor FROM audit_records WHERE id = {victim}"
+    ));
+    app.sql(&format!(
+        "UPDATE audit_records SET actor = 'mallory' WHERE id = {victim}"
+    ));
     let v = verify(&app).await;
     assert_eq!(v["valid"], false, "{v}");
     assert_eq!(v["first_broken_id"], victim);
-    app.sql(&format!("UPDATE audit_records SET actor = '{}' WHERE id = {victim}", actor.trim()));
+    app.sql(&format!(
+        "UPDATE audit_records SET actor = '{}' WHERE id = {victim}",
+        actor.trim()
+    ));
     assert_eq!(verify(&app).await["valid"], true);
     // Delete one: the record after it no longer links.
     app.sql(&format!("DELETE FROM audit_records WHERE id = {victim}"));
     let v = verify(&app).await;
     assert_eq!(v["valid"], false, "{v}");
     assert_eq!(v["first_broken_id"], ids[3]);
+}
+
+/// Reads one whole HTTP/1.1 response (head and a `content-length` body).
+fn read_response(stream: &mut TcpStream) -> String {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "connection closed mid-response: {}",
+            String::from_utf8_lossy(&data)
+        );
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if data.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
 }
 
 fn urlencode(s: &str) -> String {
@@ -165,32 +247,43 @@ async fn retention_purges_old_payloads_and_audit_records_and_the_chain_still_ver
         .create_task(json!({"type": "generic", "payload": {"note": "patient notes"}}))
         .await;
     let id = task["id"].as_str().unwrap().to_string();
-    let done = app.wait_status(&id, "completed", Duration::from_secs(30)).await;
+    let done = app
+        .wait_status(&id, "completed", Duration::from_secs(30))
+        .await;
     assert_eq!(done["status"], "completed");
     let first = audit(&app, "limit=1").await[0]["id"].as_i64().unwrap();
 
-    let purged = wait_for("the finished task's payload to be purged", Duration::from_secs(30), || async {
-        let (_, b) = app.admin("GET", &format!("/api/v1/tasks/{id}"), None).await;
-        if b["data"]["payload"] == json!({}) && b["data"]["result"].is_null() {
-            Ok(b["data"].clone())
-        } else {
-            Err(b.to_string())
-        }
-    })
+    let purged = wait_for(
+        "the finished task's payload to be purged",
+        Duration::from_secs(30),
+        || async {
+            let (_, b) = app.admin("GET", &format!("/api/v1/tasks/{id}"), None).await;
+            if b["data"]["payload"] == json!({}) && b["data"]["result"].is_null() {
+                Ok(b["data"].clone())
+            } else {
+                Err(b.to_string())
+            }
+        },
+    )
     .await;
     assert_eq!(purged["status"], "completed", "the task itself stays");
-    wait_for("old audit records to be purged", Duration::from_secs(30), || async {
-        let oldest = audit(&app, "limit=1").await;
-        match oldest.first().and_then(|r| r["id"].as_i64()) {
-            Some(now) if now > first => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
+    wait_for(
+        "old audit records to be purged",
+        Duration::from_secs(30),
+        || async {
+            let oldest = audit(&app, "limit=1").await;
+            match oldest.first().and_then(|r| r["id"].as_i64()) {
+                Some(now) if now > first => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
     .await;
     let v = verify(&app).await;
     assert_eq!(v["valid"], true, "the chain verifies from its anchor: {v}");
     // New records keep chaining after a purge.
-    app.create_task(json!({"type": "generic", "payload": {}})).await;
+    app.create_task(json!({"type": "generic", "payload": {}}))
+        .await;
     assert_eq!(verify(&app).await["valid"], true);
 }
 
@@ -206,6 +299,8 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
     )
     .await;
     let replica = format!("http://127.0.0.1:{}", app.start_replica().await);
+    app.create_user_cli("root2", "root2-password-1", "admin");
+    let lou_admin = app.login("root2", "root2-password-1").await;
     let bases = [app.base.clone(), replica.clone()];
     let get = |base: &str, token: &str| {
         app.http
@@ -230,14 +325,23 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
     }
     assert_eq!(allowed, 25, "exactly the limit is served, across replicas");
     let limited = limited.expect("the 26th request is limited");
-    let retry: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
     let body: Value = limited.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
 
     // Another principal is not affected.
     let (s, _) = app
-        .call("POST", "/api/v1/auth/login", None, Some(json!({"username": "nobody", "password": "x"})))
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "nobody", "password": "x"})),
+        )
         .await;
     assert_eq!(s, 401);
     app.create_user_cli("lou", "lou-password-123", "operator");
@@ -246,14 +350,24 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
 
     // Logout revokes the access token at once, on every replica, and the refresh token.
     let (s, pair) = app
-        .call("POST", "/api/v1/auth/login", None, Some(json!({"username": "lou", "password": "lou-password-123"})))
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "lou", "password": "lou-password-123"})),
+        )
         .await;
     assert_eq!(s, 200);
     let access = pair["data"]["access_token"].as_str().unwrap().to_string();
     let refresh = pair["data"]["refresh_token"].as_str().unwrap().to_string();
     assert_eq!(get(&replica, &access).await.unwrap().status(), 200);
     let (s, b) = app
-        .call("POST", "/api/v1/auth/logout", Some(&access), Some(json!({"refresh_token": refresh})))
+        .call(
+            "POST",
+            "/api/v1/auth/logout",
+            Some(&access),
+            Some(json!({"refresh_token": refresh})),
+        )
         .await;
     assert_eq!(s, 200, "{b}");
     for base in &bases {
@@ -261,10 +375,19 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
         assert_eq!(r.status(), 401, "revoked on {base}");
     }
     let (s, _) = app
-        .call("POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh})))
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
         .await;
     assert_eq!(s, 401, "the refresh family is revoked");
-    assert_eq!(get(&replica, &lou).await.unwrap().status(), 200, "other sessions stay");
+    assert_eq!(
+        get(&replica, &lou).await.unwrap().status(),
+        200,
+        "other sessions stay"
+    );
 
     // Three wrong passwords lock the username, even against the right one, on every replica.
     app.create_user_cli("locky", "locky-password-1", "viewer");
@@ -307,7 +430,18 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
     }
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 
-    let events: Vec<String> = audit(&app, "outcome=denied&limit=1000")
+    // Even the right password waits until the address's window ends.
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "root2", "password": "root2-password-1"})),
+        )
+        .await;
+    assert_eq!(s, 429, "{b}");
+    // The first admin spent its request budget above: the second reads the trail.
+    let events: Vec<String> = audit_as(&app, &lou_admin, "outcome=denied&limit=1000")
         .await
         .iter()
         .map(|r| r["action"].as_str().unwrap().to_string())
@@ -318,9 +452,16 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
         "auth.login_rate_limited",
         "auth.login",
     ] {
-        assert!(events.iter().any(|e| e == expected), "{expected} audited: {events:?}");
+        assert!(
+            events.iter().any(|e| e == expected),
+            "{expected} audited: {events:?}"
+        );
     }
-    assert!(!audit(&app, "action=auth.logout").await.is_empty());
+    assert!(
+        !audit_as(&app, &lou_admin, "action=auth.logout")
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -368,12 +509,34 @@ async fn forged_and_misused_tokens_are_refused() {
         ("alg none", unsigned),
         ("HS512", confused),
         ("RS256 header", rs_header),
-        ("other secret", token_with(hs256.clone(), &claims(json!({})), b"another-secret-entirely-000000000")),
-        ("expired", token_with(hs256.clone(), &claims(json!({"exp": now - 60})), secret)),
-        ("not yet valid", token_with(hs256.clone(), &claims(json!({"nbf": now + 600})), secret)),
-        ("wrong issuer", token_with(hs256.clone(), &claims(json!({"iss": "evil"})), secret)),
-        ("wrong audience", token_with(hs256.clone(), &claims(json!({"aud": "other"})), secret)),
-        ("refresh as access", token_with(hs256.clone(), &claims(json!({"typ": "refresh"})), secret)),
+        (
+            "other secret",
+            token_with(
+                hs256.clone(),
+                &claims(json!({})),
+                b"another-secret-entirely-000000000",
+            ),
+        ),
+        (
+            "expired",
+            token_with(hs256.clone(), &claims(json!({"exp": now - 60})), secret),
+        ),
+        (
+            "not yet valid",
+            token_with(hs256.clone(), &claims(json!({"nbf": now + 600})), secret),
+        ),
+        (
+            "wrong issuer",
+            token_with(hs256.clone(), &claims(json!({"iss": "evil"})), secret),
+        ),
+        (
+            "wrong audience",
+            token_with(hs256.clone(), &claims(json!({"aud": "other"})), secret),
+        ),
+        (
+            "refresh as access",
+            token_with(hs256.clone(), &claims(json!({"typ": "refresh"})), secret),
+        ),
     ];
     for (what, token) in cases {
         let (s, b) = app.call("GET", "/api/v1/tasks", Some(&token), None).await;
@@ -384,20 +547,40 @@ async fn forged_and_misused_tokens_are_refused() {
     assert_eq!(refused.len(), 9, "every refusal is audited");
     // A reused refresh token revokes its family (see also the auth tests).
     let (s, pair) = app
-        .call("POST", "/api/v1/auth/login", None, Some(json!({"username": ADMIN, "password": ADMIN_PASSWORD})))
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": ADMIN, "password": ADMIN_PASSWORD})),
+        )
         .await;
     assert_eq!(s, 200);
     let refresh = pair["data"]["refresh_token"].as_str().unwrap();
     let (s, next) = app
-        .call("POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh})))
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
         .await;
     assert_eq!(s, 200);
     let (s, _) = app
-        .call("POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh})))
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
         .await;
     assert_eq!(s, 401);
     let (s, _) = app
-        .call("POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": next["data"]["refresh_token"]})))
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": next["data"]["refresh_token"]})),
+        )
         .await;
     assert_eq!(s, 401, "the whole family is revoked");
     assert_eq!(audit(&app, "action=auth.refresh_reused").await.len(), 1);
@@ -406,7 +589,12 @@ async fn forged_and_misused_tokens_are_refused() {
 /// The agent claims its next task (it runs it: sealed fields come in clear).
 async fn claim(app: &App, agent: &str, key: &str) -> Value {
     let (s, b) = app
-        .as_agent("POST", &format!("/api/v1/agents/{agent}/tasks/claim?wait_ms=10000"), key, None)
+        .as_agent(
+            "POST",
+            &format!("/api/v1/agents/{agent}/tasks/claim?wait_ms=10000"),
+            key,
+            None,
+        )
         .await;
     assert_eq!(s, 200, "{b}");
     b["data"].clone()
@@ -432,8 +620,10 @@ async fn sensitive_fields_are_sealed_and_keys_rotate_while_the_service_runs() {
         .admin(
             "POST",
             "/api/v1/agents/register",
-            Some(json!({"name": "vault", "type": "external_api", "capabilities": ["analysis"],
-                        "configuration": {"region": "eu", "api_keys": {"upstream": AGENT_SECRET}}})),
+            Some(
+                json!({"name": "vault", "type": "external_api", "capabilities": ["analysis"],
+                        "configuration": {"region": "eu", "api_keys": {"upstream": AGENT_SECRET}}}),
+            ),
         )
         .await;
     assert_eq!(s, 201, "{b}");
@@ -448,23 +638,40 @@ async fn sensitive_fields_are_sealed_and_keys_rotate_while_the_service_runs() {
     let (s, b) = app.admin("POST", "/api/v1/tasks", Some(request(1))).await;
     assert_eq!(s, 201, "{b}");
     let t1 = b["data"]["id"].as_str().unwrap().to_string();
-    assert_eq!(b["data"]["payload"]["patient"]["ssn"], json!({"$sealed": "k1"}));
+    assert_eq!(
+        b["data"]["payload"]["patient"]["ssn"],
+        json!({"$sealed": "k1"})
+    );
     assert_eq!(b["data"]["payload"]["patient"]["name"], "Ann");
     let (s, again) = app.admin("POST", "/api/v1/tasks", Some(request(1))).await;
-    assert_eq!((s, again["data"]["id"].as_str()), (200, Some(t1.as_str())), "idempotent");
+    assert_eq!(
+        (s, again["data"]["id"].as_str()),
+        (200, Some(t1.as_str())),
+        "idempotent"
+    );
     let (s, b) = app.admin("POST", "/api/v1/tasks", Some(request(2))).await;
     assert_eq!(s, 201);
     let (s, b) = app
-        .admin("POST", "/api/v1/tasks", Some(json!({"type": "generic", "payload": {"a": 1}, "sensitive_fields": ["/b"]})))
+        .admin(
+            "POST",
+            "/api/v1/tasks",
+            Some(json!({"type": "generic", "payload": {"a": 1}, "sensitive_fields": ["/b"]})),
+        )
         .await;
     assert_eq!(s, 422, "{b}");
     assert_eq!(b["error"]["details"]["field"], "sensitive_fields");
 
     let stored = app.sql("SELECT payload::text || coalesce(sealed_key, '') FROM tasks");
-    assert!(!stored.contains(SSN) && !stored.contains(TOKEN), "sealed at rest: {stored}");
+    assert!(
+        !stored.contains(SSN) && !stored.contains(TOKEN),
+        "sealed at rest: {stored}"
+    );
     assert!(stored.contains("v1:k1:"));
     let agents = app.sql("SELECT coalesce(configuration::text, '') || coalesce(configuration_sealed, '') FROM agents");
-    assert!(!agents.contains(AGENT_SECRET) && agents.contains("v1:k1:"), "{agents}");
+    assert!(
+        !agents.contains(AGENT_SECRET) && agents.contains("v1:k1:"),
+        "{agents}"
+    );
 
     // The agent that runs a task gets the values in clear.
     let first = claim(&app, &agent, &key).await;
@@ -472,7 +679,8 @@ async fn sensitive_fields_are_sealed_and_keys_rotate_while_the_service_runs() {
 
     // Roll in k2 ahead of k1: new values seal with k2, old ones still open.
     let ring = format!("{k2},{k1}");
-    app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", ring.as_str())]).await;
+    app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", ring.as_str())])
+        .await;
     let (s, b) = app.admin("POST", "/api/v1/tasks", Some(request(3))).await;
     assert_eq!(s, 201);
     assert_eq!(b["data"]["payload"]["token"], json!({"$sealed": "k2"}));
@@ -482,15 +690,25 @@ async fn sensitive_fields_are_sealed_and_keys_rotate_while_the_service_runs() {
     let left = app.sql("SELECT count(*) FROM tasks WHERE sealed_key = 'k1'");
     assert_eq!(left.trim(), "0", "every task re-sealed");
     let agents = app.sql("SELECT configuration_sealed FROM agents");
-    assert!(agents.contains("v1:k2:") && !agents.contains("v1:k1:"), "{agents}");
+    assert!(
+        agents.contains("v1:k2:") && !agents.contains("v1:k1:"),
+        "{agents}"
+    );
     let (ok, out) = app.run_api_command(&["keys", "status"]);
-    assert!(ok && out.contains("active key: k2") && !out.contains("by k1"), "{out}");
+    assert!(
+        ok && out.contains("active key: k2") && !out.contains("by k1"),
+        "{out}"
+    );
 
     // Retire k1: everything still opens.
-    app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", k2.as_str())]).await;
+    app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", k2.as_str())])
+        .await;
     let second = claim(&app, &agent, &key).await;
     assert_ne!(second["id"], first["id"]);
-    assert_eq!(second["payload"], payload, "re-sealed values open with the new key alone");
+    assert_eq!(
+        second["payload"], payload,
+        "re-sealed values open with the new key alone"
+    );
     let rotations = audit(&app, "action=keys.rotate").await;
     assert_eq!(rotations.len(), 1);
     assert_eq!(rotations[0]["target"], "k2");
@@ -505,8 +723,10 @@ async fn slow_clients_are_cut_off_without_hurting_idle_connections() {
     // Headers trickled in and never finished: the connection is closed.
     let started = Instant::now();
     let mut slow = TcpStream::connect(&addr).unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let mut buf = [0u8; 256];
     let n = slow.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0, "closed without an answer");
@@ -514,7 +734,9 @@ async fn slow_clients_are_cut_off_without_hurting_idle_connections() {
 
     // A body that stops halfway: the request fails instead of waiting forever.
     let mut stalled = TcpStream::connect(&addr).unwrap();
-    stalled.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     stalled
         .write_all(
             format!(
@@ -532,16 +754,18 @@ async fn slow_clients_are_cut_off_without_hurting_idle_connections() {
 
     // An idle keep-alive connection between requests is left alone.
     let mut idle = TcpStream::connect(&addr).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let request = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
     idle.write_all(request).unwrap();
-    let n = idle.read(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(read_response(&mut idle).starts_with("HTTP/1.1 200"));
     // Idling past the read timeout is the subject of this check.
     std::thread::sleep(Duration::from_millis(1500));
     idle.write_all(request).unwrap();
-    let n = idle.read(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "still served");
+    assert!(
+        read_response(&mut idle).starts_with("HTTP/1.1 200"),
+        "still served"
+    );
 
     // Deeply nested JSON is refused before parsing.
     let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
