@@ -11,5 +11,6 @@ mod deployment;
 mod engine;
 mod errors;
 mod pipeline;
+mod rbac;
 mod realtime;
 mod tasks;
