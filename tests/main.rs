@@ -10,6 +10,7 @@ mod auth;
 mod deployment;
 mod engine;
 mod errors;
+mod fuzz;
 mod pipeline;
 mod rbac;
 mod realtime;
