@@ -171,6 +171,9 @@ const MATRIX: &[(&str, &str, Rule)] = &[
     ("GET", "/dashboard", Open),
 ];
 
+/// Operations that revoke the credentials they are called with.
+const ENDS_SESSION: &[(&str, &str)] = &[("POST", "/api/v1/auth/logout")];
+
 /// What a call must answer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Expect {
@@ -192,7 +195,8 @@ struct Agent {
 
 struct Fixture {
     app: App,
-    users: Vec<(&'static str, String)>,
+    /// Role, username, password and a current access token.
+    users: Vec<(&'static str, String, String, String)>,
     /// The agent whose own record and routed task are used in the "allowed" cases.
     me: Agent,
     /// Another agent: acting on `me`'s record or task must be refused.
@@ -208,7 +212,12 @@ struct Fixture {
 impl Fixture {
     async fn start() -> Self {
         let app = App::start(Mode::SingleNode).await;
-        let mut users = vec![("admin", app.admin_token.clone())];
+        let mut users = vec![(
+            "admin",
+            "admin".to_string(),
+            ADMIN_PASSWORD.to_string(),
+            app.admin_token.clone(),
+        )];
         for role in ["operator", "viewer"] {
             let username = format!("rbac-{role}");
             let password = format!("{role}-password-0123456789");
@@ -220,7 +229,8 @@ impl Fixture {
                 )
                 .await;
             assert_eq!(s, 201, "{b}");
-            users.push((role, app.login(&username, &password).await));
+            let token = app.login(&username, &password).await;
+            users.push((role, username, password, token));
         }
         // `analysis` is served by no embedded worker, so the task below waits for `me`.
         let me = register(&app, "rbac-me", "analysis").await;
@@ -258,9 +268,23 @@ impl Fixture {
     }
 
     fn user(&self, role: &str) -> Caller {
-        let token = &self.users.iter().find(|(r, _)| *r == role).unwrap().1;
+        let (_, _, _, token) = self.users.iter().find(|u| u.0 == role).unwrap();
         Caller {
             label: role.to_string(),
+            authorization: Some(format!("Bearer {token}")),
+        }
+    }
+
+    /// The user's caller for an operation: a throwaway session for one that ends the caller's
+    /// own session (logging out revokes the access token it was called with).
+    async fn user_for(&self, role: &str, method: &str, path: &str) -> Caller {
+        if !ENDS_SESSION.contains(&(method, path)) {
+            return self.user(role);
+        }
+        let (_, username, password, _) = self.users.iter().find(|u| u.0 == role).unwrap();
+        let token = self.app.login(username, password).await;
+        Caller {
+            label: format!("{role} (own session)"),
             authorization: Some(format!("Bearer {token}")),
         }
     }
@@ -534,7 +558,11 @@ async fn every_operation_enforces_the_permission_table() {
                     TheAgent => (fx.me.id.clone(), false),
                     AssignedAgent => (fx.my_task.clone(), false),
                 };
-                cases.push((fx.user(role), target, allowed_or_forbidden(allowed)));
+                cases.push((
+                    fx.user_for(role, method, path).await,
+                    target,
+                    allowed_or_forbidden(allowed),
+                ));
             }
             match rule {
                 Open => {}
