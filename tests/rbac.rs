@@ -495,8 +495,20 @@ fn verdict(expect: Expect, status: u16) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_operation_enforces_the_permission_table() {
+async fn every_operation_and_channel_enforces_the_permission_table() {
     let fx = Fixture::start().await;
+    let mut failures = operations_matrix(&fx).await;
+    failures.extend(channels_matrix(&fx).await);
+    assert!(
+        failures.is_empty(),
+        "{} of the checks failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every operation of the spec, for every caller.
+async fn operations_matrix(fx: &Fixture) -> Vec<String> {
     let ops = operations();
     assert!(
         ops.len() >= 40,
@@ -618,16 +630,11 @@ async fn every_operation_enforces_the_permission_table() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of the checks failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
     eprintln!(
         "permission matrix: {checked} calls over {} operations",
         ops.len()
     );
+    failures
 }
 
 fn allowed_or_forbidden(allowed: bool) -> Expect {
@@ -641,9 +648,7 @@ fn allowed_or_forbidden(allowed: bool) -> Expect {
 /// The WebSocket channels and what each needs, from the contract: agent status is part of the
 /// agent's own record, task channels are task reads (an agent sees only its own tasks'
 /// events), pipeline updates are pipeline reads and the system channel is a system read.
-#[tokio::test(flavor = "multi_thread")]
-async fn every_channel_enforces_the_permission_table() {
-    let fx = Fixture::start().await;
+async fn channels_matrix(fx: &Fixture) -> Vec<String> {
     let channels: &[(&str, Rule)] = &[
         ("/ws/agents/status", Perm("agent.basic")),
         ("/ws/tasks/progress", Perm("task.read")),
@@ -744,12 +749,7 @@ async fn every_channel_enforces_the_permission_table() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of the checks failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    failures
 }
 
 #[derive(Debug)]
