@@ -74,7 +74,7 @@ async fn schemathesis_finds_no_server_errors_and_no_responses_outside_the_spec()
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        !stderr.contains("No module named schemathesis"),
+        !(stderr.contains("No module named") && stderr.contains("schemathesis")),
         "schemathesis is not installed; ./scripts/test.sh installs it (pip install schemathesis)"
     );
     let summary = summary(&stdout);
