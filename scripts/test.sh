@@ -22,6 +22,10 @@ if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
   python3 -m pip install -q "moto[server]" >/dev/null 2>&1 \
     || echo "note: moto could not be installed; the S3 artifact-store test will fail"
 fi
+if ! python3 -c 'import schemathesis, sys; sys.exit(schemathesis.__version__ != "4.32.5")' >/dev/null 2>&1; then
+  python3 -m pip install -q "schemathesis==4.32.5" >/dev/null 2>&1 \
+    || echo "note: schemathesis could not be installed; the API fuzz test will fail"
+fi
 if ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
   python3 -m pip install -q kubernetes-validate >/dev/null 2>&1 \
     || echo "note: kubernetes-validate could not be installed; the manifest test will fail"

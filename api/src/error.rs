@@ -257,6 +257,10 @@ const ERROR_STATUSES: &[(u16, &str)] = &[
     (404, "Unknown id or route"),
     (409, "State conflict"),
     (413, "Request body too large"),
+    (
+        415,
+        "Unsupported Content-Type; send the one the operation names",
+    ),
     (422, "Invalid field; details.field names it"),
     (429, "Rate limited; see Retry-After"),
     (503, "A dependency is unavailable"),
@@ -283,5 +287,61 @@ impl ApiResponse for ApiError {
 
     fn register(registry: &mut Registry) {
         ErrorEnvelope::register(registry);
+    }
+}
+
+/// The `Allow` header of a 405 (RFC 9110 requires it): the methods the OpenAPI document lists
+/// for the path, preferring the template with the most literal segments, so
+/// `/api/v1/agents/discover` is not read as `/api/v1/agents/{id}`. The WebSocket channels are
+/// GET only.
+pub fn allowed_methods(path: &str) -> String {
+    type Routes = Vec<(Vec<String>, Vec<String>)>;
+    static ROUTES: std::sync::OnceLock<Routes> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        let spec: Value =
+            serde_json::from_str(&crate::startup::api_service().spec()).unwrap_or_default();
+        spec["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(template, item)| {
+                let methods = item
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(m, _)| m.to_ascii_uppercase())
+                    .collect();
+                (template.split('/').map(String::from).collect(), methods)
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    routes
+        .iter()
+        .filter(|(template, _)| {
+            template.len() == segments.len()
+                && template
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()))
+        })
+        .max_by_key(|(template, _)| template.iter().filter(|t| !t.starts_with('{')).count())
+        .map(|(_, methods)| methods.join(", "))
+        .unwrap_or_else(|| "GET".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_methods;
+
+    #[test]
+    fn allow_lists_the_methods_of_the_most_literal_matching_path() {
+        assert_eq!(allowed_methods("/api/v1/agents/discover"), "GET");
+        let by_id = allowed_methods("/api/v1/agents/0190c0de-0000-7000-8000-000000000000");
+        assert!(by_id.contains("GET") && by_id.contains("DELETE"), "{by_id}");
+        assert_eq!(allowed_methods("/api/v1/tasks/batch"), "POST");
+        let tasks = allowed_methods("/api/v1/tasks");
+        assert!(tasks.contains("GET") && tasks.contains("POST"), "{tasks}");
+        assert_eq!(allowed_methods("/ws/tasks/progress"), "GET");
     }
 }

@@ -137,6 +137,11 @@ pub async fn request_context<E: Endpoint>(
         resp.headers_mut().insert("x-request-id", v);
     }
     security_headers(&mut resp, &path, production);
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Ok(v) = HeaderValue::from_str(&crate::error::allowed_methods(&path))
+    {
+        resp.headers_mut().insert("allow", v);
+    }
     let status = resp.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {

@@ -30,10 +30,13 @@ pub struct AuditRecordView {
     /// (`security.unauthenticated`, `security.forbidden`, `security.rate_limited`…), or
     /// `METHOD /route/{id}` for other mutating requests.
     pub action: String,
+    #[oai(skip_serializing_if_is_none)]
     pub target: Option<String>,
     /// `success`, `failure` or `denied`.
     pub outcome: String,
+    #[oai(skip_serializing_if_is_none)]
     pub request_id: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub details: Option<Value>,
     pub prev_hash: String,
     pub hash: String,
@@ -62,6 +65,7 @@ pub struct AuditVerification {
     pub valid: bool,
     pub records_checked: u64,
     /// The first record that was edited, or that follows a deleted one.
+    #[oai(skip_serializing_if_is_none)]
     pub first_broken_id: Option<i64>,
 }
 

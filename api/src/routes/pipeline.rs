@@ -13,8 +13,11 @@ use poem::{Body, Request, RequestBody, web::Data};
 use poem_openapi::{
     ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object, OpenApi,
     param::{Path, Query},
-    payload::{Binary, Json},
-    registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef},
+    payload::{Binary, Json, Payload},
+    registry::{
+        MetaMediaType, MetaRequest, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef,
+        Registry,
+    },
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -200,13 +203,45 @@ pub enum ReportResponse {
     Ok(Json<Envelope<Value>>),
 }
 
-#[derive(ApiResponse)]
+/// The exported file. Written by hand because the derive keeps one content type per status,
+/// and the file is NDJSON (`jsonl`, `chat_jsonl`) or CSV.
 pub enum ResultsResponse {
-    /// `jsonl` and `chat_jsonl`.
-    #[oai(status = 200, content_type = "application/x-ndjson")]
-    Ndjson(Binary<Body>),
-    #[oai(status = 200, content_type = "text/csv")]
-    Csv(Binary<Body>),
+    Ndjson(Body),
+    Csv(Body),
+}
+
+impl poem::IntoResponse for ResultsResponse {
+    fn into_response(self) -> poem::Response {
+        let (content_type, body) = match self {
+            ResultsResponse::Ndjson(b) => ("application/x-ndjson", b),
+            ResultsResponse::Csv(b) => ("text/csv", b),
+        };
+        poem::Response::builder()
+            .content_type(content_type)
+            .body(body)
+    }
+}
+
+impl ApiResponse for ResultsResponse {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The exported file: NDJSON for `jsonl` and `chat_jsonl`, CSV for `csv`.",
+                status: Some(200),
+                status_range: None,
+                content: ["application/x-ndjson", "text/csv"]
+                    .into_iter()
+                    .map(|content_type| MetaMediaType {
+                        content_type,
+                        schema: <Binary<Body> as Payload>::schema_ref(),
+                    })
+                    .collect(),
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(_registry: &mut Registry) {}
 }
 
 /// Most executions one batch may carry.
@@ -407,7 +442,7 @@ impl PipelineApi {
             .artifacts
             .reader(&mcp_worker::pipeline::export_key(e.id, format))
             .await?;
-        let body = Binary(Body::from_async_read(reader));
+        let body = Body::from_async_read(reader);
         Ok(match format {
             ExportFormat::Csv => ResultsResponse::Csv(body),
             ExportFormat::Jsonl | ExportFormat::ChatJsonl => ResultsResponse::Ndjson(body),

@@ -1,0 +1,117 @@
+//! Property-based fuzzing of the whole HTTP API with schemathesis (PyPI), driven by the spec the
+//! server publishes at `/openapi.json`: no request may cause a 5xx, and every response must match
+//! the spec (documented status code, content type, headers and body schema). Auth is checked too:
+//! a request without credentials must be refused.
+//!
+//! Bounded by default (about a minute on two cores); `MCP_FUZZ_MAX_TIME` (seconds),
+//! `MCP_FUZZ_MAX_EXAMPLES` (per operation) and `MCP_FUZZ_SEED` change the run.
+
+use std::{io::Write, process::Command, time::Instant};
+
+use crate::helpers::{App, Mode};
+
+/// Checks about requests, not responses, that the server answers on purpose in its own way:
+/// it applies rules the schema cannot state (a dataset id *or* records, slots up to the agent's
+/// own `max_concurrency`, name patterns) with a documented 422, and reads `null` as an absent
+/// optional field.
+const EXCLUDED_CHECKS: &str = "positive_data_acceptance,negative_data_rejection";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Written past the test harness's capture, so the run's summary shows in CI even when the test
+/// passes.
+fn report(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_server_errors_and_no_responses_outside_the_spec() {
+    // Limits off: at this request rate they would answer most calls with a (documented) 429
+    // and leave the rest of the API untested.
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("MCP_RATE_LIMIT_PER_MINUTE", "0"),
+            ("MCP_LOGIN_RATE_LIMIT_PER_MINUTE", "0"),
+            ("MCP_LOGIN_MAX_FAILURES", "0"),
+        ],
+    )
+    .await;
+    let max_time = env_or("MCP_FUZZ_MAX_TIME", "60");
+    let max_examples = env_or("MCP_FUZZ_MAX_EXAMPLES", "25");
+    // A fixed seed keeps CI reproducible; set another to explore further.
+    let seed = env_or("MCP_FUZZ_SEED", "20261125");
+    let reports = app.dir.path().join("schemathesis");
+    let schema = format!("{}/openapi.json", app.base);
+    let started = Instant::now();
+    let output = Command::new("python3")
+        .args(["-m", "schemathesis.cli", "--no-color", "run", &schema])
+        .arg("--header")
+        .arg(format!("Authorization: Bearer {}", app.admin_token))
+        .args(["--checks", "all", "--exclude-checks", EXCLUDED_CHECKS])
+        // Logging out revokes the token the whole run authenticates with.
+        .args(["--exclude-path", "/api/v1/auth/logout"])
+        .args(["--max-time", &max_time])
+        .args(["--max-examples", &max_examples])
+        .args(["--seed", &seed])
+        // The event stream never ends and a claim may long-poll for 30 s: a short request
+        // timeout keeps them from spending the time budget.
+        .args(["--workers", "2", "--request-timeout", "10"])
+        .args(["--report", "junit", "--report-dir"])
+        .arg(&reports)
+        .env("NO_COLOR", "1")
+        .current_dir(app.dir.path())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 could not run schemathesis ({e}); ./scripts/test.sh installs it")
+        });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !(stderr.contains("No module named") && stderr.contains("schemathesis")),
+        "schemathesis is not installed; ./scripts/test.sh installs it (pip install schemathesis)"
+    );
+    let summary = summary(&stdout);
+    report(&format!(
+        "schemathesis against {schema} ({:.0?}, max-time {max_time}s, max-examples {max_examples}, seed {seed}):\n{summary}",
+        started.elapsed()
+    ));
+    assert!(
+        output.status.success(),
+        "schemathesis found problems (exit {:?}); reproduce with the same seed:\n{stdout}\n{stderr}",
+        output.status.code()
+    );
+    // A run that lost its credentials midway tested little past that point.
+    let (status, body) = app.admin("GET", "/api/v1/tasks?limit=1", None).await;
+    assert_eq!(status, 200, "the run's token stopped working: {body}");
+    // A run that generated nothing proves nothing.
+    assert!(
+        generated(&stdout) > 0,
+        "schemathesis tested nothing:\n{stdout}\n{stderr}"
+    );
+}
+
+/// The number of test cases from the `N generated, …` line.
+fn generated(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .filter_map(|l| l.trim().split_once(" generated"))
+        .find_map(|(n, _)| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The part of the output after the per-phase progress: failures, warnings, counts.
+fn summary(stdout: &str) -> String {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("Test Phases:"))
+        .unwrap_or_else(|| lines.len().saturating_sub(40));
+    lines[start..].join("\n")
+}
