@@ -929,6 +929,28 @@ async fn idempotency_keys_replay_executions_singly_and_in_batches() {
     assert_eq!(again["data"]["execution_id"], id.as_str(), "{again}");
     assert_eq!(executions(), 1);
 
+    // Identical requests racing make one execution, and every one of them gets it.
+    let racing = futures::future::join_all((0..6).map(|_| {
+        app.admin(
+            "POST",
+            "/api/v1/pipeline/agent-execute",
+            Some(keyed("race")),
+        )
+    }))
+    .await;
+    let mut raced: Vec<&Value> = racing
+        .iter()
+        .map(|(status, body)| {
+            assert!(*status == 202 || *status == 200, "{status}: {body}");
+            &body["data"]["execution_id"]
+        })
+        .collect();
+    raced.dedup();
+    assert_eq!(raced.len(), 1, "{racing:?}");
+    let started = racing.iter().filter(|(status, _)| *status == 202).count();
+    assert_eq!(started, 1, "{racing:?}");
+    assert_eq!(executions(), 2);
+
     // The same key with another request is refused, and starts nothing.
     let mut other = keyed("run-1");
     other["options"] = json!({"pii": "reject"});
@@ -940,7 +962,7 @@ async fn idempotency_keys_replay_executions_singly_and_in_batches() {
         refused["error"]["code"], "idempotency_key_reused",
         "{refused}"
     );
-    assert_eq!(executions(), 1);
+    assert_eq!(executions(), 2);
     let (status, bad) = app
         .admin(
             "POST",
@@ -965,7 +987,7 @@ async fn idempotency_keys_replay_executions_singly_and_in_batches() {
     assert_eq!(ids[0], ids[2], "{body}");
     assert_ne!(ids[0], ids[1], "{body}");
     assert_eq!(ids[3], id.as_str(), "{body}");
-    assert_eq!(executions(), 3);
+    assert_eq!(executions(), 4);
 
     // The whole batch again: the same ids at the same indexes, nothing new.
     let (status, body) = app
@@ -973,7 +995,7 @@ async fn idempotency_keys_replay_executions_singly_and_in_batches() {
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["data"]["execution_ids"], ids, "{body}");
-    assert_eq!(executions(), 3);
+    assert_eq!(executions(), 4);
 
     // A reused key with another body refuses the batch by index, before anything starts.
     let mut changed = keyed("b-2");
@@ -1004,7 +1026,7 @@ async fn idempotency_keys_replay_executions_singly_and_in_batches() {
         body["error"]["details"]["field"], "executions[1].idempotency_key",
         "{body}"
     );
-    assert_eq!(executions(), 3);
+    assert_eq!(executions(), 4);
     assert_eq!(
         app.sql("SELECT count(*) FROM pipeline_executions WHERE idempotency_key IN ('b-3', 'b-4')"),
         "0"
