@@ -1038,5 +1038,6 @@ async fn idempotency_keys_replay_executions_singly_and_in_batches() {
         let (status, e) = app.admin("GET", &path, None).await;
         assert_eq!(status, 200, "{e}");
         assert_eq!(e["data"]["priority"], want, "{e}");
+        assert!(e["data"]["idempotency_key"].is_string(), "{e}");
     }
 }

@@ -117,6 +117,9 @@ pub struct ExecutionView {
     #[oai(skip_serializing_if_is_none)]
     pub current_stage: Option<String>,
     pub options: Value,
+    /// The key the execution was started with, if any.
+    #[oai(skip_serializing_if_is_none)]
+    pub idempotency_key: Option<String>,
 }
 
 impl From<Execution> for ExecutionView {
@@ -133,6 +136,7 @@ impl From<Execution> for ExecutionView {
             dataset_id: e.dataset_id,
             current_stage: e.current_stage,
             options: e.options,
+            idempotency_key: e.idempotency_key,
         }
     }
 }
