@@ -518,23 +518,26 @@ async fn mcpctl_pipeline_batch_and_watch() {
     assert_eq!(again["execution_ids"].as_array().unwrap().len(), 2);
     assert_eq!(again["execution_ids"], summary["execution_ids"]);
 
-    // A chunk recorded as sent but never acknowledged (the process died mid-request): pipeline
-    // items carry no idempotency key, so a re-run refuses to guess whether they started.
+    // The process died with the first chunk sent but not acknowledged, so the checkpoint counts
+    // nothing of it. The re-run sends the chunk again, and each line's idempotency key finds the
+    // execution it already started.
     let checkpoint = PathBuf::from(summary["checkpoint"].as_str().unwrap());
     let mut cp = read_json(&checkpoint);
     cp["complete"] = json!(false);
     cp["acknowledged"] = json!(0);
-    cp["in_flight"] = json!([0, 3]);
+    cp["accepted"] = json!(0);
+    cp["rejected"] = json!([]);
+    cp["execution_ids"] = json!([]);
     std::fs::write(&checkpoint, cp.to_string()).unwrap();
-    let refused = batch().await;
-    refused.expect(1);
-    assert!(refused.stdout.is_empty(), "{}", refused.stdout);
-    assert!(
-        refused.stderr.contains("lines 1-3") && refused.stderr.contains("--skip-unacknowledged"),
-        "{}",
-        refused.stderr
+    let resumed = batch().await.expect(1).json();
+    assert_eq!(resumed["accepted"], 2, "{resumed}");
+    assert_eq!(
+        resumed["execution_ids"], summary["execution_ids"],
+        "{resumed}"
     );
-    let skipped = ctl
+
+    // From the first line again: the same executions, nothing new.
+    let restarted = ctl
         .run(&[
             "batch",
             &path,
@@ -542,12 +545,12 @@ async fn mcpctl_pipeline_batch_and_watch() {
             "pipeline",
             "-o",
             "json",
-            "--skip-unacknowledged",
+            "--restart",
         ])
         .await;
-    let skipped = skipped.expect(1).json();
-    assert_eq!(skipped["execution_ids"], summary["execution_ids"]);
-    assert_eq!(skipped["accepted"], 2);
+    let restarted = restarted.expect(1).json();
+    assert_eq!(restarted["execution_ids"], summary["execution_ids"]);
+    assert_eq!(restarted["accepted"], 2);
 }
 
 #[tokio::test]

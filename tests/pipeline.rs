@@ -886,3 +886,158 @@ async fn cancel_stops_the_remaining_shards() {
             .await;
     assert_eq!(cancelled["data"]["execution_id"], id.as_str());
 }
+
+#[tokio::test]
+async fn idempotency_keys_replay_executions_singly_and_in_batches() {
+    // PostgreSQL, so the executions can be counted where they are stored.
+    let app = App::start(Mode::Distributed).await;
+    let executions = || -> i64 {
+        app.sql("SELECT count(*) FROM pipeline_executions")
+            .parse()
+            .unwrap()
+    };
+    let records = json!([{"question": "How do I wind down at night?", "answer": "Dim the lights an hour before bed and keep the phone in another room."}]);
+    let keyed = |key: &str| json!({"records": records, "idempotency_key": key});
+
+    // A repeated single execute answers 200 with the execution the first one started, whether
+    // or not it waits (how long the caller waits is not part of the request).
+    let (status, first) = app
+        .admin(
+            "POST",
+            "/api/v1/pipeline/agent-execute",
+            Some(keyed("run-1")),
+        )
+        .await;
+    assert_eq!(status, 202, "{first}");
+    let id = first["data"]["execution_id"].as_str().unwrap().to_string();
+    let (status, again) = app
+        .admin(
+            "POST",
+            "/api/v1/pipeline/agent-execute",
+            Some(keyed("run-1")),
+        )
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["data"]["execution_id"], id.as_str(), "{again}");
+    let mut waiting = keyed("run-1");
+    waiting["wait"] = json!(true);
+    waiting["wait_timeout_ms"] = json!(1);
+    let (status, again) = app
+        .admin("POST", "/api/v1/pipeline/agent-execute", Some(waiting))
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["data"]["execution_id"], id.as_str(), "{again}");
+    assert_eq!(executions(), 1);
+
+    // Identical requests racing make one execution, and every one of them gets it.
+    let racing = futures::future::join_all((0..6).map(|_| {
+        app.admin(
+            "POST",
+            "/api/v1/pipeline/agent-execute",
+            Some(keyed("race")),
+        )
+    }))
+    .await;
+    let mut raced: Vec<&Value> = racing
+        .iter()
+        .map(|(status, body)| {
+            assert!(*status == 202 || *status == 200, "{status}: {body}");
+            &body["data"]["execution_id"]
+        })
+        .collect();
+    raced.dedup();
+    assert_eq!(raced.len(), 1, "{racing:?}");
+    let started = racing.iter().filter(|(status, _)| *status == 202).count();
+    assert_eq!(started, 1, "{racing:?}");
+    assert_eq!(executions(), 2);
+
+    // The same key with another request is refused, and starts nothing.
+    let mut other = keyed("run-1");
+    other["options"] = json!({"pii": "reject"});
+    let (status, refused) = app
+        .admin("POST", "/api/v1/pipeline/agent-execute", Some(other))
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(
+        refused["error"]["code"], "idempotency_key_reused",
+        "{refused}"
+    );
+    assert_eq!(executions(), 2);
+    let (status, bad) = app
+        .admin(
+            "POST",
+            "/api/v1/pipeline/agent-execute",
+            Some(keyed(&"k".repeat(201))),
+        )
+        .await;
+    assert_eq!(status, 422, "{bad}");
+    assert_eq!(bad["error"]["details"]["field"], "idempotency_key", "{bad}");
+
+    // In a batch: a key repeated within it, and the single execute's key (with the priority
+    // that execution got), map to the executions they name.
+    let mut high = keyed("run-1");
+    high["priority"] = json!("high");
+    let batch = json!({"executions": [keyed("b-1"), keyed("b-2"), keyed("b-1"), high]});
+    let (status, body) = app
+        .admin("POST", "/api/v1/pipeline/batch", Some(batch.clone()))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let ids = body["data"]["execution_ids"].clone();
+    assert_eq!(ids.as_array().unwrap().len(), 4, "{body}");
+    assert_eq!(ids[0], ids[2], "{body}");
+    assert_ne!(ids[0], ids[1], "{body}");
+    assert_eq!(ids[3], id.as_str(), "{body}");
+    assert_eq!(executions(), 4);
+
+    // The whole batch again: the same ids at the same indexes, nothing new.
+    let (status, body) = app
+        .admin("POST", "/api/v1/pipeline/batch", Some(batch))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["execution_ids"], ids, "{body}");
+    assert_eq!(executions(), 4);
+
+    // A reused key with another body refuses the batch by index, before anything starts.
+    let mut changed = keyed("b-2");
+    changed["options"] = json!({"quality_threshold": 0.9});
+    let (status, body) = app
+        .admin(
+            "POST",
+            "/api/v1/pipeline/batch",
+            Some(json!({"executions": [keyed("b-3"), changed]})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body["error"]["details"]["field"], "executions[1].idempotency_key",
+        "{body}"
+    );
+    let mut urgent = keyed("b-4");
+    urgent["priority"] = json!("critical");
+    let (status, body) = app
+        .admin(
+            "POST",
+            "/api/v1/pipeline/batch",
+            Some(json!({"executions": [keyed("b-4"), urgent]})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body["error"]["details"]["field"], "executions[1].idempotency_key",
+        "{body}"
+    );
+    assert_eq!(executions(), 4);
+    assert_eq!(
+        app.sql("SELECT count(*) FROM pipeline_executions WHERE idempotency_key IN ('b-3', 'b-4')"),
+        "0"
+    );
+
+    // Batch items without a priority got the batch default; the replayed one kept its own.
+    for (index, want) in [(0, "low"), (1, "low"), (3, "high")] {
+        let path = format!("/api/v1/pipeline/{}", ids[index].as_str().unwrap());
+        let (status, e) = app.admin("GET", &path, None).await;
+        assert_eq!(status, 200, "{e}");
+        assert_eq!(e["data"]["priority"], want, "{e}");
+        assert!(e["data"]["idempotency_key"].is_string(), "{e}");
+    }
+}

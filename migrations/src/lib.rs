@@ -10,6 +10,7 @@ mod m20261124_000001_init;
 mod m20261124_000002_task_engine;
 mod m20261124_000003_pipeline;
 mod m20261125_000004_security;
+mod m20261125_000005_pipeline_idempotency;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_task_engine::Migration),
             Box::new(m20261124_000003_pipeline::Migration),
             Box::new(m20261125_000004_security::Migration),
+            Box::new(m20261125_000005_pipeline_idempotency::Migration),
         ]
     }
 }

@@ -3,11 +3,9 @@
 //!
 //! Resumption rests on two things. A checkpoint file, rewritten atomically after every chunk the
 //! server acknowledged, says how far the file got; a re-run skips that far. And the chunk that
-//! was in flight when the process died is safe to send again: every task line carries an
+//! was in flight when the process died is safe to send again: every line carries an
 //! idempotency key derived from the file's SHA-256 and the line number (unless it brings its
-//! own), so the server answers a replay with the task it already made. Pipeline batches take
-//! no idempotency keys, so for them the checkpoint also records the chunk in flight, and a
-//! re-run refuses to guess whether it was started: the operator chooses to resend or skip it.
+//! own), so the server answers a replay with the task or execution it already made.
 
 use std::{
     collections::BTreeMap,
@@ -30,7 +28,7 @@ use crate::{
 pub const DEFAULT_CHUNK: usize = 1000;
 pub const MAX_TASK_CHUNK: usize = 10_000;
 pub const MAX_PIPELINE_CHUNK: usize = 1000;
-/// Attempts per chunk when the server is overloaded or unreachable (tasks only: replays are safe).
+/// Attempts per chunk when the server is overloaded or unreachable (replays are safe).
 const ATTEMPTS: u32 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,21 +56,12 @@ impl Kind {
     }
 }
 
-/// What to do with a pipeline chunk a previous run sent without seeing the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InFlight {
-    Refuse,
-    Resubmit,
-    Skip,
-}
-
 pub struct Options {
     pub file: PathBuf,
     pub kind: Kind,
     pub chunk_size: usize,
     /// Ignore any checkpoint and start from the first line.
     pub restart: bool,
-    pub in_flight: InFlight,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -94,8 +83,6 @@ struct Checkpoint {
     accepted: u64,
     /// Lines the server rejected.
     rejected: Vec<Rejection>,
-    /// Pipeline only: `[first item, item count]` of a chunk sent but not acknowledged.
-    in_flight: Option<(usize, usize)>,
     execution_ids: Vec<String>,
     complete: bool,
 }
@@ -106,14 +93,14 @@ struct Item {
     body: Value,
 }
 
-/// The idempotency key of a task line: stable for the same file content and line, distinct
+/// The idempotency key of a line: stable for the same file content and line, distinct
 /// otherwise.
 fn derived_key(sha256: &str, line: usize) -> String {
     format!("mcpctl-{}-{line}", &sha256[..32])
 }
 
 /// Splits the file into items and lines rejected locally (invalid JSON, not an object).
-fn parse_lines(bytes: &[u8], sha256: &str, kind: Kind) -> (Vec<Item>, Vec<Rejection>, usize) {
+fn parse_lines(bytes: &[u8], sha256: &str) -> (Vec<Item>, Vec<Rejection>, usize) {
     let mut items = Vec::new();
     let mut rejected = Vec::new();
     let mut lines = 0;
@@ -127,7 +114,7 @@ fn parse_lines(bytes: &[u8], sha256: &str, kind: Kind) -> (Vec<Item>, Vec<Reject
         lines += 1;
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(mut obj)) => {
-                if kind == Kind::Tasks && !obj.contains_key("idempotency_key") {
+                if !obj.contains_key("idempotency_key") {
                     obj.insert(
                         "idempotency_key".into(),
                         Value::String(derived_key(sha256, line)),
@@ -180,7 +167,7 @@ pub async fn run(config: &Config, opts: Options) -> Result<Exit> {
     let bytes = std::fs::read(&opts.file)
         .map_err(|e| Error::usage(format!("cannot read {}: {e}", opts.file.display())))?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    let (items, local_rejected, lines) = parse_lines(&bytes, &sha256, opts.kind);
+    let (items, local_rejected, lines) = parse_lines(&bytes, &sha256);
     let path = config
         .checkpoint_dir()
         .join(format!("{sha256}-{}.json", opts.kind.as_str()));
@@ -210,26 +197,6 @@ pub async fn run(config: &Config, opts: Options) -> Result<Exit> {
             path.display()
         );
     }
-    if let Some((first, count)) = cp.in_flight {
-        let span = lines_span(&items, first, count);
-        match opts.in_flight {
-            InFlight::Refuse => {
-                return Err(Error::failed(format!(
-                    "the chunk of {span} was sent but not acknowledged before the last run \
-                     stopped, and pipeline batches carry no idempotency keys, so it may have \
-                     started; check, then re-run with --resubmit-unacknowledged or \
-                     --skip-unacknowledged"
-                )));
-            }
-            InFlight::Resubmit => cp.in_flight = None,
-            InFlight::Skip => {
-                eprintln!("skipping the unacknowledged chunk of {span}");
-                cp.acknowledged = first + count;
-                cp.in_flight = None;
-                save(&path, &cp)?;
-            }
-        }
-    }
 
     let mut client = Client::authenticated(config)?;
     let mut progress = Progress::new();
@@ -240,7 +207,7 @@ pub async fn run(config: &Config, opts: Options) -> Result<Exit> {
         let chunk = &items[start..end];
         match opts.kind {
             Kind::Tasks => submit_tasks(&mut client, chunk, &mut cp).await?,
-            Kind::Pipeline => submit_pipelines(&mut client, chunk, start, &path, &mut cp).await?,
+            Kind::Pipeline => submit_pipelines(&mut client, chunk, &mut cp).await?,
         }
         cp.acknowledged = end;
         save(&path, &cp)?;
@@ -295,13 +262,6 @@ pub async fn run(config: &Config, opts: Options) -> Result<Exit> {
     })
 }
 
-fn lines_span(items: &[Item], first: usize, count: usize) -> String {
-    match (items.get(first), items.get(first + count.max(1) - 1)) {
-        (Some(a), Some(b)) => format!("lines {}-{}", a.line, b.line),
-        _ => format!("items {first}-{}", first + count),
-    }
-}
-
 fn load(path: &Path) -> Result<Option<Checkpoint>> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
@@ -339,20 +299,17 @@ async fn backoff(attempt: u32, retry_after: Option<u64>) {
     tokio::time::sleep(wait.min(Duration::from_secs(30))).await;
 }
 
-/// Sends one chunk of tasks until the server acknowledges it. Replays are harmless (each item
-/// has an idempotency key), so overload and connection failures are retried.
-async fn submit_tasks(client: &mut Client, chunk: &[Item], cp: &mut Checkpoint) -> Result<()> {
-    let body = json!({"tasks": chunk.iter().map(|i| &i.body).collect::<Vec<_>>()});
+/// Sends one chunk until the server answers it. Replays are harmless (each item has an
+/// idempotency key), so overload and connection failures are retried.
+async fn send_chunk(client: &mut Client, path: &str, body: &Value) -> Result<Response> {
     let mut attempt = 0;
-    let resp = loop {
+    loop {
         attempt += 1;
-        let outcome = client
-            .send(Method::POST, "/api/v1/tasks/batch", Some(&body))
-            .await;
+        let outcome = client.send(Method::POST, path, Some(body)).await;
         let retry_after = match &outcome {
             Ok(r) if r.status == 429 || r.status >= 500 => r.retry_after,
             Err(e) if e.exit == Exit::Server => None,
-            _ => break outcome?,
+            _ => return outcome,
         };
         if attempt >= ATTEMPTS {
             return match outcome {
@@ -361,7 +318,13 @@ async fn submit_tasks(client: &mut Client, chunk: &[Item], cp: &mut Checkpoint) 
             };
         }
         backoff(attempt, retry_after).await;
-    };
+    }
+}
+
+/// Sends one chunk of tasks until the server acknowledges it.
+async fn submit_tasks(client: &mut Client, chunk: &[Item], cp: &mut Checkpoint) -> Result<()> {
+    let body = json!({"tasks": chunk.iter().map(|i| &i.body).collect::<Vec<_>>()});
+    let resp = send_chunk(client, "/api/v1/tasks/batch", &body).await?;
     match resp.status {
         200..=299 => {
             cp.accepted += resp.body["data"]["accepted"].as_u64().unwrap_or(0);
@@ -406,27 +369,15 @@ async fn submit_tasks(client: &mut Client, chunk: &[Item], cp: &mut Checkpoint) 
 }
 
 /// Sends one chunk of pipeline executions. The server checks every item before starting any, so
-/// a refused item is rejected by line and the rest sent again. Anything that leaves it unknown
-/// whether executions started (a lost connection, a server error) stops the run with the chunk
-/// recorded as in flight.
-async fn submit_pipelines(
-    client: &mut Client,
-    chunk: &[Item],
-    first: usize,
-    path: &Path,
-    cp: &mut Checkpoint,
-) -> Result<()> {
-    cp.in_flight = Some((first, chunk.len()));
-    save(path, cp)?;
+/// a refused item is rejected by line and the rest sent again; items that did start meanwhile
+/// are found again by their idempotency keys.
+async fn submit_pipelines(client: &mut Client, chunk: &[Item], cp: &mut Checkpoint) -> Result<()> {
     let mut pending: BTreeMap<usize, &Item> = chunk.iter().enumerate().collect();
-    let mut attempt = 0;
     while !pending.is_empty() {
         let order: Vec<usize> = pending.keys().copied().collect();
         let body =
             json!({"executions": order.iter().map(|i| &pending[i].body).collect::<Vec<_>>()});
-        let resp = client
-            .send(Method::POST, "/api/v1/pipeline/batch", Some(&body))
-            .await?;
+        let resp = send_chunk(client, "/api/v1/pipeline/batch", &body).await?;
         match resp.status {
             200..=299 => {
                 let ids = resp.body["data"]["execution_ids"]
@@ -438,17 +389,8 @@ async fn submit_pipelines(
                     .extend(ids.iter().filter_map(|v| v.as_str().map(String::from)));
                 break;
             }
-            // Refused before anything started: safe to send again after the wait.
-            429 if attempt + 1 < ATTEMPTS => {
-                attempt += 1;
-                backoff(attempt, resp.retry_after).await;
-            }
             // Nothing started: the checkpoint lets a re-run with smaller chunks go on from here.
-            413 => {
-                cp.in_flight = None;
-                save(path, cp)?;
-                return Err(too_large(&resp, chunk.len()));
-            }
+            413 => return Err(too_large(&resp, chunk.len())),
             400 | 404 | 409 | 422 => {
                 let error = error_text(&resp);
                 match failing_index(&resp.body).and_then(|i| order.get(i)) {
@@ -471,7 +413,6 @@ async fn submit_pipelines(
             _ => return Err(api_error(&resp)),
         }
     }
-    cp.in_flight = None;
     Ok(())
 }
 
@@ -484,7 +425,7 @@ mod tests {
     #[test]
     fn lines_become_items_or_local_rejections_with_their_numbers() {
         let file = b"{\"type\":\"generic\"}\n\nnot json\n[1]\n{\"type\":\"generic\",\"idempotency_key\":\"mine\"}\n";
-        let (items, rejected, lines) = parse_lines(file, SHA, Kind::Tasks);
+        let (items, rejected, lines) = parse_lines(file, SHA);
         assert_eq!(lines, 4);
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].line, 1);
@@ -504,9 +445,12 @@ mod tests {
     }
 
     #[test]
-    fn pipeline_lines_get_no_key() {
-        let (items, _, _) = parse_lines(b"{\"records\":[]}", SHA, Kind::Pipeline);
-        assert!(items[0].body.get("idempotency_key").is_none());
+    fn pipeline_lines_get_a_key_too() {
+        let (items, _, _) = parse_lines(b"\n{\"records\":[]}", SHA);
+        assert_eq!(
+            items[0].body["idempotency_key"],
+            "mcpctl-0123456789abcdef0123456789abcdef-2"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    batch::{self, InFlight, Kind},
+    batch::{self, Kind},
     client::Client,
     config::{Config, Flags, Output},
     error::{Error, Exit, Result},
@@ -31,7 +31,6 @@ commands:
          [--timeout-seconds N] [--max-attempts N]
                         create a task and print it
   batch FILE.jsonl [--kind task|pipeline] [--chunk-size N] [--restart]
-         [--resubmit-unacknowledged | --skip-unacknowledged]
                         submit one task (or pipeline execution) per line, in chunks (default 1000),
                         priority low unless a line says otherwise; an interrupted run resumes from
                         its checkpoint without submitting a line twice
@@ -644,18 +643,6 @@ async fn batch_cmd(config: &Config, mut args: Args) -> Result<Exit> {
     let chunk_size = parse_number("--chunk-size", args.value(&["--chunk-size"])?)?
         .unwrap_or(batch::DEFAULT_CHUNK);
     let restart = args.switch("--restart");
-    let resubmit = args.switch("--resubmit-unacknowledged");
-    let skip = args.switch("--skip-unacknowledged");
-    let in_flight = match (resubmit, skip) {
-        (true, true) => {
-            return Err(Error::usage(
-                "--resubmit-unacknowledged and --skip-unacknowledged exclude each other",
-            ));
-        }
-        (true, false) => InFlight::Resubmit,
-        (false, true) => InFlight::Skip,
-        (false, false) => InFlight::Refuse,
-    };
     let file = match args.positionals()?.as_slice() {
         [f] => PathBuf::from(f),
         _ => {
@@ -671,7 +658,6 @@ async fn batch_cmd(config: &Config, mut args: Args) -> Result<Exit> {
             kind,
             chunk_size,
             restart,
-            in_flight,
         },
     )
     .await

@@ -29,7 +29,7 @@ use crate::{
     payload::{ApiJson, from_value},
     services::{
         audit, datasets,
-        pipelines::{self as service, ExecuteRequest},
+        pipelines::{self as service, ExecuteRequest, Started},
     },
     state::AppState,
 };
@@ -120,6 +120,9 @@ pub struct ExecutionView {
     #[oai(skip_serializing_if_is_none)]
     pub current_stage: Option<String>,
     pub options: Value,
+    /// The key the execution was started with, if any.
+    #[oai(skip_serializing_if_is_none)]
+    pub idempotency_key: Option<String>,
 }
 
 impl From<Execution> for ExecutionView {
@@ -136,6 +139,7 @@ impl From<Execution> for ExecutionView {
             dataset_id: e.dataset_id,
             current_stage: e.current_stage,
             options: e.options,
+            idempotency_key: e.idempotency_key,
         }
     }
 }
@@ -171,7 +175,8 @@ pub enum DatasetResponse {
 #[derive(ApiResponse)]
 #[allow(clippy::large_enum_variant)] // built once per request and returned at once
 pub enum ExecuteResponse {
-    /// The execution ended within `wait_timeout_ms`.
+    /// The execution ended within `wait_timeout_ms`; or an earlier request with the same
+    /// `idempotency_key` and body started it, and this is its current state.
     #[oai(status = 200)]
     Done(Json<Envelope<ExecutionView>>),
     /// Accepted; follow it with `GET /pipeline/{id}` or the WebSocket.
@@ -293,7 +298,8 @@ impl PipelineApi {
     }
 
     /// Run the six-stage pipeline over a dataset. With `wait`, answers 200 with the results
-    /// when the execution ends within `wait_timeout_ms`, else 202 with its id.
+    /// when the execution ends within `wait_timeout_ms`, else 202 with its id. A repeat with
+    /// the same `idempotency_key` and body answers 200 with the execution the first started.
     #[oai(path = "/pipeline/agent-execute", method = "post")]
     async fn execute(
         &self,
@@ -304,17 +310,29 @@ impl PipelineApi {
         auth.0.require(Permission::PipelineExecute)?;
         let req = body.0;
         let options = service::validate(&req)?;
-        let execution =
+        let started =
             service::start(&state, &req, options, Priority::High, &auth.0.actor()).await?;
-        audit::note("pipeline.execute", Some(execution.id.to_string()), None);
+        let replayed = matches!(started, Started::Existing(_));
+        let execution = match started {
+            Started::New(e) => {
+                audit::note("pipeline.execute", Some(e.id.to_string()), None);
+                e
+            }
+            Started::Existing(e) => e,
+        };
         if req.wait.unwrap_or(false) {
             let timeout = std::time::Duration::from_millis(
                 req.wait_timeout_ms.unwrap_or(service::DEFAULT_WAIT_MS),
             );
             let now = service::wait(&state, execution.id, timeout).await?;
-            if PipelineStatus::parse(&now.status).is_some_and(PipelineStatus::is_terminal) {
+            if replayed
+                || PipelineStatus::parse(&now.status).is_some_and(PipelineStatus::is_terminal)
+            {
                 return Ok(ExecuteResponse::Done(ok(now.into())));
             }
+        }
+        if replayed {
+            return Ok(ExecuteResponse::Done(ok(execution.into())));
         }
         Ok(ExecuteResponse::Accepted(ok(ExecutionAccepted {
             execution_id: execution.id,
@@ -323,7 +341,9 @@ impl PipelineApi {
     }
 
     /// Start many executions (priority defaults to `low`). All are checked first: one invalid
-    /// item rejects the batch with its index, and nothing is started.
+    /// item rejects the batch with its index, and nothing is started. An item whose
+    /// `idempotency_key` an earlier execution holds (with the same body) gets that execution's
+    /// id at its index; so does a key repeated within the batch.
     #[oai(path = "/pipeline/batch", method = "post")]
     async fn batch(
         &self,
@@ -351,15 +371,19 @@ impl PipelineApi {
                 .map_err(at)?;
             checked.push((req, options));
         }
+        service::check_keys(&state, &checked, Priority::Low).await?;
         let mut ids = Vec::with_capacity(checked.len());
+        let mut replayed = 0;
         for (req, options) in checked {
-            let e = service::start(&state, &req, options, Priority::Low, &auth.0.actor()).await?;
-            ids.push(e.id);
+            let started =
+                service::start(&state, &req, options, Priority::Low, &auth.0.actor()).await?;
+            replayed += usize::from(matches!(started, Started::Existing(_)));
+            ids.push(started.execution().id);
         }
         audit::note(
             "pipeline.batch",
             None,
-            Some(json!({"executions": ids.len()})),
+            Some(json!({"executions": ids.len() - replayed, "replayed": replayed})),
         );
         Ok(BatchExecuteResponse::Accepted(ok(BatchExecuteResult {
             execution_ids: ids,

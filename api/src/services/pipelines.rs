@@ -1,10 +1,13 @@
-//! Pipeline executions: validating a request, storing the execution with its ingestion task,
-//! waiting for it, following it per stage, and cancelling it.
+//! Pipeline executions: validating a request, storing the execution with its ingestion task
+//! (or finding the one an earlier request with the same idempotency key stored), waiting for
+//! it, following it per stage, and cancelling it.
+
+use std::collections::HashMap;
 
 use chrono::Utc;
 use mcp_shared::{
     bus::emit,
-    db,
+    crypto, db,
     domain::{
         event::{Event, EventType},
         pipeline::{
@@ -19,7 +22,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{error::ApiError, services::datasets, state::AppState};
+use crate::{
+    error::ApiError,
+    services::{datasets, tasks::MAX_IDEMPOTENCY_KEY},
+    state::AppState,
+};
 
 /// Options as a client sends them; every field optional.
 #[derive(Debug, Clone, Default, Deserialize, poem_openapi::Object)]
@@ -59,6 +66,26 @@ pub struct ExecuteRequest {
     pub wait: Option<bool>,
     /// 1..300000, default 30000.
     pub wait_timeout_ms: Option<u64>,
+    /// 1–200 characters. The same key with the same request again returns the execution the
+    /// first one started instead of starting another; with a different request it is refused
+    /// (409 `idempotency_key_reused`). `wait` and `wait_timeout_ms` are not part of the request
+    /// compared.
+    pub idempotency_key: Option<String>,
+}
+
+/// Whether [`start`] started an execution or found the one an earlier request with the same
+/// idempotency key started.
+pub enum Started {
+    New(Execution),
+    Existing(Execution),
+}
+
+impl Started {
+    pub fn execution(&self) -> &Execution {
+        match self {
+            Self::New(e) | Self::Existing(e) => e,
+        }
+    }
 }
 
 pub const MAX_WAIT_MS: u64 = 300_000;
@@ -168,7 +195,90 @@ pub fn validate(req: &ExecuteRequest) -> Result<PipelineOptions, ApiError> {
             format!("wait_timeout_ms must be between 1 and {MAX_WAIT_MS}"),
         ));
     }
+    if let Some(k) = &req.idempotency_key
+        && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
+    {
+        return Err(ApiError::invalid_field(
+            "idempotency_key",
+            format!("idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY} characters"),
+        ));
+    }
     options(req)
+}
+
+/// Identifies what an execution request asks for, after defaults are filled in, so that a
+/// replay is told apart from a different request under the same key. How long the caller
+/// waits is not part of it.
+pub fn fingerprint(
+    req: &ExecuteRequest,
+    options: &PipelineOptions,
+    priority: Priority,
+) -> Result<String, ApiError> {
+    let canonical = json!({
+        "dataset_id": req.dataset_id,
+        "records": req.records,
+        "options": options,
+        "priority": priority,
+    });
+    let text = serde_json::to_string(&canonical).map_err(ApiError::internal)?;
+    Ok(crypto::sha256_hex(text.as_bytes()))
+}
+
+/// The earlier execution, when the request matches the one that started it; 409 otherwise.
+fn replay(existing: Execution, fingerprint: &str) -> Result<Execution, ApiError> {
+    if existing.request_hash.as_deref() == Some(fingerprint) {
+        Ok(existing)
+    } else {
+        Err(ApiError::conflict(
+            "idempotency_key_reused",
+            "this idempotency_key was used with a different request body",
+        )
+        .with_details(json!({"field": "idempotency_key", "execution_id": existing.id})))
+    }
+}
+
+/// Checks the idempotency keys of a batch before anything starts: a key an earlier execution
+/// holds must come with the same request, and so must a key repeated inside the batch. An
+/// offending item is named by its index (`executions[i]`).
+pub async fn check_keys(
+    state: &AppState,
+    items: &[(ExecuteRequest, PipelineOptions)],
+    default_priority: Priority,
+) -> Result<(), ApiError> {
+    let keys: Vec<String> = items
+        .iter()
+        .filter_map(|(r, _)| r.idempotency_key.clone())
+        .collect();
+    let mut stored = HashMap::new();
+    for chunk in keys.chunks(500) {
+        for e in db::pipelines::find_by_idempotency_keys(&state.db.conn, chunk).await? {
+            if let Some(k) = e.idempotency_key.clone() {
+                stored.insert(k, e);
+            }
+        }
+    }
+    let mut in_batch: HashMap<&str, String> = HashMap::new();
+    for (index, (req, options)) in items.iter().enumerate() {
+        let Some(key) = req.idempotency_key.as_deref() else {
+            continue;
+        };
+        let at = |e: ApiError| e.within(&format!("executions[{index}]"));
+        let fp = fingerprint(req, options, req.priority.unwrap_or(default_priority))?;
+        if let Some(prev) = stored.get(key) {
+            replay(prev.clone(), &fp).map_err(at)?;
+        } else if let Some(prev) = in_batch.get(key) {
+            if *prev != fp {
+                return Err(at(ApiError::conflict(
+                    "idempotency_key_reused",
+                    "this idempotency_key appears earlier in the batch with a different request",
+                )
+                .with_details(json!({"field": "idempotency_key"}))));
+            }
+        } else {
+            in_batch.insert(key, fp);
+        }
+    }
+    Ok(())
 }
 
 fn check_shards(records: usize, options: &PipelineOptions) -> Result<(), ApiError> {
@@ -204,14 +314,22 @@ pub async fn check_dataset(
     check_shards(records, options)
 }
 
-/// Stores an execution and its first stage's task.
+/// Stores an execution and its first stage's task, or finds the execution an earlier request
+/// with the same idempotency key stored.
 pub async fn start(
     state: &AppState,
     req: &ExecuteRequest,
     options: PipelineOptions,
     default_priority: Priority,
     created_by: &str,
-) -> Result<Execution, ApiError> {
+) -> Result<Started, ApiError> {
+    let priority = req.priority.unwrap_or(default_priority);
+    let request_hash = fingerprint(req, &options, priority)?;
+    if let Some(key) = &req.idempotency_key
+        && let Some(existing) = db::pipelines::find_by_idempotency_key(&state.db.conn, key).await?
+    {
+        return replay(existing, &request_hash).map(Started::Existing);
+    }
     let dataset = match (&req.dataset_id, &req.records) {
         (Some(id), _) => db::pipelines::find_dataset(&state.db.conn, *id)
             .await?
@@ -223,9 +341,8 @@ pub async fn start(
         (None, None) => unreachable!("validated"),
     };
     check_shards(dataset.records.max(0) as usize, &options)?;
-    let priority = req.priority.unwrap_or(default_priority);
     let now = Utc::now();
-    let row = db::pipelines::new_execution(
+    let mut row = db::pipelines::new_execution(
         Uuid::now_v7(),
         priority,
         dataset.id,
@@ -233,8 +350,23 @@ pub async fn start(
         created_by,
         now,
     );
+    row.idempotency_key = req.idempotency_key.clone();
+    row.request_hash = Some(request_hash.clone());
     let timeout = state.settings.task_execution_timeout.as_secs() as i32;
-    let execution = db::pipelines::create(&state.db.conn, row, timeout).await?;
+    let execution = match db::pipelines::create(&state.db.conn, row, timeout).await {
+        Ok(e) => e,
+        Err(mcp_shared::Error::Database(e)) if db::users::is_unique_violation(&e) => {
+            // Two requests with the same key raced; the other one won.
+            let key = req.idempotency_key.as_deref().unwrap_or_default();
+            let existing = db::pipelines::find_by_idempotency_key(&state.db.conn, key)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::internal("unique violation without an existing execution")
+                })?;
+            return replay(existing, &request_hash).map(Started::Existing);
+        }
+        Err(e) => return Err(e.into()),
+    };
     state.dispatcher.wake();
     emit(
         state.bus.as_ref(),
@@ -245,7 +377,7 @@ pub async fn start(
         .for_execution(Some(execution.id)),
     )
     .await;
-    Ok(execution)
+    Ok(Started::New(execution))
 }
 
 pub async fn find(state: &AppState, id: Uuid) -> Result<Execution, ApiError> {

@@ -42,7 +42,7 @@ pub enum Created {
 pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 const MAX_TIMEOUT_SECONDS: u32 = 7 * 24 * 3600;
-const MAX_IDEMPOTENCY_KEY: usize = 200;
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 /// A capability name: lowercase letters, digits and `_`, 1–64 characters.
 pub fn valid_capability(name: &str) -> bool {

@@ -39,6 +39,28 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<executio
     Ok(executions::Entity::find_by_id(id).one(db).await?)
 }
 
+/// The execution a client created under `key`, if any.
+pub async fn find_by_idempotency_key(
+    db: &impl ConnectionTrait,
+    key: &str,
+) -> Result<Option<executions::Model>> {
+    Ok(executions::Entity::find()
+        .filter(executions::Column::IdempotencyKey.eq(key))
+        .one(db)
+        .await?)
+}
+
+/// The executions clients created under any of `keys`.
+pub async fn find_by_idempotency_keys(
+    db: &impl ConnectionTrait,
+    keys: &[String],
+) -> Result<Vec<executions::Model>> {
+    Ok(executions::Entity::find()
+        .filter(executions::Column::IdempotencyKey.is_in(keys.iter().cloned()))
+        .all(db)
+        .await?)
+}
+
 /// Idempotency keys with this prefix belong to pipeline shards; user tasks may not use it.
 pub const SHARD_KEY_PREFIX: &str = "pipeline:";
 
@@ -412,5 +434,7 @@ pub fn new_execution(
         finished_at: None,
         current_stage: Some(Stage::Ingestion.as_str().into()),
         shards: 0,
+        idempotency_key: None,
+        request_hash: None,
     }
 }

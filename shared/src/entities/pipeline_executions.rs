@@ -21,6 +21,13 @@ pub struct Model {
     pub current_stage: Option<String>,
     /// How many shards ingestion split the dataset into.
     pub shards: i32,
+    /// The client's key: the same key and request again find this execution instead of
+    /// starting another.
+    #[sea_orm(unique)]
+    pub idempotency_key: Option<String>,
+    /// Hash of the request that created the execution, to tell a replay from a different
+    /// request under the same key.
+    pub request_hash: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
