@@ -7,12 +7,14 @@
 //! - [`error`]: the one error type and its envelope; [`payload`]: JSON bodies with 400/422/413.
 //! - [`routes`]: one module per resource; [`services`]: the logic behind them.
 //! - [`ws`]: WebSocket channels fed by the event bus.
+//! - [`observability`]: `/metrics`, the request window behind `/system/health`, alerts.
 
 pub mod auth;
 pub mod cli;
 pub mod directory;
 pub mod error;
 pub mod middleware;
+pub mod observability;
 pub mod payload;
 pub mod routes;
 pub mod services;

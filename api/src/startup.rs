@@ -24,10 +24,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     directory::AgentDirectory,
     middleware::{BodyLimits, request_context},
+    observability::{self, Observability, http::Track},
     routes::{
         agents::AgentsApi, auth::AuthApi, capabilities::CapabilitiesApi, events::EventsApi,
-        health::HealthApi, pipeline::PipelineApi, queues::QueuesApi, tasks::TasksApi,
-        users::UsersApi,
+        health::HealthApi, pipeline::PipelineApi, queues::QueuesApi, system::SystemApi,
+        tasks::TasksApi, users::UsersApi,
     },
     services,
     services::dispatcher::Dispatcher,
@@ -48,6 +49,7 @@ pub fn api_service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             CapabilitiesApi,
             PipelineApi,
             EventsApi,
+            SystemApi,
         ),
         "TechDeck MCP API",
         mcp_shared::VERSION,
@@ -135,7 +137,9 @@ impl Application {
             redis: redis_conn,
             artifacts: artifacts.clone(),
             connections: Default::default(),
+            observability: Observability::new(&settings, &shutdown),
         };
+        observability::spawn(state.clone(), shutdown.clone());
         state.dispatcher.spawn(state.clone(), shutdown.clone());
         state.directory.sync(&db).await?;
         state.directory.spawn_sync(db.clone(), shutdown.clone());
@@ -220,10 +224,12 @@ impl Application {
             .at("/ws/tasks/progress", get(ws::tasks_progress))
             .at("/ws/pipeline/updates", get(ws::pipeline_updates))
             .at("/ws/system/events", get(ws::system_events))
+            .at("/metrics", get(observability::metrics_endpoint))
             .nest("/", api)
             .data(self.state.clone())
             .with_if(cors.is_some(), cors.unwrap_or_default())
-            .around(move |ep, req| request_context(ep, req, limits, production));
+            .around(move |ep, req| request_context(ep, req, limits, production))
+            .with(Track::new(&self.state.observability));
         tracing::info!(
             port = self.port,
             mode = if self.state.settings.distributed() {

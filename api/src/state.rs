@@ -28,4 +28,6 @@ pub struct AppState {
     pub artifacts: Arc<dyn ArtifactStore>,
     /// Open WebSocket connections, against `MAX_AGENT_CONNECTIONS`.
     pub connections: Arc<crate::ws::Connections>,
+    /// Metrics, the request window and alerts.
+    pub observability: Arc<crate::observability::Observability>,
 }

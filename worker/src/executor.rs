@@ -74,7 +74,8 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
                     task_event(
                         &task,
                         EventType::TaskCompleted,
-                        json!({"task_id": task.id, "status": "completed", "result": result, "progress": 100}),
+                        json!({"task_id": task.id, "status": "completed", "result": result, "progress": 100,
+                               "type": task.task_type, "duration_ms": run_ms(&task)}),
                     ),
                 ),
                 Ok(false) => return Outcome::Done,
@@ -98,6 +99,12 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
     tracing::info!(status = %status, "task finished");
     emit(deps.bus.as_ref(), event).await;
     Outcome::Done
+}
+
+/// How long the attempt ran, for the task-duration metric.
+fn run_ms(task: &mcp_shared::entities::tasks::Model) -> i64 {
+    task.started_at
+        .map_or(0, |at| (Utc::now() - at).num_milliseconds().max(0))
 }
 
 /// Records a failed attempt: `dead` when attempts are exhausted, otherwise `failed` and due again
