@@ -10,6 +10,7 @@ mod auth;
 mod deployment;
 mod engine;
 mod errors;
+mod observability;
 mod pipeline;
 mod realtime;
 mod tasks;

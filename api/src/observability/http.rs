@@ -140,11 +140,7 @@ impl<E: Endpoint> Endpoint for TrackEndpoint<E> {
         let route = self.obs.routes.template(req.uri().path());
         let method = method_label(req.method());
         let started = Instant::now();
-        let result = self
-            .inner
-            .call(req)
-            .await
-            .map(IntoResponse::into_response);
+        let result = self.inner.call(req).await.map(IntoResponse::into_response);
         let status = match &result {
             Ok(resp) => resp.status(),
             Err(e) => e.status(),
