@@ -205,8 +205,9 @@ async fn metrics_follow_a_distributed_load_run() {
         ),
         Some(300.0)
     );
-    assert_eq!(metric(&text, "mcp_task_retries_total"), Some(2.0));
-    assert_eq!(metric(&text, "mcp_task_dead_letters_total"), Some(2.0));
+    // Counted from events, which follow the row updates by a moment.
+    wait_metric(&app, "mcp_task_retries_total", |v| v == 2.0).await;
+    let text = wait_metric(&app, "mcp_task_dead_letters_total", |v| v == 2.0).await;
     assert!(
         metric(&text, r#"mcp_agents{status="active"}"#).unwrap_or(0.0) >= 1.0,
         "the worker processes are agents"
@@ -531,4 +532,103 @@ async fn queue_age_and_agent_health_alerts() {
     assert_eq!(code, 200);
     let back = next_alert(&mut ws, &format!("agent_unhealthy:{agent}"), "cleared").await;
     assert_eq!(back["subject"]["agent_id"], agent.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_two_replicas_cluster_figures_and_alerts_come_from_the_leader_only() {
+    let mut app = App::start_with(
+        Mode::Distributed,
+        &[
+            ("MCP_ALERT_INTERVAL_MS", "50"),
+            ("MCP_ALERT_QUEUE_AGE_MS", "300"),
+            ("MCP_METRICS_TOKEN", "scrape-token-0123456789"),
+        ],
+    )
+    .await;
+    let replica = app.start_replica().await;
+    let bases = [app.base.clone(), format!("http://127.0.0.1:{replica}")];
+    let scrape_at = |base: String| {
+        let http = app.http.clone();
+        async move {
+            let resp = http
+                .get(format!("{base}/metrics"))
+                .bearer_auth("scrape-token-0123456789")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "the metrics token is accepted");
+            resp.text().await.unwrap()
+        }
+    };
+    // Exactly one replica exports the cluster-wide series, so summing across replicas is right.
+    wait_for("one leader exporting", Duration::from_secs(30), || async {
+        let mut exporting = 0;
+        for base in &bases {
+            let text = scrape_at(base.clone()).await;
+            assert!(
+                text.contains("mcp_http_requests_total"),
+                "every replica: its own requests"
+            );
+            if text.contains("# TYPE mcp_queue_depth gauge") {
+                exporting += 1;
+            }
+        }
+        if exporting == 1 {
+            Ok(())
+        } else {
+            Err(format!("{exporting} replicas export cluster series"))
+        }
+    })
+    .await;
+
+    let mut ws = system_events(&app).await;
+    let (status, _) = app
+        .admin("POST", "/api/v1/queues/generic/pause", None)
+        .await;
+    assert_eq!(status, 200);
+    let task = app
+        .create_task(json!({"type": "generic", "priority": "high", "payload": {}}))
+        .await;
+    let key = "queue_age:mcp:generic:high";
+    next_alert(&mut ws, key, "raised").await;
+    // Either replica lists the cluster alert.
+    for base in &bases {
+        let body: Value = app
+            .http
+            .get(format!("{base}/api/v1/system/health"))
+            .bearer_auth(&app.admin_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let alerts = body["data"]["alerts"].as_array().unwrap();
+        assert!(alerts.iter().any(|a| a["key"] == key), "{base}: {body}");
+    }
+    let (status, _) = app
+        .admin("POST", "/api/v1/queues/generic/resume", None)
+        .await;
+    assert_eq!(status, 200);
+    app.wait_status(
+        task["id"].as_str().unwrap(),
+        "completed",
+        Duration::from_secs(30),
+    )
+    .await;
+    // Raised once by the leader, not once per replica, then cleared once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut raised_again = 0;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (event, _) = next_of_type(&mut ws, "system.alert", left).await;
+        if event["data"]["key"] != key {
+            continue;
+        }
+        if event["data"]["state"] == "cleared" {
+            break;
+        }
+        raised_again += 1;
+    }
+    assert_eq!(raised_again, 0, "one raise for one incident");
 }

@@ -141,6 +141,14 @@ impl Alerts {
         if status_change {
             h.changes.push_back(now);
         }
+        // Followers never evaluate, so trim here too: memory stays bounded by the window.
+        while h
+            .changes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
+            h.changes.pop_front();
+        }
         if let Some(failed) = attempt_failed {
             h.attempts.record(now, failed, None);
         }
