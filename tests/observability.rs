@@ -632,3 +632,91 @@ async fn with_two_replicas_cluster_figures_and_alerts_come_from_the_leader_only(
     }
     assert_eq!(raised_again, 0, "one raise for one incident");
 }
+
+/// Every span in an OTLP/JSON export body, with its service name.
+fn spans_of(body: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for rs in body["resourceSpans"].as_array().into_iter().flatten() {
+        let service = rs["resource"]["attributes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["key"] == "service.name")
+            .and_then(|a| a["value"]["stringValue"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+            for span in ss["spans"].as_array().into_iter().flatten() {
+                out.push((service.clone(), span.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_trace_continues_into_the_workers_job_span() {
+    let (collector, mut exports) = webhook(0).await;
+    let app = App::start_with(
+        Mode::Distributed,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)],
+    )
+    .await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let resp = app
+        .http
+        .post(format!("{}/api/v1/tasks", app.base))
+        .bearer_auth(&app.admin_token)
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(&json!({"type": "generic", "payload": {"traced": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let task: Value = resp.json().await.unwrap();
+    let task_id = task["data"]["id"].as_str().unwrap().to_string();
+
+    let mut server = None;
+    let mut job = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while server.is_none() || job.is_none() {
+        let body = tokio::time::timeout_at(deadline, exports.recv())
+            .await
+            .unwrap_or_else(|_| panic!("spans missing: server {server:?}, job {job:?}"))
+            .expect("collector alive");
+        for (service, span) in spans_of(&body) {
+            if span["traceId"] != trace_id {
+                continue;
+            }
+            if span["name"] == "POST /api/v1/tasks" {
+                server = Some((service, span));
+            } else if span["name"] == "job generic" {
+                job = Some((service, span));
+            }
+        }
+    }
+    let (server_service, server) = server.unwrap();
+    let (job_service, job) = job.unwrap();
+    assert_eq!(server_service, "mcp-api");
+    assert_eq!(
+        server["parentSpanId"], caller_span,
+        "continues the caller's trace"
+    );
+    assert_eq!(server["kind"], 2);
+    assert_eq!(job_service, "mcp-worker", "recorded by the worker process");
+    assert_eq!(
+        job["parentSpanId"], server["spanId"],
+        "the job is a child of the request that created the task"
+    );
+    let task_attr = job["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "mcp.task.id")
+        .map(|a| a["value"]["stringValue"].clone());
+    assert_eq!(task_attr, Some(json!(task_id)));
+    let start: u128 = job["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    let end: u128 = job["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    assert!(end >= start);
+}

@@ -9,6 +9,7 @@ mod columns;
 mod m20261124_000001_init;
 mod m20261124_000002_task_engine;
 mod m20261124_000003_pipeline;
+mod m20261125_000010_task_traceparent;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_init::Migration),
             Box::new(m20261124_000002_task_engine::Migration),
             Box::new(m20261124_000003_pipeline::Migration),
+            Box::new(m20261125_000010_task_traceparent::Migration),
         ]
     }
 }

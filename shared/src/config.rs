@@ -110,6 +110,9 @@ pub struct Settings {
     /// `MCP_METRICS_TOKEN`: a bearer token that may read `/metrics` (for Prometheus'
     /// `authorization` setting); without it, `/metrics` needs a user with `system.read`.
     pub metrics_token: Option<Secret>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: an OTLP/HTTP collector (e.g. `http://collector:4318`);
+    /// set, the API and the workers export trace spans there as JSON.
+    pub otel_endpoint: Option<String>,
     /// `MCP_ARTIFACT_STORE`: a directory, or later an `s3://` URL.
     pub artifact_store: String,
     /// `MCP_MAX_BODY_BYTES`: request bodies above this get 413.
@@ -255,6 +258,17 @@ impl Settings {
                 "MCP_METRICS_TOKEN must be at least 16 characters".into(),
             ));
         }
+        let otel_endpoint = match var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Some(url.trim().to_string())
+            }
+            Some(url) => {
+                return Err(Error::Config(format!(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL (OTLP over HTTP), got {url:?}"
+                )));
+            }
+            None => None,
+        };
         let redis_url = var("REDIS_URL").map(Secret::new);
         let embedded_default = redis_url.is_none();
         Ok(Self {
@@ -306,6 +320,7 @@ impl Settings {
             alert_agent_flaps,
             alert_webhook_url,
             metrics_token,
+            otel_endpoint,
             artifact_store: var("MCP_ARTIFACT_STORE").unwrap_or_else(|| "./data/artifacts".into()),
             max_body_bytes: parse(&var, "MCP_MAX_BODY_BYTES", 1024 * 1024)?,
             max_dataset_bytes: parse(&var, "MCP_MAX_DATASET_BYTES", 1024 * 1024 * 1024)?,
@@ -460,6 +475,7 @@ mod tests {
             ("MCP_ALERT_INTERVAL_MS", "abc"),
             ("MCP_ALERT_AGENT_FLAPS", "1"),
             ("ALERT_WEBHOOK_URL", "ftp://hooks.example/t0ken"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
         ] {
             let err = settings(&[(name, bad)]).unwrap_err().to_string();
             assert!(err.contains(name), "{name}={bad}: {err}");

@@ -3,9 +3,10 @@
 
 use std::{
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
+use mcp_shared::otlp;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
 use super::Observability;
@@ -139,14 +140,45 @@ impl<E: Endpoint> Endpoint for TrackEndpoint<E> {
     async fn call(&self, req: Request) -> poem::Result<Self::Output> {
         let route = self.obs.routes.template(req.uri().path());
         let method = method_label(req.method());
+        // With trace export on: continue the caller's trace (`traceparent`) or start one, and run
+        // the request inside it so tasks it creates carry it to their workers.
+        let trace = otlp::enabled().then(|| {
+            let parent = req
+                .header("traceparent")
+                .and_then(otlp::TraceContext::parse);
+            let context = parent.map_or_else(otlp::TraceContext::root, |p| p.child());
+            (context, parent.map(|p| p.span_id))
+        });
+        let wall_start = SystemTime::now();
         let started = Instant::now();
-        let result = self.inner.call(req).await.map(IntoResponse::into_response);
+        let call = self.inner.call(req);
+        let result = match trace {
+            Some((context, _)) => otlp::scope(context, call).await,
+            None => call.await,
+        }
+        .map(IntoResponse::into_response);
         let status = match &result {
             Ok(resp) => resp.status(),
             Err(e) => e.status(),
         };
         self.obs
             .record_request(route, method, status.as_u16(), started.elapsed());
+        if let Some((context, parent)) = trace {
+            otlp::export(otlp::Span {
+                context,
+                parent,
+                name: format!("{method} {route}"),
+                kind: otlp::SERVER,
+                start: wall_start,
+                end: SystemTime::now(),
+                attributes: vec![
+                    ("http.request.method", method.into()),
+                    ("http.route", route.into()),
+                    ("http.response.status_code", status.as_u16().into()),
+                ],
+                error: status.is_server_error(),
+            });
+        }
         result
     }
 }

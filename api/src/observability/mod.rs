@@ -6,6 +6,8 @@
 //! - [`http`]: the request middleware and the route templates that label requests.
 //! - [`window`]: the sliding window of outcomes (error rate, average response time).
 //! - [`alerts`]: evaluation, `system.alert` events, the webhook.
+//! - Trace export ([`mcp_shared::otlp`]) starts here when `OTEL_EXPORTER_OTLP_ENDPOINT` is set;
+//!   [`http`] records a server span per request.
 //!
 //! Task, pipeline and agent figures come from the event bus, which every API replica reads in
 //! full ([`spawn`] follows it); queue, task and agent counts are read from the database and the
@@ -53,6 +55,9 @@ impl Observability {
             .alert_webhook_url
             .clone()
             .map(|url| alerts::spawn_webhook(url, shutdown.clone()));
+        if let Some(endpoint) = &settings.otel_endpoint {
+            mcp_shared::otlp::init(endpoint, "mcp-api", shutdown.clone());
+        }
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "mcp-api".into());
         Arc::new(Self {
             metrics: metrics::Metrics::default(),

@@ -39,6 +39,9 @@ pub struct Model {
     pub lease_expires_at: Option<DateTimeUtc>,
     /// Set by a cancel of a running task; the worker or agent stops at its next progress report.
     pub cancel_requested: bool,
+    /// W3C trace context of the request that created the task (with trace export on), so the
+    /// worker's job span joins that trace.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
