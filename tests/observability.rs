@@ -720,3 +720,59 @@ async fn a_request_trace_continues_into_the_workers_job_span() {
     let end: u128 = job["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
     assert!(end >= start);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_that_keeps_failing_raises_an_alert() {
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("MCP_ALERT_INTERVAL_MS", "50"),
+            ("MCP_HEALTH_WINDOW_MS", "3000"),
+            ("MCP_ALERT_AGENT_FAILURE_RATE", "0.5"),
+        ],
+    )
+    .await;
+    let mut ws = system_events(&app).await;
+    let (status, reg) = app
+        .admin(
+            "POST",
+            "/api/v1/agents/register",
+            Some(
+                json!({"name": "flaky-analyst", "type": "ai_model", "capabilities": ["analysis"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{reg}");
+    let key = reg["data"]["agent_key"].as_str().unwrap().to_string();
+    let agent = reg["data"]["agent"]["id"].as_str().unwrap().to_string();
+    // Five attempts (the minimum before a rate means anything), all failed.
+    for i in 0..5 {
+        app.create_task(json!({"type": "analysis", "payload": {"i": i}}))
+            .await;
+        let (code, task) = app
+            .as_agent(
+                "POST",
+                &format!("/api/v1/agents/{agent}/tasks/claim?wait_ms=5000"),
+                &key,
+                None,
+            )
+            .await;
+        assert_eq!(code, 200, "{task}");
+        let id = task["data"]["id"].as_str().unwrap().to_string();
+        let (code, body) = app
+            .as_agent(
+                "POST",
+                &format!("/api/v1/tasks/{id}/fail"),
+                &key,
+                Some(json!({"error": "model unavailable", "retryable": false})),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let key_of = format!("agent_failing:{agent}");
+    let raised = next_alert(&mut ws, &key_of, "raised").await;
+    assert_eq!(raised["value"], 1.0, "every attempt failed: {raised}");
+    assert_eq!(raised["subject"]["name"], "flaky-analyst");
+    // Once the failures leave the window, it clears.
+    next_alert(&mut ws, &key_of, "cleared").await;
+}

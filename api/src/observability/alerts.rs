@@ -375,16 +375,16 @@ async fn cluster_conditions(state: &AppState) -> mcp_shared::Result<Vec<Conditio
 /// One evaluation: raises what started, clears what ended, among the alerts this replica owns.
 pub async fn evaluate(state: &AppState) {
     let obs = &state.observability;
-    let leader = state.dispatcher.is_leader();
     let mut holding = replica_conditions(state, obs);
-    if leader {
+    // Without fresh cluster figures nothing cluster-wide is cleared: an outage is not a recovery.
+    let mut cluster_known = false;
+    if state.dispatcher.is_leader() {
         match cluster_conditions(state).await {
-            Ok(c) => holding.extend(c),
-            // Without the figures nothing is cleared either: an outage is not a recovery.
-            Err(e) => {
-                tracing::warn!(error = %e, "cluster alert evaluation failed");
-                holding.extend(keep_cluster(obs));
+            Ok(c) => {
+                holding.extend(c);
+                cluster_known = true;
             }
+            Err(e) => tracing::warn!(error = %e, "cluster alert evaluation failed"),
         }
     }
     let me = obs.replica.as_str();
@@ -419,7 +419,7 @@ pub async fn evaluate(state: &AppState) {
         }
         let ended: Vec<String> = active
             .values()
-            .filter(|a| owns(a, me, leader) && !holding.iter().any(|c| c.key == a.key))
+            .filter(|a| owns(a, me, cluster_known) && !holding.iter().any(|c| c.key == a.key))
             .map(|a| a.key.clone())
             .collect();
         for key in ended {
@@ -437,40 +437,6 @@ pub async fn evaluate(state: &AppState) {
     for alert in cleared {
         tracing::info!(alert = %alert.alert, key = %alert.key, "alert cleared");
         publish(state, &alert, "cleared").await;
-    }
-}
-
-/// The cluster alerts raised now, as conditions that still hold.
-fn keep_cluster(obs: &Observability) -> Vec<Condition> {
-    lock(&obs.alerts.active)
-        .values()
-        .filter(|a| a.scope == "cluster")
-        .map(|a| Condition {
-            key: a.key.clone(),
-            alert: kind_static(&a.alert),
-            severity: if a.severity == "critical" {
-                "critical"
-            } else {
-                "warning"
-            },
-            scope: "cluster",
-            message: a.message.clone(),
-            value: a.value,
-            threshold: a.threshold,
-            subject: a.subject.clone(),
-        })
-        .collect()
-}
-
-fn kind_static(kind: &str) -> &'static str {
-    match kind {
-        "queue_age" => "queue_age",
-        "agent_unhealthy" => "agent_unhealthy",
-        "agent_flapping" => "agent_flapping",
-        "agent_failing" => "agent_failing",
-        "error_rate" => "error_rate",
-        "response_time" => "response_time",
-        _ => "other",
     }
 }
 
