@@ -511,3 +511,46 @@ pub fn spawn_webhook(url: Secret, shutdown: CancellationToken) -> mpsc::Sender<V
     });
     tx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(scope: &str, replica: &str) -> Alert {
+        Alert {
+            key: "queue_age:mcp:generic:low".into(),
+            alert: "queue_age".into(),
+            severity: "warning".into(),
+            scope: scope.into(),
+            replica: replica.into(),
+            message: "old".into(),
+            value: 2.0,
+            threshold: 1.0,
+            subject: json!({"queue": "mcp:generic:low"}),
+            raised_at: Utc::now(),
+        }
+    }
+
+    fn event(a: &Alert, state: &str) -> Event {
+        let mut data = serde_json::to_value(a).unwrap();
+        data["state"] = json!(state);
+        Event::new(EventType::SystemAlert, data)
+    }
+
+    #[test]
+    fn followers_mirror_the_leaders_cluster_alerts_only() {
+        let alerts = Alerts::new(Duration::from_secs(60), None);
+        // Another replica's request-rate alert is its own business; our own events are known.
+        alerts.mirror("me", &event(&alert("replica", "other"), "raised"));
+        alerts.mirror("me", &event(&alert("cluster", "me"), "raised"));
+        assert!(alerts.list().is_empty());
+        let leaders = alert("cluster", "leader");
+        alerts.mirror("me", &event(&leaders, "raised"));
+        assert_eq!(alerts.list(), vec![leaders.clone()]);
+        // Listed, but not owned (so not in this replica's gauge) until this replica leads.
+        assert!(alerts.owned_by_kind("me", false).is_empty());
+        assert_eq!(alerts.owned_by_kind("me", true)["queue_age"], 1);
+        alerts.mirror("me", &event(&leaders, "cleared"));
+        assert!(alerts.list().is_empty());
+    }
+}
