@@ -377,7 +377,8 @@ async fn error_rate_alert_is_raised_and_cleared_everywhere() {
     let text = scrape(&app).await;
     assert_eq!(
         metric(&text, r#"mcp_alerts_active{alert="error_rate"}"#),
-        None
+        Some(0.0),
+        "the series stays, at 0"
     );
     assert_eq!(
         metric(&text, r#"mcp_alerts_raised_total{alert="error_rate"}"#),

@@ -44,6 +44,16 @@ use uuid::Uuid;
 use super::{Observability, window::Window};
 use crate::{directory, state::AppState};
 
+/// Alert kinds every replica evaluates over its own requests.
+const REPLICA_KINDS: &[&str] = &["error_rate", "response_time"];
+/// Alert kinds the leader evaluates for the cluster.
+const CLUSTER_KINDS: &[&str] = &[
+    "queue_age",
+    "agent_unhealthy",
+    "agent_flapping",
+    "agent_failing",
+];
+
 /// An agent needs this many finished attempts in the window before its failure rate means much.
 pub const MIN_AGENT_ATTEMPTS: u64 = 5;
 /// Alerts waiting for webhook delivery; past it, new ones are dropped (and logged).
@@ -119,7 +129,12 @@ impl Alerts {
 
     /// Raised alerts this replica answers for, by kind (the `mcp_alerts_active` gauge).
     pub fn owned_by_kind(&self, me: &str, leader: bool) -> BTreeMap<String, i64> {
-        let mut by_kind = BTreeMap::new();
+        // Every kind this replica answers for is present, at 0 when quiet, so the series never
+        // goes stale between incidents.
+        let kinds = REPLICA_KINDS
+            .iter()
+            .chain(CLUSTER_KINDS.iter().filter(|_| leader));
+        let mut by_kind: BTreeMap<String, i64> = kinds.map(|k| (k.to_string(), 0)).collect();
         for a in lock(&self.active).values() {
             if owns(a, me, leader) {
                 *by_kind.entry(a.alert.clone()).or_insert(0) += 1;
@@ -548,8 +563,12 @@ mod tests {
         alerts.mirror("me", &event(&leaders, "raised"));
         assert_eq!(alerts.list(), vec![leaders.clone()]);
         // Listed, but not owned (so not in this replica's gauge) until this replica leads.
-        assert!(alerts.owned_by_kind("me", false).is_empty());
-        assert_eq!(alerts.owned_by_kind("me", true)["queue_age"], 1);
+        let follower = alerts.owned_by_kind("me", false);
+        assert_eq!(follower.get("queue_age"), None);
+        assert_eq!(follower["error_rate"], 0);
+        let leader = alerts.owned_by_kind("me", true);
+        assert_eq!(leader["queue_age"], 1);
+        assert_eq!(leader["agent_failing"], 0);
         alerts.mirror("me", &event(&leaders, "cleared"));
         assert!(alerts.list().is_empty());
     }
