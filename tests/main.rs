@@ -14,6 +14,7 @@ mod engine;
 mod errors;
 mod fuzz;
 mod mcpctl;
+mod observability;
 mod pipeline;
 mod rbac;
 mod realtime;

@@ -649,7 +649,7 @@ async fn sensitive_fields_are_sealed_and_keys_rotate_while_the_service_runs() {
         (200, Some(t1.as_str())),
         "idempotent"
     );
-    let (s, b) = app.admin("POST", "/api/v1/tasks", Some(request(2))).await;
+    let (s, _) = app.admin("POST", "/api/v1/tasks", Some(request(2))).await;
     assert_eq!(s, 201);
     let (s, b) = app
         .admin(
@@ -739,10 +739,7 @@ async fn slow_clients_are_cut_off_without_hurting_idle_connections() {
         .unwrap();
     stalled
         .write_all(
-            format!(
-                "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"username\":"
-            )
-            .as_bytes(),
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"username\":",
         )
         .unwrap();
     let n = stalled.read(&mut buf).unwrap_or(0);

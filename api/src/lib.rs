@@ -10,6 +10,7 @@
 //! - [`routes`]: one module per resource; [`services`]: the logic behind them.
 //! - [`ws`]: WebSocket channels fed by the event bus.
 //! - [`dashboard`]: the operator page at `/dashboard`, a client of the API like any other.
+//! - [`observability`]: `/metrics`, the request window behind `/system/health`, alerts.
 
 pub mod auth;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod dashboard;
 pub mod directory;
 pub mod error;
 pub mod middleware;
+pub mod observability;
 pub mod payload;
 pub mod routes;
 pub mod security;

@@ -24,10 +24,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     directory::AgentDirectory,
     middleware::{BodyLimits, RequestPolicy, request_context},
+    observability::{self, Observability, http::Track},
     routes::{
         agents::AgentsApi, audit::AuditApi, auth::AuthApi, capabilities::CapabilitiesApi,
         events::EventsApi, health::HealthApi, pipeline::PipelineApi, queues::QueuesApi,
-        tasks::TasksApi, users::UsersApi,
+        system::SystemApi, tasks::TasksApi, users::UsersApi,
     },
     services,
     services::dispatcher::Dispatcher,
@@ -50,6 +51,7 @@ pub fn api_service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             PipelineApi,
             EventsApi,
             AuditApi,
+            SystemApi,
         ),
         "TechDeck MCP API",
         mcp_shared::VERSION,
@@ -142,7 +144,9 @@ impl Application {
             connections: Default::default(),
             audit: services::audit::AuditLog::start(db.clone()),
             guard: crate::security::Guard::new(&settings, redis_conn.clone()),
+            observability: Observability::new(&settings, &shutdown),
         };
+        observability::spawn(state.clone(), shutdown.clone());
         state.dispatcher.spawn(state.clone(), shutdown.clone());
         state.directory.sync(&db).await?;
         state.directory.spawn_sync(db.clone(), shutdown.clone());
@@ -235,10 +239,12 @@ impl Application {
             .at("/ws/tasks/progress", get(ws::tasks_progress))
             .at("/ws/pipeline/updates", get(ws::pipeline_updates))
             .at("/ws/system/events", get(ws::system_events))
+            .at("/metrics", get(observability::metrics_endpoint))
             .nest("/", api)
             .data(self.state.clone())
             .with_if(cors.is_some(), cors.unwrap_or_default())
-            .around(move |ep, req| request_context(ep, req, policy.clone()));
+            .around(move |ep, req| request_context(ep, req, policy.clone()))
+            .with(Track::new(&self.state.observability));
         tracing::info!(
             port = self.port,
             mode = if self.state.settings.distributed() {

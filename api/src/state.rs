@@ -32,4 +32,6 @@ pub struct AppState {
     pub audit: crate::services::audit::AuditLog,
     /// Rate limits, login lockouts and revoked tokens.
     pub guard: crate::security::Guard,
+    /// Metrics, the request window and alerts.
+    pub observability: Arc<crate::observability::Observability>,
 }

@@ -11,6 +11,7 @@ mod m20261124_000002_task_engine;
 mod m20261124_000003_pipeline;
 mod m20261125_000004_security;
 mod m20261125_000005_pipeline_idempotency;
+mod m20261125_000010_task_traceparent;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_pipeline::Migration),
             Box::new(m20261125_000004_security::Migration),
             Box::new(m20261125_000005_pipeline_idempotency::Migration),
+            Box::new(m20261125_000010_task_traceparent::Migration),
         ]
     }
 }

@@ -110,6 +110,32 @@ pub struct Settings {
     pub alert_threshold_error_rate: f64,
     /// `ALERT_THRESHOLD_RESPONSE_TIME` in milliseconds.
     pub alert_threshold_response_time: Duration,
+    /// `MCP_HEALTH_WINDOW_MS`: the sliding window of requests behind `/system/health` and the
+    /// request-rate alerts (default 60 s).
+    pub health_window: Duration,
+    /// `MCP_ALERT_MIN_REQUESTS`: fewer requests than this in the window never raise an error-rate
+    /// or response-time alert, so one slow call on an idle replica is not an incident.
+    pub alert_min_requests: u64,
+    /// `MCP_ALERT_INTERVAL_MS`: how often alert conditions are evaluated (default 1 s).
+    pub alert_interval: Duration,
+    /// `MCP_ALERT_QUEUE_AGE_MS`: a queue whose oldest waiting task is older than this raises an
+    /// alert (default 5 minutes).
+    pub alert_queue_age: Duration,
+    /// `MCP_ALERT_AGENT_FAILURE_RATE`: an agent whose share of failed attempts in the window
+    /// exceeds this (over at least 5 attempts) raises an alert (default 0.5).
+    pub alert_agent_failure_rate: f64,
+    /// `MCP_ALERT_AGENT_FLAPS`: this many status changes of one agent in the window raise a
+    /// flapping alert (default 4).
+    pub alert_agent_flaps: u32,
+    /// `ALERT_WEBHOOK_URL`: alerts are also POSTed here (JSON), with retries. May embed a token,
+    /// so it is never printed.
+    pub alert_webhook_url: Option<Secret>,
+    /// `MCP_METRICS_TOKEN`: a bearer token that may read `/metrics` (for Prometheus'
+    /// `authorization` setting); without it, `/metrics` needs a user with `system.read`.
+    pub metrics_token: Option<Secret>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: an OTLP/HTTP collector (e.g. `http://collector:4318`);
+    /// set, the API and the workers export trace spans there as JSON.
+    pub otel_endpoint: Option<String>,
     /// `MCP_ARTIFACT_STORE`: a directory, or later an `s3://` URL.
     pub artifact_store: String,
     /// `MCP_MAX_BODY_BYTES`: request bodies above this get 413.
@@ -198,6 +224,74 @@ impl Settings {
         if ws_ping_interval < Duration::from_millis(100) {
             return Err(Error::Config("MCP_WS_PING_MS must be at least 100".into()));
         }
+        let alert_threshold_error_rate: f64 = parse(&var, "ALERT_THRESHOLD_ERROR_RATE", 0.05)?;
+        if !(alert_threshold_error_rate > 0.0 && alert_threshold_error_rate <= 1.0) {
+            return Err(Error::Config(format!(
+                "ALERT_THRESHOLD_ERROR_RATE must be a share between 0 (exclusive) and 1, got {alert_threshold_error_rate}"
+            )));
+        }
+        let alert_threshold_response_time: u64 = parse(&var, "ALERT_THRESHOLD_RESPONSE_TIME", 50)?;
+        if alert_threshold_response_time == 0 {
+            return Err(Error::Config(
+                "ALERT_THRESHOLD_RESPONSE_TIME must be at least 1 (milliseconds)".into(),
+            ));
+        }
+        let health_window = Duration::from_millis(parse(&var, "MCP_HEALTH_WINDOW_MS", 60_000)?);
+        if health_window < Duration::from_millis(100) {
+            return Err(Error::Config(
+                "MCP_HEALTH_WINDOW_MS must be at least 100".into(),
+            ));
+        }
+        let alert_interval = Duration::from_millis(parse(&var, "MCP_ALERT_INTERVAL_MS", 1000)?);
+        if alert_interval < Duration::from_millis(10) {
+            return Err(Error::Config(
+                "MCP_ALERT_INTERVAL_MS must be at least 10".into(),
+            ));
+        }
+        let alert_agent_failure_rate: f64 = parse(&var, "MCP_ALERT_AGENT_FAILURE_RATE", 0.5)?;
+        if !(alert_agent_failure_rate > 0.0 && alert_agent_failure_rate <= 1.0) {
+            return Err(Error::Config(format!(
+                "MCP_ALERT_AGENT_FAILURE_RATE must be a share between 0 (exclusive) and 1, got {alert_agent_failure_rate}"
+            )));
+        }
+        let alert_agent_flaps: u32 = parse(&var, "MCP_ALERT_AGENT_FLAPS", 4)?;
+        if alert_agent_flaps < 2 {
+            return Err(Error::Config(
+                "MCP_ALERT_AGENT_FLAPS must be at least 2".into(),
+            ));
+        }
+        let alert_webhook_url = match var("ALERT_WEBHOOK_URL") {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Some(Secret::new(url.trim()))
+            }
+            // The value may carry a token: name the variable, not the value.
+            Some(_) => {
+                return Err(Error::Config(
+                    "ALERT_WEBHOOK_URL must be an http:// or https:// URL".into(),
+                ));
+            }
+            None => None,
+        };
+        let metrics_token = var("MCP_METRICS_TOKEN").map(Secret::new);
+        if metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
+            return Err(Error::Config(
+                "MCP_METRICS_TOKEN must be at least 16 characters".into(),
+            ));
+        }
+        let otel_endpoint = match var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Some(url.trim().to_string())
+            }
+            Some(url) => {
+                return Err(Error::Config(format!(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL (OTLP over HTTP), got {url:?}"
+                )));
+            }
+            None => None,
+        };
         let redis_url = var("REDIS_URL").map(Secret::new);
         let embedded_default = redis_url.is_none();
         Ok(Self {
@@ -253,12 +347,17 @@ impl Settings {
             )?),
             cache_ttl: Duration::from_secs(parse(&var, "CACHE_TTL_SECONDS", 3600)?),
             enable_detailed_metrics: parse_bool(&var, "ENABLE_DETAILED_METRICS", true)?,
-            alert_threshold_error_rate: parse(&var, "ALERT_THRESHOLD_ERROR_RATE", 0.05)?,
-            alert_threshold_response_time: Duration::from_millis(parse(
-                &var,
-                "ALERT_THRESHOLD_RESPONSE_TIME",
-                50,
-            )?),
+            alert_threshold_error_rate,
+            alert_threshold_response_time: Duration::from_millis(alert_threshold_response_time),
+            health_window,
+            alert_min_requests: parse(&var, "MCP_ALERT_MIN_REQUESTS", 20)?,
+            alert_interval,
+            alert_queue_age: Duration::from_millis(parse(&var, "MCP_ALERT_QUEUE_AGE_MS", 300_000)?),
+            alert_agent_failure_rate,
+            alert_agent_flaps,
+            alert_webhook_url,
+            metrics_token,
+            otel_endpoint,
             artifact_store: var("MCP_ARTIFACT_STORE").unwrap_or_else(|| "./data/artifacts".into()),
             max_body_bytes: parse(&var, "MCP_MAX_BODY_BYTES", 1024 * 1024)?,
             max_dataset_bytes: parse(&var, "MCP_MAX_DATASET_BYTES", 1024 * 1024 * 1024)?,
@@ -411,5 +510,33 @@ mod tests {
         assert!(err.to_string().contains("JWT_ALGORITHM"));
         let err = settings(&[("MCP_WORKER_HEARTBEAT_MS", "500")]).unwrap_err();
         assert!(err.to_string().contains("MCP_WORKER_HEARTBEAT_MS"));
+    }
+
+    #[test]
+    fn alert_settings_are_validated() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.alert_threshold_error_rate, 0.05);
+        assert_eq!(s.alert_threshold_response_time, Duration::from_millis(50));
+        assert_eq!(s.health_window, Duration::from_secs(60));
+        assert!(s.alert_webhook_url.is_none());
+        for (name, bad) in [
+            ("ALERT_THRESHOLD_ERROR_RATE", "1.5"),
+            ("ALERT_THRESHOLD_ERROR_RATE", "0"),
+            ("ALERT_THRESHOLD_RESPONSE_TIME", "0"),
+            ("MCP_HEALTH_WINDOW_MS", "10"),
+            ("MCP_ALERT_INTERVAL_MS", "abc"),
+            ("MCP_ALERT_AGENT_FLAPS", "1"),
+            ("ALERT_WEBHOOK_URL", "ftp://hooks.example/t0ken"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+        ] {
+            let err = settings(&[(name, bad)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}={bad}: {err}");
+            assert!(
+                !err.contains("t0ken"),
+                "the webhook URL is never printed: {err}"
+            );
+        }
+        let s = settings(&[("ALERT_WEBHOOK_URL", "https://hooks.example/t0ken")]).unwrap();
+        assert!(!format!("{s:?}").contains("t0ken"));
     }
 }

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`config`]: typed settings, loaded once from the environment; secrets wrapped so they cannot be printed.
 //! - [`error`]: the crate's error type.
-//! - [`telemetry`]: one tracing setup for every binary (JSON logs in production).
+//! - [`telemetry`]: one tracing setup for every binary (JSON logs in production); [`otlp`]: trace export.
 //! - [`crypto`]: argon2 password hashing, keyed hashes and random tokens.
 //! - [`auth`]: roles, permissions and JWT claims.
 //! - [`domain`]: task, priority and event types shared by the API and the workers.
@@ -26,6 +26,7 @@ pub mod db;
 pub mod domain;
 pub mod entities;
 pub mod error;
+pub mod otlp;
 pub mod pii;
 pub mod queue;
 pub mod sealing;

@@ -11,6 +11,7 @@ use mcp_shared::{
         event::{Event, EventType},
         task::{TaskStatus, TaskType},
     },
+    otlp,
     queue::JobRef,
     sealing,
 };
@@ -43,6 +44,45 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
         }
         Err(e) => return Outcome::Redeliver(format!("starting task: {e}")),
     };
+    // With trace export on, the job is a span in the trace of the request that created the task.
+    let parent = task
+        .traceparent
+        .as_deref()
+        .filter(|_| otlp::enabled())
+        .and_then(otlp::TraceContext::parse);
+    let Some(parent) = parent else {
+        return run_started(deps, task).await;
+    };
+    let context = parent.child();
+    let start = std::time::SystemTime::now();
+    let (id, task_type, queue, attempt) = (
+        task.id,
+        task.task_type.clone(),
+        task.queue.clone(),
+        task.attempt,
+    );
+    let outcome = otlp::scope(context, run_started(deps, task)).await;
+    otlp::export(otlp::Span {
+        context,
+        parent: Some(parent.span_id),
+        name: format!("job {task_type}"),
+        kind: otlp::CONSUMER,
+        start,
+        end: std::time::SystemTime::now(),
+        attributes: vec![
+            ("mcp.task.id", json!(id.to_string())),
+            ("mcp.task.type", json!(task_type)),
+            ("messaging.destination.name", json!(queue)),
+            ("mcp.task.attempt", json!(attempt)),
+        ],
+        error: outcome != Outcome::Done,
+    });
+    outcome
+}
+
+/// Runs a started task's handler and records the outcome.
+async fn run_started(deps: &WorkerDeps, task: mcp_shared::entities::tasks::Model) -> Outcome {
+    let db = &deps.db.conn;
     emit(
         deps.bus.as_ref(),
         task_event(
@@ -85,7 +125,8 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
                     task_event(
                         &task,
                         EventType::TaskCompleted,
-                        json!({"task_id": task.id, "status": "completed", "result": result, "progress": 100}),
+                        json!({"task_id": task.id, "status": "completed", "result": result, "progress": 100,
+                               "type": task.task_type, "duration_ms": run_ms(&task)}),
                     ),
                 ),
                 Ok(false) => return Outcome::Done,
@@ -133,6 +174,12 @@ fn open_sealed(
     sealing::open(&mut task.payload, ring)
         .map_err(|e| format!("sensitive fields could not be opened: {e}"))?;
     Ok(task)
+}
+
+/// How long the attempt ran, for the task-duration metric.
+fn run_ms(task: &mcp_shared::entities::tasks::Model) -> i64 {
+    task.started_at
+        .map_or(0, |at| (Utc::now() - at).num_milliseconds().max(0))
 }
 
 /// Records a failed attempt: `dead` when attempts are exhausted, otherwise `failed` and due again

@@ -82,6 +82,9 @@ pub async fn run_standalone(
         agent_id: None,
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
+    if let Some(endpoint) = &deps.settings.otel_endpoint {
+        mcp_shared::otlp::init(endpoint, "mcp-worker", shutdown.clone());
+    }
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;

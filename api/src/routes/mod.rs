@@ -9,6 +9,7 @@ pub mod events;
 pub mod health;
 pub mod pipeline;
 pub mod queues;
+pub mod system;
 pub mod tasks;
 pub mod users;
 

@@ -81,6 +81,15 @@ fn capability_of(name: &str) -> ApiResult<String> {
 }
 
 async fn views(state: &AppState) -> ApiResult<Vec<QueueView>> {
+    let counts = tasks::counts_by_queue(&state.db.conn).await?;
+    Ok(views_from_counts(state, &counts).await)
+}
+
+/// The queues from the task counts per queue and status (also read by `/metrics`).
+pub(crate) async fn views_from_counts(
+    state: &AppState,
+    counts: &[(String, String, i64)],
+) -> Vec<QueueView> {
     let mut by_cap: BTreeMap<String, QueueView> = BTreeMap::new();
     let blank = |cap: &str| QueueView {
         name: format!("mcp:{cap}"),
@@ -94,7 +103,8 @@ async fn views(state: &AppState) -> ApiResult<Vec<QueueView>> {
         failed_total: 0,
     };
     by_cap.insert("generic".into(), blank("generic"));
-    for (queue, status, n) in tasks::counts_by_queue(&state.db.conn).await? {
+    for (queue, status, n) in counts {
+        let n = *n;
         let mut parts = queue.splitn(3, ':').skip(1);
         let (Some(cap), Some(tier)) = (parts.next(), parts.next().and_then(Priority::parse)) else {
             continue;
@@ -118,7 +128,7 @@ async fn views(state: &AppState) -> ApiResult<Vec<QueueView>> {
             .is_paused(&QueueName::new(v.capability.clone(), Priority::Low).to_string())
             .await;
     }
-    Ok(by_cap.into_values().collect())
+    by_cap.into_values().collect()
 }
 
 async fn set_paused(state: &AppState, capability: &str, paused: bool) -> ApiResult<()> {

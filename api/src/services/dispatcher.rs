@@ -50,6 +50,9 @@ pub struct Dispatcher {
     waiting: Mutex<HashMap<String, i64>>,
     paused: RwLock<HashSet<String>>,
     instance: String,
+    /// Whether the last tick held the leader lock; cluster-wide duties (alerts, cluster metrics)
+    /// follow the same leader.
+    leading: std::sync::atomic::AtomicBool,
 }
 
 impl Dispatcher {
@@ -59,6 +62,7 @@ impl Dispatcher {
             waiting: Mutex::new(HashMap::new()),
             paused: RwLock::new(HashSet::new()),
             instance: Uuid::new_v4().to_string(),
+            leading: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -80,6 +84,12 @@ impl Dispatcher {
         }
         *w += n;
         true
+    }
+
+    /// True while this replica is the dispatching leader (always, on a single node, once the
+    /// first tick ran).
+    pub fn is_leader(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub async fn is_paused(&self, queue: &str) -> bool {
@@ -115,7 +125,10 @@ impl Dispatcher {
         let db = &state.db.conn;
         // Every replica refreshes its view of the queues, so its create fast path stays usable.
         let mut waiting = tasks::outstanding_by_queue(db).await?;
-        if !self.lead(state).await {
+        let leading = self.lead(state).await;
+        self.leading
+            .store(leading, std::sync::atomic::Ordering::Relaxed);
+        if !leading {
             *self.waiting.lock().await = waiting;
             return Ok(());
         }

@@ -631,17 +631,23 @@ pub async fn report_complete(
     )
     .await?
     {
+        let t = find(state, id).await?;
+        let duration_ms = match (t.started_at, t.finished_at) {
+            (Some(from), Some(to)) => (to - from).num_milliseconds().max(0),
+            _ => 0,
+        };
         emit(
             state.bus.as_ref(),
             Event::new(
                 EventType::TaskCompleted,
-                json!({"task_id": id, "status": "completed", "result": result, "progress": 100}),
+                json!({"task_id": id, "status": "completed", "result": result, "progress": 100,
+                       "type": t.task_type, "duration_ms": duration_ms}),
             )
             .for_task(id)
             .for_agent(Some(agent)),
         )
         .await;
-        return find(state, id).await;
+        return Ok(t);
     }
     let t = find(state, id).await?;
     if t.agent_id != Some(agent) {

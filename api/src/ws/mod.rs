@@ -85,6 +85,11 @@ pub struct Connections(AtomicUsize);
 pub struct ConnectionSlot(Arc<Connections>);
 
 impl Connections {
+    /// Connections open now.
+    pub fn current(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
     pub fn open(self: &Arc<Self>, limit: usize) -> Option<ConnectionSlot> {
         let mut current = self.0.load(Ordering::Relaxed);
         loop {

@@ -258,6 +258,7 @@ pub fn new_row(id: Uuid, now: DateTime<Utc>) -> tasks::ActiveModel {
         enqueued_at: Set(None),
         lease_expires_at: Set(None),
         cancel_requested: Set(false),
+        traceparent: Set(crate::otlp::current_traceparent()),
         ..Default::default()
     }
 }

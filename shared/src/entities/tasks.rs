@@ -43,6 +43,9 @@ pub struct Model {
     pub sealed_key: Option<String>,
     /// When retention cleared this finished task's payload and result.
     pub purged_at: Option<DateTimeUtc>,
+    /// W3C trace context of the request that created the task (with trace export on), so the
+    /// worker's job span joins that trace.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,575 @@
+//! Alerts: conditions evaluated every `MCP_ALERT_INTERVAL_MS`, raised once when they start and
+//! cleared once when they end. Each change is a `system.alert` event (`state: "raised"` or
+//! `"cleared"`), a log line, the `mcp_alerts_active` / `mcp_alerts_raised_total` metrics, and,
+//! with `ALERT_WEBHOOK_URL`, a POST of the same JSON (retried with backoff, off the request path).
+//!
+//! Scopes:
+//! - `replica`: error rate and response time over this replica's request window. Every replica
+//!   evaluates its own.
+//! - `cluster`: queue age and agent health. Only the dispatching leader evaluates them, so one
+//!   incident is one alert however many replicas run. Other replicas mirror the leader's events,
+//!   so any replica lists them in `/system/health`, and a new leader takes over the alerts the
+//!   old one raised (clearing them when they end) instead of raising them again.
+//!
+//! Agent anomalies, kept simple enough to explain in one line each:
+//! - `agent_unhealthy`: the agent missed its heartbeats (`stale`, or `offline` — critical).
+//! - `agent_flapping`: `MCP_ALERT_AGENT_FLAPS` status changes within the health window.
+//! - `agent_failing`: more than `MCP_ALERT_AGENT_FAILURE_RATE` of its finished attempts in the
+//!   window failed, over at least [`MIN_AGENT_ATTEMPTS`].
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use mcp_shared::{
+    bus::emit,
+    config::Secret,
+    domain::{
+        agent::AgentStatus,
+        event::{Event, EventType},
+        task::TaskStatus,
+    },
+    entities::tasks,
+};
+use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Observability, window::Window};
+use crate::{directory, state::AppState};
+
+/// Alert kinds every replica evaluates over its own requests.
+const REPLICA_KINDS: &[&str] = &["error_rate", "response_time"];
+/// Alert kinds the leader evaluates for the cluster.
+const CLUSTER_KINDS: &[&str] = &[
+    "queue_age",
+    "agent_unhealthy",
+    "agent_flapping",
+    "agent_failing",
+];
+
+/// An agent needs this many finished attempts in the window before its failure rate means much.
+pub const MIN_AGENT_ATTEMPTS: u64 = 5;
+/// Alerts waiting for webhook delivery; past it, new ones are dropped (and logged).
+const WEBHOOK_QUEUE: usize = 256;
+const WEBHOOK_ATTEMPTS: u32 = 5;
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Alert {
+    /// Unique per incident subject: the kind, plus the queue or agent it is about.
+    pub key: String,
+    /// The kind: `error_rate`, `response_time`, `queue_age`, `agent_unhealthy`,
+    /// `agent_flapping`, `agent_failing`.
+    pub alert: String,
+    /// `warning` or `critical`.
+    pub severity: String,
+    /// `replica` or `cluster`.
+    pub scope: String,
+    /// The replica that raised it.
+    pub replica: String,
+    pub message: String,
+    /// The measured figure and the threshold it crossed (same unit).
+    pub value: f64,
+    pub threshold: f64,
+    /// What it is about (`{queue}` or `{agent_id, name}`); empty for request-rate alerts.
+    #[serde(default)]
+    pub subject: Value,
+    pub raised_at: DateTime<Utc>,
+}
+
+/// Per agent: recent status changes and finished attempts, fed from the bus.
+#[derive(Debug)]
+struct AgentHistory {
+    changes: VecDeque<Instant>,
+    attempts: Window,
+    last_event: Instant,
+}
+
+#[derive(Debug)]
+pub struct Alerts {
+    /// Every alert this replica knows to be raised: its own, and the leader's cluster alerts.
+    active: Mutex<BTreeMap<String, Alert>>,
+    agents: Mutex<HashMap<Uuid, AgentHistory>>,
+    /// The health window, which the agent checks look back over.
+    window: Duration,
+    webhook: Option<mpsc::Sender<Value>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Alerts {
+    pub fn new(window: Duration, webhook: Option<mpsc::Sender<Value>>) -> Self {
+        Self {
+            active: Mutex::new(BTreeMap::new()),
+            agents: Mutex::new(HashMap::new()),
+            window,
+            webhook,
+        }
+    }
+
+    /// Raised alerts, most severe first.
+    pub fn list(&self) -> Vec<Alert> {
+        let mut all: Vec<Alert> = lock(&self.active).values().cloned().collect();
+        all.sort_by(|a, b| {
+            (b.severity == "critical")
+                .cmp(&(a.severity == "critical"))
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        all
+    }
+
+    /// Raised alerts this replica answers for, by kind (the `mcp_alerts_active` gauge).
+    pub fn owned_by_kind(&self, me: &str, leader: bool) -> BTreeMap<String, i64> {
+        // Every kind this replica answers for is present, at 0 when quiet, so the series never
+        // goes stale between incidents.
+        let kinds = REPLICA_KINDS
+            .iter()
+            .chain(CLUSTER_KINDS.iter().filter(|_| leader));
+        let mut by_kind: BTreeMap<String, i64> = kinds.map(|k| (k.to_string(), 0)).collect();
+        for a in lock(&self.active).values() {
+            if owns(a, me, leader) {
+                *by_kind.entry(a.alert.clone()).or_insert(0) += 1;
+            }
+        }
+        by_kind
+    }
+
+    /// Notes an agent event for the anomaly checks.
+    pub fn observe_agent(&self, agent: Uuid, status_change: bool, attempt_failed: Option<bool>) {
+        let now = Instant::now();
+        let mut agents = lock(&self.agents);
+        let h = agents.entry(agent).or_insert_with(|| AgentHistory {
+            changes: VecDeque::new(),
+            attempts: Window::new(self.window),
+            last_event: now,
+        });
+        h.last_event = now;
+        if status_change {
+            h.changes.push_back(now);
+        }
+        // Followers never evaluate, so trim here too: memory stays bounded by the window.
+        while h
+            .changes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
+            h.changes.pop_front();
+        }
+        if let Some(failed) = attempt_failed {
+            h.attempts.record(now, failed, None);
+        }
+    }
+
+    /// Follows another replica's cluster alert (the leader's events).
+    pub fn mirror(&self, me: &str, event: &Event) {
+        let Ok(alert) = serde_json::from_value::<Alert>(event.data.clone()) else {
+            return;
+        };
+        if alert.scope != "cluster" || alert.replica == me {
+            return;
+        }
+        let mut active = lock(&self.active);
+        if event.data["state"] == "cleared" {
+            active.remove(&alert.key);
+        } else {
+            active.insert(alert.key.clone(), alert);
+        }
+    }
+}
+
+fn owns(alert: &Alert, me: &str, leader: bool) -> bool {
+    match alert.scope.as_str() {
+        "cluster" => leader,
+        _ => alert.replica == me,
+    }
+}
+
+/// A condition that holds now; becomes an [`Alert`] when first raised.
+struct Condition {
+    key: String,
+    alert: &'static str,
+    severity: &'static str,
+    scope: &'static str,
+    message: String,
+    value: f64,
+    threshold: f64,
+    subject: Value,
+}
+
+fn replica_conditions(state: &AppState, obs: &Observability) -> Vec<Condition> {
+    let s = &state.settings;
+    let stats = obs.requests.stats(Instant::now());
+    let mut out = Vec::new();
+    if stats.count < s.alert_min_requests.max(1) {
+        return out;
+    }
+    let rate = stats.error_rate();
+    if rate > s.alert_threshold_error_rate {
+        out.push(Condition {
+            key: "error_rate".into(),
+            alert: "error_rate",
+            severity: "critical",
+            scope: "replica",
+            message: format!(
+                "{:.1}% of the last {} requests failed with a server error (threshold {:.1}%)",
+                rate * 100.0,
+                stats.count,
+                s.alert_threshold_error_rate * 100.0
+            ),
+            value: rate,
+            threshold: s.alert_threshold_error_rate,
+            subject: json!({}),
+        });
+    }
+    let limit_ms = s.alert_threshold_response_time.as_secs_f64() * 1000.0;
+    if stats.average_ms > limit_ms {
+        out.push(Condition {
+            key: "response_time".into(),
+            alert: "response_time",
+            severity: "warning",
+            scope: "replica",
+            message: format!(
+                "average response time {:.1} ms over the last {} requests (threshold {limit_ms} ms)",
+                stats.average_ms, stats.count
+            ),
+            value: stats.average_ms,
+            threshold: limit_ms,
+            subject: json!({}),
+        });
+    }
+    out
+}
+
+#[derive(FromQueryResult)]
+struct OldestRow {
+    queue: String,
+    oldest: Option<DateTime<Utc>>,
+}
+
+async fn cluster_conditions(state: &AppState) -> mcp_shared::Result<Vec<Condition>> {
+    let s = &state.settings;
+    let mut out = Vec::new();
+
+    // Queue age: the oldest task waiting to run, per queue.
+    let rows = tasks::Entity::find()
+        .select_only()
+        .column(tasks::Column::Queue)
+        .column_as(tasks::Column::CreatedAt.min(), "oldest")
+        .filter(tasks::Column::Status.eq(TaskStatus::Pending.as_str()))
+        .group_by(tasks::Column::Queue)
+        .into_model::<OldestRow>()
+        .all(&state.db.conn)
+        .await?;
+    let limit_ms = s.alert_queue_age.as_millis() as f64;
+    for row in rows {
+        let Some(oldest) = row.oldest else { continue };
+        let age_ms = (Utc::now() - oldest).num_milliseconds() as f64;
+        if age_ms > limit_ms {
+            out.push(Condition {
+                key: format!("queue_age:{}", row.queue),
+                alert: "queue_age",
+                severity: "warning",
+                scope: "cluster",
+                message: format!(
+                    "the oldest task waiting on {} has waited {:.1} s (threshold {:.1} s)",
+                    row.queue,
+                    age_ms / 1000.0,
+                    limit_ms / 1000.0
+                ),
+                value: age_ms,
+                threshold: limit_ms,
+                subject: json!({"queue": row.queue}),
+            });
+        }
+    }
+
+    // Agents: missed heartbeats.
+    let agents = state
+        .directory
+        .discover(&directory::Query {
+            limit: usize::MAX,
+            ..Default::default()
+        })
+        .await;
+    let stale_ms = s.agent_stale_after().as_millis() as f64;
+    for a in &agents {
+        if matches!(a.status, AgentStatus::Stale | AgentStatus::Offline) {
+            let silent_ms = (Utc::now() - a.model.last_seen).num_milliseconds() as f64;
+            out.push(Condition {
+                key: format!("agent_unhealthy:{}", a.model.id),
+                alert: "agent_unhealthy",
+                severity: if a.status == AgentStatus::Offline {
+                    "critical"
+                } else {
+                    "warning"
+                },
+                scope: "cluster",
+                message: format!(
+                    "agent {} is {}: no heartbeat for {:.1} s",
+                    a.model.name,
+                    a.status,
+                    silent_ms / 1000.0
+                ),
+                value: silent_ms,
+                threshold: stale_ms,
+                subject: json!({"agent_id": a.model.id, "name": a.model.name}),
+            });
+        }
+    }
+
+    // Agents: flapping and failing, from the events of the window.
+    let names: HashMap<Uuid, &str> = agents
+        .iter()
+        .map(|a| (a.model.id, a.model.name.as_str()))
+        .collect();
+    let now = Instant::now();
+    let window = s.health_window;
+    let mut histories = state
+        .observability
+        .alerts
+        .agents
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    histories.retain(|_, h| now.duration_since(h.last_event) <= window * 2);
+    for (id, h) in histories.iter_mut() {
+        while h
+            .changes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            h.changes.pop_front();
+        }
+        let name = names.get(id).copied().unwrap_or("unknown");
+        let flaps = h.changes.len() as u32;
+        if flaps >= s.alert_agent_flaps {
+            out.push(Condition {
+                key: format!("agent_flapping:{id}"),
+                alert: "agent_flapping",
+                severity: "warning",
+                scope: "cluster",
+                message: format!(
+                    "agent {name} changed status {flaps} times in {:.0} s",
+                    window.as_secs_f64()
+                ),
+                value: flaps as f64,
+                threshold: s.alert_agent_flaps as f64,
+                subject: json!({"agent_id": id, "name": name}),
+            });
+        }
+        let attempts = h.attempts.stats(now);
+        if attempts.count >= MIN_AGENT_ATTEMPTS
+            && attempts.error_rate() > s.alert_agent_failure_rate
+        {
+            out.push(Condition {
+                key: format!("agent_failing:{id}"),
+                alert: "agent_failing",
+                severity: "warning",
+                scope: "cluster",
+                message: format!(
+                    "agent {name} failed {} of its last {} attempts",
+                    attempts.errors, attempts.count
+                ),
+                value: attempts.error_rate(),
+                threshold: s.alert_agent_failure_rate,
+                subject: json!({"agent_id": id, "name": name}),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One evaluation: raises what started, clears what ended, among the alerts this replica owns.
+pub async fn evaluate(state: &AppState) {
+    let obs = &state.observability;
+    let mut holding = replica_conditions(state, obs);
+    // Without fresh cluster figures nothing cluster-wide is cleared: an outage is not a recovery.
+    let mut cluster_known = false;
+    if state.dispatcher.is_leader() {
+        match cluster_conditions(state).await {
+            Ok(c) => {
+                holding.extend(c);
+                cluster_known = true;
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster alert evaluation failed"),
+        }
+    }
+    let me = obs.replica.as_str();
+    let mut raised = Vec::new();
+    let mut cleared = Vec::new();
+    {
+        let mut active = lock(&obs.alerts.active);
+        for c in holding.iter() {
+            match active.get_mut(&c.key) {
+                Some(a) => {
+                    a.value = c.value;
+                    a.message.clone_from(&c.message);
+                    a.severity = c.severity.into();
+                }
+                None => {
+                    let alert = Alert {
+                        key: c.key.clone(),
+                        alert: c.alert.into(),
+                        severity: c.severity.into(),
+                        scope: c.scope.into(),
+                        replica: me.to_string(),
+                        message: c.message.clone(),
+                        value: c.value,
+                        threshold: c.threshold,
+                        subject: c.subject.clone(),
+                        raised_at: Utc::now(),
+                    };
+                    active.insert(c.key.clone(), alert.clone());
+                    raised.push(alert);
+                }
+            }
+        }
+        let ended: Vec<String> = active
+            .values()
+            .filter(|a| owns(a, me, cluster_known) && !holding.iter().any(|c| c.key == a.key))
+            .map(|a| a.key.clone())
+            .collect();
+        for key in ended {
+            if let Some(a) = active.remove(&key) {
+                cleared.push(a);
+            }
+        }
+    }
+    for alert in raised {
+        tracing::warn!(alert = %alert.alert, key = %alert.key, severity = %alert.severity,
+            value = alert.value, threshold = alert.threshold, message = %alert.message, "alert raised");
+        obs.metrics.alert_raised(&alert.alert);
+        publish(state, &alert, "raised").await;
+    }
+    for alert in cleared {
+        tracing::info!(alert = %alert.alert, key = %alert.key, "alert cleared");
+        publish(state, &alert, "cleared").await;
+    }
+}
+
+async fn publish(state: &AppState, alert: &Alert, phase: &str) {
+    let mut data = serde_json::to_value(alert).unwrap_or_default();
+    data["state"] = json!(phase);
+    if phase == "cleared" {
+        data["cleared_at"] = json!(Utc::now());
+    }
+    if let Some(tx) = &state.observability.alerts.webhook
+        && tx.try_send(data.clone()).is_err()
+    {
+        tracing::warn!(alert = %alert.key, "alert webhook queue full; notification dropped");
+    }
+    emit(state.bus.as_ref(), Event::new(EventType::SystemAlert, data)).await;
+}
+
+/// Evaluates alerts until shutdown.
+pub fn spawn_evaluator(state: AppState, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.settings.alert_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            evaluate(&state).await;
+        }
+    });
+}
+
+/// Delivers alerts to the webhook in order, each with retries and exponential backoff. Runs on
+/// its own task: a slow or failing receiver never holds up evaluation or requests.
+pub fn spawn_webhook(url: Secret, shutdown: CancellationToken) -> mpsc::Sender<Value> {
+    let (tx, mut rx) = mpsc::channel::<Value>(WEBHOOK_QUEUE);
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .timeout(WEBHOOK_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        loop {
+            let body = tokio::select! {
+                b = rx.recv() => match b { Some(b) => b, None => return },
+                _ = shutdown.cancelled() => return,
+            };
+            let mut delay = Duration::from_millis(250);
+            for attempt in 1..=WEBHOOK_ATTEMPTS {
+                // Errors are logged without the URL: it may carry a token.
+                match client.post(url.expose()).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => break,
+                    Ok(r) => tracing::warn!(
+                        attempt,
+                        status = r.status().as_u16(),
+                        "alert webhook refused the alert"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(attempt, error = %e.without_url(), "alert webhook unreachable")
+                    }
+                }
+                if attempt == WEBHOOK_ATTEMPTS {
+                    tracing::warn!(alert = %body["key"], "alert webhook gave up after {WEBHOOK_ATTEMPTS} attempts");
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    });
+    tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(scope: &str, replica: &str) -> Alert {
+        Alert {
+            key: "queue_age:mcp:generic:low".into(),
+            alert: "queue_age".into(),
+            severity: "warning".into(),
+            scope: scope.into(),
+            replica: replica.into(),
+            message: "old".into(),
+            value: 2.0,
+            threshold: 1.0,
+            subject: json!({"queue": "mcp:generic:low"}),
+            raised_at: Utc::now(),
+        }
+    }
+
+    fn event(a: &Alert, state: &str) -> Event {
+        let mut data = serde_json::to_value(a).unwrap();
+        data["state"] = json!(state);
+        Event::new(EventType::SystemAlert, data)
+    }
+
+    #[test]
+    fn followers_mirror_the_leaders_cluster_alerts_only() {
+        let alerts = Alerts::new(Duration::from_secs(60), None);
+        // Another replica's request-rate alert is its own business; our own events are known.
+        alerts.mirror("me", &event(&alert("replica", "other"), "raised"));
+        alerts.mirror("me", &event(&alert("cluster", "me"), "raised"));
+        assert!(alerts.list().is_empty());
+        let leaders = alert("cluster", "leader");
+        alerts.mirror("me", &event(&leaders, "raised"));
+        assert_eq!(alerts.list(), vec![leaders.clone()]);
+        // Listed, but not owned (so not in this replica's gauge) until this replica leads.
+        let follower = alerts.owned_by_kind("me", false);
+        assert_eq!(follower.get("queue_age"), None);
+        assert_eq!(follower["error_rate"], 0);
+        let leader = alerts.owned_by_kind("me", true);
+        assert_eq!(leader["queue_age"], 1);
+        assert_eq!(leader["agent_failing"], 0);
+        alerts.mirror("me", &event(&leaders, "cleared"));
+        assert!(alerts.list().is_empty());
+    }
+}
