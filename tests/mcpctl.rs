@@ -293,15 +293,24 @@ async fn mcpctl_logs_in_submits_watches_and_reports_exit_codes() {
 
     // Agents and queues, as JSON and as tables.
     let agent_id = done["agent_id"].as_str().expect("the task ran on an agent");
-    let agents = ctl.run(&["agents", "-o", "json"]).await.expect(0).json();
-    assert!(
-        agents
+    // Replicas learn of agents registered elsewhere on their next directory sync.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let agents = ctl.run(&["agents", "-o", "json"]).await.expect(0).json();
+        if agents
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["id"] == agent_id),
-        "{agents}"
-    );
+            .any(|a| a["id"] == agent_id)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never listed: {agents}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let table = ctl.run(&["agents"]).await;
     let mut lines = table.expect(0).stdout.lines();
     assert!(lines.next().unwrap().starts_with("ID"));
@@ -583,15 +592,24 @@ async fn mcpctl_against_the_distributed_mode() {
     assert_eq!(done["status"], "completed");
     assert_eq!(done["result"]["n"], 3);
     let agent_id = done["agent_id"].as_str().expect("the worker ran it");
-    let agents = ctl.run(&["agents", "-o", "json"]).await.expect(0).json();
-    assert!(
-        agents
+    // Replicas learn of agents registered elsewhere on their next directory sync.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let agents = ctl.run(&["agents", "-o", "json"]).await.expect(0).json();
+        if agents
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["id"] == agent_id),
-        "{agents}"
-    );
+            .any(|a| a["id"] == agent_id)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never listed: {agents}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     const TASKS: usize = 3_000;
     let file: String = (0..TASKS)
