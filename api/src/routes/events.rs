@@ -10,11 +10,16 @@ use mcp_shared::{
     bus::EventId,
     domain::event::{Event, EventType},
 };
-use poem::web::{Data, sse};
+use poem::{
+    IntoResponse, Response,
+    web::{Data, sse},
+};
 use poem_openapi::{
-    ApiResponse, OpenApi,
+    ApiResponse, Object, OpenApi,
     param::{Header, Query},
     payload::EventStream,
+    registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
+    types::Type,
 };
 use serde_json::{Value, json};
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
@@ -30,13 +35,49 @@ use crate::{
 
 pub struct EventsApi;
 
-#[derive(ApiResponse)]
-pub enum EventsResponse {
-    /// `text/event-stream`: each event's `id`, its type as the SSE `event`, and `{type, id, ts,
-    /// data}` as JSON `data`. A `lagged` event means this client fell behind and events were
-    /// dropped; reconnect with `Last-Event-ID` to fill the gap.
-    #[oai(status = 200)]
-    Stream(EventStream<BoxStream<'static, Value>>),
+/// The stream of Server-Sent Events.
+pub struct EventsResponse(EventStream<BoxStream<'static, Value>>);
+
+/// One Server-Sent Event as it appears on the stream.
+#[derive(Object)]
+pub struct SseEvent {
+    /// The event id; send it back as `Last-Event-ID` to resume after it.
+    pub id: Option<String>,
+    /// The event type (`task.completed`, …, or `lagged`).
+    pub event: Option<String>,
+    /// `{type, id, ts, data}` as JSON.
+    pub data: String,
+}
+
+impl IntoResponse for EventsResponse {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl ApiResponse for EventsResponse {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "`text/event-stream`: each event's `id`, its type as the SSE `event`, \
+                    and `{type, id, ts, data}` as JSON `data`. A `lagged` event means this client \
+                    fell behind and events were dropped; reconnect with `Last-Event-ID` to fill \
+                    the gap.",
+                status: Some(200),
+                status_range: None,
+                // The schema describes one event, as clients and validators read the stream.
+                content: vec![MetaMediaType {
+                    content_type: "text/event-stream",
+                    schema: SseEvent::schema_ref(),
+                }],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        SseEvent::register(registry);
+    }
 }
 
 /// Each item as one SSE event: its id, its type as `event`, and the JSON as `data`.
@@ -138,7 +179,7 @@ impl EventsApi {
             // (EventSource reconnects with it as `Last-Event-ID`), so nothing is skipped.
             history.push(json!({"type": "replay_truncated", "id": at.to_string(), "data": {"next_since": at.to_string()}}));
             let stream = futures::stream::iter(history).boxed();
-            return Ok(EventsResponse::Stream(sse_stream(stream)));
+            return Ok(EventsResponse(sse_stream(stream)));
         }
         let history = futures::stream::iter(history);
         let live = live.filter_map(move |item| {
@@ -172,6 +213,6 @@ impl EventsApi {
             std::future::ready(Some(v))
         });
         let stream = history.chain(live).boxed();
-        Ok(EventsResponse::Stream(sse_stream(stream)))
+        Ok(EventsResponse(sse_stream(stream)))
     }
 }
