@@ -277,6 +277,8 @@ async fn seed_auth(app: &App, c: &mut Canaries) -> String {
 struct Agent {
     id: String,
     key: String,
+    /// Beats for the agent, as a live agent does, so it never goes stale mid-test.
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 /// Registration with PII in metadata and secrets in configuration; the agent key in use.
@@ -342,20 +344,38 @@ async fn seed_agent(app: &App, c: &mut Canaries, token: &str) -> Agent {
         )
         .await;
     assert_eq!(s, 201, "{b}");
-    let agent = Agent {
-        id: b["data"]["agent"]["id"].as_str().unwrap().to_string(),
-        key: b["data"]["agent_key"].as_str().unwrap().to_string(),
-    };
-    c.add("agent key", &agent.key, Kept::Nowhere);
+    let id = b["data"]["agent"]["id"].as_str().unwrap().to_string();
+    let key = b["data"]["agent_key"].as_str().unwrap().to_string();
+    c.add("agent key", &key, Kept::Nowhere);
     let (s, b) = app
         .as_agent(
             "POST",
-            &format!("/api/v1/agents/{}/heartbeat", agent.id),
-            &agent.key,
+            &format!("/api/v1/agents/{id}/heartbeat"),
+            &key,
             Some(json!({"current_load": 0})),
         )
         .await;
     assert_eq!(s, 200, "{b}");
+    let heartbeat = {
+        let (http, url, key) = (
+            app.http.clone(),
+            format!("{}/api/v1/agents/{id}/heartbeat", app.base),
+            key.clone(),
+        );
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                every.tick().await;
+                let _ = http
+                    .post(&url)
+                    .header("authorization", format!("Agent {key}"))
+                    .json(&json!({}))
+                    .send()
+                    .await;
+            }
+        })
+    };
+    let agent = Agent { id, key, heartbeat };
     agent
 }
 
@@ -737,6 +757,7 @@ async fn canary_scan(production: bool) {
     seed_tasks(&app, &mut c, &token, &agent).await;
     seed_websocket(&app, &mut c, &token, &agent).await;
     let (execution, record_ids) = seed_pipeline(&app, &mut c).await;
+    agent.heartbeat.abort();
     let (s, b) = app
         .as_agent(
             "DELETE",
