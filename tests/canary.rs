@@ -375,8 +375,7 @@ async fn seed_agent(app: &App, c: &mut Canaries, token: &str) -> Agent {
             }
         })
     };
-    let agent = Agent { id, key, heartbeat };
-    agent
+    Agent { id, key, heartbeat }
 }
 
 /// An agent whose name holds an e-mail address registers and never beats: the API logs it going
