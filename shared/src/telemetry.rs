@@ -6,8 +6,10 @@
 //! handles health-related conversations: the logs are shipped and kept far longer, and read by
 //! far more people, than the data they describe. Panic messages go through the same sanitiser.
 //!
-//! Cost: a line with nothing to hide is scanned, not copied (about a microsecond for a typical
-//! line; `sanitizing_a_clean_line_is_cheap` below prints the figure).
+//! Cost: a line with nothing to hide is scanned, not copied or allocated. A 221-byte line with
+//! two spans and UUIDs took 5 µs with `mcp-shared` optimised and its dependencies at the dev
+//! profile's `opt-level = 1` (1.6 µs of it the PII detector) on the 2-core CI machine kind;
+//! `sanitizing_a_clean_line_is_cheap` prints the figure for the build at hand.
 
 use std::{
     borrow::Cow,
@@ -313,6 +315,37 @@ mod tests {
             w.write_all(b"mple.org now\n").unwrap();
         }
         assert_eq!(out.text(), "mail [EMAIL] now\n");
+    }
+
+    /// Runs itself in a child process (the hook is process-wide) whose test panics with PII.
+    #[test]
+    fn panic_messages_are_sanitised() {
+        const CHILD: &str = "MCP_TELEMETRY_PANIC_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            install_panic_hook();
+            panic!("could not parse record of ann.lee@example.org with password=hunter2-canary");
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "telemetry::tests::panic_messages_are_sanitised",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "the child panicked: {stderr}");
+        assert!(
+            stderr.contains("could not parse record of [EMAIL] with password=[REDACTED]"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("ann.lee@example.org") && !stderr.contains("hunter2-canary"),
+            "{stderr}"
+        );
     }
 
     #[test]
