@@ -651,6 +651,31 @@ async fn seed_pipeline(app: &App, c: &mut Canaries) -> (String, Vec<String>) {
         dataset.push(b'\n');
         ids.push(id);
     }
+    // Rejected input: a malformed line and a record with an unknown role, both quoting PII. The
+    // report lists rejects with reasons; the reasons must not quote the data.
+    let broken_email = c.add(
+        "dataset malformed line e-mail",
+        &format!("broken.{tag}@canary-mail.org"),
+        Kept::Dataset,
+    );
+    dataset.extend_from_slice(
+        format!("{{\"id\": \"broken\", \"messages\": [{{\"role\": \"user\", \"content\": \"mail {broken_email}\n")
+            .as_bytes(),
+    );
+    let rejected_email = c.add(
+        "dataset rejected record e-mail",
+        &format!("rejected.{tag}@canary-mail.org"),
+        Kept::Dataset,
+    );
+    let rejected = json!({
+        "id": format!("rejected-{tag}"),
+        "messages": [
+            {"role": "narrator", "content": format!("The narrator's address is {rejected_email}.")},
+            {"role": "assistant", "content": "An unknown role makes this record invalid."},
+        ],
+    });
+    serde_json::to_writer(&mut dataset, &rejected).unwrap();
+    dataset.push(b'\n');
     let (s, b) = app.upload("application/x-ndjson", dataset).await;
     assert_eq!(s, 201, "{b}");
     let execution = app
@@ -787,6 +812,24 @@ async fn canary_scan(production: bool) {
         .await;
     assert_eq!(s, 200, "{report}");
     problems.extend(leaks("report", &report.to_string(), c.list.iter()));
+    let reasons = &report["data"]["rejects"]["by_reason"];
+    assert_eq!(reasons["ingestion.malformed_json"], 1, "{report}");
+    assert_eq!(reasons["validation.unknown_role"], 1, "{report}");
+    for kind in [
+        "email",
+        "phone",
+        "ssn",
+        "credit_card",
+        "ipv4",
+        "ipv6",
+        "street_address",
+        "date_of_birth",
+    ] {
+        assert!(
+            report["data"]["pii"]["found_by_kind"][kind].as_u64() >= Some(1),
+            "{kind} planted and found: {report}"
+        );
+    }
 
     // Sealed configuration, redacted metadata, key and password hashes: never in clear.
     let dump = database_dump(&app);
