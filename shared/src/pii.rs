@@ -1418,6 +1418,10 @@ static SECRET: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Replaces the credentials [`SECRET`] finds; borrows when there are none.
 pub fn redact_secrets(text: &str) -> Cow<'_, str> {
+    // Iterating captures allocates their slots: look first, which does not.
+    if !SECRET.is_match(text) {
+        return Cow::Borrowed(text);
+    }
     let mut out: Option<String> = None;
     let mut last = 0;
     for c in SECRET.captures_iter(text) {
