@@ -572,7 +572,7 @@ async fn seed_websocket(app: &App, c: &mut Canaries, token: &str, agent: &Agent)
 }
 
 /// A dataset with planted PII of every kind the detector handles, through all six stages.
-/// Returns the execution id.
+/// Returns the execution id and the ids of the records that must reach the export.
 async fn seed_pipeline(app: &App, c: &mut Canaries) -> (String, Vec<String>) {
     let tag = c.tag.clone();
     let email = format!("dana.{tag}@canary-mail.org");
