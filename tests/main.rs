@@ -7,6 +7,7 @@ mod helpers;
 
 mod agents;
 mod auth;
+mod canary;
 mod dashboard;
 mod deployment;
 mod docs;

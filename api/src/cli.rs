@@ -55,7 +55,7 @@ pub fn main() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("mcp-api: {e}");
+            eprintln!("mcp-api: {}", telemetry::sanitize(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -78,7 +78,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mcp-api: {e:#}");
+            // An error chain can quote what failed: a URL, a value from the environment.
+            eprintln!("mcp-api: {}", telemetry::sanitize(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`config`]: typed settings, loaded once from the environment; secrets wrapped so they cannot be printed.
 //! - [`error`]: the crate's error type.
-//! - [`telemetry`]: one tracing setup for every binary (JSON logs in production); [`otlp`]: trace export.
+//! - [`telemetry`]: one tracing setup for every binary (JSON logs in production), every line
+//!   sanitised by [`pii::sanitize`] so no personal data or credential is written out.
+//!   [`otlp`]: trace export.
 //! - [`crypto`]: argon2 password hashing, keyed hashes and random tokens.
 //! - [`auth`]: roles, permissions and JWT claims.
 //! - [`domain`]: task, priority and event types shared by the API and the workers.

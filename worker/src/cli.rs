@@ -63,7 +63,7 @@ pub fn main(program: &str, defaults: &[String]) -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("{program}: {e}");
+            eprintln!("{program}: {}", telemetry::sanitize(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -72,7 +72,7 @@ pub fn main(program: &str, defaults: &[String]) -> ExitCode {
     match runtime.block_on(crate::run_standalone(settings, capabilities)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{program}: {e}");
+            eprintln!("{program}: {}", telemetry::sanitize(&e.to_string()));
             ExitCode::FAILURE
         }
     }
