@@ -543,6 +543,50 @@ async fn seed_tasks(app: &App, c: &mut Canaries, token: &str, agent: &Agent) {
 }
 
 /// WebSocket connections authenticated by `?token=`: a user's JWT, an agent key, a forged JWT.
+/// Sensitive payload fields: sealed at rest, so kept nowhere in clear — not even in the result
+/// of the built-in handler, which echoes its payload.
+async fn seed_sealed_fields(app: &App, c: &mut Canaries, token: &str) {
+    let tag = c.tag.clone();
+    let ssn = ssn(c);
+    c.add_forms("sealed task SSN", &[&ssn], Kept::Nowhere);
+    let secret = c.add(
+        "sealed task token",
+        &format!("sealed-token-canary-{tag}"),
+        Kept::Nowhere,
+    );
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/v1/tasks",
+            Some(token),
+            Some(json!({"type": "generic",
+                        "payload": {"patient": {"ssn": ssn}, "token": secret, "plain": "visible"},
+                        "sensitive_fields": ["/patient/ssn", "/token"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let id = b["data"]["id"].as_str().unwrap().to_string();
+    let done = app
+        .wait_status(&id, "completed", Duration::from_secs(30))
+        .await;
+    assert_eq!(done["status"], "completed");
+    let (_, task) = app
+        .call("GET", &format!("/api/v1/tasks/{id}"), Some(token), None)
+        .await;
+    assert!(
+        task["data"]["payload"]["token"].get("$sealed").is_some(),
+        "{task}"
+    );
+    assert_eq!(
+        task["data"]["result"]["plain"], "visible",
+        "the handler ran: {task}"
+    );
+    assert!(
+        task["data"]["result"]["token"].get("$sealed").is_some(),
+        "{task}"
+    );
+}
+
 async fn seed_websocket(app: &App, c: &mut Canaries, token: &str, agent: &Agent) {
     for (what, credential) in [("user JWT", token), ("agent key", agent.key.as_str())] {
         let url = app.ws_url(&format!("/ws/tasks/progress?token={credential}"));
@@ -779,6 +823,7 @@ async fn canary_scan(production: bool) {
     let agent = seed_agent(&app, &mut c, &token).await;
     seed_silent_agent(&app, &mut c, &token).await;
     seed_tasks(&app, &mut c, &token, &agent).await;
+    seed_sealed_fields(&app, &mut c, &token).await;
     seed_websocket(&app, &mut c, &token, &agent).await;
     let (execution, record_ids) = seed_pipeline(&app, &mut c).await;
     agent.heartbeat.abort();
