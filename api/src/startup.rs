@@ -78,7 +78,7 @@ pub struct Application {
 
 /// Connects to the database and runs pending migrations.
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Database> {
-    let db = Database::connect(&settings.database_url).await?;
+    let db = Database::connect(settings.database_url.expose()).await?;
     Migrator::up(&db.conn, None).await?;
     Ok(db)
 }

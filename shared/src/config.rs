@@ -55,8 +55,8 @@ pub struct Settings {
     pub jwt_access_ttl: Duration,
     /// `JWT_REFRESH_TOKEN_EXPIRES` in seconds.
     pub jwt_refresh_ttl: Duration,
-    /// `DATABASE_URL`: SQLite file by default, or `postgres://…`.
-    pub database_url: String,
+    /// `DATABASE_URL`: SQLite file by default, or `postgres://…` (may carry a password).
+    pub database_url: Secret,
     /// `REDIS_URL`: unset means the embedded (SQLite) queue and the in-process event bus.
     pub redis_url: Option<Secret>,
     /// `MCP_EMBEDDED_WORKERS`: run the workers inside the API process (default: true without Redis).
@@ -303,8 +303,9 @@ impl Settings {
             ephemeral_secrets,
             jwt_access_ttl: Duration::from_secs(parse(&var, "JWT_ACCESS_TOKEN_EXPIRES", 3600)?),
             jwt_refresh_ttl: Duration::from_secs(parse(&var, "JWT_REFRESH_TOKEN_EXPIRES", 86400)?),
-            database_url: var("DATABASE_URL")
-                .unwrap_or_else(|| "sqlite://./data/mcp.db?mode=rwc".into()),
+            database_url: Secret::new(
+                var("DATABASE_URL").unwrap_or_else(|| "sqlite://./data/mcp.db?mode=rwc".into()),
+            ),
             redis_url,
             embedded_workers: parse_bool(&var, "MCP_EMBEDDED_WORKERS", embedded_default)?,
             encrypt_agent_data: parse_bool(&var, "ENCRYPT_AGENT_DATA", true)?,

@@ -69,7 +69,7 @@ pub async fn run_standalone(
             "mcp-worker needs REDIS_URL (single node runs workers inside mcp-api)".into(),
         )
     })?;
-    let db = Database::connect(&settings.database_url).await?;
+    let db = Database::connect(settings.database_url.expose()).await?;
     let conn = mcp_shared::queue::connect_redis(url.expose()).await?;
     let client = redis::Client::open(url.expose())?;
     let queue = mcp_shared::queue::RedisQueue::new(conn.clone());
