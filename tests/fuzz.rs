@@ -60,9 +60,9 @@ async fn schemathesis_finds_no_server_errors_and_no_responses_outside_the_spec()
         .args(["--max-time", &max_time])
         .args(["--max-examples", &max_examples])
         .args(["--seed", &seed])
-        // The event stream never ends and a claim may long-poll for 30 s: a short request
-        // timeout keeps them from spending the time budget.
-        .args(["--workers", "2", "--request-timeout", "10"])
+        // A claim may long-poll for 30 s and a pipeline run with `wait` lasts as long as the
+        // run (slow on a loaded machine): the request timeout must outlast both.
+        .args(["--workers", "2", "--request-timeout", "45"])
         .args(["--report", "junit", "--report-dir"])
         .arg(&reports)
         .env("NO_COLOR", "1")

@@ -93,9 +93,25 @@ pub async fn request_context<E: Endpoint>(
     let path = req.uri().path().to_owned();
     let client_ip = client_ip(&req);
     let note = Arc::new(Mutex::new(Note::default()));
+    // A client that hangs up mid-request drops this future, handler and all: the guard still
+    // records what the request had done so far.
+    let mut abandoned = audit::Abandoned::new(
+        audit.clone(),
+        note.clone(),
+        method.clone(),
+        path.clone(),
+        client_ip.clone(),
+        request_id.clone(),
+    );
     let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
     let started = Instant::now();
 
+    let has_encoded_nul = req.uri().path_and_query().is_some_and(|pq| {
+        pq.as_str()
+            .as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    });
     let declared_len = req
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok());
@@ -103,6 +119,13 @@ pub async fn request_context<E: Endpoint>(
         .scope(
             request_id.clone(),
             audit::scope(note.clone(), async move {
+                if has_encoded_nul {
+                    return ApiError::bad_request(
+                        "invalid_request",
+                        "the path or query contains a NUL character (%00), which is not accepted",
+                    )
+                    .into_response();
+                }
                 if declared_len.is_some_and(|len| len > max_body) {
                     discard_body(req.take_body(), DRAIN_LIMIT).await;
                     return ApiError::payload_too_large(max_body as usize).into_response();
@@ -115,6 +138,7 @@ pub async fn request_context<E: Endpoint>(
             .instrument(span.clone()),
         )
         .await;
+    abandoned.disarm();
 
     let entry = note.lock().ok().and_then(|note| {
         audit::record_for(
@@ -138,7 +162,8 @@ pub async fn request_context<E: Endpoint>(
     }
     security_headers(&mut resp, &path, production);
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED
-        && let Ok(v) = HeaderValue::from_str(&crate::error::allowed_methods(&path))
+        && let Ok(v) =
+            HeaderValue::from_str(&crate::routes::templates::global().allowed_methods(&path))
     {
         resp.headers_mut().insert("allow", v);
     }

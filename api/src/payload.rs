@@ -74,6 +74,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })?;
+    if let Some(field) = nul_at(&value, "") {
+        // PostgreSQL stores no NUL in text or JSON: refuse it here, naming where it is.
+        let field = if field.is_empty() {
+            "body".into()
+        } else {
+            field
+        };
+        return Err(ApiError::invalid_field(
+            &field,
+            format!("`{field}` contains a NUL character (\\u0000), which is not accepted"),
+        ));
+    }
     from_value(value)
 }
 
@@ -94,6 +106,31 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Ap
         };
         ApiError::invalid_field(&field, format!("`{field}`: {inner}"))
     })
+}
+
+/// The path (`a.b[2]`) of the first string or key holding a NUL character.
+fn nul_at(v: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0').then(|| at.to_string()),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| nul_at(c, &format!("{at}[{i}]"))),
+        Value::Object(m) => m.iter().find_map(|(k, c)| {
+            let here = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                nul_at(c, &here)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// Maximum bracket nesting, ignoring brackets inside strings.
@@ -138,6 +175,13 @@ mod tests {
     #[allow(dead_code)]
     struct Inner {
         count: u32,
+    }
+
+    #[test]
+    fn nul_characters_are_refused_naming_the_field() {
+        let e = parse_json::<Body>(br#"{"name": "a\u0000b", "inner": {"count": 1}}"#).unwrap_err();
+        assert_eq!(e.status.as_u16(), 422);
+        assert_eq!(e.details.unwrap()["field"], "name");
     }
 
     #[test]

@@ -22,6 +22,18 @@ use tokio::{
 };
 
 const HEAD_END: &[u8; 4] = b"\r\n\r\n";
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// What the first write of an answer means for the connection: an interim `1xx` (such as
+/// `100 Continue`) leaves the request in progress; `101` switches protocols.
+fn after_write(phase: Phase, first: Option<&[u8]>) -> Phase {
+    match (phase, first) {
+        (Phase::Request, Some(b)) if b.starts_with(b"HTTP/1.1 101") => Phase::Upgraded,
+        (Phase::Request, Some(b)) if b.starts_with(b"HTTP/1.1 1") => Phase::Request,
+        (Phase::Request, _) => Phase::Idle,
+        (other, _) => other,
+    }
+}
 
 pub struct HeaderDeadlineAcceptor<A> {
     inner: A,
@@ -132,8 +144,15 @@ impl<Io: AsyncRead + Unpin> AsyncRead for HeaderDeadline<Io> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
-            let new = buf.filled()[before..].to_vec();
-            this.scan(&new);
+            let new = &buf.filled()[before..];
+            if matches!(this.phase, Phase::Head { matched: 0 }) && new.starts_with(H2_PREFACE) {
+                // HTTP/2 frames are binary: this scanner is for HTTP/1 heads only.
+                this.phase = Phase::Upgraded;
+                this.deadline = None;
+            } else {
+                let new = new.to_vec();
+                this.scan(&new);
+            }
         }
         polled
     }
@@ -146,14 +165,7 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for HeaderDeadline<Io> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.phase == Phase::Request {
-            // The first write of an answer starts with its status line.
-            this.phase = if buf.starts_with(b"HTTP/1.1 101") {
-                Phase::Upgraded
-            } else {
-                Phase::Idle
-            };
-        }
+        this.phase = after_write(this.phase, Some(buf));
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
@@ -163,14 +175,8 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for HeaderDeadline<Io> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.phase == Phase::Request {
-            let first = bufs.iter().find(|b| !b.is_empty());
-            this.phase = if first.is_some_and(|b| b.starts_with(b"HTTP/1.1 101")) {
-                Phase::Upgraded
-            } else {
-                Phase::Idle
-            };
-        }
+        let first = bufs.iter().find(|b| !b.is_empty()).map(|b| &b[..]);
+        this.phase = after_write(this.phase, first);
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -240,5 +246,20 @@ mod tests {
         d.scan(b"\n\r\nbody");
         assert_eq!(d.phase, Phase::Request);
         assert!(d.deadline.is_none());
+    }
+
+    #[test]
+    fn interim_answers_keep_the_request_going() {
+        let r = Phase::Request;
+        assert_eq!(
+            after_write(r, Some(b"HTTP/1.1 100 Continue\r\n\r\n")),
+            Phase::Request
+        );
+        assert_eq!(
+            after_write(r, Some(b"HTTP/1.1 101 Switching")),
+            Phase::Upgraded
+        );
+        assert_eq!(after_write(r, Some(b"HTTP/1.1 200 OK")), Phase::Idle);
+        assert_eq!(after_write(Phase::Idle, Some(b"body")), Phase::Idle);
     }
 }

@@ -21,6 +21,15 @@ fn sealed_str(v: &Value) -> Option<&str> {
     }
 }
 
+/// Whether client input already holds a sealed-value marker (refused: only the service seals).
+pub fn contains_marker(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.contains_key(MARKER) || m.values().any(contains_marker),
+        Value::Array(a) => a.iter().any(contains_marker),
+        _ => false,
+    }
+}
+
 /// Seals the values at `pointers`. An error names the pointer that does not resolve.
 pub fn seal(payload: &mut Value, pointers: &[String], ring: &KeyRing) -> Result<(), String> {
     for pointer in pointers {

@@ -99,7 +99,8 @@ async fn run_started(deps: &WorkerDeps, task: mcp_shared::entities::tasks::Model
     // The handler sees sensitive fields in clear; the stored row keeps them sealed.
     let runnable = match open_sealed(deps, &task) {
         Ok(t) => t,
-        Err(e) => return record_failure(deps, &task, &e, false).await,
+        // Retryable: during a key rotation another worker may already hold the key.
+        Err(e) => return record_failure(deps, &task, &e, true).await,
     };
     // A panicking handler is a failed attempt like any other, not a dead worker.
     let guarded =
@@ -125,7 +126,7 @@ async fn run_started(deps: &WorkerDeps, task: mcp_shared::entities::tasks::Model
                     task_event(
                         &task,
                         EventType::TaskCompleted,
-                        json!({"task_id": task.id, "status": "completed", "result": result, "progress": 100,
+                        json!({"task_id": task.id, "status": "completed", "result": shown(&task, result), "progress": 100,
                                "type": task.task_type, "duration_ms": run_ms(&task)}),
                     ),
                 ),
@@ -150,6 +151,17 @@ async fn run_started(deps: &WorkerDeps, task: mcp_shared::entities::tasks::Model
     tracing::info!(status = %status, "task finished");
     emit(deps.bus.as_ref(), event).await;
     Outcome::Done
+}
+
+/// A result as events show it: sealed values only name their key.
+fn shown(
+    task: &mcp_shared::entities::tasks::Model,
+    mut result: serde_json::Value,
+) -> serde_json::Value {
+    if task.sealed_key.is_some() {
+        sealing::mask(&mut result);
+    }
+    result
 }
 
 /// The task with its sealed payload fields opened, for the handler.

@@ -10,21 +10,7 @@ use mcp_shared::otlp;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
 use super::Observability;
-
-/// The label of any path that matches no route (scanners, typos): one series, not one per path.
-pub const UNMATCHED: &str = "unmatched";
-
-/// Routes that live beside the OpenAPI service.
-const EXTRA_ROUTES: &[&str] = &[
-    "/metrics",
-    "/openapi.json",
-    "/docs",
-    "/ws/tasks/{id}",
-    "/ws/agents/status",
-    "/ws/tasks/progress",
-    "/ws/pipeline/updates",
-    "/ws/system/events",
-];
+pub use crate::routes::templates::{RouteTemplates, UNMATCHED};
 
 /// Routes that wait on purpose (long polls, waiting for a pipeline): their time says nothing
 /// about responsiveness, so it stays out of the health window's average (they still count as
@@ -34,65 +20,6 @@ const WAITING_ROUTES: &[&str] = &[
     "/api/v1/pipeline/agent-execute",
     "/api/v1/events",
 ];
-
-/// The known route templates, split into segments; `{…}` matches any one segment.
-#[derive(Debug)]
-pub struct RouteTemplates {
-    templates: Vec<(&'static str, Vec<&'static str>)>,
-}
-
-impl RouteTemplates {
-    /// From the OpenAPI document's paths plus the routes served beside it.
-    pub fn from_spec(spec_json: &str) -> Self {
-        let spec: serde_json::Value = serde_json::from_str(spec_json).unwrap_or_default();
-        let mut paths: Vec<String> = spec["paths"]
-            .as_object()
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default();
-        paths.extend(EXTRA_ROUTES.iter().map(|s| s.to_string()));
-        paths.sort();
-        paths.dedup();
-        // Leaked once at start: labels are then `&'static str`, copied by pointer per request.
-        let templates = paths
-            .into_iter()
-            .map(|p| {
-                let p: &'static str = Box::leak(p.into_boxed_str());
-                (p, p.split('/').collect())
-            })
-            .collect();
-        Self { templates }
-    }
-
-    /// The template `path` matches; literal segments beat placeholders (`/tasks/batch` over
-    /// `/tasks/{id}`). Anything under `/docs` is `/docs`.
-    pub fn template(&self, path: &str) -> &'static str {
-        if path == "/docs" || path.starts_with("/docs/") {
-            return "/docs";
-        }
-        let segments: Vec<&str> = path.split('/').collect();
-        let mut best: Option<(&'static str, usize)> = None;
-        for (template, parts) in &self.templates {
-            if parts.len() != segments.len() {
-                continue;
-            }
-            let mut literal = 0;
-            let matches = parts.iter().zip(&segments).all(|(t, s)| {
-                if t.starts_with('{') && t.ends_with('}') {
-                    !s.is_empty()
-                } else if t == s {
-                    literal += 1;
-                    true
-                } else {
-                    false
-                }
-            });
-            if matches && best.is_none_or(|(_, l)| literal > l) {
-                best = Some((template, literal));
-            }
-        }
-        best.map_or(UNMATCHED, |(t, _)| t)
-    }
-}
 
 /// A bounded method label.
 fn method_label(method: &poem::http::Method) -> &'static str {
@@ -196,26 +123,4 @@ impl Observability {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_map_to_bounded_templates() {
-        let routes = RouteTemplates::from_spec(&crate::startup::openapi_json());
-        assert_eq!(
-            routes.template("/api/v1/tasks/0192f5a0-0000-7000-8000-000000000000"),
-            "/api/v1/tasks/{id}"
-        );
-        assert_eq!(
-            routes.template("/api/v1/tasks/batch"),
-            "/api/v1/tasks/batch"
-        );
-        assert_eq!(
-            routes.template("/api/v1/queues/mcp:generic/pause"),
-            "/api/v1/queues/{name}/pause"
-        );
-        assert_eq!(routes.template("/ws/tasks/abc"), "/ws/tasks/{id}");
-        assert_eq!(routes.template("/metrics"), "/metrics");
-        assert_eq!(routes.template("/docs/index.css"), "/docs");
-        assert_eq!(routes.template("/wp-admin/x.php"), UNMATCHED);
-        assert_eq!(routes.template("/api/v1/tasks/"), UNMATCHED);
-    }
 }

@@ -42,7 +42,7 @@ pub struct Observability {
     pub metrics: metrics::Metrics,
     /// This replica's requests over `MCP_HEALTH_WINDOW_MS`.
     pub requests: window::Window,
-    pub routes: http::RouteTemplates,
+    pub routes: &'static http::RouteTemplates,
     pub alerts: alerts::Alerts,
     /// This replica's name in alerts.
     pub replica: String,
@@ -62,7 +62,7 @@ impl Observability {
         Arc::new(Self {
             metrics: metrics::Metrics::default(),
             requests: window::Window::new(settings.health_window),
-            routes: http::RouteTemplates::from_spec(&crate::startup::openapi_json()),
+            routes: crate::routes::templates::global(),
             alerts: alerts::Alerts::new(settings.health_window, webhook),
             replica: format!(
                 "{host}:{}:{}",

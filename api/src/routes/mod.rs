@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod queues;
 pub mod system;
 pub mod tasks;
+pub mod templates;
 pub mod users;
 
 use poem_openapi::{

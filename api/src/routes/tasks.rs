@@ -94,6 +94,9 @@ impl From<Model> for TaskView {
     fn from(mut m: Model) -> Self {
         if m.sealed_key.is_some() {
             mcp_shared::sealing::mask(&mut m.payload);
+            if let Some(result) = m.result.as_mut() {
+                mcp_shared::sealing::mask(result);
+            }
         }
         Self::unmasked(m)
     }

@@ -29,6 +29,8 @@ pub struct Note {
     details: Option<Value>,
     /// Forces a record even for a read (a security event on a GET, say).
     always: bool,
+    /// Overrides the outcome the status implies (a WebSocket refused after its 101).
+    outcome: Option<&'static str>,
 }
 
 tokio::task_local! {
@@ -62,12 +64,13 @@ pub fn note(action: &'static str, target: Option<String>, details: Option<Value>
     });
 }
 
-/// Records the current request even when it is a read.
+/// Records the current request even when it is a read, as refused.
 pub fn note_security_event(action: &'static str, details: Option<Value>) {
     with_note(|n| {
         n.action = Some(action.to_string());
         n.details = details;
         n.always = true;
+        n.outcome = Some("denied");
     });
 }
 
@@ -97,15 +100,18 @@ pub fn record_for(note: &Note, req: &Finished<'_>) -> Option<AuditEntry> {
     } else {
         "failure"
     };
+    let route = crate::routes::templates::global().template(req.path);
     let action = note.action.clone().unwrap_or_else(|| match req.status {
         StatusCode::UNAUTHORIZED => "security.unauthenticated".into(),
         StatusCode::FORBIDDEN => "security.forbidden".into(),
         StatusCode::TOO_MANY_REQUESTS => "security.rate_limited".into(),
-        _ => format!("{} {}", req.method, route_of(req.path)),
+        // The route, never the raw path: a scanner's junk must not become a new action.
+        _ => format!("{} {route}", req.method),
     });
     let mut details = Map::new();
     details.insert("method".into(), json!(req.method.as_str()));
-    details.insert("path".into(), json!(req.path));
+    details.insert("route".into(), json!(route));
+    details.insert("path".into(), json!(clean(req.path, MAX_PATH)));
     details.insert("status".into(), json!(req.status.as_u16()));
     if let Some(ip) = &req.client_ip {
         details.insert("ip".into(), json!(ip));
@@ -113,33 +119,151 @@ pub fn record_for(note: &Note, req: &Finished<'_>) -> Option<AuditEntry> {
     if let Some(Value::Object(extra)) = &note.details {
         details.extend(extra.clone());
     }
-    Some(AuditEntry {
+    let outcome = note.outcome.unwrap_or(outcome);
+    Some(sanitized(AuditEntry {
         actor: note.actor.clone().unwrap_or_else(|| "anonymous".into()),
         action,
         target: note.target.clone(),
         outcome: outcome.into(),
         request_id: Some(req.request_id.to_string()).filter(|r| !r.is_empty()),
         details: Some(Value::Object(details)),
-    })
+    }))
 }
 
-/// A path with its ids replaced, so actions group by route: `/api/v1/tasks/{id}/cancel`.
-pub fn route_of(path: &str) -> String {
-    path.split('/')
-        .map(|seg| {
-            if uuid::Uuid::parse_str(seg).is_ok()
-                || (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()))
-            {
-                "{id}"
-            } else {
-                seg
+const MAX_FIELD: usize = 256;
+const MAX_PATH: usize = 512;
+
+/// At most `max` bytes, without NUL (PostgreSQL refuses it in text and JSON): client-controlled
+/// values (a username, a path) must never make a record unwritable, nor huge.
+fn clean(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().filter(|c| *c != '\0').collect();
+    if out.len() > max {
+        let mut end = max;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out
+}
+
+fn clean_json(v: &mut Value) {
+    match v {
+        Value::String(s) => *s = clean(s, MAX_PATH),
+        Value::Array(a) => a.iter_mut().for_each(clean_json),
+        Value::Object(m) => {
+            if m.keys().any(|k| k.contains('\0')) {
+                *m = std::mem::take(m)
+                    .into_iter()
+                    .map(|(k, v)| (clean(&k, MAX_FIELD), v))
+                    .collect();
             }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+            m.values_mut().for_each(clean_json);
+        }
+        _ => {}
+    }
+}
+
+fn sanitized(mut e: AuditEntry) -> AuditEntry {
+    e.actor = clean(&e.actor, MAX_FIELD);
+    e.action = clean(&e.action, MAX_FIELD);
+    e.target = e.target.map(|t| clean(&t, MAX_FIELD));
+    e.request_id = e.request_id.map(|r| clean(&r, MAX_FIELD));
+    if let Some(d) = e.details.as_mut() {
+        clean_json(d);
+    }
+    e
 }
 
 type Pending = (AuditEntry, oneshot::Sender<()>);
+
+/// Records a request whose client went away before it finished (status 499, outcome
+/// `failure`), unless disarmed: what the handler committed before the drop stays accounted for.
+pub struct Abandoned {
+    armed: bool,
+    audit: AuditLog,
+    note: Arc<Mutex<Note>>,
+    method: Method,
+    path: String,
+    client_ip: Option<String>,
+    request_id: String,
+}
+
+impl Abandoned {
+    pub fn new(
+        audit: AuditLog,
+        note: Arc<Mutex<Note>>,
+        method: Method,
+        path: String,
+        client_ip: Option<String>,
+        request_id: String,
+    ) -> Self {
+        Self {
+            armed: true,
+            audit,
+            note,
+            method,
+            path,
+            client_ip,
+            request_id,
+        }
+    }
+
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(note) = self.note.lock() else { return };
+        let status = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
+        let entry = record_for(
+            &note,
+            &Finished {
+                method: &self.method,
+                path: &self.path,
+                status,
+                client_ip: self.client_ip.clone(),
+                request_id: &self.request_id,
+            },
+        );
+        if let Some(mut entry) = entry {
+            if let Some(Value::Object(d)) = entry.details.as_mut() {
+                d.insert("abandoned".into(), Value::Bool(true));
+            }
+            let (done, _) = oneshot::channel();
+            if self.audit.tx.try_send((entry, done)).is_err() {
+                tracing::error!("audit record of an abandoned request not written");
+            }
+        }
+    }
+}
+
+/// After a group failed: each record alone, so one bad record cannot cost the others; a record
+/// the database still refuses is replaced by a marker, so the trail shows the gap.
+async fn write_one_by_one(db: &Database, entries: Vec<AuditEntry>) {
+    for entry in entries {
+        let action = entry.action.clone();
+        if audit::append(db, vec![entry]).await.is_ok() {
+            continue;
+        }
+        let marker = AuditEntry {
+            actor: "system:audit".into(),
+            action: "audit.unwritable".into(),
+            target: None,
+            outcome: "failure".into(),
+            request_id: None,
+            details: Some(json!({"action": action})),
+        };
+        if let Err(e) = audit::append(db, vec![marker]).await {
+            tracing::error!(error = %e, action, "audit record not written");
+        }
+    }
+}
 
 /// The group-committing writer. Cloning shares it.
 #[derive(Debug, Clone)]
@@ -186,7 +310,11 @@ async fn write_groups(db: Database, mut rx: mpsc::Receiver<Pending>) {
                     tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, records = entries.len(), "audit records not written");
+                    tracing::error!(error = %e, records = entries.len(), "audit group not written; writing one by one");
+                    write_one_by_one(&db, entries).await;
+                    for w in waiters {
+                        let _ = w.send(());
+                    }
                     break;
                 }
             }
@@ -197,18 +325,6 @@ async fn write_groups(db: Database, mut rx: mpsc::Receiver<Pending>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_group_by_template() {
-        assert_eq!(
-            route_of("/api/v1/tasks/0193a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b/cancel"),
-            "/api/v1/tasks/{id}/cancel"
-        );
-        assert_eq!(
-            route_of("/api/v1/queues/mcp:generic:low/pause"),
-            "/api/v1/queues/mcp:generic:low/pause"
-        );
-    }
 
     fn finished(method: &Method, status: StatusCode) -> Finished<'_> {
         Finished {
@@ -238,6 +354,24 @@ mod tests {
     }
 
     #[test]
+    fn client_input_cannot_make_a_record_unwritable_or_huge() {
+        let junk = format!("/{}", "x".repeat(10_000));
+        let mut req = finished(&Method::POST, StatusCode::NOT_FOUND);
+        req.path = &junk;
+        let note = Note {
+            actor: Some("user:a\0b".into()),
+            details: Some(json!({"k\0": ["v\0"]})),
+            ..Note::default()
+        };
+        let e = record_for(&note, &req).unwrap();
+        assert_eq!(e.action, "POST unmatched");
+        assert_eq!(e.actor, "user:ab");
+        let d = e.details.unwrap();
+        assert!(d["path"].as_str().unwrap().len() <= MAX_PATH);
+        assert_eq!(d["k"][0], "v");
+    }
+
+    #[test]
     fn a_note_names_the_action_and_adds_details() {
         let note = Note {
             actor: Some("admin:root".into()),
@@ -245,6 +379,7 @@ mod tests {
             target: Some("t1".into()),
             details: Some(json!({"type": "echo"})),
             always: false,
+            outcome: None,
         };
         let e = record_for(&note, &finished(&Method::POST, StatusCode::CREATED)).unwrap();
         assert_eq!(e.actor, "admin:root");

@@ -54,6 +54,15 @@ pub fn valid_capability(name: &str) -> bool {
 
 impl NewTask {
     pub fn validate(&self) -> Result<(), ApiError> {
+        if mcp_shared::sealing::contains_marker(&self.payload) {
+            return Err(ApiError::invalid_field(
+                "payload",
+                format!(
+                    "`{}` is reserved for sealed values: name the field in sensitive_fields instead",
+                    mcp_shared::sealing::MARKER
+                ),
+            ));
+        }
         if self.sensitive_fields.len() > mcp_shared::sealing::MAX_FIELDS {
             return Err(ApiError::invalid_field(
                 "sensitive_fields",
@@ -195,7 +204,7 @@ pub async fn create(state: &AppState, new: NewTask, created_by: &str) -> Result<
     let queue = new.queue();
     let scheduled = new.run_at.is_some_and(|at| at > now);
     let mut row = tasks::new_row(Uuid::now_v7(), now);
-    fill_row(state, &mut row, &new, fingerprint.clone(), created_by, now);
+    fill_row(state, &mut row, &new, fingerprint.clone(), created_by, now)?;
     // Fast path: push now when the queue has room; otherwise the dispatcher pushes it later.
     let push_now = !scheduled && state.dispatcher.reserve(&queue.to_string(), 1).await;
     row.enqueued_at = Set(push_now.then_some(now));
@@ -311,7 +320,7 @@ pub async fn create_batch(
         }
         let id = Uuid::now_v7();
         let mut row = tasks::new_row(id, now);
-        fill_row(state, &mut row, &t, fp, created_by, now);
+        fill_row(state, &mut row, &t, fp, created_by, now)?;
         ids.push(id);
         created.push((id, t.priority));
         rows.push(row);
@@ -347,7 +356,7 @@ fn fill_row(
     fingerprint: String,
     created_by: &str,
     now: DateTime<Utc>,
-) {
+) -> Result<(), ApiError> {
     row.task_type = Set(new.task_type.as_str().into());
     row.priority = Set(new.priority.as_str().into());
     row.queue = Set(new.queue().to_string());
@@ -376,6 +385,13 @@ fn fill_row(
     if new.run_at.is_some_and(|at| at > now) {
         row.status = Set(TaskStatus::Scheduled.as_str().into());
     }
+    Ok(())
+}
+
+/// A result as events show it: sealed values only name their key.
+fn masked(mut result: Value) -> Value {
+    mcp_shared::sealing::mask(&mut result);
+    result
 }
 
 /// Publishes `task.cancelled`.
@@ -618,8 +634,16 @@ pub async fn report_complete(
     state: &AppState,
     agent: Uuid,
     id: Uuid,
-    result: Value,
+    mut result: Value,
 ) -> Result<Model, ApiError> {
+    let stored = find(state, id).await?;
+    if stored.sealed_key.is_some() {
+        // An agent echoing a sensitive input must not get it stored in clear.
+        let mut opened = stored.payload.clone();
+        if mcp_shared::sealing::open(&mut opened, &state.cipher).is_ok() {
+            mcp_shared::sealing::keep_sealed(&mut result, &stored.payload, &opened);
+        }
+    }
     if tasks::complete(
         &state.db.conn,
         id,
@@ -640,7 +664,7 @@ pub async fn report_complete(
             state.bus.as_ref(),
             Event::new(
                 EventType::TaskCompleted,
-                json!({"task_id": id, "status": "completed", "result": result, "progress": 100,
+                json!({"task_id": id, "status": "completed", "result": masked(result), "progress": 100,
                        "type": t.task_type, "duration_ms": duration_ms}),
             )
             .for_task(id)
