@@ -119,8 +119,3 @@ impl Observability {
         self.requests.record(Instant::now(), status >= 500, timed);
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
