@@ -899,8 +899,9 @@ async fn idempotency_keys_replay_executions_singly_and_in_batches() {
     let records = json!([{"question": "How do I wind down at night?", "answer": "Dim the lights an hour before bed and keep the phone in another room."}]);
     let keyed = |key: &str| json!({"records": records, "idempotency_key": key});
 
-    // A repeated single execute answers 200 with the execution the first one started, whether
-    // or not it waits (how long the caller waits is not part of the request).
+    // A repeated single execute answers as the first did (202 without `wait`, 200 with it),
+    // with the execution the first one started: how long the caller waits is not part of the
+    // request.
     let (status, first) = app
         .admin(
             "POST",
@@ -917,7 +918,7 @@ async fn idempotency_keys_replay_executions_singly_and_in_batches() {
             Some(keyed("run-1")),
         )
         .await;
-    assert_eq!(status, 200, "{again}");
+    assert_eq!(status, 202, "{again}");
     assert_eq!(again["data"]["execution_id"], id.as_str(), "{again}");
     let mut waiting = keyed("run-1");
     waiting["wait"] = json!(true);
@@ -941,14 +942,12 @@ async fn idempotency_keys_replay_executions_singly_and_in_batches() {
     let mut raced: Vec<&Value> = racing
         .iter()
         .map(|(status, body)| {
-            assert!(*status == 202 || *status == 200, "{status}: {body}");
+            assert_eq!(*status, 202, "{body}");
             &body["data"]["execution_id"]
         })
         .collect();
     raced.dedup();
     assert_eq!(raced.len(), 1, "{racing:?}");
-    let started = racing.iter().filter(|(status, _)| *status == 202).count();
-    assert_eq!(started, 1, "{racing:?}");
     assert_eq!(executions(), 2);
 
     // The same key with another request is refused, and starts nothing.

@@ -251,6 +251,16 @@ async fn retention_purges_old_payloads_and_audit_records_and_the_chain_still_ver
         .wait_status(&id, "completed", Duration::from_secs(30))
         .await;
     assert_eq!(done["status"], "completed");
+    let later = app
+        .create_task(
+            json!({"type": "generic", "payload": {"n": 2}, "run_at": "2100-01-01T00:00:00Z"}),
+        )
+        .await;
+    let later = later["id"].as_str().unwrap().to_string();
+    let (s, _) = app
+        .admin("POST", &format!("/api/v1/tasks/{later}/cancel"), None)
+        .await;
+    assert_eq!(s, 200);
     let first = audit(&app, "limit=1").await[0]["id"].as_i64().unwrap();
 
     let purged = wait_for(
@@ -267,6 +277,22 @@ async fn retention_purges_old_payloads_and_audit_records_and_the_chain_still_ver
     )
     .await;
     assert_eq!(purged["status"], "completed", "the task itself stays");
+    let (s, b) = wait_for(
+        "the cancelled task to be purged",
+        Duration::from_secs(30),
+        || async {
+            let (s, b) = app
+                .admin("POST", &format!("/api/v1/tasks/{later}/retry"), None)
+                .await;
+            if s == 409 && b["error"]["code"] == "payload_purged" {
+                Ok((s, b))
+            } else {
+                Err(format!("{s} {b}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(s, 409, "a purged task cannot be retried: {b}");
     wait_for(
         "old audit records to be purged",
         Duration::from_secs(30),
@@ -358,9 +384,20 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
         )
         .await;
     assert_eq!(s, 200);
+    let first_access = pair["data"]["access_token"].as_str().unwrap().to_string();
+    let (s, pair) = app
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": pair["data"]["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{pair}");
     let access = pair["data"]["access_token"].as_str().unwrap().to_string();
     let refresh = pair["data"]["refresh_token"].as_str().unwrap().to_string();
     assert_eq!(get(&replica, &access).await.unwrap().status(), 200);
+    assert_eq!(get(&replica, &first_access).await.unwrap().status(), 200);
     let (s, b) = app
         .call(
             "POST",
@@ -373,6 +410,12 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
     for base in &bases {
         let r = get(base, &access).await.unwrap();
         assert_eq!(r.status(), 401, "revoked on {base}");
+        let r = get(base, &first_access).await.unwrap();
+        assert_eq!(
+            r.status(),
+            401,
+            "the login's earlier access token too, on {base}"
+        );
     }
     let (s, _) = app
         .call(
@@ -660,6 +703,19 @@ async fn sensitive_fields_are_sealed_and_keys_rotate_while_the_service_runs() {
         .await;
     assert_eq!(s, 422, "{b}");
     assert_eq!(b["error"]["details"]["field"], "sensitive_fields");
+    // Only the service seals: a client-made marker could smuggle another task's ciphertext.
+    let (s, b) = app
+        .admin(
+            "POST",
+            "/api/v1/tasks",
+            Some(json!({"type": "generic", "payload": {"x": {"$sealed": "v1:k1:AAAA"}}})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["details"]["field"].as_str()),
+        (422, Some("payload")),
+        "{b}"
+    );
 
     let stored = app.sql("SELECT payload::text || coalesce(sealed_key, '') FROM tasks");
     assert!(
@@ -763,6 +819,23 @@ async fn slow_clients_are_cut_off_without_hurting_idle_connections() {
         read_response(&mut idle).starts_with("HTTP/1.1 200"),
         "still served"
     );
+
+    // NUL characters are refused wherever they come, before they reach the database.
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "a\u{0}b", "password": "x"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["details"]["field"].as_str()),
+        (422, Some("username")),
+        "{b}"
+    );
+    let (s, b) = app.admin("GET", "/api/v1/audit?actor=%00", None).await;
+    assert_eq!(s, 400, "{b}");
 
     // Deeply nested JSON is refused before parsing.
     let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));

@@ -22,6 +22,8 @@ pub struct Principal {
     /// The access token's id and expiry (users), so a logout can revoke it.
     pub token_id: Option<Uuid>,
     pub token_expires_at: Option<i64>,
+    /// The login the access token descends from (revoked together at logout).
+    pub token_family: Option<Uuid>,
 }
 
 impl Principal {
@@ -76,7 +78,9 @@ pub async fn resolve(state: &AppState, header: &str) -> Result<Principal, ApiErr
             role: claims.role,
             token_id: Some(claims.jti),
             token_expires_at: Some(claims.exp),
+            token_family: claims.fam,
         };
+        crate::services::audit::set_actor(principal.actor());
         state.guard.admit(&principal).await?;
         return Ok(principal);
     }
@@ -91,7 +95,9 @@ pub async fn resolve(state: &AppState, header: &str) -> Result<Principal, ApiErr
                     role: Role::Agent,
                     token_id: None,
                     token_expires_at: None,
+                    token_family: None,
                 };
+                crate::services::audit::set_actor(principal.actor());
                 state.guard.admit(&principal).await?;
                 Ok(principal)
             }

@@ -170,7 +170,10 @@ impl AuthApi {
         audit::note("auth.logout", None, None);
         let mut revoked = false;
         if let (Some(jti), Some(exp)) = (auth.0.token_id, auth.0.token_expires_at) {
-            state.guard.revoke(jti, exp).await?;
+            state
+                .guard
+                .revoke(jti, auth.0.token_family, exp, state.jwt.access_ttl)
+                .await?;
             revoked = true;
         }
         if let Some(token) = body.0.refresh_token {
@@ -201,7 +204,7 @@ async fn issue_pair(
 ) -> ApiResult<TokenPair> {
     let (access, _) = state
         .jwt
-        .issue(user_id, username, role, TokenKind::Access, None)
+        .issue(user_id, username, role, TokenKind::Access, Some(family))
         .map_err(ApiError::internal)?;
     let (refresh, claims) = state
         .jwt

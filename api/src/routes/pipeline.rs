@@ -331,9 +331,7 @@ impl PipelineApi {
                 return Ok(ExecuteResponse::Done(ok(now.into())));
             }
         }
-        if replayed {
-            return Ok(ExecuteResponse::Done(ok(execution.into())));
-        }
+        // Without `wait`, a replay answers as the first request did: 202 with the execution.
         Ok(ExecuteResponse::Accepted(ok(ExecutionAccepted {
             execution_id: execution.id,
             status: execution.status,

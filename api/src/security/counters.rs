@@ -36,7 +36,7 @@ impl std::fmt::Debug for Counters {
 }
 
 /// One round trip: count a hit in `KEYS[1]`'s window (starting it if new) and report whether
-/// `KEYS[2]` is set. Both rate limits and revocation checks ride on every request.
+/// any further key is set. Both rate limits and revocation checks ride on every request.
 const HIT_SCRIPT: &str = r"
 local hits = 0
 local ttl = 0
@@ -47,7 +47,9 @@ if ARGV[1] ~= '0' then
   if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 end
 local flagged = 0
-if KEYS[2] ~= '' then flagged = redis.call('EXISTS', KEYS[2]) end
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then flagged = 1 end
+end
 return {hits, ttl, flagged}
 ";
 
@@ -59,26 +61,23 @@ impl Counters {
         }
     }
 
-    /// Counts a hit on `counter` within `window`, and says whether `flag` is set. Either may be
-    /// skipped: `window` zero counts nothing, `flag` empty checks nothing.
+    /// Counts a hit on `counter` within `window`, and says whether any of `flags` is set.
+    /// `window` zero counts nothing.
     pub async fn hit_and_check(
         &self,
         counter: &str,
         window: Duration,
-        flag: &str,
+        flags: &[String],
     ) -> redis::RedisResult<(Count, bool)> {
         match self {
             Counters::Redis(conn) => {
-                let flag_key = if flag.is_empty() {
-                    String::new()
-                } else {
-                    format!("{PREFIX}{flag}")
-                };
                 static SCRIPT: LazyLock<redis::Script> =
                     LazyLock::new(|| redis::Script::new(HIT_SCRIPT));
-                let (hits, ttl, flagged): (u64, i64, i64) = SCRIPT
-                    .key(format!("{PREFIX}{counter}"))
-                    .key(flag_key)
+                let mut call = SCRIPT.key(format!("{PREFIX}{counter}"));
+                for flag in flags {
+                    call.key(format!("{PREFIX}{flag}"));
+                }
+                let (hits, ttl, flagged): (u64, i64, i64) = call
                     .arg(window.as_millis() as u64)
                     .invoke_async(&mut conn.clone())
                     .await?;
@@ -94,7 +93,15 @@ impl Counters {
                 let now = Instant::now();
                 let mut map = map.lock().expect("counters lock");
                 if map.len() >= SWEEP_AT {
+                    // Expired entries go; live ones past the bound are the oldest windows.
                     map.retain(|_, (_, until)| *until > now);
+                    if map.len() >= SWEEP_AT {
+                        let mut ends: Vec<Instant> = map.values().map(|(_, u)| *u).collect();
+                        let cut = SWEEP_AT / 2;
+                        ends.select_nth_unstable(cut);
+                        let keep_after = ends[cut];
+                        map.retain(|_, (_, until)| *until >= keep_after);
+                    }
                 }
                 let count = if window.is_zero() {
                     Count {
@@ -116,8 +123,9 @@ impl Counters {
                         resets_in: entry.1 - now,
                     }
                 };
-                let flagged =
-                    !flag.is_empty() && map.get(flag).is_some_and(|(_, until)| *until > now);
+                let flagged = flags
+                    .iter()
+                    .any(|f| map.get(f).is_some_and(|(_, until)| *until > now));
                 Ok((count, flagged))
             }
         }
@@ -125,7 +133,7 @@ impl Counters {
 
     /// Counts a hit on `counter` within `window`.
     pub async fn hit(&self, counter: &str, window: Duration) -> redis::RedisResult<Count> {
-        Ok(self.hit_and_check(counter, window, "").await?.0)
+        Ok(self.hit_and_check(counter, window, &[]).await?.0)
     }
 
     /// How long `flag` stays set, if it is.

@@ -57,16 +57,15 @@ impl Guard {
         } else {
             WINDOW
         };
-        let revoked_flag = principal
-            .token_id
-            .map(|jti| format!("revoked:{jti}"))
-            .unwrap_or_default();
+        let mut flags = Vec::with_capacity(2);
+        if let Some(jti) = principal.token_id {
+            flags.push(format!("revoked:{jti}"));
+        }
+        if let Some(family) = principal.token_family {
+            flags.push(format!("revoked-family:{family}"));
+        }
         let counter = format!("rl:{}:{}", principal.role.as_str(), principal.id);
-        let (count, revoked) = match self
-            .counters
-            .hit_and_check(&counter, window, &revoked_flag)
-            .await
-        {
+        let (count, revoked) = match self.counters.hit_and_check(&counter, window, &flags).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "rate-limit store unavailable; request admitted");
@@ -171,19 +170,30 @@ impl Guard {
             .await;
     }
 
-    /// Revokes an access token until it would have expired anyway.
-    pub async fn revoke(&self, token_id: Uuid, expires_at: i64) -> Result<(), ApiError> {
+    /// Revokes an access token, and every access token from the same login, until they would
+    /// have expired anyway (`access_ttl` bounds the family's).
+    pub async fn revoke(
+        &self,
+        token_id: Uuid,
+        family: Option<Uuid>,
+        expires_at: i64,
+        access_ttl: Duration,
+    ) -> Result<(), ApiError> {
         let left = (expires_at - chrono::Utc::now().timestamp()).max(1) as u64;
-        self.counters
-            .set_flag(
-                &format!("revoked:{token_id}"),
-                Duration::from_secs(left + 5),
-            )
-            .await
-            .map_err(|e| {
+        let mut flags = vec![(format!("revoked:{token_id}"), Duration::from_secs(left + 5))];
+        if let Some(f) = family {
+            flags.push((
+                format!("revoked-family:{f}"),
+                access_ttl + Duration::from_secs(5),
+            ));
+        }
+        for (flag, ttl) in flags {
+            self.counters.set_flag(&flag, ttl).await.map_err(|e| {
                 tracing::error!(error = %e, "token revocation not stored");
                 ApiError::unavailable("rate-limit store")
-            })
+            })?;
+        }
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use mcp_shared::{
     bus::emit,
-    crypto, db,
+    db,
     domain::{
         event::{Event, EventType},
         pipeline::{
@@ -210,6 +210,7 @@ pub fn validate(req: &ExecuteRequest) -> Result<PipelineOptions, ApiError> {
 /// replay is told apart from a different request under the same key. How long the caller
 /// waits is not part of it.
 pub fn fingerprint(
+    state: &AppState,
     req: &ExecuteRequest,
     options: &PipelineOptions,
     priority: Priority,
@@ -220,8 +221,8 @@ pub fn fingerprint(
         "options": options,
         "priority": priority,
     });
-    let text = serde_json::to_string(&canonical).map_err(ApiError::internal)?;
-    Ok(crypto::sha256_hex(text.as_bytes()))
+    // Keyed: inline records are conversation data.
+    Ok(super::keyed_fingerprint(state, &canonical))
 }
 
 /// The earlier execution, when the request matches the one that started it; 409 otherwise.
@@ -263,7 +264,12 @@ pub async fn check_keys(
             continue;
         };
         let at = |e: ApiError| e.within(&format!("executions[{index}]"));
-        let fp = fingerprint(req, options, req.priority.unwrap_or(default_priority))?;
+        let fp = fingerprint(
+            state,
+            req,
+            options,
+            req.priority.unwrap_or(default_priority),
+        )?;
         if let Some(prev) = stored.get(key) {
             replay(prev.clone(), &fp).map_err(at)?;
         } else if let Some(prev) = in_batch.get(key) {
@@ -324,7 +330,7 @@ pub async fn start(
     created_by: &str,
 ) -> Result<Started, ApiError> {
     let priority = req.priority.unwrap_or(default_priority);
-    let request_hash = fingerprint(req, &options, priority)?;
+    let request_hash = fingerprint(state, req, &options, priority)?;
     if let Some(key) = &req.idempotency_key
         && let Some(existing) = db::pipelines::find_by_idempotency_key(&state.db.conn, key).await?
     {

@@ -169,7 +169,7 @@ impl NewTask {
 
     /// Identifies the request's content, to tell a replay from a different body under one key.
     fn fingerprint(&self, state: &AppState) -> String {
-        let canonical = json!({
+        let mut canonical = json!({
             "type": self.task_type,
             "priority": self.priority,
             "required_capabilities": self.required_capabilities,
@@ -177,16 +177,13 @@ impl NewTask {
             "run_at": self.run_at,
             "timeout_seconds": self.timeout_seconds,
             "max_attempts": self.max_attempts,
-            "sensitive_fields": self.sensitive_fields,
         });
         if self.sensitive_fields.is_empty() {
+            // Unkeyed, as before sensitive fields existed, so stored fingerprints stay valid.
             crypto::sha256_hex(canonical.to_string().as_bytes())
         } else {
-            // A plain hash of a small secret (an SSN, say) could be reversed by guessing: key it.
-            crypto::keyed_hash(
-                &crypto::derive_key(state.settings.secret_key.expose(), "request-fingerprints"),
-                canonical.to_string().as_bytes(),
-            )
+            canonical["sensitive_fields"] = json!(self.sensitive_fields);
+            super::keyed_fingerprint(state, &canonical)
         }
     }
 }
@@ -441,6 +438,13 @@ pub async fn cancel(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
 /// Re-drives a dead or cancelled task.
 pub async fn retry(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
     let before = find(state, id).await?;
+    if before.purged_at.is_some() {
+        return Err(ApiError::conflict(
+            "payload_purged",
+            "retention has purged this task's payload; submit it again instead",
+        )
+        .with_details(json!({"current_status": before.status})));
+    }
     if !tasks::retry(&state.db.conn, id).await? {
         return Err(illegal(&before, "retry"));
     }

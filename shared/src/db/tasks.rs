@@ -598,6 +598,7 @@ pub async fn retry(db: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
         .col_expr(Column::UpdatedAt, Expr::value(now))
         .filter(Column::Id.eq(id))
         .filter(Column::Status.is_in([TaskStatus::Dead.as_str(), TaskStatus::Cancelled.as_str()]))
+        .filter(Column::PurgedAt.is_null())
         .exec(db)
         .await?;
     Ok(res.rows_affected == 1)
@@ -724,24 +725,44 @@ pub async fn purge_finished_before(
     db: &impl ConnectionTrait,
     cutoff: DateTime<Utc>,
 ) -> Result<u64> {
-    Ok(Entity::update_many()
-        .col_expr(Column::Payload, Expr::value(serde_json::json!({})))
-        .col_expr(
-            Column::Result,
-            Expr::value(Option::<serde_json::Value>::None),
-        )
-        .col_expr(Column::SealedKey, Expr::value(Option::<String>::None))
-        .col_expr(Column::PurgedAt, Expr::value(Utc::now()))
-        .filter(Column::Status.is_in([
-            TaskStatus::Completed.as_str(),
-            TaskStatus::Dead.as_str(),
-            TaskStatus::Cancelled.as_str(),
-        ]))
-        .filter(Column::FinishedAt.lt(cutoff))
-        .filter(Column::PurgedAt.is_null())
-        .exec(db)
-        .await?
-        .rows_affected)
+    // In bounded batches: the first purge after an upgrade may find a great many rows, and
+    // SQLite's single connection must not be held by one long statement.
+    let mut total = 0;
+    loop {
+        let ids: Vec<Uuid> = purgeable(Entity::find().select_only().column(Column::Id), cutoff)
+            .limit(PURGE_BATCH)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if ids.is_empty() {
+            return Ok(total);
+        }
+        total += purgeable(Entity::update_many(), cutoff)
+            .col_expr(Column::Payload, Expr::value(serde_json::json!({})))
+            .col_expr(
+                Column::Result,
+                Expr::value(Option::<serde_json::Value>::None),
+            )
+            .col_expr(Column::SealedKey, Expr::value(Option::<String>::None))
+            .col_expr(Column::PurgedAt, Expr::value(Utc::now()))
+            .filter(Column::Id.is_in(ids))
+            .exec(db)
+            .await?
+            .rows_affected;
+    }
+}
+
+const PURGE_BATCH: u64 = 1_000;
+
+/// Finished before `cutoff` and not yet purged.
+fn purgeable<Q: QueryFilter>(q: Q, cutoff: DateTime<Utc>) -> Q {
+    q.filter(Column::Status.is_in([
+        TaskStatus::Completed.as_str(),
+        TaskStatus::Dead.as_str(),
+        TaskStatus::Cancelled.as_str(),
+    ]))
+    .filter(Column::FinishedAt.lt(cutoff))
+    .filter(Column::PurgedAt.is_null())
 }
 
 /// Key rotation: tasks whose sealed fields another key sealed, after `after`, in id order.
