@@ -850,3 +850,51 @@ async fn slow_clients_are_cut_off_without_hurting_idle_connections() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_login_limits_count_the_forwarded_client() {
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("MCP_TRUSTED_PROXIES", "127.0.0.1"),
+            ("MCP_LOGIN_RATE_LIMIT_PER_MINUTE", "2"),
+        ],
+    )
+    .await;
+    let login = |forwarded: &'static str| {
+        let http = app.http.clone();
+        let base = app.base.clone();
+        async move {
+            http.post(format!("{base}/api/v1/auth/login"))
+                .header("x-forwarded-for", forwarded)
+                .json(&json!({"username": "nobody", "password": "wrong-password"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // A forged entry left of the proxy's own is ignored: the proxy appended the real client.
+    assert_eq!(login("6.6.6.6, 10.0.0.1").await, 401);
+    assert_eq!(login("10.0.0.1").await, 401);
+    assert_eq!(
+        login("7.7.7.7, 10.0.0.1").await,
+        429,
+        "10.0.0.1 spent its budget"
+    );
+    assert_eq!(
+        login("10.0.0.2").await,
+        401,
+        "another client is not affected"
+    );
+    // IPv6 clients are counted per /64.
+    assert_eq!(login("2001:db8:1:2::1").await, 401);
+    assert_eq!(login("2001:db8:1:2::ffff").await, 401);
+    assert_eq!(login("2001:db8:1:2:abcd::3").await, 429, "same /64");
+    let records = audit(&app, "action=auth.login&limit=100").await;
+    assert!(
+        records.iter().any(|r| r["details"]["ip"] == "10.0.0.2"),
+        "the audit trail names the forwarded client: {records:?}"
+    );
+}

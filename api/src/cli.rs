@@ -142,8 +142,8 @@ async fn keys_status(settings: Settings) -> anyhow::Result<()> {
     let ring = key_ring(&settings)?;
     let db = connect_and_migrate(&settings).await?;
     println!("active key: {}", ring.active_key_id());
-    for (key, n) in mcp_shared::db::tasks::sealed_counts(&db.conn).await? {
-        println!("tasks sealed by {key}: {n}");
+    for (key, (tasks, agents)) in crate::services::keys::status(&db).await? {
+        println!("sealed by {key}: {tasks} tasks, {agents} agents");
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! limit, and the mapping of every error to the envelope.
 
 use std::{
+    net::IpAddr,
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -57,6 +58,8 @@ pub struct RequestPolicy {
     pub audit: AuditLog,
     /// The longest a client may pause while sending a body.
     pub read_timeout: std::time::Duration,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<Vec<IpAddr>>,
 }
 
 pub async fn request_context<E: Endpoint>(
@@ -69,6 +72,7 @@ pub async fn request_context<E: Endpoint>(
         production,
         audit,
         read_timeout,
+        trusted_proxies,
     } = policy;
     let mut req = req;
     if req.header("content-length").is_some_and(|l| l != "0")
@@ -91,7 +95,12 @@ pub async fn request_context<E: Endpoint>(
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let client_ip = client_ip(&req);
+    let resolved_ip = resolve_client_ip(&req, &trusted_proxies);
+    let mut req = req;
+    if let Some(ip) = resolved_ip {
+        req.extensions_mut().insert(ClientIp(ip));
+    }
+    let client_ip = resolved_ip.map(|ip| ip.to_string());
     let note = Arc::new(Mutex::new(Note::default()));
     // A client that hangs up mid-request drops this future, handler and all: the guard still
     // records what the request had done so far.
@@ -179,11 +188,38 @@ pub async fn request_context<E: Endpoint>(
     Ok(resp)
 }
 
-/// The peer's address. Proxies' forwarding headers are not trusted: they are the client's to forge.
-pub fn client_ip(req: &Request) -> Option<String> {
-    req.remote_addr()
-        .as_socket_addr()
-        .map(|a| a.ip().to_canonical().to_string())
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest address
+/// in `X-Forwarded-For` that is not one (entries further left are the client's to forge).
+fn resolve_client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req.remote_addr().as_socket_addr()?.ip().to_canonical();
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
+        .collect::<Vec<_>>();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted.contains(ip))
+            .unwrap_or(peer),
+    )
+}
+
+/// The client address the request middleware resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+/// The client address of a request that passed the request middleware.
+pub fn client_ip(req: &Request) -> Option<IpAddr> {
+    req.extensions().get::<ClientIp>().map(|c| c.0)
 }
 
 /// Headers that keep browsers from misusing responses: no sniffing, no framing, no referrer,

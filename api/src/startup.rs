@@ -209,6 +209,7 @@ impl Application {
             production: self.state.settings.is_production(),
             audit: self.state.audit.clone(),
             read_timeout: self.state.settings.read_timeout,
+            trusted_proxies: Arc::new(self.state.settings.trusted_proxies.clone()),
         };
         let settings = self.state.settings.clone();
         let mut routes = Route::new();

@@ -94,6 +94,10 @@ pub struct Settings {
     /// `MCP_CORS_ORIGINS`: origins allowed to call the API from a browser (comma-separated).
     /// Empty (the default): no CORS headers, so browsers refuse cross-origin calls.
     pub cors_origins: Vec<String>,
+    /// `MCP_TRUSTED_PROXIES`: comma-separated addresses of reverse proxies / load balancers whose
+    /// `X-Forwarded-For` names the client (for login limits and the audit trail). Unset: the
+    /// peer address is the client, and the header is ignored (a client could forge it).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// `MCP_DOCS`: serve `/docs` and `/openapi.json` (default true; production may turn it off).
     pub docs_enabled: bool,
     /// `MCP_DASHBOARD`: serve the operator dashboard at `/dashboard` (default true).
@@ -334,6 +338,21 @@ impl Settings {
                         .collect()
                 })
                 .unwrap_or_default(),
+            trusted_proxies: match var("MCP_TRUSTED_PROXIES") {
+                None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse().map_err(|_| {
+                            Error::Config(format!(
+                                "MCP_TRUSTED_PROXIES: {s:?} is not an IP address"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            },
             docs_enabled: parse_bool(&var, "MCP_DOCS", true)?,
             dashboard_enabled: parse_bool(&var, "MCP_DASHBOARD", true)?,
             agent_assignment_timeout: Duration::from_secs(parse(

@@ -87,7 +87,7 @@ impl AuthApi {
         audit::note("auth.login", None, None);
         state
             .guard
-            .admit_login(crate::middleware::client_ip(req).as_deref(), &username)
+            .admit_login(crate::middleware::client_ip(req), &username)
             .await?;
         let user = users::find_by_username(&state.db.conn, &username).await?;
         let user = user.filter(|u| !u.disabled);

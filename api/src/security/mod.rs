@@ -91,9 +91,13 @@ impl Guard {
     }
 
     /// Before checking a password: the client IP's login rate and the username's lockout.
-    pub async fn admit_login(&self, ip: Option<&str>, username: &str) -> Result<(), ApiError> {
+    pub async fn admit_login(
+        &self,
+        ip: Option<std::net::IpAddr>,
+        username: &str,
+    ) -> Result<(), ApiError> {
         if self.logins_per_ip > 0 {
-            let ip = ip.unwrap_or("unknown");
+            let ip = ip.map_or_else(|| "unknown".to_string(), address_block);
             match self.counters.hit(&format!("login-ip:{ip}"), WINDOW).await {
                 Ok(count) if count.hits > u64::from(self.logins_per_ip) => {
                     tracing::warn!(%ip, "login rate limit exceeded");
@@ -194,6 +198,18 @@ impl Guard {
             })?;
         }
         Ok(())
+    }
+}
+
+/// The unit login limits count: an IPv4 address, or an IPv6 /64 (one host can use a whole /64,
+/// so a per-address count would be trivial to dodge).
+fn address_block(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
     }
 }
 

@@ -10,6 +10,31 @@ use mcp_shared::{
 };
 use serde_json::json;
 
+/// How many sealed values each key holds: tasks' fields and agents' configurations.
+pub async fn status(
+    db: &Database,
+) -> mcp_shared::Result<std::collections::BTreeMap<String, (i64, i64)>> {
+    let mut counts = std::collections::BTreeMap::<String, (i64, i64)>::new();
+    for (key, n) in tasks::sealed_counts(&db.conn).await? {
+        counts.entry(key).or_default().0 += n;
+    }
+    let mut after = None;
+    loop {
+        let rows = agents::with_sealed_configuration(&db.conn, after, 1_000).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.id);
+        for row in rows {
+            let key = row
+                .configuration_sealed
+                .as_deref()
+                .and_then(sealed_key_id)
+                .unwrap_or("?");
+            counts.entry(key.to_string()).or_default().1 += 1;
+        }
+    }
+    Ok(counts)
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {
     pub tasks: u64,
@@ -46,7 +71,7 @@ pub async fn rotate(db: &Database, ring: &KeyRing, batch: u64) -> mcp_shared::Re
     }
     let mut after = None;
     loop {
-        let rows = agents::sealed_by_other_keys(&db.conn, &active, after, batch).await?;
+        let rows = agents::with_sealed_configuration(&db.conn, after, batch).await?;
         let Some(last) = rows.last() else { break };
         after = Some(last.id);
         for row in rows {

@@ -387,16 +387,14 @@ pub async fn purge_stale_before(db: &impl ConnectionTrait, cutoff: DateTime<Utc>
         .rows_affected)
 }
 
-/// Key rotation: agents whose sealed configuration another key sealed, after `after`.
-pub async fn sealed_by_other_keys(
+/// Agents with a sealed configuration, after `after` in id order: key rotation and its status
+/// read the key id out of each value (a SQL `LIKE` would treat `_` in key ids as a wildcard).
+pub async fn with_sealed_configuration(
     db: &impl ConnectionTrait,
-    active: &str,
     after: Option<Uuid>,
     limit: u64,
 ) -> Result<Vec<agents::Model>> {
-    let mut q = Entity::find()
-        .filter(Column::ConfigurationSealed.is_not_null())
-        .filter(Column::ConfigurationSealed.not_like(format!("v1:{active}:%")));
+    let mut q = Entity::find().filter(Column::ConfigurationSealed.is_not_null());
     if let Some(a) = after {
         q = q.filter(Column::Id.gt(a));
     }
