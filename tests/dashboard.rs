@@ -529,7 +529,29 @@ async fn dashboard_follows_a_pipeline_agents_and_queues_live_in_a_browser() {
 
     // Queues: the stage queues showed up and their counts follow the task events to the
     // server's figures.
-    let (_, queues) = app.admin("GET", "/api/v1/queues", None).await;
+    // The server's counts are refreshed on a short period: wait until they have settled.
+    let queues = wait_for(
+        "the stage queues' counts to settle",
+        Duration::from_secs(30),
+        || async {
+            let (_, queues) = app.admin("GET", "/api/v1/queues", None).await;
+            let settled = queues["data"].as_array().is_some_and(|qs| {
+                qs.iter()
+                    .filter(|q| {
+                        q["capability"]
+                            .as_str()
+                            .is_some_and(|c| c.starts_with("stage_"))
+                    })
+                    .all(|q| q["running"] == 0 && q["processed_total"] != 0)
+            });
+            if settled {
+                Ok(queues)
+            } else {
+                Err(queues.to_string())
+            }
+        },
+    )
+    .await;
     for q in queues["data"].as_array().unwrap() {
         let capability = q["capability"].as_str().unwrap();
         if !capability.starts_with("stage_") {
