@@ -185,3 +185,175 @@ async fn complete_batch(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mcp_migrations::{Migrator, MigratorTrait};
+    use mcp_shared::db::Database;
+    use sea_orm::{ActiveModelTrait, Set};
+    use serde_json::json;
+
+    use super::*;
+
+    async fn database() -> Database {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        Migrator::up(&db.conn, None).await.unwrap();
+        db
+    }
+
+    async fn pending(db: &Database, cancel_requested: bool) -> Uuid {
+        let id = Uuid::now_v7();
+        let mut row = tasks::new_row(id, chrono::Utc::now());
+        row.task_type = Set("generic".into());
+        row.priority = Set("low".into());
+        row.queue = Set("mcp:generic:low".into());
+        row.required_capabilities = Set(json!([]));
+        row.payload = Set(json!({}));
+        row.max_attempts = Set(3);
+        row.timeout_seconds = Set(60);
+        row.cancel_requested = Set(cancel_requested);
+        row.insert(&db.conn).await.unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn batched_updates_keep_the_single_row_conditions() {
+        let db = database().await;
+        assert!(tasks::batches(&db.conn), "SQLite returns updated rows");
+        let agent = Some(Uuid::new_v4());
+        let (a, b, cancelled) = (
+            pending(&db, false).await,
+            pending(&db, false).await,
+            pending(&db, true).await,
+        );
+
+        // A task named twice in one batch starts once; a task asked to cancel never starts.
+        let started = tasks::start_many(&db.conn, &[a, a, b, cancelled], agent)
+            .await
+            .unwrap();
+        let mut ids: Vec<Uuid> = started.iter().map(|t| t.id).collect();
+        ids.sort();
+        assert_eq!(ids, {
+            let mut v = vec![a, b];
+            v.sort();
+            v
+        });
+        assert!(
+            started
+                .iter()
+                .all(|t| t.attempt == 1 && t.status == "running")
+        );
+        assert!(started.iter().all(|t| t.lease_expires_at.is_some()));
+        // Running under a live lease: a second delivery does not start it again.
+        assert!(
+            tasks::start_many(&db.conn, &[a], agent)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Each row gets its own result; a completion from the wrong attempt changes nothing.
+        let holder = Holder {
+            agent,
+            attempt: Some(1),
+        };
+        let stale = Holder {
+            agent,
+            attempt: Some(2),
+        };
+        let done = tasks::complete_many(
+            &db.conn,
+            &[
+                Completion {
+                    id: a,
+                    holder,
+                    result: json!({"n": 1}),
+                },
+                Completion {
+                    id: b,
+                    holder: stale,
+                    result: json!({"n": 2}),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(done, vec![a]);
+        let done = tasks::complete_many(
+            &db.conn,
+            &[
+                Completion {
+                    id: b,
+                    holder,
+                    result: json!({"n": 2}),
+                },
+                Completion {
+                    id: a,
+                    holder,
+                    result: json!({"n": 3}),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(done, vec![b], "a repeated completion changes nothing");
+        let a_row = tasks::find(&db.conn, a).await.unwrap().unwrap();
+        let b_row = tasks::find(&db.conn, b).await.unwrap().unwrap();
+        assert_eq!(
+            (a_row.status.as_str(), a_row.result),
+            ("completed", Some(json!({"n": 1})))
+        );
+        assert_eq!(
+            (b_row.status.as_str(), b_row.result),
+            ("completed", Some(json!({"n": 2})))
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_each_get_their_own_answer() {
+        let db = database().await;
+        let commits = Commits::spawn(db.conn.clone());
+        let agent = Some(Uuid::new_v4());
+        let mut ids = Vec::new();
+        for _ in 0..40 {
+            ids.push(pending(&db, false).await);
+        }
+        // Every id delivered twice at once: exactly one delivery of each starts.
+        let starts = ids.iter().chain(ids.iter()).map(|id| {
+            let commits = commits.clone();
+            let id = *id;
+            tokio::spawn(async move { (id, commits.start(id, agent).await.unwrap()) })
+        });
+        let mut started = HashMap::new();
+        for s in starts {
+            let (id, row) = s.await.unwrap();
+            if row.is_some() {
+                *started.entry(id).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(started.len(), ids.len());
+        assert!(started.values().all(|n| *n == 1), "{started:?}");
+
+        let holder = Holder {
+            agent,
+            attempt: Some(1),
+        };
+        let completes = ids.iter().map(|id| {
+            let commits = commits.clone();
+            let id = *id;
+            tokio::spawn(async move {
+                commits
+                    .complete(id, holder, json!({"id": id.to_string()}))
+                    .await
+                    .unwrap()
+            })
+        });
+        for c in completes {
+            assert!(c.await.unwrap());
+        }
+        for id in &ids {
+            let row = tasks::find(&db.conn, *id).await.unwrap().unwrap();
+            assert_eq!(row.result, Some(json!({"id": id.to_string()})));
+        }
+    }
+}
