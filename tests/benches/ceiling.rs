@@ -138,14 +138,11 @@ async fn apalis_alone(redis_url: &str, n: usize) -> f64 {
 fn tokio_stream_from(
     rx: tokio::sync::broadcast::Receiver<()>,
 ) -> impl futures::Stream<Item = ()> + Send {
+    // A lagged receiver still means "look": only a closed channel ends the stream.
     futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    return Some(((), rx));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
+        match rx.recv().await {
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+            Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(((), rx)),
         }
     })
 }
