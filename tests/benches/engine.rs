@@ -7,6 +7,7 @@
 //! - critical-task latency behind a 10,000-task low backlog.
 //!
 //! Run: `cargo build --release --workspace --bins && cargo bench -p mcp-tests --bench engine`
+//! (`MCP_BENCH_PARTS=distributed,single,latency` picks parts; all by default).
 
 // The helpers are shared with the black-box tests; the benchmark uses only some of them.
 #![allow(dead_code)]
@@ -69,14 +70,27 @@ async fn throughput(mode: Mode, workers: usize, n: usize) -> (f64, f64) {
     )
 }
 
+/// Whether the `MCP_BENCH_PARTS` list (all parts when unset) names `part`.
+fn wanted(part: &str) -> bool {
+    std::env::var("MCP_BENCH_PARTS")
+        .map_or(true, |parts| parts.split(',').any(|p| p.trim() == part))
+}
+
 #[tokio::main]
 async fn main() {
     let n = 20_000;
     println!("task engine, release build, no-op tasks");
-    for (name, mode) in [
-        ("distributed (PostgreSQL + Redis)", Mode::Distributed),
-        ("single node (SQLite)", Mode::SingleNode),
+    for (part, name, mode) in [
+        (
+            "distributed",
+            "distributed (PostgreSQL + Redis)",
+            Mode::Distributed,
+        ),
+        ("single", "single node (SQLite)", Mode::SingleNode),
     ] {
+        if !wanted(part) {
+            continue;
+        }
         let workers: &[usize] = if mode == Mode::Distributed {
             &[1, 2]
         } else {
@@ -90,6 +104,9 @@ async fn main() {
         }
     }
 
+    if !wanted("latency") {
+        return;
+    }
     let app = App::start_with(Mode::Distributed, &[("RUST_LOG", "warn")]).await;
     let steady = submit_to_start(&app, "medium", 300, Duration::from_millis(10)).await;
     println!(

@@ -18,7 +18,7 @@ use mcp_shared::{
 use serde_json::json;
 use tracing::{Instrument, info_span};
 
-use crate::{WorkerDeps, handlers};
+use crate::{WorkerDeps, commit::Commits, handlers};
 
 /// What the queue should do with the job after [`execute`].
 #[derive(Debug, PartialEq, Eq)]
@@ -29,14 +29,15 @@ pub enum Outcome {
     Redeliver(String),
 }
 
-pub async fn execute(deps: &WorkerDeps, job: JobRef) -> Outcome {
+/// Runs one delivered job; its start and completion are committed together with those of the
+/// other jobs running in this process.
+pub async fn execute(deps: &WorkerDeps, commits: &Commits, job: JobRef) -> Outcome {
     let span = info_span!("job", task_id = %job.task_id);
-    run(deps, job).instrument(span).await
+    run(deps, commits, job).instrument(span).await
 }
 
-async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
-    let db = &deps.db.conn;
-    let task = match tasks::start(db, job.task_id, deps.agent_id).await {
+async fn run(deps: &WorkerDeps, commits: &Commits, job: JobRef) -> Outcome {
+    let task = match commits.start(job.task_id, deps.agent_id).await {
         Ok(Some(task)) => task,
         Ok(None) => {
             tracing::debug!("task not startable; duplicate delivery dropped");
@@ -51,7 +52,7 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
         .filter(|_| otlp::enabled())
         .and_then(otlp::TraceContext::parse);
     let Some(parent) = parent else {
-        return run_started(deps, task).await;
+        return run_started(deps, commits, task).await;
     };
     let context = parent.child();
     let start = std::time::SystemTime::now();
@@ -61,7 +62,7 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
         task.queue.clone(),
         task.attempt,
     );
-    let outcome = otlp::scope(context, run_started(deps, task)).await;
+    let outcome = otlp::scope(context, run_started(deps, commits, task)).await;
     otlp::export(otlp::Span {
         context,
         parent: Some(parent.span_id),
@@ -81,8 +82,11 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
 }
 
 /// Runs a started task's handler and records the outcome.
-async fn run_started(deps: &WorkerDeps, task: mcp_shared::entities::tasks::Model) -> Outcome {
-    let db = &deps.db.conn;
+async fn run_started(
+    deps: &WorkerDeps,
+    commits: &Commits,
+    task: mcp_shared::entities::tasks::Model,
+) -> Outcome {
     emit(
         deps.bus.as_ref(),
         task_event(
@@ -119,7 +123,7 @@ async fn run_started(deps: &WorkerDeps, task: mcp_shared::entities::tasks::Model
                 sealing::keep_sealed(&mut result, &task.payload, &runnable.payload);
             }
             let holder = holder(deps, &task);
-            let completed = persist(|| tasks::complete(db, task.id, holder, result.clone())).await;
+            let completed = persist(|| commits.complete(task.id, holder, result.clone())).await;
             match completed {
                 Ok(true) => (
                     TaskStatus::Completed,

@@ -5,6 +5,7 @@
 //!   backend, wakes idle workers when jobs are pushed, and restarts a worker whose backend failed.
 //! - [`gate`]: one pool of execution slots per process, served most urgent tier first with a
 //!   starvation guard.
+//! - [`commit`]: group commit of the starts and completions of all jobs running in the process.
 //! - [`executor`]: what happens to one delivered job: a conditional `pending → running`, the
 //!   handler, then `running → completed | failed | dead`, each published as an event.
 //! - [`handlers`]: the task handlers by task type.
@@ -13,6 +14,7 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod commit;
 pub mod executor;
 pub mod gate;
 pub mod handlers;

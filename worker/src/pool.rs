@@ -19,6 +19,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     WorkerDeps,
+    commit::Commits,
     executor::{self, Outcome},
     gate::PriorityGate,
 };
@@ -60,6 +61,7 @@ pub async fn run(
         stop_beats.clone(),
         shutdown.clone(),
     ));
+    let commits = Commits::spawn(deps.db.conn.clone());
     let deps = Arc::new(deps);
     let tracker = TaskTracker::new();
     let gate = PriorityGate::new(
@@ -75,6 +77,7 @@ pub async fn run(
                 queue,
                 source: source.clone(),
                 deps: deps.clone(),
+                commits: commits.clone(),
                 tracker: tracker.clone(),
                 gate: gate.clone(),
                 wake: wake.resubscribe(),
@@ -113,6 +116,7 @@ struct QueueWorker {
     queue: QueueName,
     source: Source,
     deps: Arc<WorkerDeps>,
+    commits: Commits,
     tracker: TaskTracker,
     gate: PriorityGate,
     wake: broadcast::Receiver<String>,
@@ -170,6 +174,7 @@ impl QueueWorker {
                     .backend(backend)
                     .concurrency(concurrency)
                     .data(self.deps.clone())
+                    .data(self.commits.clone())
                     .data(self.tracker.clone())
                     .data(self.gate.clone())
                     .data(self.queue.tier)
@@ -195,6 +200,7 @@ impl QueueWorker {
                     .backend(backend)
                     .concurrency(concurrency)
                     .data(self.deps.clone())
+                    .data(self.commits.clone())
                     .data(self.tracker.clone())
                     .data(self.gate.clone())
                     .data(self.queue.tier)
@@ -232,14 +238,16 @@ impl QueueWorker {
 async fn handle(
     job: JobRef,
     deps: Data<Arc<WorkerDeps>>,
+    commits: Data<Commits>,
     tracker: Data<TaskTracker>,
     gate: Data<PriorityGate>,
     tier: Data<Priority>,
 ) -> std::result::Result<(), BoxDynError> {
     let slot = gate.acquire(*tier).await;
     let deps = (*deps).clone();
+    let commits = (*commits).clone();
     let outcome = tracker.spawn(async move {
-        let outcome = executor::execute(&deps, job).await;
+        let outcome = executor::execute(&deps, &commits, job).await;
         drop(slot);
         outcome
     });

@@ -330,17 +330,27 @@ pub async fn create_batch(
     tasks::insert_many(&txn, rows).await?;
     txn.commit().await.map_err(mcp_shared::Error::from)?;
     state.dispatcher.wake();
-    // One event per task, published off the request path.
+    // One event per task, published off the request path. A window of publishes in flight, in
+    // order: one at a time, 10,000 events are 10,000 round trips (each waiting for Redis to sync
+    // its append-only file) competing with the workers for the rest of the batch's life.
     let bus = state.bus.clone();
     tokio::spawn(async move {
-        for (id, priority) in created {
-            emit(
-                bus.as_ref(),
-                Event::new(EventType::TaskCreated, json!({"task_id": id, "priority": priority, "status": "pending", "batch": true}))
-                    .for_task(id),
-            )
+        use futures::StreamExt;
+        futures::stream::iter(created)
+            .map(|(id, priority)| {
+                let bus = bus.clone();
+                async move {
+                    emit(
+                        bus.as_ref(),
+                        Event::new(EventType::TaskCreated, json!({"task_id": id, "priority": priority, "status": "pending", "batch": true}))
+                            .for_task(id),
+                    )
+                    .await
+                }
+            })
+            .buffered(64)
+            .collect::<()>()
             .await;
-        }
     });
     Ok((ids, rejected))
 }

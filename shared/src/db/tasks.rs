@@ -126,9 +126,13 @@ pub async fn start(
     id: Uuid,
     agent_id: Option<Uuid>,
 ) -> Result<Option<tasks::Model>> {
-    let now = Utc::now();
-    // Startable: waiting states, or a running attempt whose lease ran out (its worker died).
-    let startable = Condition::all()
+    start_where(db, id, agent_id, startable(Utc::now())).await
+}
+
+/// Startable: waiting states, or a running attempt whose lease ran out (its worker died); never
+/// a task asked to cancel, nor one scheduled for later.
+fn startable(now: DateTime<Utc>) -> Condition {
+    Condition::all()
         .add(
             Condition::any()
                 .add(Column::Status.is_in(TaskStatus::STARTABLE.iter().map(|s| s.as_str())))
@@ -139,8 +143,130 @@ pub async fn start(
                 ),
         )
         .add(Column::CancelRequested.eq(false))
-        .add(Column::RunAt.is_null().or(Column::RunAt.lte(now)));
-    start_where(db, id, agent_id, startable).await
+        .add(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
+}
+
+/// `condition` as one `CASE`, which no index can serve, for updates that name their rows by id:
+/// with an `id IN (…)` list, PostgreSQL otherwise ANDs the primary key with the status or agent
+/// index, and before statistics exist (a fresh batch) reads every pending row of the status
+/// index, or every task the agent ever ran, on every statement.
+fn unindexed(condition: Condition) -> sea_orm::sea_query::SimpleExpr {
+    let checked: Expr = Expr::case(condition, Expr::val(true))
+        .finally(Expr::val(false))
+        .into();
+    checked.eq(true)
+}
+
+/// Whether [`start_many`] and [`complete_many`] can work in one statement per batch: they need
+/// the updated rows back (PostgreSQL, SQLite ≥ 3.35).
+pub fn batches(db: &impl ConnectionTrait) -> bool {
+    db.support_returning()
+}
+
+/// [`start`] for many tasks at once: one read of their timeouts, then one conditional update
+/// per distinct timeout (the lease depends on it), usually one for the whole batch. Returns the
+/// rows that started; an id left out was not startable. An id given twice starts once.
+/// Needs [`batches`].
+pub async fn start_many(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+    agent_id: Option<Uuid>,
+) -> Result<Vec<tasks::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = Utc::now();
+    let timeouts: Vec<(Uuid, i32)> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::TimeoutSeconds)
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut by_timeout: std::collections::BTreeMap<i32, Vec<Uuid>> = Default::default();
+    for (id, timeout) in timeouts {
+        by_timeout.entry(timeout).or_default().push(id);
+    }
+    let mut started = Vec::with_capacity(ids.len());
+    for (timeout, group) in by_timeout {
+        let lease = now + chrono::Duration::seconds(timeout as i64) + LEASE_GRACE;
+        let rows = Entity::update_many()
+            .col_expr(Column::Status, Expr::value(TaskStatus::Running.as_str()))
+            .col_expr(Column::Attempt, Expr::col(Column::Attempt).add(1))
+            .col_expr(Column::StartedAt, Expr::value(now))
+            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .col_expr(Column::LeaseExpiresAt, Expr::value(lease))
+            .col_expr(Column::AgentId, Expr::value(agent_id))
+            .filter(Column::Id.is_in(group))
+            .filter(unindexed(startable(now)))
+            .exec_with_returning(db)
+            .await?;
+        started.extend(rows);
+    }
+    Ok(started)
+}
+
+/// One completion for [`complete_many`].
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub id: Uuid,
+    pub holder: Holder,
+    pub result: Value,
+}
+
+/// [`complete`] for many tasks at once: one conditional update per distinct holder (usually one
+/// for the whole batch), each row getting its own result. Returns the ids completed; an id left
+/// out was not running under its holder (nothing changed for it). Needs [`batches`].
+pub async fn complete_many(db: &impl ConnectionTrait, items: &[Completion]) -> Result<Vec<Uuid>> {
+    let mut by_holder: std::collections::BTreeMap<(Option<Uuid>, Option<i32>), Vec<&Completion>> =
+        Default::default();
+    for item in items {
+        by_holder
+            .entry((item.holder.agent, item.holder.attempt))
+            .or_default()
+            .push(item);
+    }
+    let now = Utc::now();
+    let mut done = Vec::with_capacity(items.len());
+    for ((agent, attempt), group) in by_holder {
+        let first = &group[0].result;
+        // Most batches carry one result shape (no-op and echo handlers); otherwise each row
+        // picks its own result by id.
+        let result: Expr = if group.iter().all(|c| c.result == *first) {
+            Expr::value(first.clone())
+        } else {
+            let mut case = sea_orm::sea_query::CaseStatement::new();
+            for c in &group {
+                case = case.case(Column::Id.eq(c.id), Expr::value(c.result.clone()));
+            }
+            case.finally(Expr::col(Column::Result)).into()
+        };
+        let mut running = Condition::all().add(Column::Status.eq(TaskStatus::Running.as_str()));
+        if let Some(a) = agent {
+            running = running.add(Column::AgentId.eq(a));
+        }
+        if let Some(n) = attempt {
+            running = running.add(Column::Attempt.eq(n));
+        }
+        let rows = Entity::update_many()
+            .col_expr(Column::Status, Expr::value(TaskStatus::Completed.as_str()))
+            .col_expr(Column::Result, result)
+            .col_expr(Column::Progress, Expr::value(100))
+            .col_expr(Column::Error, Expr::value(Option::<String>::None))
+            .col_expr(
+                Column::LeaseExpiresAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(Column::FinishedAt, Expr::value(now))
+            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .filter(Column::Id.is_in(group.iter().map(|c| c.id)))
+            .filter(unindexed(running))
+            .exec_with_returning(db)
+            .await?;
+        done.extend(rows.into_iter().map(|r| r.id));
+    }
+    Ok(done)
 }
 
 /// Moves the task to `running` if `condition` holds: counts the attempt, takes the lease
