@@ -1,11 +1,7 @@
 //! Around every request: a request id (echoing the client's), a tracing span, the body-size
 //! limit, and the mapping of every error to the envelope.
 
-use std::{
-    net::IpAddr,
-    sync::{Arc, Mutex},
-    time::Instant,
-};
+use std::{net::IpAddr, sync::Arc, time::Instant};
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
@@ -19,7 +15,7 @@ use tracing::Instrument;
 
 use crate::{
     error::{ApiError, REQUEST_ID},
-    services::audit::{self, AuditLog, Finished, Note},
+    services::audit::{self, AuditLog},
 };
 
 /// The longest client-supplied request id we echo; longer or odd ones are replaced.
@@ -101,15 +97,11 @@ pub async fn request_context<E: Endpoint>(
         req.extensions_mut().insert(ClientIp(ip));
     }
     let client_ip = resolved_ip.map(|ip| ip.to_string());
-    let note = Arc::new(Mutex::new(Note::default()));
-    // A client that hangs up mid-request drops this future, handler and all: the guard still
-    // records what the request had done so far.
-    let mut abandoned = audit::Abandoned::new(
+    let record = audit::RequestRecord::new(
         audit.clone(),
-        note.clone(),
         method.clone(),
         path.clone(),
-        client_ip.clone(),
+        client_ip,
         request_id.clone(),
     );
     let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
@@ -127,7 +119,7 @@ pub async fn request_context<E: Endpoint>(
     let mut resp = REQUEST_ID
         .scope(
             request_id.clone(),
-            audit::scope(note.clone(), async move {
+            audit::scope(record.note(), async move {
                 if has_encoded_nul {
                     return ApiError::bad_request(
                         "invalid_request",
@@ -147,21 +139,7 @@ pub async fn request_context<E: Endpoint>(
             .instrument(span.clone()),
         )
         .await;
-    abandoned.disarm();
-
-    let entry = note.lock().ok().and_then(|note| {
-        audit::record_for(
-            &note,
-            &Finished {
-                method: &method,
-                path: &path,
-                status: resp.status(),
-                client_ip,
-                request_id: &request_id,
-            },
-        )
-    });
-    if let Some(entry) = entry {
+    if let Some(entry) = record.finish(resp.status()) {
         // Before answering: a client that saw the answer can rely on the record existing.
         audit.record(entry).instrument(span.clone()).await;
     }

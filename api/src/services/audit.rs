@@ -177,10 +177,12 @@ fn sanitized(mut e: AuditEntry) -> AuditEntry {
 
 type Pending = (AuditEntry, oneshot::Sender<()>);
 
-/// Records a request whose client went away before it finished (status 499, outcome
-/// `failure`), unless disarmed: what the handler committed before the drop stays accounted for.
-pub struct Abandoned {
-    armed: bool,
+/// The audit record one request will produce. The request middleware creates it, handlers
+/// annotate its [`Note`], and [`RequestRecord::finish`] turns it into the entry to store. If the
+/// request future is dropped first (the client hung up mid-handler), the record is still sent,
+/// with status 499 and `abandoned: true`: what the handler committed stays accounted for.
+pub struct RequestRecord {
+    finished: bool,
     audit: AuditLog,
     note: Arc<Mutex<Note>>,
     method: Method,
@@ -189,19 +191,18 @@ pub struct Abandoned {
     request_id: String,
 }
 
-impl Abandoned {
+impl RequestRecord {
     pub fn new(
         audit: AuditLog,
-        note: Arc<Mutex<Note>>,
         method: Method,
         path: String,
         client_ip: Option<String>,
         request_id: String,
     ) -> Self {
         Self {
-            armed: true,
+            finished: false,
             audit,
-            note,
+            note: Arc::default(),
             method,
             path,
             client_ip,
@@ -209,19 +210,20 @@ impl Abandoned {
         }
     }
 
-    pub fn disarm(&mut self) {
-        self.armed = false;
+    /// What handlers annotate, through [`scope`].
+    pub fn note(&self) -> Arc<Mutex<Note>> {
+        self.note.clone()
     }
-}
 
-impl Drop for Abandoned {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let Ok(note) = self.note.lock() else { return };
-        let status = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
-        let entry = record_for(
+    /// The entry for the answered request, if it is one to record.
+    pub fn finish(mut self, status: StatusCode) -> Option<AuditEntry> {
+        self.finished = true;
+        self.entry(status)
+    }
+
+    fn entry(&self, status: StatusCode) -> Option<AuditEntry> {
+        let note = self.note.lock().ok()?;
+        record_for(
             &note,
             &Finished {
                 method: &self.method,
@@ -230,8 +232,17 @@ impl Drop for Abandoned {
                 client_ip: self.client_ip.clone(),
                 request_id: &self.request_id,
             },
-        );
-        if let Some(mut entry) = entry {
+        )
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let status = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
+        if let Some(mut entry) = self.entry(status) {
             if let Some(Value::Object(d)) = entry.details.as_mut() {
                 d.insert("abandoned".into(), Value::Bool(true));
             }
