@@ -30,6 +30,14 @@ pub fn contains_marker(v: &Value) -> bool {
     }
 }
 
+/// `{"$sealed": content}`: a sealed value at rest, or its key id in a read.
+fn marker(content: String) -> Value {
+    Value::Object(Map::from_iter([(
+        MARKER.to_string(),
+        Value::String(content),
+    )]))
+}
+
 /// Seals the values at `pointers`. An error names the pointer that does not resolve.
 pub fn seal(payload: &mut Value, pointers: &[String], ring: &KeyRing) -> Result<(), String> {
     for pointer in pointers {
@@ -47,9 +55,7 @@ pub fn seal(payload: &mut Value, pointers: &[String], ring: &KeyRing) -> Result<
         let sealed = ring
             .seal(slot.to_string().as_bytes())
             .map_err(|e| e.to_string())?;
-        let mut marker = Map::new();
-        marker.insert(MARKER.into(), Value::String(sealed));
-        *slot = Value::Object(marker);
+        *slot = marker(sealed);
     }
     Ok(())
 }
@@ -82,12 +88,7 @@ pub fn open(payload: &mut Value, ring: &KeyRing) -> Result<()> {
 /// The payload as API readers see it: each sealed value shows only its key id.
 pub fn mask(payload: &mut Value) {
     let _ = walk(payload, &mut |s| {
-        let mut m = Map::new();
-        m.insert(
-            MARKER.into(),
-            Value::String(sealed_key_id(s).unwrap_or("?").into()),
-        );
-        Ok(Some(Value::Object(m)))
+        Ok(Some(marker(sealed_key_id(s).unwrap_or("?").into())))
     });
 }
 
@@ -97,9 +98,7 @@ pub fn reseal(payload: &mut Value, ring: &KeyRing) -> Result<bool> {
     walk(payload, &mut |s| {
         Ok(ring.reseal(s)?.map(|new| {
             changed = true;
-            let mut m = Map::new();
-            m.insert(MARKER.into(), Value::String(new));
-            Value::Object(m)
+            marker(new)
         }))
     })?;
     Ok(changed)
