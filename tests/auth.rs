@@ -1,6 +1,5 @@
 //! Login and single-use refresh tokens.
 
-use serde_json::json;
 
 use crate::helpers::{
     App, Mode,
@@ -10,34 +9,13 @@ use crate::helpers::{
 #[tokio::test(flavor = "multi_thread")]
 async fn login_refresh_once_and_reuse_revokes_the_family() {
     let app = App::start(Mode::SingleNode).await;
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": ADMIN, "password": "wrong-password"})),
-        )
-        .await;
+    let (s, b) = app.try_login(ADMIN, "wrong-password").await;
     assert_eq!(s, 401, "{b}");
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "nobody", "password": "x"})),
-        )
-        .await;
+    let (s, b) = app.try_login("nobody", "x").await;
     assert_eq!(s, 401, "{b}");
     assert_eq!(b["error"]["message"], "invalid username or password");
 
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": ADMIN, "password": ADMIN_PASSWORD})),
-        )
-        .await;
+    let (s, b) = app.try_login(ADMIN, ADMIN_PASSWORD).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["data"]["token_type"], "Bearer");
     assert!(b["data"]["expires_in"].as_u64().unwrap() > 0);
@@ -47,14 +25,7 @@ async fn login_refresh_once_and_reuse_revokes_the_family() {
     let (s, _) = app.call("GET", "/api/v1/tasks", Some(&refresh), None).await;
     assert_eq!(s, 401);
 
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let (s, b) = app.refresh(&refresh).await;
     assert_eq!(s, 200, "{b}");
     let second = b["data"]["refresh_token"].as_str().unwrap().to_string();
     let access = b["data"]["access_token"].as_str().unwrap().to_string();
@@ -62,22 +33,8 @@ async fn login_refresh_once_and_reuse_revokes_the_family() {
     assert_eq!(s, 200);
 
     // Using the first one again is a replay: refused, and the whole family is revoked.
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let (s, b) = app.refresh(&refresh).await;
     assert_eq!(s, 401, "{b}");
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": second})),
-        )
-        .await;
+    let (s, b) = app.refresh(&second).await;
     assert_eq!(s, 401, "the descendant token is revoked too: {b}");
 }

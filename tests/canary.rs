@@ -164,14 +164,7 @@ async fn seed_auth(app: &App, c: &mut Canaries) -> String {
         &format!("wrong-pw-canary-{tag}"),
         Kept::Nowhere,
     );
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": email, "password": wrong})),
-        )
-        .await;
+    let (s, b) = app.try_login(&email, &wrong).await;
     assert_eq!(s, 401, "{b}");
 
     // A user created by the CLI (as operators do) and one created over the API.
@@ -195,38 +188,17 @@ async fn seed_auth(app: &App, c: &mut Canaries) -> String {
         )
         .await;
     assert_eq!(s, 201, "{b}");
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": format!("api_{tag}"), "password": api_password})),
-        )
-        .await;
+    let (s, b) = app.try_login(&format!("api_{tag}"), &api_password).await;
     assert_eq!(s, 200, "{b}");
 
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": username, "password": password})),
-        )
-        .await;
+    let (s, b) = app.try_login(&username, &password).await;
     assert_eq!(s, 200, "{b}");
     let access = b["data"]["access_token"].as_str().unwrap().to_string();
     let refresh = b["data"]["refresh_token"].as_str().unwrap().to_string();
     c.add_jwt("access token", &access);
     c.add_jwt("refresh token", &refresh);
 
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let (s, b) = app.refresh(&refresh).await;
     assert_eq!(s, 200, "{b}");
     let access2 = b["data"]["access_token"].as_str().unwrap().to_string();
     c.add_jwt("refreshed access token", &access2);
@@ -235,14 +207,7 @@ async fn seed_auth(app: &App, c: &mut Canaries) -> String {
         b["data"]["refresh_token"].as_str().unwrap(),
     );
     // Reuse revokes the family: the access tokens stop working, so use a fresh login after.
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let (s, b) = app.refresh(&refresh).await;
     assert_eq!(s, 401, "{b}");
 
     // Forged credentials: a JWT-shaped token with a bad signature and an unknown agent key.
@@ -260,14 +225,7 @@ async fn seed_auth(app: &App, c: &mut Canaries) -> String {
         .await;
     assert_eq!(s, 401);
 
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": username, "password": password})),
-        )
-        .await;
+    let (s, b) = app.try_login(&username, &password).await;
     assert_eq!(s, 200, "{b}");
     let token = b["data"]["access_token"].as_str().unwrap().to_string();
     c.add_jwt("second access token", &token);

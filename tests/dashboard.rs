@@ -800,14 +800,7 @@ async fn dashboard_renews_its_access_token_with_the_refresh_token() {
     );
     assert_ne!(renewed["refresh"], first["refresh"]);
     // The page spent the first refresh token: it works once.
-    let (status, body) = app
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": first["refresh"]})),
-        )
-        .await;
+    let (status, body) = app.refresh(&first["refresh"]).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(
         browser.text("#connection").await.as_deref(),

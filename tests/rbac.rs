@@ -304,15 +304,7 @@ impl Fixture {
                 json!({"username": "admin", "password": ADMIN_PASSWORD}),
             )),
             ("POST", "/api/v1/auth/refresh") => {
-                let (s, b) = self
-                    .app
-                    .call(
-                        "POST",
-                        "/api/v1/auth/login",
-                        None,
-                        Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
-                    )
-                    .await;
+                let (s, b) = self.app.try_login("admin", ADMIN_PASSWORD).await;
                 assert_eq!(s, 200, "{b}");
                 Some(Body::Json(
                     json!({"refresh_token": b["data"]["refresh_token"]}),

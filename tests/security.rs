@@ -83,14 +83,7 @@ async fn the_audit_trail_records_mutations_and_security_events_and_shows_tamperi
     assert_eq!(s, 403);
     let (s, _) = app.call("GET", "/api/v1/tasks", None, None).await;
     assert_eq!(s, 401);
-    let (s, _) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "vera", "password": "wrong-password-1"})),
-        )
-        .await;
+    let (s, _) = app.try_login("vera", "wrong-password-1").await;
     assert_eq!(s, 401);
     let (s, _) = app.admin("GET", "/api/v1/tasks", None).await;
     assert_eq!(s, 200);
@@ -361,38 +354,17 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
     assert_eq!(body["error"]["code"], "rate_limited");
 
     // Another principal is not affected.
-    let (s, _) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "nobody", "password": "x"})),
-        )
-        .await;
+    let (s, _) = app.try_login("nobody", "x").await;
     assert_eq!(s, 401);
     app.create_user_cli("lou", "lou-password-123", "operator");
     let lou = app.login("lou", "lou-password-123").await;
     assert_eq!(get(&replica, &lou).await.unwrap().status(), 200);
 
     // Logout revokes the access token at once, on every replica, and the refresh token.
-    let (s, pair) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "lou", "password": "lou-password-123"})),
-        )
-        .await;
+    let (s, pair) = app.try_login("lou", "lou-password-123").await;
     assert_eq!(s, 200);
     let first_access = pair["data"]["access_token"].as_str().unwrap().to_string();
-    let (s, pair) = app
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": pair["data"]["refresh_token"]})),
-        )
-        .await;
+    let (s, pair) = app.refresh(&pair["data"]["refresh_token"]).await;
     assert_eq!(s, 200, "{pair}");
     let access = pair["data"]["access_token"].as_str().unwrap().to_string();
     let refresh = pair["data"]["refresh_token"].as_str().unwrap().to_string();
@@ -417,14 +389,7 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
             "the login's earlier access token too, on {base}"
         );
     }
-    let (s, _) = app
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let (s, _) = app.refresh(&refresh).await;
     assert_eq!(s, 401, "the refresh family is revoked");
     assert_eq!(
         get(&replica, &lou).await.unwrap().status(),
@@ -474,14 +439,7 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 
     // Even the right password waits until the address's window ends.
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "root2", "password": "root2-password-1"})),
-        )
-        .await;
+    let (s, b) = app.try_login("root2", "root2-password-1").await;
     assert_eq!(s, 429, "{b}");
     // The first admin spent its request budget above: the second reads the trail.
     let events: Vec<String> = audit_as(&app, &lou_admin, "outcome=denied&limit=1000")
@@ -589,42 +547,14 @@ async fn forged_and_misused_tokens_are_refused() {
     let refused = audit(&app, "action=security.unauthenticated&limit=100").await;
     assert_eq!(refused.len(), 9, "every refusal is audited");
     // A reused refresh token revokes its family (see also the auth tests).
-    let (s, pair) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": ADMIN, "password": ADMIN_PASSWORD})),
-        )
-        .await;
+    let (s, pair) = app.try_login(ADMIN, ADMIN_PASSWORD).await;
     assert_eq!(s, 200);
     let refresh = pair["data"]["refresh_token"].as_str().unwrap();
-    let (s, next) = app
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let (s, next) = app.refresh(&refresh).await;
     assert_eq!(s, 200);
-    let (s, _) = app
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let (s, _) = app.refresh(&refresh).await;
     assert_eq!(s, 401);
-    let (s, _) = app
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            None,
-            Some(json!({"refresh_token": next["data"]["refresh_token"]})),
-        )
-        .await;
+    let (s, _) = app.refresh(&next["data"]["refresh_token"]).await;
     assert_eq!(s, 401, "the whole family is revoked");
     assert_eq!(audit(&app, "action=auth.refresh_reused").await.len(), 1);
 }
@@ -821,14 +751,7 @@ async fn slow_clients_are_cut_off_without_hurting_idle_connections() {
     );
 
     // NUL characters are refused wherever they come, before they reach the database.
-    let (s, b) = app
-        .call(
-            "POST",
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": "a\u{0}b", "password": "x"})),
-        )
-        .await;
+    let (s, b) = app.try_login("a\u{0}b", "x").await;
     assert_eq!(
         (s, b["error"]["details"]["field"].as_str()),
         (422, Some("username")),

@@ -390,16 +390,27 @@ impl App {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> String {
-        let (status, body) = self
-            .call(
-                "POST",
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"username": username, "password": password})),
-            )
-            .await;
+        let (status, body) = self.try_login(username, password).await;
         assert_eq!(status, 200, "login failed: {body}");
         body["data"]["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// `POST /auth/login`, whatever the answer.
+    pub async fn try_login(
+        &self,
+        username: &(impl serde::Serialize + ?Sized),
+        password: &(impl serde::Serialize + ?Sized),
+    ) -> (u16, Value) {
+        let body = json!({"username": username, "password": password});
+        self.call("POST", "/api/v1/auth/login", None, Some(body))
+            .await
+    }
+
+    /// `POST /auth/refresh`, whatever the answer.
+    pub async fn refresh(&self, refresh_token: &(impl serde::Serialize + ?Sized)) -> (u16, Value) {
+        let body = json!({"refresh_token": refresh_token});
+        self.call("POST", "/api/v1/auth/refresh", None, Some(body))
+            .await
     }
 
     /// Sends a request with `Authorization: Agent <key>`.
