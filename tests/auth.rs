@@ -1,6 +1,5 @@
 //! Login and single-use refresh tokens.
 
-
 use crate::helpers::{
     App, Mode,
     app::{ADMIN, ADMIN_PASSWORD},

@@ -132,10 +132,7 @@ async fn admin_create(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
 }
 
 fn key_ring(settings: &Settings) -> anyhow::Result<crypto::KeyRing> {
-    Ok(crypto::KeyRing::new(
-        settings.secret_key.expose(),
-        settings.encryption_keys.as_ref().map(|k| k.expose()),
-    )?)
+    Ok(crypto::KeyRing::from_settings(settings)?)
 }
 
 async fn keys_status(settings: Settings) -> anyhow::Result<()> {

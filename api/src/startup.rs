@@ -133,10 +133,7 @@ impl Application {
             db: db.clone(),
             queue: queue.clone(),
             bus: bus.clone(),
-            cipher: Arc::new(KeyRing::new(
-                settings.secret_key.expose(),
-                settings.encryption_keys.as_ref().map(|k| k.expose()),
-            )?),
+            cipher: Arc::new(KeyRing::from_settings(&settings)?),
             directory: AgentDirectory::new(),
             dispatcher: Dispatcher::new(),
             redis: redis_conn.clone(),
@@ -164,6 +161,7 @@ impl Application {
                 settings: settings.clone(),
                 agent_id: None,
                 artifacts: artifacts.clone(),
+                cipher: state.cipher.clone(),
             };
             let capabilities = mcp_worker::embedded_capabilities();
             let token = shutdown.clone();

@@ -5,7 +5,6 @@ use chrono::Utc;
 use futures::FutureExt;
 use mcp_shared::{
     bus::emit,
-    crypto::KeyRing,
     db::tasks,
     domain::{
         event::{Event, EventType},
@@ -101,14 +100,15 @@ async fn run_started(
     let timeout = std::time::Duration::from_secs(task.timeout_seconds.max(1) as u64);
     let task_type = TaskType::parse(&task.task_type).unwrap_or(TaskType::Generic);
     // The handler sees sensitive fields in clear; the stored row keeps them sealed.
-    let runnable = match open_sealed(deps, &task) {
+    let opened = match open_sealed(deps, &task) {
         Ok(t) => t,
         // Retryable: during a key rotation another worker may already hold the key.
         Err(e) => return record_failure(deps, &task, &e, true).await,
     };
+    let runnable = opened.as_ref().unwrap_or(&task);
     // A panicking handler is a failed attempt like any other, not a dead worker.
     let guarded =
-        std::panic::AssertUnwindSafe(handlers::run(deps, task_type, &runnable)).catch_unwind();
+        std::panic::AssertUnwindSafe(handlers::run(deps, task_type, runnable)).catch_unwind();
     let result = tokio::select! {
         r = tokio::time::timeout(timeout, guarded) => {
             r.map(|r| r.unwrap_or_else(|_| Err("handler panicked".into())))
@@ -118,9 +118,9 @@ async fn run_started(
 
     let (status, event) = match result {
         Ok(Ok(mut result)) => {
-            if task.sealed_key.is_some() {
+            if let Some(opened) = &opened {
                 // A handler that echoes its input must not store a sensitive value in clear.
-                sealing::keep_sealed(&mut result, &task.payload, &runnable.payload);
+                sealing::keep_sealed(&mut result, &task.payload, &opened.payload);
             }
             let holder = holder(deps, &task);
             let completed = persist(|| commits.complete(task.id, holder, result.clone())).await;
@@ -168,28 +168,19 @@ fn shown(
     result
 }
 
-/// The task with its sealed payload fields opened, for the handler.
+/// The task with its sealed payload fields opened, for the handler; `None` when it has none
+/// (the common case, which then costs no copy).
 fn open_sealed(
     deps: &WorkerDeps,
     task: &mcp_shared::entities::tasks::Model,
-) -> Result<mcp_shared::entities::tasks::Model, String> {
-    let mut task = task.clone();
+) -> Result<Option<mcp_shared::entities::tasks::Model>, String> {
     if task.sealed_key.is_none() {
-        return Ok(task);
+        return Ok(None);
     }
-    static RING: std::sync::OnceLock<Result<KeyRing, String>> = std::sync::OnceLock::new();
-    let ring = RING
-        .get_or_init(|| {
-            KeyRing::new(
-                deps.settings.secret_key.expose(),
-                deps.settings.encryption_keys.as_ref().map(|k| k.expose()),
-            )
-            .map_err(|e| e.to_string())
-        })
-        .as_ref()?;
-    sealing::open(&mut task.payload, ring)
+    let mut opened = task.clone();
+    sealing::open(&mut opened.payload, &deps.cipher)
         .map_err(|e| format!("sensitive fields could not be opened: {e}"))?;
-    Ok(task)
+    Ok(Some(opened))
 }
 
 /// How long the attempt ran, for the task-duration metric.

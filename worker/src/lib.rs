@@ -43,6 +43,8 @@ pub struct WorkerDeps {
     pub settings: Arc<Settings>,
     /// Where datasets and stage outputs live.
     pub artifacts: Arc<dyn ArtifactStore>,
+    /// Opens sensitive task fields for the handlers.
+    pub cipher: Arc<mcp_shared::crypto::KeyRing>,
 }
 
 /// Capabilities a worker serves when started without a list.
@@ -80,6 +82,7 @@ pub async fn run_standalone(
         bus: mcp_shared::bus::RedisStreamBus::publisher(conn),
         queue: Arc::new(queue.clone()),
         artifacts: mcp_shared::artifacts::open(&settings.artifact_store)?,
+        cipher: Arc::new(mcp_shared::crypto::KeyRing::from_settings(&settings)?),
         settings: Arc::new(settings),
         agent_id: None,
     };
