@@ -65,12 +65,10 @@ impl Guard {
             flags.push(format!("revoked-family:{family}"));
         }
         let counter = format!("rl:{}:{}", principal.role.as_str(), principal.id);
-        let (count, revoked) = match self.counters.hit_and_check(&counter, window, &flags).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "rate-limit store unavailable; request admitted");
-                return Ok(());
-            }
+        let Some((count, revoked)) =
+            available(self.counters.hit_and_check(&counter, window, &flags).await)
+        else {
+            return Ok(());
         };
         if revoked {
             return Err(ApiError::unauthorized(
@@ -98,38 +96,32 @@ impl Guard {
     ) -> Result<(), ApiError> {
         if self.logins_per_ip > 0 {
             let ip = ip.map_or_else(|| "unknown".to_string(), address_block);
-            match self.counters.hit(&format!("login-ip:{ip}"), WINDOW).await {
-                Ok(count) if count.hits > u64::from(self.logins_per_ip) => {
-                    tracing::warn!(%ip, "login rate limit exceeded");
-                    audit::note_security_event("auth.login_rate_limited", None);
-                    return Err(rate_limited(
-                        format!(
-                            "more than {} login attempts in a minute from this address",
-                            self.logins_per_ip
-                        ),
-                        count.resets_in,
-                    ));
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "rate-limit store unavailable"),
+            let count = available(self.counters.hit(&format!("login-ip:{ip}"), WINDOW).await);
+            if let Some(count) = count.filter(|c| c.hits > u64::from(self.logins_per_ip)) {
+                tracing::warn!(%ip, "login rate limit exceeded");
+                audit::note_security_event("auth.login_rate_limited", None);
+                return Err(rate_limited(
+                    format!(
+                        "more than {} login attempts in a minute from this address",
+                        self.logins_per_ip
+                    ),
+                    count.resets_in,
+                ));
             }
         }
         if self.max_failures > 0 {
-            match self
-                .counters
-                .flag_ttl(&format!("lock:{}", user_key(username)))
-                .await
-            {
-                Ok(Some(left)) => {
-                    tracing::warn!("login refused: username locked after repeated failures");
-                    audit::note_security_event("auth.login_locked", None);
-                    return Err(rate_limited(
-                        "too many failed logins for this user; try again later",
-                        left,
-                    ));
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "rate-limit store unavailable"),
+            let lock = available(
+                self.counters
+                    .flag_ttl(&format!("lock:{}", user_key(username)))
+                    .await,
+            );
+            if let Some(left) = lock.flatten() {
+                tracing::warn!("login refused: username locked after repeated failures");
+                audit::note_security_event("auth.login_locked", None);
+                return Err(rate_limited(
+                    "too many failed logins for this user; try again later",
+                    left,
+                ));
             }
         }
         Ok(())
@@ -142,16 +134,12 @@ impl Guard {
             return;
         }
         let key = user_key(username);
-        let failures = match self
+        let count = self
             .counters
             .hit(&format!("login-fail:{key}"), FAILURE_WINDOW)
-            .await
-        {
-            Ok(c) => c.hits,
-            Err(e) => {
-                tracing::warn!(error = %e, "rate-limit store unavailable");
-                return;
-            }
+            .await;
+        let Some(failures) = available(count).map(|c| c.hits) else {
+            return;
         };
         if failures >= u64::from(self.max_failures) {
             let doublings = (failures - u64::from(self.max_failures)).min(20) as u32;
@@ -161,9 +149,7 @@ impl Guard {
                 lock_seconds = lock.as_secs(),
                 "repeated failed logins: username locked"
             );
-            if let Err(e) = self.counters.set_flag(&format!("lock:{key}"), lock).await {
-                tracing::warn!(error = %e, "rate-limit store unavailable");
-            }
+            available(self.counters.set_flag(&format!("lock:{key}"), lock).await);
         }
     }
 
@@ -211,6 +197,14 @@ fn address_block(ip: std::net::IpAddr) -> String {
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
     }
+}
+
+/// A store answer, or `None` with the outage logged: limits give way rather than refuse
+/// requests while Redis is unreachable (availability over a short gap in limiting).
+fn available<T>(answer: redis::RedisResult<T>) -> Option<T> {
+    answer
+        .inspect_err(|e| tracing::warn!(error = %e, "rate-limit store unavailable"))
+        .ok()
 }
 
 fn rate_limited(message: impl Into<String>, wait: Duration) -> ApiError {
