@@ -9,17 +9,6 @@ use tokio_tungstenite::{connect_async, tungstenite::Message};
 
 use crate::helpers::{App, Mode, wait_for};
 
-async fn register(app: &App, body: Value) -> (String, String) {
-    let (s, b) = app
-        .admin("POST", "/api/v1/agents/register", Some(body))
-        .await;
-    assert_eq!(s, 201, "{b}");
-    (
-        b["data"]["agent"]["id"].as_str().unwrap().to_string(),
-        b["data"]["agent_key"].as_str().unwrap().to_string(),
-    )
-}
-
 async fn discover(app: &App, query: &str) -> Vec<Value> {
     let (s, b) = app
         .admin("GET", &format!("/api/v1/agents/discover?{query}"), None)
@@ -132,11 +121,11 @@ async fn agent_surface(mode: Mode) -> App {
     );
 
     // The agent acts on its own record with its key, and only on its own.
-    let (other, other_key) = register(
-        &app,
-        json!({"name": "exporter-1", "type": "data_processor", "capabilities": ["export"]}),
-    )
-    .await;
+    let (other, other_key) = app
+        .register_agent(
+            json!({"name": "exporter-1", "type": "data_processor", "capabilities": ["export"]}),
+        )
+        .await;
     let (s, b) = app
         .as_agent("GET", &format!("/api/v1/agents/{id}"), &key, None)
         .await;
@@ -276,8 +265,8 @@ async fn agent_surface(mode: Mode) -> App {
     assert_eq!(v["data"]["valid"], true);
 
     // Discovery: all capabilities required, healthy first, then least loaded.
-    let (a, _) = register(&app, json!({"name": "proc-a", "type": "data_processor", "capabilities": ["processing", "export"], "max_concurrency": 10})).await;
-    let (b_id, _) = register(&app, json!({"name": "proc-b", "type": "data_processor", "capabilities": ["processing", "export"], "max_concurrency": 10})).await;
+    let (a, _) = app.register_agent(json!({"name": "proc-a", "type": "data_processor", "capabilities": ["processing", "export"], "max_concurrency": 10})).await;
+    let (b_id, _) = app.register_agent(json!({"name": "proc-b", "type": "data_processor", "capabilities": ["processing", "export"], "max_concurrency": 10})).await;
     let (s, alloc) = app
         .admin(
             "POST",

@@ -158,14 +158,10 @@ async fn batches_accept_valid_items_and_reject_others_by_index() {
 }
 
 async fn register_agent(app: &App, name: &str, caps: Value) -> (String, String) {
-    let (s, b) = app
-        .admin("POST", "/api/v1/agents/register", Some(json!({"name": name, "type": "external_api", "capabilities": caps, "max_concurrency": 4})))
-        .await;
-    assert_eq!(s, 201, "{b}");
-    (
-        b["data"]["agent"]["id"].as_str().unwrap().to_string(),
-        b["data"]["agent_key"].as_str().unwrap().to_string(),
+    app.register_agent(
+        json!({"name": name, "type": "external_api", "capabilities": caps, "max_concurrency": 4}),
     )
+    .await
 }
 
 async fn agent_flow(mode: Mode) {

@@ -493,18 +493,11 @@ async fn queue_age_and_agent_health_alerts() {
     assert_eq!(cleared["key"], "queue_age:mcp:generic:high");
 
     // An agent that changes status again and again flaps; one that goes silent is unhealthy.
-    let (status, reg) = app
-        .admin(
-            "POST",
-            "/api/v1/agents/register",
-            Some(
-                json!({"name": "obs-agent", "type": "validation", "capabilities": ["validation"]}),
-            ),
+    let (agent, key) = app
+        .register_agent(
+            json!({"name": "obs-agent", "type": "validation", "capabilities": ["validation"]}),
         )
         .await;
-    assert_eq!(status, 201, "{reg}");
-    let key = reg["data"]["agent_key"].as_str().unwrap().to_string();
-    let agent = reg["data"]["agent"]["id"].as_str().unwrap().to_string();
     for status in ["paused", "active", "paused", "active"] {
         let (code, body) = app
             .as_agent(
@@ -734,18 +727,11 @@ async fn an_agent_that_keeps_failing_raises_an_alert() {
     )
     .await;
     let mut ws = system_events(&app).await;
-    let (status, reg) = app
-        .admin(
-            "POST",
-            "/api/v1/agents/register",
-            Some(
-                json!({"name": "flaky-analyst", "type": "ai_model", "capabilities": ["analysis"]}),
-            ),
+    let (agent, key) = app
+        .register_agent(
+            json!({"name": "flaky-analyst", "type": "ai_model", "capabilities": ["analysis"]}),
         )
         .await;
-    assert_eq!(status, 201, "{reg}");
-    let key = reg["data"]["agent_key"].as_str().unwrap().to_string();
-    let agent = reg["data"]["agent"]["id"].as_str().unwrap().to_string();
     // Five attempts (the minimum before a rate means anything), all failed.
     for i in 0..5 {
         app.create_task(json!({"type": "analysis", "payload": {"i": i}}))

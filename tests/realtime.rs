@@ -108,16 +108,11 @@ async fn protocol_subscribe_unsubscribe_ping_and_bad_input() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_sees_only_its_own_tasks() {
     let app = App::start(Mode::SingleNode).await;
-    let (status, reg) = app
-        .admin(
-            "POST",
-            "/api/v1/agents/register",
-            Some(json!({"name": "rt-agent", "type": "ai_model", "capabilities": ["analysis"]})),
+    let (agent_id, key) = app
+        .register_agent(
+            json!({"name": "rt-agent", "type": "ai_model", "capabilities": ["analysis"]}),
         )
         .await;
-    assert_eq!(status, 201, "{reg}");
-    let key = reg["data"]["agent_key"].as_str().unwrap().to_string();
-    let agent_id = reg["data"]["agent"]["id"].as_str().unwrap().to_string();
     let mut ws = connect(&app, "/ws/tasks/progress", &key).await;
     next_of_type(&mut ws, "snapshot", Duration::from_secs(5)).await;
 

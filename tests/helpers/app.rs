@@ -395,6 +395,18 @@ impl App {
         body["data"]["access_token"].as_str().unwrap().to_string()
     }
 
+    /// Registers an agent as the admin; returns its id and key.
+    pub async fn register_agent(&self, body: Value) -> (String, String) {
+        let (status, b) = self
+            .admin("POST", "/api/v1/agents/register", Some(body))
+            .await;
+        assert_eq!(status, 201, "agent not registered: {b}");
+        (
+            b["data"]["agent"]["id"].as_str().unwrap().to_string(),
+            b["data"]["agent_key"].as_str().unwrap().to_string(),
+        )
+    }
+
     /// `POST /auth/login`, whatever the answer.
     pub async fn try_login(
         &self,
