@@ -75,16 +75,16 @@ pub fn note_security_event(action: &'static str, details: Option<Value>) {
 }
 
 /// What the middleware knows about a finished request.
-pub struct Finished<'a> {
-    pub method: &'a Method,
-    pub path: &'a str,
-    pub status: StatusCode,
-    pub client_ip: Option<String>,
-    pub request_id: &'a str,
+struct Finished<'a> {
+    method: &'a Method,
+    path: &'a str,
+    status: StatusCode,
+    client_ip: Option<String>,
+    request_id: &'a str,
 }
 
 /// The record a finished request produces, or `None` when it is a plain read.
-pub fn record_for(note: &Note, req: &Finished<'_>) -> Option<AuditEntry> {
+fn record_for(note: &Note, req: &Finished<'_>) -> Option<AuditEntry> {
     let mutating = !matches!(*req.method, Method::GET | Method::HEAD | Method::OPTIONS);
     let security = matches!(
         req.status,
