@@ -92,6 +92,12 @@ pub fn mask(payload: &mut Value) {
     });
 }
 
+/// [`mask`], by value: a result or payload as events and reads show it.
+pub fn masked(mut value: Value) -> Value {
+    mask(&mut value);
+    value
+}
+
 /// Re-seals every value under the active key. Returns whether anything changed.
 pub fn reseal(payload: &mut Value, ring: &KeyRing) -> Result<bool> {
     let mut changed = false;

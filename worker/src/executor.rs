@@ -130,7 +130,7 @@ async fn run_started(
                     task_event(
                         &task,
                         EventType::TaskCompleted,
-                        json!({"task_id": task.id, "status": "completed", "result": shown(&task, result), "progress": 100,
+                        json!({"task_id": task.id, "status": "completed", "result": if task.sealed_key.is_some() { sealing::masked(result) } else { result }, "progress": 100,
                                "type": task.task_type, "duration_ms": run_ms(&task)}),
                     ),
                 ),
@@ -155,17 +155,6 @@ async fn run_started(
     tracing::info!(status = %status, "task finished");
     emit(deps.bus.as_ref(), event).await;
     Outcome::Done
-}
-
-/// A result as events show it: sealed values only name their key.
-fn shown(
-    task: &mcp_shared::entities::tasks::Model,
-    mut result: serde_json::Value,
-) -> serde_json::Value {
-    if task.sealed_key.is_some() {
-        sealing::mask(&mut result);
-    }
-    result
 }
 
 /// The task with its sealed payload fields opened, for the handler; `None` when it has none

@@ -395,12 +395,6 @@ fn fill_row(
     Ok(())
 }
 
-/// A result as events show it: sealed values only name their key.
-fn masked(mut result: Value) -> Value {
-    mcp_shared::sealing::mask(&mut result);
-    result
-}
-
 /// Publishes `task.cancelled`.
 async fn cancelled(state: &AppState, task: &Model) {
     emit(
@@ -678,7 +672,7 @@ pub async fn report_complete(
             state.bus.as_ref(),
             Event::new(
                 EventType::TaskCompleted,
-                json!({"task_id": id, "status": "completed", "result": masked(result), "progress": 100,
+                json!({"task_id": id, "status": "completed", "result": mcp_shared::sealing::masked(result), "progress": 100,
                        "type": t.task_type, "duration_ms": duration_ms}),
             )
             .for_task(id)
