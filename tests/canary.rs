@@ -458,14 +458,7 @@ async fn seed_tasks(app: &App, c: &mut Canaries, token: &str, agent: &Agent) {
             )
             .await;
         assert_eq!(s, 201, "{b}");
-        let (s, claimed) = app
-            .as_agent(
-                "POST",
-                &format!("/api/v1/agents/{}/tasks/claim?wait_ms=10000", agent.id),
-                &agent.key,
-                None,
-            )
-            .await;
+        let (s, claimed) = app.claim(&agent.id, &agent.key, 10000).await;
         assert_eq!(s, 200, "{claimed}");
         let id = claimed["data"]["id"].as_str().unwrap().to_string();
         let (s, b) = app

@@ -170,23 +170,9 @@ async fn agent_flow(mode: Mode) {
     let (_, other_key) = register_agent(&app, "other", json!(["export"])).await;
 
     // Nothing to claim yet: 204 after the wait.
-    let (s, _) = app
-        .as_agent(
-            "POST",
-            &format!("/api/v1/agents/{agent}/tasks/claim?wait_ms=200"),
-            &key,
-            None,
-        )
-        .await;
+    let (s, _) = app.claim(&agent, &key, 200).await;
     assert_eq!(s, 204);
-    let (s, _) = app
-        .as_agent(
-            "POST",
-            &format!("/api/v1/agents/{agent}/tasks/claim?wait_ms=40000"),
-            &key,
-            None,
-        )
-        .await;
+    let (s, _) = app.claim(&agent, &key, 40000).await;
     assert_eq!(s, 422);
 
     // A long poll is answered as soon as a task for the agent's capabilities appears.
@@ -301,14 +287,7 @@ async fn agent_flow(mode: Mode) {
     let foreign = app
         .create_task(json!({"type": "analysis", "required_capabilities": ["analysis", "export"], "payload": {}}))
         .await;
-    let (s, _) = app
-        .as_agent(
-            "POST",
-            &format!("/api/v1/agents/{agent}/tasks/claim?wait_ms=300"),
-            &key,
-            None,
-        )
-        .await;
+    let (s, _) = app.claim(&agent, &key, 300).await;
     assert_eq!(s, 204);
     assert_eq!(status_of(&app, &id(&foreign)).await["status"], "pending");
 

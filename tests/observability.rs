@@ -736,14 +736,7 @@ async fn an_agent_that_keeps_failing_raises_an_alert() {
     for i in 0..5 {
         app.create_task(json!({"type": "analysis", "payload": {"i": i}}))
             .await;
-        let (code, task) = app
-            .as_agent(
-                "POST",
-                &format!("/api/v1/agents/{agent}/tasks/claim?wait_ms=5000"),
-                &key,
-                None,
-            )
-            .await;
+        let (code, task) = app.claim(&agent, &key, 5000).await;
         assert_eq!(code, 200, "{task}");
         let id = task["data"]["id"].as_str().unwrap().to_string();
         let (code, body) = app

@@ -240,14 +240,7 @@ impl Fixture {
             .create_task(json!({"type": "analysis", "payload": {"rbac": true}}))
             .await;
         let my_task = task["id"].as_str().unwrap().to_string();
-        let (s, b) = app
-            .as_agent(
-                "POST",
-                &format!("/api/v1/agents/{}/tasks/claim?wait_ms=10000", me.id),
-                &me.key,
-                None,
-            )
-            .await;
+        let (s, b) = app.claim(&me.id, &me.key, 10000).await;
         assert_eq!(s, 200, "the agent claims its task: {b}");
         assert_eq!(b["data"]["id"], my_task.as_str(), "{b}");
         Self {

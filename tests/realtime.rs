@@ -134,14 +134,7 @@ async fn an_agent_sees_only_its_own_tasks() {
             json!({"type": "generic", "required_capabilities": ["analysis"], "payload": {}}),
         )
         .await;
-    let (status, claimed) = app
-        .as_agent(
-            "POST",
-            &format!("/api/v1/agents/{agent_id}/tasks/claim?wait_ms=10000"),
-            &key,
-            None,
-        )
-        .await;
+    let (status, claimed) = app.claim(&agent_id, &key, 10000).await;
     assert_eq!(status, 200, "{claimed}");
     let (status, _) = app
         .as_agent(

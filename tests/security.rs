@@ -561,14 +561,7 @@ async fn forged_and_misused_tokens_are_refused() {
 
 /// The agent claims its next task (it runs it: sealed fields come in clear).
 async fn claim(app: &App, agent: &str, key: &str) -> Value {
-    let (s, b) = app
-        .as_agent(
-            "POST",
-            &format!("/api/v1/agents/{agent}/tasks/claim?wait_ms=10000"),
-            key,
-            None,
-        )
-        .await;
+    let (s, b) = app.claim(agent, key, 10000).await;
     assert_eq!(s, 200, "{b}");
     b["data"].clone()
 }

@@ -407,6 +407,12 @@ impl App {
         )
     }
 
+    /// The agent's long-poll claim, waiting up to `wait_ms`; whatever the answer.
+    pub async fn claim(&self, agent_id: &str, key: &str, wait_ms: u64) -> (u16, Value) {
+        let path = format!("/api/v1/agents/{agent_id}/tasks/claim?wait_ms={wait_ms}");
+        self.as_agent("POST", &path, key, None).await
+    }
+
     /// `POST /auth/login`, whatever the answer.
     pub async fn try_login(
         &self,
