@@ -150,8 +150,7 @@ impl<Io: AsyncRead + Unpin> AsyncRead for HeaderDeadline<Io> {
                 this.phase = Phase::Upgraded;
                 this.deadline = None;
             } else {
-                let new = new.to_vec();
-                this.scan(&new);
+                this.scan(new);
             }
         }
         polled
