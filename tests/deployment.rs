@@ -3,7 +3,7 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use crate::helpers::{App, Mode, app::binary, wait_for};
+use crate::helpers::{App, Mode, app::binary, tools::python_module, wait_for};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -77,11 +77,11 @@ fn kubernetes_manifests_are_valid() {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     assert!(manifests.len() >= 4, "k8s/ holds the manifests");
-    let out = Command::new("python3")
-        .args(["-m", "kubernetes_validate", "--strict"])
+    let out = python_module("kubernetes_validate")
+        .arg("--strict")
         .args(&manifests)
         .output()
-        .expect("kubernetes-validate is installed by ./scripts/test.sh (pip install kubernetes-validate)");
+        .expect("kubernetes-validate runs");
     assert!(
         out.status.success(),
         "invalid manifests:\n{}{}",
@@ -91,18 +91,14 @@ fn kubernetes_manifests_are_valid() {
 }
 
 #[test]
-fn compose_file_is_valid_when_docker_compose_is_available() {
-    let probe = Command::new("docker").args(["compose", "version"]).output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("docker compose is not installed here; skipping the compose check");
-        return;
-    }
+#[ignore = "needs `docker compose` (the Docker CLI plugin); run with `./scripts/test.sh -- --ignored`"]
+fn compose_file_is_valid() {
     let out = Command::new("docker")
         .args(["compose", "-f"])
         .arg(repo().join("docker/compose.yaml"))
         .args(["config", "--quiet"])
         .output()
-        .unwrap();
+        .expect("docker compose is installed");
     assert!(
         out.status.success(),
         "{}",

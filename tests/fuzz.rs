@@ -6,9 +6,9 @@
 //! Bounded by default (about a minute on two cores); `MCP_FUZZ_MAX_TIME` (seconds),
 //! `MCP_FUZZ_MAX_EXAMPLES` (per operation) and `MCP_FUZZ_SEED` change the run.
 
-use std::{io::Write, process::Command, time::Instant};
+use std::{io::Write, time::Instant};
 
-use crate::helpers::{App, Mode};
+use crate::helpers::{App, Mode, tools::python_module};
 
 /// Checks about requests, not responses, that the server answers on purpose in its own way:
 /// it applies rules the schema cannot state (a dataset id *or* records, slots up to the agent's
@@ -50,8 +50,8 @@ async fn schemathesis_finds_no_server_errors_and_no_responses_outside_the_spec()
     let reports = app.dir.path().join("schemathesis");
     let schema = format!("{}/openapi.json", app.base);
     let started = Instant::now();
-    let output = Command::new("python3")
-        .args(["-m", "schemathesis.cli", "--no-color", "run", &schema])
+    let output = python_module("schemathesis.cli")
+        .args(["--no-color", "run", &schema])
         .arg("--header")
         .arg(format!("Authorization: Bearer {}", app.admin_token))
         .args(["--checks", "all", "--exclude-checks", EXCLUDED_CHECKS])
@@ -71,13 +71,13 @@ async fn schemathesis_finds_no_server_errors_and_no_responses_outside_the_spec()
         .current_dir(app.dir.path())
         .output()
         .unwrap_or_else(|e| {
-            panic!("python3 could not run schemathesis ({e}); ./scripts/test.sh installs it")
+            panic!("schemathesis could not be started ({e}); ./scripts/test.sh installs it")
         });
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !(stderr.contains("No module named") && stderr.contains("schemathesis")),
-        "schemathesis is not installed; ./scripts/test.sh installs it (pip install schemathesis)"
+        "schemathesis is missing from the test environment; ./scripts/test.sh installs it"
     );
     let summary = summary(&stdout);
     report(&format!(

@@ -296,19 +296,12 @@ impl S3 {
         let dir = TempDir::new("s3");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("moto.log")).unwrap();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+        let child = super::tools::python_module("moto.server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|_| missing("python3 with moto[server]"));
+            .expect("moto.server starts");
         wait_port(port, "moto S3 server");
         let s3 = Self {
             port,
