@@ -3,7 +3,7 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use crate::helpers::{App, Mode, app::binary, tools::python_module, wait_for};
+use crate::helpers::{App, Mode, app::binary, servers::python_module, wait_for};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()

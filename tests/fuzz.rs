@@ -8,7 +8,7 @@
 
 use std::{io::Write, time::Instant};
 
-use crate::helpers::{App, Mode, tools::python_module};
+use crate::helpers::{App, Mode, servers::python_module};
 
 /// Checks about requests, not responses, that the server answers on purpose in its own way:
 /// it applies rules the schema cannot state (a dataset id *or* records, slots up to the agent's

@@ -3,7 +3,6 @@
 pub mod app;
 pub mod servers;
 pub mod synth;
-pub mod tools;
 pub mod wait;
 pub mod ws;
 

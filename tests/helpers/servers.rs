@@ -296,7 +296,7 @@ impl S3 {
         let dir = TempDir::new("s3");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("moto.log")).unwrap();
-        let child = super::tools::python_module("moto.server")
+        let child = python_module("moto.server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -371,4 +371,33 @@ impl Drop for S3 {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// The Python tools the tests drive (moto, schemathesis, kubernetes-validate) run from the
+// project's own virtual environment, which `./scripts/test.sh` fills from `tests/requirements.txt`.
+
+/// The virtual environment: `MCP_TEST_VENV` as the test script exports it, else its default place.
+fn venv() -> PathBuf {
+    std::env::var_os("MCP_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap()
+                .join("target/test-venv")
+        })
+}
+
+/// `python -m <module>` in the test environment; panics with the way to get it when it is missing.
+pub fn python_module(module: &str) -> Command {
+    let python = venv().join("bin/python");
+    assert!(
+        python.exists(),
+        "{} does not exist: run the tests with ./scripts/test.sh, which creates it and installs \
+         the Python tools from tests/requirements.txt",
+        python.display()
+    );
+    let mut cmd = Command::new(python);
+    cmd.args(["-m", module]);
+    cmd
 }
