@@ -93,7 +93,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let app = Application::build(settings).await?;
-    app.run_until(shutdown_signal()).await
+    app.run_until(mcp_shared::shutdown::signal()).await
 }
 
 async fn admin_create(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
@@ -171,27 +171,4 @@ async fn keys_rotate(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
         report.unreadable
     );
     Ok(())
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown requested");
 }

@@ -11,6 +11,7 @@ use mcp_shared::{
     bus::{EventBus, InProcessBus, RedisStreamBus},
     crypto::{self, KeyRing},
     db::{Database, users},
+    lifecycle::Lifecycle,
     queue::{self, JobQueue, RedisQueue, SqliteQueue},
 };
 use mcp_worker::{WorkerDeps, pool};
@@ -132,6 +133,7 @@ impl Application {
             settings: settings.clone(),
             db: db.clone(),
             queue: queue.clone(),
+            lifecycle: Lifecycle::new(db.conn.clone(), bus.clone()),
             bus: bus.clone(),
             cipher: Arc::new(KeyRing::from_settings(&settings)?),
             directory: AgentDirectory::new(),
@@ -157,6 +159,7 @@ impl Application {
             let deps = WorkerDeps {
                 db,
                 bus,
+                lifecycle: state.lifecycle.clone(),
                 queue,
                 settings: settings.clone(),
                 agent_id: None,

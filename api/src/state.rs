@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mcp_shared::{
     Settings, artifacts::ArtifactStore, auth::JwtKeys, bus::EventBus, crypto::KeyRing,
-    db::Database, queue::JobQueue,
+    db::Database, lifecycle::Lifecycle, queue::JobQueue,
 };
 
 use crate::{directory::AgentDirectory, services::dispatcher::Dispatcher};
@@ -15,6 +15,8 @@ pub struct AppState {
     pub db: Database,
     pub queue: Arc<dyn JobQueue>,
     pub bus: Arc<dyn EventBus>,
+    /// Every task transition and its event.
+    pub lifecycle: Lifecycle,
     pub jwt: Arc<JwtKeys>,
     /// Seals secret fields (agent configuration secrets, sensitive task payload fields).
     pub cipher: Arc<KeyRing>,

@@ -11,6 +11,43 @@ use tokio::io::AsyncRead;
 
 use crate::{Error, Result};
 
+/// Every artifact key, in one place: what lives where in the store.
+pub mod keys {
+    use uuid::Uuid;
+
+    use crate::domain::pipeline::{DatasetFormat, ExportFormat, Stage};
+
+    /// An uploaded dataset, as it was uploaded.
+    pub fn dataset(id: Uuid, format: DatasetFormat) -> String {
+        let extension = match format {
+            DatasetFormat::Ndjson => "ndjson",
+            DatasetFormat::Json => "json",
+            DatasetFormat::Csv => "csv",
+        };
+        format!("datasets/{id}.{extension}")
+    }
+
+    /// One shard of a stage's output (JSON lines).
+    pub fn shard(execution: Uuid, stage: Stage, shard: u32) -> String {
+        format!("executions/{execution}/{stage}/{shard:05}.jsonl")
+    }
+
+    /// The de-duplication fingerprints the validation stage wrote for one shard.
+    pub fn fingerprints(execution: Uuid, shard: u32) -> String {
+        format!("executions/{execution}/fingerprints/{shard:05}.bin")
+    }
+
+    /// The exported file of `format`.
+    pub fn export(execution: Uuid, format: ExportFormat) -> String {
+        format!("executions/{execution}/export/{}", format.file_name())
+    }
+
+    /// The execution's report.
+    pub fn report(execution: Uuid) -> String {
+        format!("executions/{execution}/export/report.json")
+    }
+}
+
 /// A byte stream read from the store.
 pub type ArtifactReader = Pin<Box<dyn AsyncRead + Send>>;
 

@@ -28,10 +28,12 @@ pub mod db;
 pub mod domain;
 pub mod entities;
 pub mod error;
+pub mod lifecycle;
 pub mod otlp;
 pub mod pii;
 pub mod queue;
 pub mod sealing;
+pub mod shutdown;
 pub mod telemetry;
 
 pub use config::Settings;

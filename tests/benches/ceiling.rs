@@ -25,15 +25,18 @@ use std::{
 use apalis::prelude::*;
 use futures::StreamExt;
 use mcp_migrations::{Migrator, MigratorTrait};
+use mcp_shared::lifecycle::commit::Commits;
 use mcp_shared::{
     db::{
         Database,
-        tasks::{self, Completion, Holder},
+        tasks::{
+            self,
+            transitions::{self, Completion, Holder},
+        },
     },
     domain::task::Priority,
     queue::{Job, JobQueue, JobRef, QueueName, RedisQueue},
 };
-use mcp_worker::commit::Commits;
 use sea_orm::Set;
 use serde_json::json;
 use tokio::sync::Notify;
@@ -215,9 +218,9 @@ async fn sql_alone(pg_url: &str, n: usize) -> [(&'static str, f64); 3] {
     let one_by_one = concurrently(ids, CONCURRENCY, move |id| {
         let conn = conn.clone();
         async move {
-            let started = tasks::start(&conn, id, Some(agent)).await.unwrap();
+            let started = transitions::start(&conn, id, Some(agent)).await.unwrap();
             assert!(started.is_some(), "a fresh task starts");
-            let done = tasks::complete(&conn, id, holder(agent), json!({"echo": true}))
+            let done = transitions::complete(&conn, id, holder(agent), json!({"echo": true}))
                 .await
                 .unwrap();
             assert!(done, "a started task completes");
@@ -228,7 +231,7 @@ async fn sql_alone(pg_url: &str, n: usize) -> [(&'static str, f64); 3] {
     let ids = seed(&db, n).await;
     let started = Instant::now();
     for chunk in ids.chunks(CONCURRENCY) {
-        let rows = tasks::start_many(&db.conn, chunk, Some(agent))
+        let rows = transitions::start_many(&db.conn, chunk, Some(agent))
             .await
             .unwrap();
         assert_eq!(rows.len(), chunk.len(), "every fresh task starts");
@@ -240,7 +243,7 @@ async fn sql_alone(pg_url: &str, n: usize) -> [(&'static str, f64); 3] {
                 result: json!({"echo": true}),
             })
             .collect();
-        let done = tasks::complete_many(&db.conn, &items).await.unwrap();
+        let done = transitions::complete_many(&db.conn, &items).await.unwrap();
         assert_eq!(done.len(), chunk.len(), "every started task completes");
     }
     let batched = n as f64 / started.elapsed().as_secs_f64();

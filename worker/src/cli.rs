@@ -69,7 +69,11 @@ pub fn main(program: &str, defaults: &[String]) -> ExitCode {
     };
     telemetry::init(settings.is_production());
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(crate::run_standalone(settings, capabilities)) {
+    match runtime.block_on(crate::run_standalone(
+        settings,
+        capabilities,
+        mcp_shared::shutdown::signal(),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{program}: {}", telemetry::sanitize(&e.to_string()));

@@ -1,15 +1,12 @@
-//! One delivered job, start to finish. Delivery is at least once; effects are exactly once,
-//! because every state change is a conditional update on the task row.
+//! One delivered job, start to finish: the worker's side of the task lifecycle. Delivery is at
+//! least once; effects are exactly once, because every transition goes through
+//! [`mcp_shared::lifecycle`], whose conditional updates apply each change once.
 
-use chrono::Utc;
 use futures::FutureExt;
 use mcp_shared::{
-    bus::emit,
-    db::tasks,
-    domain::{
-        event::{Event, EventType},
-        task::{TaskStatus, TaskType},
-    },
+    db::tasks::{self, transitions::Holder},
+    domain::task::TaskType,
+    entities::tasks::Model as Task,
     otlp,
     queue::JobRef,
     sealing,
@@ -17,7 +14,7 @@ use mcp_shared::{
 use serde_json::json;
 use tracing::{Instrument, info_span};
 
-use crate::{WorkerDeps, commit::Commits, handlers};
+use crate::{WorkerDeps, handlers};
 
 /// What the queue should do with the job after [`execute`].
 #[derive(Debug, PartialEq, Eq)]
@@ -30,13 +27,13 @@ pub enum Outcome {
 
 /// Runs one delivered job; its start and completion are committed together with those of the
 /// other jobs running in this process.
-pub async fn execute(deps: &WorkerDeps, commits: &Commits, job: JobRef) -> Outcome {
+pub async fn execute(deps: &WorkerDeps, job: JobRef) -> Outcome {
     let span = info_span!("job", task_id = %job.task_id);
-    run(deps, commits, job).instrument(span).await
+    run(deps, job).instrument(span).await
 }
 
-async fn run(deps: &WorkerDeps, commits: &Commits, job: JobRef) -> Outcome {
-    let task = match commits.start(job.task_id, deps.agent_id).await {
+async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
+    let task = match deps.lifecycle.start(job.task_id, deps.agent_id).await {
         Ok(Some(task)) => task,
         Ok(None) => {
             tracing::debug!("task not startable; duplicate delivery dropped");
@@ -51,7 +48,7 @@ async fn run(deps: &WorkerDeps, commits: &Commits, job: JobRef) -> Outcome {
         .filter(|_| otlp::enabled())
         .and_then(otlp::TraceContext::parse);
     let Some(parent) = parent else {
-        return run_started(deps, commits, task).await;
+        return run_started(deps, task).await;
     };
     let context = parent.child();
     let start = std::time::SystemTime::now();
@@ -61,7 +58,7 @@ async fn run(deps: &WorkerDeps, commits: &Commits, job: JobRef) -> Outcome {
         task.queue.clone(),
         task.attempt,
     );
-    let outcome = otlp::scope(context, run_started(deps, commits, task)).await;
+    let outcome = otlp::scope(context, run_started(deps, task)).await;
     otlp::export(otlp::Span {
         context,
         parent: Some(parent.span_id),
@@ -81,24 +78,10 @@ async fn run(deps: &WorkerDeps, commits: &Commits, job: JobRef) -> Outcome {
 }
 
 /// Runs a started task's handler and records the outcome.
-async fn run_started(
-    deps: &WorkerDeps,
-    commits: &Commits,
-    task: mcp_shared::entities::tasks::Model,
-) -> Outcome {
-    emit(
-        deps.bus.as_ref(),
-        task_event(
-            &task,
-            EventType::TaskStarted,
-            json!({"task_id": task.id, "status": "running", "attempt": task.attempt,
-                   "agent_id": task.agent_id, "execution_id": task.execution_id, "stage": task.stage}),
-        ),
-    )
-    .await;
-
+async fn run_started(deps: &WorkerDeps, task: Task) -> Outcome {
     let timeout = std::time::Duration::from_secs(task.timeout_seconds.max(1) as u64);
     let task_type = TaskType::parse(&task.task_type).unwrap_or(TaskType::Generic);
+    let holder = holder(deps, &task);
     // The handler sees sensitive fields in clear; the stored row keeps them sealed.
     let opened = match open_sealed(deps, &task) {
         Ok(t) => t,
@@ -113,56 +96,38 @@ async fn run_started(
         r = tokio::time::timeout(timeout, guarded) => {
             r.map(|r| r.unwrap_or_else(|_| Err("handler panicked".into())))
         }
-        () = cancel_requested(deps, task.id) => return record_cancel(deps, &task).await,
+        () = cancel_requested(deps, task.id) => {
+            return match persist(|| deps.lifecycle.finish_cancel(&task, holder)).await {
+                Ok(_) => Outcome::Done,
+                Err(e) => Outcome::Redeliver(format!("recording cancellation: {e}")),
+            };
+        }
     };
-
-    let (status, event) = match result {
+    match result {
         Ok(Ok(mut result)) => {
             if let Some(opened) = &opened {
                 // A handler that echoes its input must not store a sensitive value in clear.
                 sealing::keep_sealed(&mut result, &task.payload, &opened.payload);
             }
-            let holder = holder(deps, &task);
-            let completed = persist(|| commits.complete(task.id, holder, result.clone())).await;
-            match completed {
-                Ok(true) => (
-                    TaskStatus::Completed,
-                    task_event(
-                        &task,
-                        EventType::TaskCompleted,
-                        json!({"task_id": task.id, "status": "completed", "result": if task.sealed_key.is_some() { sealing::masked(result) } else { result }, "progress": 100,
-                               "type": task.task_type, "duration_ms": run_ms(&task)}),
-                    ),
-                ),
-                Ok(false) => return Outcome::Done,
-                Err(e) => return Outcome::Redeliver(format!("recording completion: {e}")),
+            match persist(|| deps.lifecycle.complete(&task, holder, result.clone())).await {
+                Ok(_) => Outcome::Done,
+                Err(e) => Outcome::Redeliver(format!("recording completion: {e}")),
             }
         }
         Ok(Err(failure)) => {
             let retryable = !failure.is::<handlers::Permanent>();
-            return record_failure(deps, &task, &failure.to_string(), retryable).await;
+            record_failure(deps, &task, &failure.to_string(), retryable).await
         }
         Err(_) => {
-            return record_failure(
-                deps,
-                &task,
-                &format!("timed out after {}s", timeout.as_secs()),
-                true,
-            )
-            .await;
+            let error = format!("timed out after {}s", timeout.as_secs());
+            record_failure(deps, &task, &error, true).await
         }
-    };
-    tracing::info!(status = %status, "task finished");
-    emit(deps.bus.as_ref(), event).await;
-    Outcome::Done
+    }
 }
 
 /// The task with its sealed payload fields opened, for the handler; `None` when it has none
 /// (the common case, which then costs no copy).
-fn open_sealed(
-    deps: &WorkerDeps,
-    task: &mcp_shared::entities::tasks::Model,
-) -> Result<Option<mcp_shared::entities::tasks::Model>, String> {
+fn open_sealed(deps: &WorkerDeps, task: &Task) -> Result<Option<Task>, String> {
     if task.sealed_key.is_none() {
         return Ok(None);
     }
@@ -172,86 +137,18 @@ fn open_sealed(
     Ok(Some(opened))
 }
 
-/// How long the attempt ran, for the task-duration metric.
-fn run_ms(task: &mcp_shared::entities::tasks::Model) -> i64 {
-    task.started_at
-        .map_or(0, |at| (Utc::now() - at).num_milliseconds().max(0))
-}
-
-/// Records a failed attempt: `dead` when attempts are exhausted, otherwise `failed` and due again
-/// after an exponential backoff with jitter.
-async fn record_failure(
-    deps: &WorkerDeps,
-    task: &mcp_shared::entities::tasks::Model,
-    error: &str,
-    retryable: bool,
-) -> Outcome {
-    let exhausted = !retryable || task.attempt >= task.max_attempts;
-    let (status, kind, retry_at) = if exhausted {
-        (TaskStatus::Dead, EventType::TaskDead, None)
-    } else {
-        let delay = backoff(task.attempt as u32);
-        (
-            TaskStatus::Failed,
-            EventType::TaskFailed,
-            Some(Utc::now() + delay),
-        )
-    };
+/// Records a failed attempt; the lifecycle decides between retry and dead.
+async fn record_failure(deps: &WorkerDeps, task: &Task, error: &str, retryable: bool) -> Outcome {
     let holder = holder(deps, task);
-    let failed =
-        persist(|| tasks::fail(&deps.db.conn, task.id, holder, error, status, retry_at)).await;
-    match failed {
-        Ok(true) => {}
-        Ok(false) => return Outcome::Done,
-        Err(e) => return Outcome::Redeliver(format!("recording failure: {e}")),
+    match persist(|| deps.lifecycle.fail(task, holder, error, retryable)).await {
+        Ok(_) => Outcome::Done,
+        Err(e) => Outcome::Redeliver(format!("recording failure: {e}")),
     }
-    // A cancel requested meanwhile turned the failure into a cancellation.
-    if let Ok(Some(now)) = tasks::find(&deps.db.conn, task.id).await
-        && now.status == TaskStatus::Cancelled.as_str()
-    {
-        emit(
-            deps.bus.as_ref(),
-            task_event(
-                task,
-                EventType::TaskCancelled,
-                json!({"task_id": task.id, "status": "cancelled"}),
-            ),
-        )
-        .await;
-        return Outcome::Done;
-    }
-    if status == TaskStatus::Dead {
-        crate::pipeline::shard_dead(deps, task, error).await;
-    }
-    // The dispatcher pushes the task again when `retry_at` comes.
-    tracing::warn!(status = %status, error, "task attempt failed");
-    emit(
-        deps.bus.as_ref(),
-        task_event(
-            task,
-            kind,
-            json!({"task_id": task.id, "status": status, "error": error, "attempt": task.attempt}),
-        ),
-    )
-    .await;
-    Outcome::Done
-}
-
-/// An event about `task`, routed by task, execution and agent so subscribers can filter on each.
-fn task_event(
-    task: &mcp_shared::entities::tasks::Model,
-    kind: EventType,
-    data: serde_json::Value,
-) -> Event {
-    Event::new(kind, data)
-        .for_task(task.id)
-        .for_execution(task.execution_id)
-        .for_agent(task.agent_id)
 }
 
 /// This attempt, as held by this worker: only it may finish the attempt.
-fn holder(deps: &WorkerDeps, task: &mcp_shared::entities::tasks::Model) -> tasks::Holder {
-    tasks::Holder {
+fn holder(deps: &WorkerDeps, task: &Task) -> Holder {
+    Holder {
         agent: deps.agent_id,
         attempt: Some(task.attempt),
     }
@@ -286,51 +183,10 @@ const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 async fn cancel_requested(deps: &WorkerDeps, id: uuid::Uuid) {
     loop {
         tokio::time::sleep(CANCEL_POLL).await;
-        if let Ok(Some(t)) = tasks::find(&deps.db.conn, id).await
+        if let Ok(Some(t)) = tasks::find(deps.lifecycle.db(), id).await
             && t.cancel_requested
         {
             return;
-        }
-    }
-}
-
-async fn record_cancel(deps: &WorkerDeps, task: &mcp_shared::entities::tasks::Model) -> Outcome {
-    match tasks::finish_cancel(&deps.db.conn, task.id, holder(deps, task)).await {
-        Ok(true) => {
-            tracing::info!("task cancelled while running");
-            emit(
-                deps.bus.as_ref(),
-                task_event(
-                    task,
-                    EventType::TaskCancelled,
-                    json!({"task_id": task.id, "status": "cancelled"}),
-                ),
-            )
-            .await;
-            Outcome::Done
-        }
-        Ok(false) => Outcome::Done,
-        Err(e) => Outcome::Redeliver(format!("recording cancellation: {e}")),
-    }
-}
-
-/// Exponential backoff with full jitter: up to 2^attempt seconds, capped at 10 minutes.
-pub fn backoff(attempt: u32) -> chrono::Duration {
-    let cap_ms = 1000u64.saturating_mul(1 << attempt.min(20)).min(600_000);
-    let jittered = cap_ms / 2 + rand::random::<u64>() % (cap_ms / 2 + 1);
-    chrono::Duration::milliseconds(jittered as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for attempt in 0..30 {
-            let d = backoff(attempt).num_milliseconds();
-            let cap = (1000u64 << attempt.min(20)).min(600_000) as i64;
-            assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d}ms");
         }
     }
 }

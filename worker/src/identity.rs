@@ -11,7 +11,7 @@ use mcp_shared::{
     db::agents,
     domain::{
         agent::{AgentStatus, AgentType, Capability},
-        event::{Event, EventType, agent_event},
+        event::Event,
     },
     entities::agents::ActiveModel,
 };
@@ -63,11 +63,7 @@ pub async fn register(
         },
     )
     .await?;
-    emit(
-        deps.bus.as_ref(),
-        Event::new(EventType::AgentRegistered, agent_event(&agent, None)).for_agent(Some(agent.id)),
-    )
-    .await;
+    emit(deps.bus.as_ref(), Event::agent_registered(&agent)).await;
     Ok(agent.id)
 }
 
@@ -94,11 +90,7 @@ pub async fn heartbeat_until(
                 if now != beat.previous {
                     emit(
                         deps.bus.as_ref(),
-                        Event::new(
-                            EventType::AgentStatusUpdated,
-                            agent_event(&beat.agent, Some(beat.previous)),
-                        )
-                        .for_agent(Some(agent_id)),
+                        Event::agent_status_updated(&beat.agent, beat.previous),
                     )
                     .await;
                 }
@@ -115,11 +107,7 @@ pub async fn heartbeat_until(
     if let Ok(true) = agents::deregister(&deps.db.conn, agent_id).await {
         emit(
             deps.bus.as_ref(),
-            Event::new(
-                EventType::AgentDeregistered,
-                json!({"agent_id": agent_id, "reason": "worker stopped"}),
-            )
-            .for_agent(Some(agent_id)),
+            Event::agent_deregistered(agent_id, json!({"reason": "worker stopped"})),
         )
         .await;
     }

@@ -5,16 +5,15 @@
 //!   backend, wakes idle workers when jobs are pushed, and restarts a worker whose backend failed.
 //! - [`gate`]: one pool of execution slots per process, served most urgent tier first with a
 //!   starvation guard.
-//! - [`commit`]: group commit of the starts and completions of all jobs running in the process.
-//! - [`executor`]: what happens to one delivered job: a conditional `pending → running`, the
-//!   handler, then `running → completed | failed | dead`, each published as an event.
+//! - [`executor`]: what happens to one delivered job: the lifecycle's start, the handler with
+//!   its timeout and cancel check, then the lifecycle's complete or fail
+//!   ([`mcp_shared::lifecycle`] decides and publishes every transition).
 //! - [`handlers`]: the task handlers by task type.
 //!
 //! The same code runs inside the API process (single node) and in the `mcp-worker` binary.
 
 pub mod analysis;
 pub mod cli;
-pub mod commit;
 pub mod executor;
 pub mod gate;
 pub mod handlers;
@@ -28,7 +27,8 @@ mod test_support;
 use std::sync::Arc;
 
 use mcp_shared::{
-    Settings, artifacts::ArtifactStore, bus::EventBus, db::Database, queue::JobQueue,
+    Settings, artifacts::ArtifactStore, bus::EventBus, db::Database, lifecycle::Lifecycle,
+    queue::JobQueue,
 };
 
 /// What a worker needs to run jobs; cloned into every handler call.
@@ -38,6 +38,8 @@ pub struct WorkerDeps {
     pub bus: Arc<dyn EventBus>,
     /// For pushing retries back onto the task's queue.
     pub queue: Arc<dyn JobQueue>,
+    /// Every task transition (group-committed) and its event.
+    pub lifecycle: Lifecycle,
     /// This process's agent id, recorded on the tasks it runs (set once registered).
     pub agent_id: Option<uuid::Uuid>,
     pub settings: Arc<Settings>,
@@ -63,10 +65,12 @@ pub fn embedded_capabilities() -> Vec<String> {
         .collect()
 }
 
-/// Runs a standalone worker process (distributed mode) until SIGTERM or Ctrl-C.
+/// Runs a standalone worker process (distributed mode) until `shutdown` completes (the binaries
+/// pass [`mcp_shared::shutdown::signal`]); in-flight jobs then finish before it returns.
 pub async fn run_standalone(
     settings: Settings,
     capabilities: Vec<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> mcp_shared::Result<()> {
     let url = settings.redis_url.clone().ok_or_else(|| {
         mcp_shared::Error::Config(
@@ -77,45 +81,31 @@ pub async fn run_standalone(
     let conn = mcp_shared::queue::connect_redis(url.expose()).await?;
     let client = redis::Client::open(url.expose())?;
     let queue = mcp_shared::queue::RedisQueue::new(conn.clone());
+    let bus: Arc<dyn EventBus> = mcp_shared::bus::RedisStreamBus::publisher(conn);
     let deps = WorkerDeps {
+        lifecycle: Lifecycle::new(db.conn.clone(), bus.clone()),
         db,
-        bus: mcp_shared::bus::RedisStreamBus::publisher(conn),
+        bus,
         queue: Arc::new(queue.clone()),
         artifacts: mcp_shared::artifacts::open(&settings.artifact_store)?,
         cipher: Arc::new(mcp_shared::crypto::KeyRing::from_settings(&settings)?),
         settings: Arc::new(settings),
         agent_id: None,
     };
-    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = tokio_util::sync::CancellationToken::new();
     if let Some(endpoint) = &deps.settings.otel_endpoint {
-        mcp_shared::otlp::init(endpoint, "mcp-worker", shutdown.clone());
+        mcp_shared::otlp::init(endpoint, "mcp-worker", stop.clone());
     }
-    let on_signal = shutdown.clone();
+    let on_signal = stop.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.await;
         on_signal.cancel();
     });
     pool::run(
         deps,
         pool::Source::Redis { queue, client },
         capabilities,
-        shutdown,
+        stop,
     )
     .await
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown requested; finishing in-flight jobs");
 }

@@ -12,12 +12,12 @@ use std::sync::{
 };
 
 use mcp_shared::{
-    artifacts::ArtifactStore,
+    artifacts::{ArtifactStore, keys},
     bus::emit,
     db::{self, pipelines::ShardOutcome},
     domain::{
-        event::{Event, EventType},
-        pipeline::{DatasetFormat, ExportFormat, PipelineOptions, PipelineStatus, Stage},
+        event::Event,
+        pipeline::{DatasetFormat, PipelineOptions, PipelineStatus, Stage},
     },
     entities::{pipeline_executions, tasks},
 };
@@ -30,24 +30,6 @@ use crate::{
     handlers::{HandlerError, permanent},
     stages::{self, Control, Stopped, export::StageSummary, ingestion::IngestError},
 };
-
-/// Where a stage's shard output lives.
-pub fn shard_key(execution: Uuid, stage: Stage, shard: u32) -> String {
-    format!("executions/{execution}/{stage}/{shard:05}.jsonl")
-}
-
-fn fingerprints_key(execution: Uuid, shard: u32) -> String {
-    format!("executions/{execution}/fingerprints/{shard:05}.bin")
-}
-
-/// Where the exported file of `format` lives.
-pub fn export_key(execution: Uuid, format: ExportFormat) -> String {
-    format!("executions/{execution}/export/{}", format.file_name())
-}
-
-pub fn report_key(execution: Uuid) -> String {
-    format!("executions/{execution}/export/report.json")
-}
 
 #[derive(Deserialize)]
 struct ShardJob {
@@ -114,7 +96,7 @@ pub async fn run_shard(deps: &WorkerDeps, task: &tasks::Model) -> Result<Value, 
     let _guard = StopOnDrop(progress.clone());
     let reporter = AbortOnDrop(tokio::spawn(report_progress(
         deps.clone(),
-        task.id,
+        task.clone(),
         job.execution_id,
         job.stage,
         job.shard,
@@ -159,7 +141,6 @@ async fn finish_stage(
     next_shards: u32,
 ) -> mcp_shared::Result<()> {
     let db = &deps.db.conn;
-    let event = |kind, data| Event::new(kind, data).for_execution(Some(execution.id));
     let runs = db::pipelines::stage_runs(db, execution.id).await?;
     let (records_in, records_out) = runs
         .iter()
@@ -171,22 +152,13 @@ async fn finish_stage(
     let timeout = deps.settings.task_execution_timeout.as_secs() as i32;
     if db::pipelines::advance(db, execution.id, stage, next, next_shards, timeout).await? {
         tracing::info!(execution_id = %execution.id, %stage, %next, "stage completed");
+        let bus = deps.bus.as_ref();
         emit(
-            deps.bus.as_ref(),
-            event(
-                EventType::StageCompleted,
-                json!({"execution_id": execution.id, "stage": stage, "records_in": records_in, "records_out": records_out}),
-            ),
+            bus,
+            Event::stage_completed(execution.id, stage, records_in, records_out),
         )
         .await;
-        emit(
-            deps.bus.as_ref(),
-            event(
-                EventType::StageStarted,
-                json!({"execution_id": execution.id, "stage": next, "shards": next_shards}),
-            ),
-        )
-        .await;
+        emit(bus, Event::stage_started(execution.id, next, next_shards)).await;
     }
     Ok(())
 }
@@ -194,7 +166,7 @@ async fn finish_stage(
 /// Publishes a shard's progress at most every second or every 1,000 records, whichever first.
 async fn report_progress(
     deps: WorkerDeps,
-    task_id: Uuid,
+    task: tasks::Model,
     execution: Uuid,
     stage: Stage,
     shard: u32,
@@ -216,17 +188,10 @@ async fn report_progress(
         let pct = (records * 100).checked_div(total).unwrap_or(0).min(99) as i32;
         let db = &deps.db.conn;
         let _ = db::pipelines::shard_progress(db, execution, stage, shard, records, pct).await;
-        let _ = db::tasks::progress(db, task_id, None, pct, None).await;
+        let _ = db::tasks::transitions::progress(db, task.id, None, pct, None).await;
         emit(
             deps.bus.as_ref(),
-            Event::new(
-                EventType::TaskProgress,
-                json!({"task_id": task_id, "execution_id": execution, "stage": stage, "shard": shard,
-                       "records_done": records, "records_total": total, "progress": pct}),
-            )
-            .for_task(task_id)
-            .for_execution(Some(execution))
-            .for_agent(deps.agent_id),
+            Event::shard_progress(&task, stage, shard, records, total, pct),
         )
         .await;
     }
@@ -270,14 +235,14 @@ impl StageRun {
     async fn input(&self, stage: Stage) -> Result<Vec<u8>, HandlerError> {
         Ok(self
             .store
-            .get(&shard_key(self.execution.id, stage, self.shard))
+            .get(&keys::shard(self.execution.id, stage, self.shard))
             .await?)
     }
 
     async fn output(&self, stage: Stage, bytes: Vec<u8>) -> Result<(), HandlerError> {
         Ok(self
             .store
-            .put(&shard_key(self.execution.id, stage, self.shard), bytes)
+            .put(&keys::shard(self.execution.id, stage, self.shard), bytes)
             .await?)
     }
 
@@ -309,7 +274,9 @@ impl StageRun {
                 let input = tokio_util::io::SyncIoBridge::new_with_handle(reader, handle.clone());
                 match stages::ingestion::ingest(input, format, shard_size, ctl, |shard, bytes| {
                     handle
-                        .block_on(store.put(&shard_key(execution, Stage::Ingestion, shard), bytes))
+                        .block_on(
+                            store.put(&keys::shard(execution, Stage::Ingestion, shard), bytes),
+                        )
                         .map_err(|e| e.to_string())
                 }) {
                     Ok(found) => Ok(Ok(found)),
@@ -397,7 +364,7 @@ impl StageRun {
         let n_out = validated.records.len() as u64;
         self.store
             .put(
-                &fingerprints_key(self.execution.id, self.shard),
+                &keys::fingerprints(self.execution.id, self.shard),
                 validated.fingerprints,
             )
             .await?;
@@ -415,13 +382,13 @@ impl StageRun {
         for k in 0..self.shard {
             earlier.extend(
                 self.store
-                    .get(&fingerprints_key(self.execution.id, k))
+                    .get(&keys::fingerprints(self.execution.id, k))
                     .await?,
             );
         }
         let own = self
             .store
-            .get(&fingerprints_key(self.execution.id, self.shard))
+            .get(&keys::fingerprints(self.execution.id, self.shard))
             .await?;
         let threshold = self.options.near_duplicate_threshold;
         let n_in = records.len() as u64;
@@ -473,7 +440,7 @@ impl StageRun {
         for k in 0..self.execution.shards.max(1) as u32 {
             let bytes = self
                 .store
-                .get(&shard_key(execution, Stage::QualityAssessment, k))
+                .get(&keys::shard(execution, Stage::QualityAssessment, k))
                 .await?;
             let mut moved = std::mem::take(&mut writers);
             let (back, n) = self
@@ -498,12 +465,15 @@ impl StageRun {
             let mut file = w.finish()?;
             std::io::Write::flush(&mut file)?;
             drop(file);
-            self.store.put_file(&export_key(execution, *f), p).await?;
+            self.store.put_file(&keys::export(execution, *f), p).await?;
         }
 
         let report = self.report(deps, total).await?;
         self.store
-            .put(&report_key(execution), serde_json::to_vec_pretty(&report)?)
+            .put(
+                &keys::report(execution),
+                serde_json::to_vec_pretty(&report)?,
+            )
             .await?;
         let exports: serde_json::Map<String, Value> = formats
             .iter()
@@ -521,24 +491,14 @@ impl StageRun {
         });
         let metrics = json!({"stages": report["stages"], "records_in": report["records_in"], "records_out": total});
         if db::pipelines::finish(&deps.db.conn, execution, results.clone(), metrics).await? {
+            let bus = deps.bus.as_ref();
+            let total = total as i64;
             emit(
-                deps.bus.as_ref(),
-                Event::new(
-                    EventType::StageCompleted,
-                    json!({"execution_id": execution, "stage": Stage::Export, "records_in": total, "records_out": total}),
-                )
-                .for_execution(Some(execution)),
+                bus,
+                Event::stage_completed(execution, Stage::Export, total, total),
             )
             .await;
-            emit(
-                deps.bus.as_ref(),
-                Event::new(
-                    EventType::PipelineCompleted,
-                    json!({"execution_id": execution, "status": "completed", "results": results}),
-                )
-                .for_execution(Some(execution)),
-            )
-            .await;
+            emit(bus, Event::pipeline_completed(execution, &results)).await;
         }
         Ok((outcome(total, total, json!({"records": total})), 1))
     }
@@ -581,63 +541,4 @@ fn outcome(records_in: u64, records_out: u64, stats: Value) -> ShardOutcome {
 
 fn count_lines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|b| **b == b'\n').count() as u64
-}
-
-/// A shard's task is dead (attempts exhausted): the execution fails, naming stage and reason,
-/// and its remaining shards are cancelled.
-pub async fn shard_dead(deps: &WorkerDeps, task: &tasks::Model, error: &str) {
-    shard_dead_in(&deps.db.conn, deps.bus.as_ref(), task, error).await;
-}
-
-/// [`shard_dead`] for callers outside a worker: the API marks tasks dead too (lost attempts,
-/// an agent's failure report). Does nothing for tasks that are not pipeline shards.
-pub async fn shard_dead_in(
-    db: &sea_orm::DatabaseConnection,
-    bus: &dyn mcp_shared::bus::EventBus,
-    task: &tasks::Model,
-    error: &str,
-) {
-    let (Some(execution), Some(stage)) = (
-        task.execution_id,
-        task.stage.as_deref().and_then(Stage::parse),
-    ) else {
-        return;
-    };
-    let shard = task
-        .payload
-        .get("shard")
-        .and_then(Value::as_u64)
-        .unwrap_or(0) as u32;
-    if let Err(e) = fail_execution(db, bus, execution, stage, shard, error).await {
-        tracing::error!(%execution, error = %e, "could not record the failed execution");
-    }
-}
-
-/// Shared by the worker and the API (a lost attempt can exhaust a shard's attempts too).
-pub async fn fail_execution(
-    db: &sea_orm::DatabaseConnection,
-    bus: &dyn mcp_shared::bus::EventBus,
-    execution: Uuid,
-    stage: Stage,
-    shard: u32,
-    error: &str,
-) -> mcp_shared::Result<()> {
-    db::pipelines::fail_shard(db, execution, stage, shard, error).await?;
-    let reason = format!("stage {stage} failed on shard {shard}: {error}");
-    if db::pipelines::end(db, execution, PipelineStatus::Failed, Some(&reason)).await? {
-        for t in db::pipelines::open_tasks(db, execution).await? {
-            db::tasks::cancel(db, t.id).await?;
-        }
-        tracing::warn!(%execution, %stage, error, "pipeline failed");
-        emit(
-            bus,
-            Event::new(
-                EventType::PipelineFailed,
-                json!({"execution_id": execution, "status": "failed", "stage": stage, "shard": shard, "error": reason}),
-            )
-            .for_execution(Some(execution)),
-        )
-        .await;
-    }
-    Ok(())
 }

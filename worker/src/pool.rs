@@ -19,7 +19,6 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     WorkerDeps,
-    commit::Commits,
     executor::{self, Outcome},
     gate::PriorityGate,
 };
@@ -61,7 +60,6 @@ pub async fn run(
         stop_beats.clone(),
         shutdown.clone(),
     ));
-    let commits = Commits::spawn(deps.db.conn.clone());
     let deps = Arc::new(deps);
     let tracker = TaskTracker::new();
     let gate = PriorityGate::new(
@@ -77,7 +75,6 @@ pub async fn run(
                 queue,
                 source: source.clone(),
                 deps: deps.clone(),
-                commits: commits.clone(),
                 tracker: tracker.clone(),
                 gate: gate.clone(),
                 wake: wake.resubscribe(),
@@ -116,7 +113,6 @@ struct QueueWorker {
     queue: QueueName,
     source: Source,
     deps: Arc<WorkerDeps>,
-    commits: Commits,
     tracker: TaskTracker,
     gate: PriorityGate,
     wake: broadcast::Receiver<String>,
@@ -130,7 +126,7 @@ impl QueueWorker {
         while !self.shutdown.is_cancelled() {
             generation += 1;
             let name = format!("{}#{generation}", self.name);
-            let result = self.run_once(&name).await;
+            let result = self.run_generation(&name).await;
             if self.shutdown.is_cancelled() {
                 break;
             }
@@ -148,7 +144,7 @@ impl QueueWorker {
         }
     }
 
-    async fn run_once(&self, name: &str) -> Result<()> {
+    async fn run_generation(&self, name: &str) -> Result<()> {
         let settings = &self.deps.settings;
         let ticks = self.ticks();
         let stop = {
@@ -174,7 +170,6 @@ impl QueueWorker {
                     .backend(backend)
                     .concurrency(concurrency)
                     .data(self.deps.clone())
-                    .data(self.commits.clone())
                     .data(self.tracker.clone())
                     .data(self.gate.clone())
                     .data(self.queue.tier)
@@ -200,7 +195,6 @@ impl QueueWorker {
                     .backend(backend)
                     .concurrency(concurrency)
                     .data(self.deps.clone())
-                    .data(self.commits.clone())
                     .data(self.tracker.clone())
                     .data(self.gate.clone())
                     .data(self.queue.tier)
@@ -238,16 +232,14 @@ impl QueueWorker {
 async fn handle(
     job: JobRef,
     deps: Data<Arc<WorkerDeps>>,
-    commits: Data<Commits>,
     tracker: Data<TaskTracker>,
     gate: Data<PriorityGate>,
     tier: Data<Priority>,
 ) -> std::result::Result<(), BoxDynError> {
     let slot = gate.acquire(*tier).await;
     let deps = (*deps).clone();
-    let commits = (*commits).clone();
     let outcome = tracker.spawn(async move {
-        let outcome = executor::execute(&deps, &commits, job).await;
+        let outcome = executor::execute(&deps, job).await;
         drop(slot);
         outcome
     });

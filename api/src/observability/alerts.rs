@@ -27,11 +27,7 @@ use chrono::{DateTime, Utc};
 use mcp_shared::{
     bus::emit,
     config::Secret,
-    domain::{
-        agent::AgentStatus,
-        event::{Event, EventType},
-        task::TaskStatus,
-    },
+    domain::{agent::AgentStatus, event::Event, task::TaskStatus},
     entities::tasks,
 };
 use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect};
@@ -466,7 +462,7 @@ async fn publish(state: &AppState, alert: &Alert, phase: &str) {
     {
         tracing::warn!(alert = %alert.key, "alert webhook queue full; notification dropped");
     }
-    emit(state.bus.as_ref(), Event::new(EventType::SystemAlert, data)).await;
+    emit(state.bus.as_ref(), Event::system_alert(data)).await;
 }
 
 /// Evaluates alerts until shutdown.
@@ -549,7 +545,7 @@ mod tests {
     fn event(a: &Alert, state: &str) -> Event {
         let mut data = serde_json::to_value(a).unwrap();
         data["state"] = json!(state);
-        Event::new(EventType::SystemAlert, data)
+        Event::system_alert(data)
     }
 
     #[test]

@@ -8,7 +8,7 @@ use mcp_shared::{
     db::agents,
     domain::{
         agent::{AgentStatus, AgentType, Capability},
-        event::{Event, EventType, agent_event},
+        event::{Event, EventType},
     },
 };
 use poem::web::Data;
@@ -434,11 +434,7 @@ impl AgentsApi {
         if status != beat.previous {
             mcp_shared::bus::emit(
                 state.bus.as_ref(),
-                Event::new(
-                    EventType::AgentStatusUpdated,
-                    agent_event(&beat.agent, Some(beat.previous)),
-                )
-                .for_agent(Some(id.0)),
+                Event::agent_status_updated(&beat.agent, beat.previous),
             )
             .await;
         }

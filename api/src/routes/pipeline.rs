@@ -462,7 +462,7 @@ impl PipelineApi {
         }
         let reader = state
             .artifacts
-            .reader(&mcp_worker::pipeline::export_key(e.id, format))
+            .reader(&mcp_shared::artifacts::keys::export(e.id, format))
             .await?;
         let body = Body::from_async_read(reader);
         Ok(match format {
@@ -485,7 +485,7 @@ impl PipelineApi {
         require_completed(&e)?;
         let bytes = state
             .artifacts
-            .get(&mcp_worker::pipeline::report_key(e.id))
+            .get(&mcp_shared::artifacts::keys::report(e.id))
             .await?;
         let report: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
         Ok(ReportResponse::Ok(ok(report)))

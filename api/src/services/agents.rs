@@ -7,10 +7,10 @@ use chrono::Utc;
 use mcp_shared::{
     bus::emit,
     crypto,
-    db::agents,
+    db::{agents, tasks::transitions::Lost},
     domain::{
         agent::{AgentStatus, AgentType, BUILTIN_CAPABILITIES, Capability},
-        event::{Event, EventType},
+        event::Event,
         task::Priority,
     },
     entities::{agents::Model, capabilities},
@@ -20,8 +20,6 @@ use mcp_shared::{
 use sea_orm::{EntityTrait, Set};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
-
-pub use mcp_shared::domain::event::agent_event;
 
 use crate::{error::ApiError, services::tasks::valid_capability, state::AppState};
 
@@ -189,11 +187,7 @@ pub async fn register(state: &AppState, reg: Registration) -> Result<(Model, Str
         other => other.into(),
     })?;
     state.directory.upsert(agent.clone()).await;
-    emit(
-        state.bus.as_ref(),
-        Event::new(EventType::AgentRegistered, agent_event(&agent, None)).for_agent(Some(agent.id)),
-    )
-    .await;
+    emit(state.bus.as_ref(), Event::agent_registered(&agent)).await;
     Ok((agent, key))
 }
 
@@ -235,8 +229,8 @@ pub async fn deregister(state: &AppState, id: Uuid) -> Result<usize, ApiError> {
     if !agents::deregister(&state.db.conn, id).await? {
         return Err(ApiError::not_found("agent"));
     }
-    let released = agents::release_tasks(&state.db.conn, id).await?;
-    if !released.is_empty() {
+    let released = state.lifecycle.release_agent(id).await?;
+    if released > 0 {
         // Back to their queues: the dispatcher pushes them.
         state.dispatcher.wake();
     }
@@ -249,14 +243,10 @@ pub async fn deregister(state: &AppState, id: Uuid) -> Result<usize, ApiError> {
     }
     emit(
         state.bus.as_ref(),
-        Event::new(
-            EventType::AgentDeregistered,
-            json!({"agent_id": id, "released_tasks": released.len()}),
-        )
-        .for_agent(Some(id)),
+        Event::agent_deregistered(id, json!({"released_tasks": released})),
     )
     .await;
-    Ok(released.len())
+    Ok(released)
 }
 
 pub fn parse_queue(name: &str) -> QueueName {
@@ -281,28 +271,21 @@ pub async fn sweep(state: &AppState) -> mcp_shared::Result<usize> {
         tracing::info!(agent = %t.agent.name, from = %t.from, to = %t.to, "agent went silent");
         if t.to == AgentStatus::Stale {
             // Its running attempts are lost: count them and let the dispatcher route them again.
-            let lost = mcp_shared::db::tasks::release_lost(
-                &state.db.conn,
-                mcp_shared::db::tasks::Lost::HeldBy(t.agent.id),
-                "attempt lost: its worker stopped sending heartbeats",
-                crate::services::dispatcher::backoff,
-            )
-            .await?;
-            for (task, to) in &lost {
-                crate::services::dispatcher::report_release(state, task, *to).await;
-            }
-            if !lost.is_empty() {
+            let lost = state
+                .lifecycle
+                .release_lost(
+                    Lost::HeldBy(t.agent.id),
+                    "attempt lost: its worker stopped sending heartbeats",
+                )
+                .await?;
+            if lost > 0 {
                 state.dispatcher.wake();
             }
         }
         state.directory.upsert(t.agent.clone()).await;
         emit(
             state.bus.as_ref(),
-            Event::new(
-                EventType::AgentStatusUpdated,
-                agent_event(&t.agent, Some(t.from)),
-            )
-            .for_agent(Some(t.agent.id)),
+            Event::agent_status_updated(&t.agent, t.from),
         )
         .await;
     }

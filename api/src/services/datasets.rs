@@ -236,17 +236,9 @@ fn new_row(
         records: records as i64,
         bytes: bytes as i64,
         sha256,
-        artifact_key: format!("datasets/{id}.{}", extension(format)),
+        artifact_key: mcp_shared::artifacts::keys::dataset(id, format),
         created_by: Some(created_by.into()),
         created_at: Utc::now(),
-    }
-}
-
-fn extension(format: DatasetFormat) -> &'static str {
-    match format {
-        DatasetFormat::Ndjson => "ndjson",
-        DatasetFormat::Json => "json",
-        DatasetFormat::Csv => "csv",
     }
 }
 

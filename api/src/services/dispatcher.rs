@@ -20,17 +20,11 @@ use std::{
 
 use chrono::Utc;
 use mcp_shared::{
-    bus::emit,
-    db::tasks::{self, Lost},
-    domain::{
-        event::{Event, EventType},
-        task::TaskStatus,
-    },
+    db::tasks::{dispatch, transitions::Lost},
     entities::queue_states,
     queue::Job,
 };
 use sea_orm::EntityTrait;
-use serde_json::json;
 use tokio::sync::{Mutex, Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -124,7 +118,7 @@ impl Dispatcher {
         self.refresh_paused(state).await?;
         let db = &state.db.conn;
         // Every replica refreshes its view of the queues, so its create fast path stays usable.
-        let mut waiting = tasks::outstanding_by_queue(db).await?;
+        let mut waiting = dispatch::outstanding_by_queue(db).await?;
         let leading = self.lead(state).await;
         self.leading
             .store(leading, std::sync::atomic::Ordering::Relaxed);
@@ -139,13 +133,9 @@ impl Dispatcher {
                 "attempt lost: its worker stopped sending heartbeats",
             ),
         ] {
-            for (task, to) in tasks::release_lost(db, which, reason, backoff).await? {
-                report_release(state, &task, to).await;
-            }
+            state.lifecycle.release_lost(which, reason).await?;
         }
-        for id in tasks::unassign_from_silent_agents(db).await? {
-            tracing::warn!(task_id = %id, "assigned agent went silent before claiming; routing again");
-        }
+        state.lifecycle.unassign_from_silent_agents().await?;
         if check_lost {
             // Pushed long ago and not started: lost only if the backend holds fewer jobs for
             // the queue than we pushed; otherwise the queue is just long, and pushing again would
@@ -161,7 +151,8 @@ impl Dispatcher {
                     continue;
                 }
                 let owed =
-                    tasks::forget_stale_pushes(db, queue, Utc::now() - lost_after, missing).await?;
+                    dispatch::forget_stale_pushes(db, queue, Utc::now() - lost_after, missing)
+                        .await?;
                 if owed > 0 {
                     tracing::warn!(queue, owed, "pushed jobs were lost; pushing them again");
                 }
@@ -169,22 +160,22 @@ impl Dispatcher {
         }
         // Per queue, so a full or paused queue never holds up the others.
         let paused: Vec<String> = self.paused.read().await.iter().cloned().collect();
-        for queue in tasks::queues_with_due(db, &paused).await? {
+        for queue in dispatch::queues_with_due(db, &paused).await? {
             let room = QUEUE_CAP - *waiting.get(&queue).unwrap_or(&0);
             if room <= 0 {
                 continue;
             }
-            let ids = tasks::due_in_queue(db, &queue, room as u64).await?;
+            let ids = dispatch::due_in_queue(db, &queue, room as u64).await?;
             if ids.is_empty() {
                 continue;
             }
-            tasks::mark_enqueued(db, &ids, Some(Utc::now())).await?;
+            dispatch::mark_enqueued(db, &ids, Some(Utc::now())).await?;
             let name = parse_queue(&queue);
             for (i, chunk) in ids.chunks(500).enumerate() {
                 let jobs = chunk.iter().map(|id| Job::now(*id)).collect();
                 if let Err(e) = state.queue.push(&name, jobs).await {
                     // Owe this chunk and every one after it again; the next tick retries.
-                    tasks::mark_enqueued(db, &ids[i * 500..], None).await?;
+                    dispatch::mark_enqueued(db, &ids[i * 500..], None).await?;
                     return Err(e);
                 }
             }
@@ -231,39 +222,4 @@ impl Dispatcher {
             .map(|r| r == 1)
             .unwrap_or(false)
     }
-}
-
-/// The retry delay after a lost or failed attempt.
-pub fn backoff(attempt: i32) -> chrono::Duration {
-    mcp_worker::executor::backoff(attempt.max(0) as u32)
-}
-
-/// Publishes what happened to a released attempt.
-pub async fn report_release(
-    state: &AppState,
-    task: &mcp_shared::entities::tasks::Model,
-    to: TaskStatus,
-) {
-    let kind = if to == TaskStatus::Dead {
-        EventType::TaskDead
-    } else {
-        EventType::TaskFailed
-    };
-    tracing::warn!(task_id = %task.id, status = %to, attempt = task.attempt, "running attempt lost");
-    if to == TaskStatus::Dead {
-        mcp_worker::pipeline::shard_dead_in(
-            &state.db.conn,
-            state.bus.as_ref(),
-            task,
-            "attempt lost (the worker stopped answering)",
-        )
-        .await;
-    }
-    emit(
-        state.bus.as_ref(),
-        Event::new(kind, json!({"task_id": task.id, "status": to, "attempt": task.attempt, "error": "attempt lost"}))
-            .for_task(task.id)
-            .for_agent(task.agent_id),
-    )
-    .await;
 }

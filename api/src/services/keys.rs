@@ -15,7 +15,7 @@ pub async fn status(
     db: &Database,
 ) -> mcp_shared::Result<std::collections::BTreeMap<String, (i64, i64)>> {
     let mut counts = std::collections::BTreeMap::<String, (i64, i64)>::new();
-    for (key, n) in tasks::sealed_counts(&db.conn).await? {
+    for (key, n) in tasks::maintenance::sealed_counts(&db.conn).await? {
         counts.entry(key).or_default().0 += n;
     }
     let mut after = None;
@@ -48,7 +48,8 @@ pub async fn rotate(db: &Database, ring: &KeyRing, batch: u64) -> mcp_shared::Re
     let mut report = Rotation::default();
     let mut after = None;
     loop {
-        let rows = tasks::sealed_by_other_keys(&db.conn, &active, after, batch).await?;
+        let rows =
+            tasks::maintenance::sealed_by_other_keys(&db.conn, &active, after, batch).await?;
         let Some(last) = rows.last() else { break };
         after = Some(last.id);
         for row in rows {
@@ -56,8 +57,10 @@ pub async fn rotate(db: &Database, ring: &KeyRing, batch: u64) -> mcp_shared::Re
             let mut payload = row.payload;
             match sealing::reseal(&mut payload, ring) {
                 Ok(_) => {
-                    if tasks::replace_sealed_payload(&db.conn, row.id, &old_key, payload, &active)
-                        .await?
+                    if tasks::maintenance::replace_sealed_payload(
+                        &db.conn, row.id, &old_key, payload, &active,
+                    )
+                    .await?
                     {
                         report.tasks += 1;
                     }

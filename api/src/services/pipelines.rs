@@ -376,11 +376,7 @@ pub async fn start(
     state.dispatcher.wake();
     emit(
         state.bus.as_ref(),
-        Event::new(
-            EventType::StageStarted,
-            json!({"execution_id": execution.id, "stage": Stage::Ingestion, "shards": 1}),
-        )
-        .for_execution(Some(execution.id)),
+        Event::stage_started(execution.id, Stage::Ingestion, 1),
     )
     .await;
     Ok(Started::New(execution))
@@ -442,23 +438,8 @@ pub async fn cancel(state: &AppState, id: Uuid) -> Result<Execution, ApiError> {
         )
         .with_details(json!({"current_status": current.status})));
     }
-    emit(
-        state.bus.as_ref(),
-        Event::new(
-            EventType::PipelineCancelled,
-            json!({"execution_id": id, "status": "cancelled"}),
-        )
-        .for_execution(Some(id)),
-    )
-    .await;
-    for task in db::pipelines::open_tasks(&state.db.conn, id).await? {
-        match crate::services::tasks::cancel(state, task.id).await {
-            // A shard that finished meanwhile has nothing left to stop.
-            Ok(_) => {}
-            Err(e) if e.status == poem::http::StatusCode::CONFLICT => {}
-            Err(e) => return Err(e),
-        }
-    }
+    emit(state.bus.as_ref(), Event::pipeline_cancelled(id)).await;
+    state.lifecycle.cancel_open_tasks(id).await?;
     find(state, id).await
 }
 

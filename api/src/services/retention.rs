@@ -25,7 +25,7 @@ pub async fn run_once(state: &AppState) -> mcp_shared::Result<Purged> {
     let mut purged = Purged::default();
     if let Some(keep) = state.settings.agent_data_retention {
         let cutoff = now - keep;
-        purged.tasks = tasks::purge_finished_before(&state.db.conn, cutoff).await?;
+        purged.tasks = tasks::maintenance::purge_finished_before(&state.db.conn, cutoff).await?;
         purged.agents = agents::purge_stale_before(&state.db.conn, cutoff).await?;
     }
     if let Some(keep) = state.settings.audit_retention {

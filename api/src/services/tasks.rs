@@ -4,12 +4,16 @@ use chrono::{DateTime, Utc};
 use mcp_shared::{
     bus::emit,
     crypto,
-    db::{self, tasks},
+    db::{
+        self,
+        tasks::{self, transitions::Holder},
+    },
     domain::{
-        event::{Event, EventType},
+        event::Event,
         task::{Priority, TaskStatus, TaskType},
     },
     entities::tasks::Model,
+    lifecycle::{Cancel, Progress},
     queue::{Job, QueueName, capability_key, served_keys},
 };
 use sea_orm::Set;
@@ -222,19 +226,11 @@ pub async fn create(state: &AppState, new: NewTask, created_by: &str) -> Result<
     if push_now && let Err(e) = state.queue.push(&queue, vec![Job::now(task.id)]).await {
         // The task is stored; the dispatcher owes its push and retries until the queue is back.
         tracing::warn!(task_id = %task.id, error = %e, "queue push failed; the dispatcher will retry");
-        tasks::mark_enqueued(&state.db.conn, &[task.id], None).await?;
+        tasks::dispatch::mark_enqueued(&state.db.conn, &[task.id], None).await?;
         state.dispatcher.wake();
     }
 
-    emit(
-        state.bus.as_ref(),
-        Event::new(
-            EventType::TaskCreated,
-            json!({"task_id": task.id, "type": task.task_type, "priority": task.priority, "status": task.status}),
-        )
-        .for_task(task.id),
-    )
-    .await;
+    state.lifecycle.created(&task).await;
     Ok(Created::New(task))
 }
 
@@ -319,7 +315,7 @@ pub async fn create_batch(
         let mut row = tasks::new_row(id, now);
         fill_row(state, &mut row, &t, fp, created_by, now)?;
         ids.push(id);
-        created.push((id, t.priority));
+        created.push((id, t.task_type, t.priority));
         rows.push(row);
     }
     rejected.sort_by_key(|r| r.index);
@@ -337,15 +333,11 @@ pub async fn create_batch(
     tokio::spawn(async move {
         use futures::StreamExt;
         futures::stream::iter(created)
-            .map(|(id, priority)| {
+            .map(|(id, task_type, priority)| {
                 let bus = bus.clone();
                 async move {
-                    emit(
-                        bus.as_ref(),
-                        Event::new(EventType::TaskCreated, json!({"task_id": id, "priority": priority, "status": "pending", "batch": true}))
-                            .for_task(id),
-                    )
-                    .await
+                    let event = Event::task_created_in_batch(id, task_type.as_str(), priority);
+                    emit(bus.as_ref(), event).await
                 }
             })
             .buffered(64)
@@ -395,21 +387,6 @@ fn fill_row(
     Ok(())
 }
 
-/// Publishes `task.cancelled`.
-async fn cancelled(state: &AppState, task: &Model) {
-    emit(
-        state.bus.as_ref(),
-        Event::new(
-            EventType::TaskCancelled,
-            json!({"task_id": task.id, "status": "cancelled", "execution_id": task.execution_id}),
-        )
-        .for_task(task.id)
-        .for_agent(task.agent_id)
-        .for_execution(task.execution_id),
-    )
-    .await;
-}
-
 /// 409 naming the current state.
 pub fn illegal(task: &Model, action: &str) -> ApiError {
     ApiError::conflict(
@@ -427,16 +404,10 @@ pub async fn find(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
 
 /// Cancels: at once when not running; cooperatively (at the next progress report) when running.
 pub async fn cancel(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
-    let before = find(state, id).await?;
-    let status = TaskStatus::parse(&before.status).unwrap_or(TaskStatus::Pending);
-    if status.is_terminal() {
-        return Err(illegal(&before, "cancel"));
+    match state.lifecycle.cancel(id).await? {
+        Cancel::Cancelled(t) | Cancel::Requested(t) => Ok(t),
+        Cancel::AlreadyFinished(t) => Err(illegal(&t, "cancel")),
     }
-    let after = tasks::cancel(&state.db.conn, id).await?;
-    if after.status == TaskStatus::Cancelled.as_str() && before.status != after.status {
-        cancelled(state, &after).await;
-    }
-    Ok(after)
 }
 
 /// Re-drives a dead or cancelled task.
@@ -449,20 +420,11 @@ pub async fn retry(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
         )
         .with_details(json!({"current_status": before.status})));
     }
-    if !tasks::retry(&state.db.conn, id).await? {
+    let Some(retried) = state.lifecycle.retry(id).await? else {
         return Err(illegal(&before, "retry"));
-    }
+    };
     state.dispatcher.wake();
-    emit(
-        state.bus.as_ref(),
-        Event::new(
-            EventType::TaskCreated,
-            json!({"task_id": id, "status": "pending", "retried": true}),
-        )
-        .for_task(id),
-    )
-    .await;
-    find(state, id).await
+    Ok(retried)
 }
 
 /// What an assignment asks for.
@@ -523,22 +485,11 @@ pub async fn assign(
             "no healthy agent with spare capacity matches the task and criteria",
         ));
     };
-    if !tasks::assign(&state.db.conn, id, agent.model.id).await? {
+    if !state.lifecycle.assign(&task, agent.model.id).await? {
         let now = find(state, id).await?;
         return Err(illegal(&now, "assign"));
     }
-    let assigned = find(state, id).await?;
-    emit(
-        state.bus.as_ref(),
-        Event::new(
-            EventType::TaskAssigned,
-            json!({"task_id": id, "agent_id": agent.model.id, "status": "assigned"}),
-        )
-        .for_task(id)
-        .for_agent(Some(agent.model.id)),
-    )
-    .await;
-    Ok((assigned, agent.model.id))
+    Ok((find(state, id).await?, agent.model.id))
 }
 
 /// Gives the agent its next task: one assigned to it, else the oldest due task in its
@@ -548,8 +499,8 @@ pub async fn claim(
     agent: &crate::directory::AgentEntry,
 ) -> Result<Option<Model>, ApiError> {
     let me = agent.model.id;
-    if let Some(t) = tasks::next_assigned(&state.db.conn, me).await?
-        && let Some(started) = tasks::start_assigned(&state.db.conn, t.id, me).await?
+    if let Some(t) = tasks::transitions::next_assigned(&state.db.conn, me).await?
+        && let Some(started) = state.lifecycle.start_assigned(t.id, me).await?
     {
         return Ok(Some(started));
     }
@@ -561,20 +512,13 @@ pub async fn claim(
             .iter()
             .map(|k| QueueName::new(k.clone(), *tier).to_string())
             .collect();
-        for t in tasks::claimable(&state.db.conn, &queues, 20).await? {
+        for t in tasks::dispatch::claimable(&state.db.conn, &queues, 20).await? {
             let needs: Vec<String> =
                 serde_json::from_value(t.required_capabilities.clone()).unwrap_or_default();
             if !needs.iter().all(|n| mine.contains(&n.as_str())) {
                 continue;
             }
-            if let Some(started) = tasks::start(&state.db.conn, t.id, Some(me)).await? {
-                emit(
-                    state.bus.as_ref(),
-                    Event::new(EventType::TaskStarted, json!({"task_id": t.id, "status": "running", "agent_id": me, "attempt": started.attempt}))
-                        .for_task(t.id)
-                        .for_agent(Some(me)),
-                )
-                .await;
+            if let Some(started) = state.lifecycle.start(t.id, Some(me)).await? {
                 return Ok(Some(started));
             }
         }
@@ -604,37 +548,23 @@ pub async fn report_progress(
     message: Option<String>,
 ) -> Result<Model, ApiError> {
     let t = held_by(state, id, agent, "report progress on").await?;
-    if t.cancel_requested {
-        if tasks::finish_cancel(
-            &state.db.conn,
-            id,
-            tasks::Holder {
-                agent: Some(agent),
-                attempt: Some(t.attempt),
-            },
-        )
+    let holder = Holder {
+        agent: Some(agent),
+        attempt: Some(t.attempt),
+    };
+    match state
+        .lifecycle
+        .progress(&t, holder, progress, message)
         .await?
-        {
-            cancelled(state, &t).await;
-        }
-        return Err(ApiError::conflict(
+    {
+        Progress::Recorded => find(state, id).await,
+        Progress::Cancelled => Err(ApiError::conflict(
             "task_cancelled",
             "the task was cancelled; stop working on it",
         )
-        .with_details(json!({"current_status": "cancelled"})));
+        .with_details(json!({"current_status": "cancelled"}))),
+        Progress::NotRunning => Err(illegal(&find(state, id).await?, "report progress on")),
     }
-    tasks::progress(&state.db.conn, id, Some(agent), progress, message.clone()).await?;
-    emit(
-        state.bus.as_ref(),
-        Event::new(
-            EventType::TaskProgress,
-            json!({"task_id": id, "progress": progress, "message": message}),
-        )
-        .for_task(id)
-        .for_agent(Some(agent)),
-    )
-    .await;
-    find(state, id).await
 }
 
 /// Completes; repeating the same completion returns the task unchanged.
@@ -652,35 +582,11 @@ pub async fn report_complete(
             mcp_shared::sealing::keep_sealed(&mut result, &stored.payload, &opened);
         }
     }
-    if tasks::complete(
-        &state.db.conn,
-        id,
-        tasks::Holder {
-            agent: Some(agent),
-            attempt: None,
-        },
-        result.clone(),
-    )
-    .await?
-    {
-        let t = find(state, id).await?;
-        let duration_ms = match (t.started_at, t.finished_at) {
-            (Some(from), Some(to)) => (to - from).num_milliseconds().max(0),
-            _ => 0,
-        };
-        emit(
-            state.bus.as_ref(),
-            Event::new(
-                EventType::TaskCompleted,
-                json!({"task_id": id, "status": "completed", "result": mcp_shared::sealing::masked(result), "progress": 100,
-                       "type": t.task_type, "duration_ms": duration_ms}),
-            )
-            .for_task(id)
-            .for_agent(Some(agent)),
-        )
-        .await;
-        return Ok(t);
-    }
+    let holder = Holder {
+        agent: Some(agent),
+        attempt: None,
+    };
+    state.lifecycle.complete(&stored, holder, result).await?;
     let t = find(state, id).await?;
     if t.agent_id != Some(agent) {
         return Err(ApiError::forbidden("this task is not routed to you"));
@@ -700,51 +606,17 @@ pub async fn report_fail(
     retryable: bool,
 ) -> Result<Model, ApiError> {
     let t = held_by(state, id, agent, "fail").await?;
-    let dead = !retryable || t.attempt >= t.max_attempts;
-    let (to, kind, retry_at) = if dead {
-        (TaskStatus::Dead, EventType::TaskDead, None)
-    } else {
-        (
-            TaskStatus::Failed,
-            EventType::TaskFailed,
-            Some(Utc::now() + crate::services::dispatcher::backoff(t.attempt)),
-        )
+    let holder = Holder {
+        agent: Some(agent),
+        attempt: Some(t.attempt),
     };
-    if !tasks::fail(
-        &state.db.conn,
-        id,
-        tasks::Holder {
-            agent: Some(agent),
-            attempt: Some(t.attempt),
-        },
-        error,
-        to,
-        retry_at,
-    )
-    .await?
+    if state
+        .lifecycle
+        .fail(&t, holder, error, retryable)
+        .await?
+        .is_none()
     {
-        let now = find(state, id).await?;
-        return Err(illegal(&now, "fail"));
+        return Err(illegal(&find(state, id).await?, "fail"));
     }
-    let after = find(state, id).await?;
-    if after.status == TaskStatus::Cancelled.as_str() {
-        // A cancel was requested meanwhile: the task ends cancelled, not retried.
-        cancelled(state, &after).await;
-        return Ok(after);
-    }
-    if dead {
-        mcp_worker::pipeline::shard_dead_in(&state.db.conn, state.bus.as_ref(), &after, error)
-            .await;
-    }
-    emit(
-        state.bus.as_ref(),
-        Event::new(
-            kind,
-            json!({"task_id": id, "status": to, "error": error, "attempt": t.attempt}),
-        )
-        .for_task(id)
-        .for_agent(Some(agent)),
-    )
-    .await;
     find(state, id).await
 }

@@ -305,46 +305,6 @@ pub async fn task_stats(db: &impl ConnectionTrait, agent_id: Uuid) -> Result<Tas
     })
 }
 
-/// Tasks an agent held (assigned or running) go back to pending so they can be routed again.
-pub async fn release_tasks(db: &impl ConnectionTrait, agent_id: Uuid) -> Result<Vec<tasks::Model>> {
-    let held = tasks::Entity::find()
-        .filter(tasks::Column::AgentId.eq(agent_id))
-        .filter(
-            tasks::Column::Status
-                .is_in([TaskStatus::Assigned.as_str(), TaskStatus::Running.as_str()]),
-        )
-        .all(db)
-        .await?;
-    let mut released = Vec::new();
-    for t in held {
-        let res = tasks::Entity::update_many()
-            .col_expr(
-                tasks::Column::Status,
-                Expr::value(TaskStatus::Pending.as_str()),
-            )
-            .col_expr(tasks::Column::AgentId, Expr::value(Option::<Uuid>::None))
-            .col_expr(
-                tasks::Column::EnqueuedAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(
-                tasks::Column::LeaseExpiresAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(tasks::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(tasks::Column::Id.eq(t.id))
-            .filter(tasks::Column::Status.eq(t.status.as_str()))
-            .filter(tasks::Column::AgentId.eq(agent_id))
-            .filter(tasks::Column::Attempt.eq(t.attempt))
-            .exec(db)
-            .await?;
-        if res.rows_affected == 1 {
-            released.push(t);
-        }
-    }
-    Ok(released)
-}
-
 pub async fn set_capabilities(
     db: &impl ConnectionTrait,
     id: Uuid,

@@ -2,9 +2,16 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
-use super::string_enum;
+use super::{
+    agent::AgentStatus,
+    pipeline::Stage,
+    string_enum,
+    task::{Priority, TaskStatus},
+};
+use crate::entities::{agents::Model as Agent, tasks::Model as Task};
 
 string_enum!(
     /// The event types of the API contract.
@@ -92,12 +99,202 @@ impl Event {
     }
 }
 
+/// The typed constructors: every event the platform publishes is built here, so each type's
+/// `data` has one shape wherever it is sent from (the API, a worker, the dispatcher).
+impl Event {
+    /// An event about `task`, routed by task, execution and agent so subscribers can filter on each.
+    fn about(kind: EventType, task: &Task, data: serde_json::Value) -> Self {
+        Self::new(kind, data)
+            .for_task(task.id)
+            .for_execution(task.execution_id)
+            .for_agent(task.agent_id)
+    }
+
+    /// `task.created` for a task created on its own.
+    pub fn task_created(task: &Task) -> Self {
+        Self::about(
+            EventType::TaskCreated,
+            task,
+            json!({"task_id": task.id, "type": task.task_type, "priority": task.priority, "status": task.status}),
+        )
+    }
+
+    /// `task.created` for one task of a batch (published after the batch's commit).
+    pub fn task_created_in_batch(id: Uuid, task_type: &str, priority: Priority) -> Self {
+        Self::new(
+            EventType::TaskCreated,
+            json!({"task_id": id, "type": task_type, "priority": priority, "status": "pending", "batch": true}),
+        )
+        .for_task(id)
+    }
+
+    /// `task.created` for a dead or cancelled task sent round again.
+    pub fn task_requeued(task: &Task) -> Self {
+        Self::about(
+            EventType::TaskCreated,
+            task,
+            json!({"task_id": task.id, "type": task.task_type, "priority": task.priority, "status": "pending", "retried": true}),
+        )
+    }
+
+    /// `task.assigned`: routed to one agent, which has not claimed it yet.
+    pub fn task_assigned(task: &Task, agent: Uuid) -> Self {
+        Self::about(
+            EventType::TaskAssigned,
+            task,
+            json!({"task_id": task.id, "agent_id": agent, "status": "assigned"}),
+        )
+        .for_agent(Some(agent))
+    }
+
+    /// `task.started`: an attempt began (the row is `running`, its lease taken).
+    pub fn task_started(task: &Task) -> Self {
+        Self::about(
+            EventType::TaskStarted,
+            task,
+            json!({"task_id": task.id, "status": "running", "attempt": task.attempt,
+                   "agent_id": task.agent_id, "execution_id": task.execution_id, "stage": task.stage}),
+        )
+    }
+
+    /// `task.progress` as reported by whoever runs the task.
+    pub fn task_progress(task: &Task, progress: i32, message: Option<&str>) -> Self {
+        Self::about(
+            EventType::TaskProgress,
+            task,
+            json!({"task_id": task.id, "progress": progress, "message": message}),
+        )
+    }
+
+    /// `task.progress` of a pipeline shard, counted in records.
+    pub fn shard_progress(
+        task: &Task,
+        stage: Stage,
+        shard: u32,
+        done: u64,
+        total: u64,
+        progress: i32,
+    ) -> Self {
+        Self::about(
+            EventType::TaskProgress,
+            task,
+            json!({"task_id": task.id, "execution_id": task.execution_id, "stage": stage, "shard": shard,
+                   "records_done": done, "records_total": total, "progress": progress}),
+        )
+    }
+
+    /// `task.completed`. `result` is shown as reads show it: sealed values masked.
+    pub fn task_completed(task: &Task, result: serde_json::Value, duration_ms: i64) -> Self {
+        Self::about(
+            EventType::TaskCompleted,
+            task,
+            json!({"task_id": task.id, "status": "completed", "result": crate::sealing::masked(result),
+                   "progress": 100, "type": task.task_type, "duration_ms": duration_ms}),
+        )
+    }
+
+    /// `task.failed` (`to` = failed: it will be retried) or `task.dead` (attempts exhausted).
+    pub fn task_attempt_failed(task: &Task, to: TaskStatus, error: &str) -> Self {
+        let kind = if to == TaskStatus::Dead {
+            EventType::TaskDead
+        } else {
+            EventType::TaskFailed
+        };
+        Self::about(
+            kind,
+            task,
+            json!({"task_id": task.id, "status": to, "error": error, "attempt": task.attempt}),
+        )
+    }
+
+    /// `task.cancelled`.
+    pub fn task_cancelled(task: &Task) -> Self {
+        Self::about(
+            EventType::TaskCancelled,
+            task,
+            json!({"task_id": task.id, "status": "cancelled", "execution_id": task.execution_id}),
+        )
+    }
+
+    /// `stage.started`: a stage's shards were enqueued.
+    pub fn stage_started(execution: Uuid, stage: Stage, shards: u32) -> Self {
+        Self::new(
+            EventType::StageStarted,
+            json!({"execution_id": execution, "stage": stage, "shards": shards}),
+        )
+        .for_execution(Some(execution))
+    }
+
+    /// `stage.completed`, with the records that went in and came out.
+    pub fn stage_completed(
+        execution: Uuid,
+        stage: Stage,
+        records_in: i64,
+        records_out: i64,
+    ) -> Self {
+        Self::new(
+            EventType::StageCompleted,
+            json!({"execution_id": execution, "stage": stage, "records_in": records_in, "records_out": records_out}),
+        )
+        .for_execution(Some(execution))
+    }
+
+    /// `pipeline.completed`, with the execution's results.
+    pub fn pipeline_completed(execution: Uuid, results: &serde_json::Value) -> Self {
+        Self::new(
+            EventType::PipelineCompleted,
+            json!({"execution_id": execution, "status": "completed", "results": results}),
+        )
+        .for_execution(Some(execution))
+    }
+
+    /// `pipeline.failed`: a shard of `stage` died.
+    pub fn pipeline_failed(execution: Uuid, stage: Stage, shard: u32, error: &str) -> Self {
+        Self::new(
+            EventType::PipelineFailed,
+            json!({"execution_id": execution, "status": "failed", "stage": stage, "shard": shard, "error": error}),
+        )
+        .for_execution(Some(execution))
+    }
+
+    /// `pipeline.cancelled`.
+    pub fn pipeline_cancelled(execution: Uuid) -> Self {
+        Self::new(
+            EventType::PipelineCancelled,
+            json!({"execution_id": execution, "status": "cancelled"}),
+        )
+        .for_execution(Some(execution))
+    }
+
+    /// `agent.registered`.
+    pub fn agent_registered(agent: &Agent) -> Self {
+        Self::new(EventType::AgentRegistered, agent_data(agent, None)).for_agent(Some(agent.id))
+    }
+
+    /// `agent.status_updated`, with the status before.
+    pub fn agent_status_updated(agent: &Agent, previous: AgentStatus) -> Self {
+        Self::new(
+            EventType::AgentStatusUpdated,
+            agent_data(agent, Some(previous)),
+        )
+        .for_agent(Some(agent.id))
+    }
+
+    /// `agent.deregistered`; `data` says why and what it let go of.
+    pub fn agent_deregistered(agent: Uuid, mut data: serde_json::Value) -> Self {
+        data["agent_id"] = json!(agent);
+        Self::new(EventType::AgentDeregistered, data).for_agent(Some(agent))
+    }
+
+    /// `system.alert`: an alert raised or cleared.
+    pub fn system_alert(data: serde_json::Value) -> Self {
+        Self::new(EventType::SystemAlert, data)
+    }
+}
+
 /// The `data` of agent events: who, and the status before and after.
-pub fn agent_event(
-    agent: &crate::entities::agents::Model,
-    previous: Option<super::agent::AgentStatus>,
-) -> serde_json::Value {
-    serde_json::json!({
+fn agent_data(agent: &Agent, previous: Option<AgentStatus>) -> serde_json::Value {
+    json!({
         "agent_id": agent.id,
         "name": agent.name,
         "type": agent.agent_type,

@@ -9,9 +9,9 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use mcp_shared::{
+use crate::{
     Error, Result,
-    db::tasks::{self, Completion, Holder},
+    db::tasks::transitions::{self as tasks, Completion, Holder},
     entities::tasks::Model,
 };
 use sea_orm::{DatabaseConnection, DbErr};
@@ -189,7 +189,8 @@ async fn complete_batch(
 #[cfg(test)]
 mod tests {
     use mcp_migrations::{Migrator, MigratorTrait};
-    use mcp_shared::db::Database;
+
+    use crate::db::{Database, tasks::find};
     use sea_orm::{ActiveModelTrait, Set};
     use serde_json::json;
 
@@ -203,7 +204,7 @@ mod tests {
 
     async fn pending(db: &Database, cancel_requested: bool) -> Uuid {
         let id = Uuid::now_v7();
-        let mut row = tasks::new_row(id, chrono::Utc::now());
+        let mut row = crate::db::tasks::new_row(id, chrono::Utc::now());
         row.task_type = Set("generic".into());
         row.priority = Set("low".into());
         row.queue = Set("mcp:generic:low".into());
@@ -297,8 +298,8 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(done, vec![b], "a repeated completion changes nothing");
-        let a_row = tasks::find(&db.conn, a).await.unwrap().unwrap();
-        let b_row = tasks::find(&db.conn, b).await.unwrap().unwrap();
+        let a_row = find(&db.conn, a).await.unwrap().unwrap();
+        let b_row = find(&db.conn, b).await.unwrap().unwrap();
         assert_eq!(
             (a_row.status.as_str(), a_row.result),
             ("completed", Some(json!({"n": 1})))
@@ -352,7 +353,7 @@ mod tests {
             assert!(c.await.unwrap());
         }
         for id in &ids {
-            let row = tasks::find(&db.conn, *id).await.unwrap().unwrap();
+            let row = find(&db.conn, *id).await.unwrap().unwrap();
             assert_eq!(row.result, Some(json!({"id": id.to_string()})));
         }
     }

@@ -1,14 +1,16 @@
-//! Task rows: creation, reads, and the conditional updates that move a task through its states.
+//! The conditional updates that move a task through its states. Each one names the states it
+//! may leave, so a duplicate delivery, a repeated request or a race changes nothing twice.
+//! Which transition to make is decided in [`crate::lifecycle`], the only caller outside tests.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::find;
 use crate::{
     Result,
     domain::task::TaskStatus,
@@ -56,67 +58,6 @@ fn finished_unless_cancel_requested(finished: Option<DateTime<Utc>>, now: DateTi
 
 /// Extra time a running attempt is held beyond its timeout before it counts as lost.
 pub const LEASE_GRACE: chrono::Duration = chrono::Duration::seconds(30);
-
-pub async fn insert(db: &impl ConnectionTrait, model: tasks::ActiveModel) -> Result<tasks::Model> {
-    Ok(model.insert(db).await?)
-}
-
-pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<tasks::Model>> {
-    Ok(Entity::find_by_id(id).one(db).await?)
-}
-
-pub async fn find_by_idempotency_key(
-    db: &impl ConnectionTrait,
-    key: &str,
-) -> Result<Option<tasks::Model>> {
-    Ok(Entity::find()
-        .filter(Column::IdempotencyKey.eq(key))
-        .one(db)
-        .await?)
-}
-
-pub async fn find_by_idempotency_keys(
-    db: &impl ConnectionTrait,
-    keys: &[String],
-) -> Result<Vec<tasks::Model>> {
-    Ok(Entity::find()
-        .filter(Column::IdempotencyKey.is_in(keys.iter().cloned()))
-        .all(db)
-        .await?)
-}
-
-/// Filters for listing; `after` is the last id of the previous page (ids are time-ordered v7).
-#[derive(Debug, Default, Clone)]
-pub struct ListFilter {
-    pub status: Option<TaskStatus>,
-    pub priority: Option<String>,
-    pub task_type: Option<String>,
-    pub agent_id: Option<Uuid>,
-    pub after: Option<Uuid>,
-    pub limit: u64,
-}
-
-/// Newest first is what people want to see, but cursors are simplest over ascending ids;
-/// we page in descending id order with `id < after`.
-pub async fn list(db: &impl ConnectionTrait, f: &ListFilter) -> Result<Vec<tasks::Model>> {
-    let mut q = Entity::find();
-    if let Some(s) = f.status {
-        q = q.filter(Column::Status.eq(s.as_str()));
-    }
-    if let Some(p) = &f.priority {
-        q = q.filter(Column::Priority.eq(p.as_str()));
-    }
-    if let Some(t) = &f.task_type {
-        q = q.filter(Column::TaskType.eq(t.as_str()));
-    }
-    if let Some(a) = f.agent_id {
-        q = q.filter(Column::AgentId.eq(a));
-    }
-    if let Some(after) = f.after {
-        q = q.filter(Column::Id.lt(after));
-    }
-    Ok(q.order_by_desc(Column::Id).limit(f.limit).all(db).await?)
-}
 
 /// Moves a startable task to `running` and counts the attempt. Returns the updated row, or
 /// `None` when the task is not startable (already running elsewhere, finished, cancelled):
@@ -329,7 +270,9 @@ pub async fn complete(
     Ok(res.rows_affected == 1)
 }
 
-/// `running → failed` (will be retried) or `running → dead` (attempts exhausted).
+/// `running → failed` (will be retried) or `running → dead` (attempts exhausted), or
+/// `cancelled` when a cancel was requested meanwhile. Returns the row after the change, or
+/// `None` when the attempt was not running under `holder` (nothing changed).
 pub async fn fail(
     db: &impl ConnectionTrait,
     id: Uuid,
@@ -337,11 +280,11 @@ pub async fn fail(
     error: &str,
     to: TaskStatus,
     retry_at: Option<DateTime<Utc>>,
-) -> Result<bool> {
+) -> Result<Option<tasks::Model>> {
     let now = Utc::now();
     let finished = to.is_terminal().then_some(now);
-    let update = holder.restrict(Entity::update_many());
-    let res = update
+    let update = holder
+        .restrict(Entity::update_many())
         .col_expr(Column::Status, unless_cancel_requested(to))
         .col_expr(Column::Error, Expr::value(error))
         .col_expr(Column::RunAt, Expr::value(retry_at))
@@ -359,166 +302,24 @@ pub async fn fail(
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(TaskStatus::Running.as_str()))
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected == 1)
+        .filter(Column::Status.eq(TaskStatus::Running.as_str()));
+    updated_row(db, id, update).await
 }
 
-pub fn new_row(id: Uuid, now: DateTime<Utc>) -> tasks::ActiveModel {
-    tasks::ActiveModel {
-        id: Set(id),
-        status: Set(TaskStatus::Pending.as_str().into()),
-        progress: Set(0),
-        attempt: Set(0),
-        result: Set(None),
-        error: Set(None),
-        message: Set(None),
-        agent_id: Set(None),
-        execution_id: Set(None),
-        stage: Set(None),
-        started_at: Set(None),
-        finished_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        enqueued_at: Set(None),
-        lease_expires_at: Set(None),
-        cancel_requested: Set(false),
-        traceparent: Set(crate::otlp::current_traceparent()),
-        ..Default::default()
-    }
-}
-
-fn due_unenqueued_filter(q: sea_orm::Select<Entity>) -> sea_orm::Select<Entity> {
-    q.filter(Column::EnqueuedAt.is_null())
-        .filter(Column::Status.is_in([
-            TaskStatus::Pending.as_str(),
-            TaskStatus::Scheduled.as_str(),
-            TaskStatus::Failed.as_str(),
-        ]))
-        .filter(Column::RunAt.is_null().or(Column::RunAt.lte(Utc::now())))
-}
-
-/// Queues that have due tasks whose job the dispatcher still owes (waiting, scheduled or
-/// retrying tasks with no `run_at` in the future), leaving out `skip` (paused queues).
-pub async fn queues_with_due(db: &impl ConnectionTrait, skip: &[String]) -> Result<Vec<String>> {
-    #[derive(FromQueryResult)]
-    struct Row {
-        queue: String,
-    }
-    let mut q = due_unenqueued_filter(Entity::find());
-    if !skip.is_empty() {
-        q = q.filter(Column::Queue.is_not_in(skip.iter().cloned()));
-    }
-    let rows = q
-        .select_only()
-        .column(Column::Queue)
-        .group_by(Column::Queue)
-        .into_model::<Row>()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().map(|r| r.queue).collect())
-}
-
-/// The oldest due tasks of one queue whose job the dispatcher still owes.
-pub async fn due_in_queue(db: &impl ConnectionTrait, queue: &str, limit: u64) -> Result<Vec<Uuid>> {
-    #[derive(FromQueryResult)]
-    struct Row {
-        id: Uuid,
-    }
-    let rows = due_unenqueued_filter(Entity::find())
-        .filter(Column::Queue.eq(queue))
-        .select_only()
-        .column(Column::Id)
-        .order_by_asc(Column::Id)
-        .limit(limit)
-        .into_model::<Row>()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
-}
-
-/// Records that these tasks' jobs were (or are about to be) pushed.
-pub async fn mark_enqueued(
+/// Runs a conditional update of one row and returns the row after it, `None` when the
+/// condition did not hold: one round trip where the database returns updated rows.
+async fn updated_row(
     db: &impl ConnectionTrait,
-    ids: &[Uuid],
-    at: Option<DateTime<Utc>>,
-) -> Result<()> {
-    for chunk in ids.chunks(500) {
-        Entity::update_many()
-            .col_expr(Column::EnqueuedAt, Expr::value(at))
-            .filter(Column::Id.is_in(chunk.iter().copied()))
-            .exec(db)
-            .await?;
+    id: Uuid,
+    update: sea_orm::UpdateMany<Entity>,
+) -> Result<Option<tasks::Model>> {
+    if db.support_returning() {
+        return Ok(update.exec_with_returning(db).await?.into_iter().next());
     }
-    Ok(())
-}
-
-/// Pushed but not yet started, per queue: what waits in the queue backend right now.
-pub async fn outstanding_by_queue(
-    db: &impl ConnectionTrait,
-) -> Result<std::collections::HashMap<String, i64>> {
-    #[derive(FromQueryResult)]
-    struct Row {
-        queue: String,
-        n: i64,
+    if update.exec(db).await?.rows_affected == 0 {
+        return Ok(None);
     }
-    let rows = Entity::find()
-        .select_only()
-        .column(Column::Queue)
-        .column_as(Column::Id.count(), "n")
-        .filter(Column::EnqueuedAt.is_not_null())
-        .filter(Column::Status.is_in([
-            TaskStatus::Pending.as_str(),
-            TaskStatus::Scheduled.as_str(),
-            TaskStatus::Failed.as_str(),
-        ]))
-        .group_by(Column::Queue)
-        .into_model::<Row>()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.queue, r.n)).collect())
-}
-
-/// Pushed long ago and never started: the job may have been lost (a worker killed after
-/// fetching it, a queue backend restarted without persistence, a crash between marking and
-/// pushing). Owes the push again for at most `limit` of them, oldest first; a duplicate delivery
-/// is harmless.
-pub async fn forget_stale_pushes(
-    db: &impl ConnectionTrait,
-    queue: &str,
-    pushed_before: DateTime<Utc>,
-    limit: u64,
-) -> Result<u64> {
-    let stale: Vec<Uuid> = Entity::find()
-        .filter(Column::Queue.eq(queue))
-        .filter(Column::EnqueuedAt.lt(pushed_before))
-        .filter(Column::Status.is_in([
-            TaskStatus::Pending.as_str(),
-            TaskStatus::Scheduled.as_str(),
-            TaskStatus::Failed.as_str(),
-        ]))
-        .order_by_asc(Column::EnqueuedAt)
-        .limit(limit)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|t| t.id)
-        .collect();
-    let mut owed = 0;
-    for chunk in stale.chunks(500) {
-        let res = Entity::update_many()
-            .col_expr(
-                Column::EnqueuedAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .filter(Column::Id.is_in(chunk.iter().copied()))
-            .filter(Column::EnqueuedAt.lt(pushed_before))
-            .exec(db)
-            .await?;
-        owed += res.rows_affected;
-    }
-    Ok(owed)
+    find(db, id).await
 }
 
 /// Which running attempts count as lost.
@@ -532,21 +333,13 @@ pub enum Lost {
     HeldBySilentAgents,
 }
 
-/// Releases lost running attempts. Each becomes `failed` (due again after `backoff`) or `dead`
-/// when it was the last attempt. Returns the rows that moved, with their new status.
-pub async fn release_lost(
-    db: &impl ConnectionTrait,
-    which: Lost,
-    reason: &str,
-    backoff: impl Fn(i32) -> chrono::Duration,
-) -> Result<Vec<(tasks::Model, TaskStatus)>> {
+/// The agents whose tasks [`release_lost`] and [`unassign`] take back, as a condition on tasks.
+fn held_by(which: Lost, now: DateTime<Utc>) -> Condition {
     use crate::entities::agents;
-    let now = Utc::now();
-    let mut q = Entity::find().filter(Column::Status.eq(TaskStatus::Running.as_str()));
-    q = match which {
-        Lost::HeldBy(a) => q.filter(Column::AgentId.eq(a)),
-        Lost::ExpiredLeases => q.filter(Column::LeaseExpiresAt.lt(now)),
-        Lost::HeldBySilentAgents => q.filter(
+    match which {
+        Lost::HeldBy(a) => Condition::all().add(Column::AgentId.eq(a)),
+        Lost::ExpiredLeases => Condition::all().add(Column::LeaseExpiresAt.lt(now)),
+        Lost::HeldBySilentAgents => Condition::all().add(
             Column::AgentId.in_subquery(
                 sea_orm::sea_query::Query::select()
                     .column(agents::Column::Id)
@@ -559,60 +352,46 @@ pub async fn release_lost(
                     .to_owned(),
             ),
         ),
-    };
+    }
+}
+
+/// Releases lost running attempts: each takes the status `decide` gives it (`failed` with a
+/// retry time, or `dead`), or `cancelled` when a cancel was requested. Returns the rows that
+/// moved, as they are after the change.
+pub async fn release_lost(
+    db: &impl ConnectionTrait,
+    which: Lost,
+    reason: &str,
+    decide: impl Fn(&tasks::Model, DateTime<Utc>) -> (TaskStatus, Option<DateTime<Utc>>),
+) -> Result<Vec<tasks::Model>> {
+    let now = Utc::now();
+    let lost = Entity::find()
+        .filter(Column::Status.eq(TaskStatus::Running.as_str()))
+        .filter(held_by(which, now))
+        .limit(1000)
+        .all(db)
+        .await?;
     let mut moved = Vec::new();
-    for t in q.limit(1000).all(db).await? {
-        let to = if t.attempt >= t.max_attempts {
-            TaskStatus::Dead
-        } else {
-            TaskStatus::Failed
+    for t in lost {
+        let (to, retry_at) = decide(&t, now);
+        // The attempt that was lost, whoever held it.
+        let holder = Holder {
+            agent: None,
+            attempt: Some(t.attempt),
         };
-        let retry_at = (to == TaskStatus::Failed).then(|| now + backoff(t.attempt));
-        let res = Entity::update_many()
-            .col_expr(Column::Status, unless_cancel_requested(to))
-            .col_expr(Column::Error, Expr::value(reason))
-            .col_expr(Column::RunAt, Expr::value(retry_at))
-            .col_expr(
-                Column::EnqueuedAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(
-                Column::LeaseExpiresAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(
-                Column::FinishedAt,
-                finished_unless_cancel_requested(to.is_terminal().then_some(now), now),
-            )
-            .col_expr(Column::UpdatedAt, Expr::value(now))
-            .filter(Column::Id.eq(t.id))
-            .filter(Column::Status.eq(TaskStatus::Running.as_str()))
-            .filter(Column::Attempt.eq(t.attempt))
-            .exec(db)
-            .await?;
-        if res.rows_affected == 1 {
-            moved.push((t, to));
+        if let Some(after) = fail(db, t.id, holder, reason, to, retry_at).await? {
+            moved.push(after);
         }
     }
     Ok(moved)
 }
 
-/// Tasks assigned to an agent that went silent (stale, offline, deregistered) before claiming
-/// them go back to pending, to be routed again. No attempt was made, so none is counted.
-pub async fn unassign_from_silent_agents(db: &impl ConnectionTrait) -> Result<Vec<Uuid>> {
-    use crate::entities::agents;
-    let silent = sea_orm::sea_query::Query::select()
-        .column(agents::Column::Id)
-        .from(agents::Entity)
-        .cond_where(
-            Condition::any()
-                .add(agents::Column::Status.is_in(["stale", "offline"]))
-                .add(agents::Column::DeletedAt.is_not_null()),
-        )
-        .to_owned();
+/// Tasks assigned to agents that will not claim them (`which`: one agent, or every silent one)
+/// go back to pending, to be routed again. No attempt was made, so none is counted.
+pub async fn unassign(db: &impl ConnectionTrait, which: Lost) -> Result<Vec<Uuid>> {
     let held: Vec<Uuid> = Entity::find()
         .filter(Column::Status.eq(TaskStatus::Assigned.as_str()))
-        .filter(Column::AgentId.in_subquery(silent))
+        .filter(held_by(which, Utc::now()))
         .limit(1000)
         .all(db)
         .await?
@@ -750,28 +529,6 @@ pub async fn progress(
     Ok(q.exec(db).await?.rows_affected == 1)
 }
 
-/// Due, waiting tasks on these queues, oldest first (candidates for an agent's claim).
-pub async fn claimable(
-    db: &impl ConnectionTrait,
-    queues: &[String],
-    limit: u64,
-) -> Result<Vec<tasks::Model>> {
-    let now = Utc::now();
-    Ok(Entity::find()
-        .filter(Column::Queue.is_in(queues.iter().cloned()))
-        .filter(Column::Status.is_in([
-            TaskStatus::Pending.as_str(),
-            TaskStatus::Scheduled.as_str(),
-            TaskStatus::Failed.as_str(),
-        ]))
-        .filter(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
-        .filter(Column::CancelRequested.eq(false))
-        .order_by_asc(Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?)
-}
-
 /// `pending → assigned` to one agent.
 pub async fn assign(db: &impl ConnectionTrait, id: Uuid, agent: Uuid) -> Result<bool> {
     let now = Utc::now();
@@ -811,138 +568,4 @@ pub async fn start_assigned(
         .add(Column::Status.eq(TaskStatus::Assigned.as_str()))
         .add(Column::RunAt.is_null().or(Column::RunAt.lte(Utc::now())));
     start_where(db, id, Some(agent), assigned).await
-}
-
-/// Inserts many rows in chunks (one statement per chunk).
-pub async fn insert_many(db: &impl ConnectionTrait, rows: Vec<tasks::ActiveModel>) -> Result<()> {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<_> = rows.by_ref().take(200).collect();
-        Entity::insert_many(chunk).exec(db).await?;
-    }
-    Ok(())
-}
-
-/// Task counts per queue and status (for `GET /queues`). Retrying tasks whose retry is not yet
-/// due are reported under the pseudo-status `retry_wait`.
-pub async fn counts_by_queue(db: &impl ConnectionTrait) -> Result<Vec<(String, String, i64)>> {
-    #[derive(FromQueryResult)]
-    struct Row {
-        queue: String,
-        status: String,
-        n: i64,
-    }
-    let rows = Entity::find()
-        .select_only()
-        .column(Column::Queue)
-        .column(Column::Status)
-        .column_as(Column::Id.count(), "n")
-        .group_by(Column::Queue)
-        .group_by(Column::Status)
-        .into_model::<Row>()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.queue, r.status, r.n)).collect())
-}
-
-/// Retention: clears the payload and result of tasks that finished before `cutoff`. Sealed
-/// fields go with the payload. Returns how many tasks were purged.
-pub async fn purge_finished_before(
-    db: &impl ConnectionTrait,
-    cutoff: DateTime<Utc>,
-) -> Result<u64> {
-    // In bounded batches: the first purge after an upgrade may find a great many rows, and
-    // SQLite's single connection must not be held by one long statement.
-    let mut total = 0;
-    loop {
-        let ids: Vec<Uuid> = purgeable(Entity::find().select_only().column(Column::Id), cutoff)
-            .limit(PURGE_BATCH)
-            .into_tuple()
-            .all(db)
-            .await?;
-        if ids.is_empty() {
-            return Ok(total);
-        }
-        total += purgeable(Entity::update_many(), cutoff)
-            .col_expr(Column::Payload, Expr::value(serde_json::json!({})))
-            .col_expr(
-                Column::Result,
-                Expr::value(Option::<serde_json::Value>::None),
-            )
-            .col_expr(Column::SealedKey, Expr::value(Option::<String>::None))
-            .col_expr(Column::PurgedAt, Expr::value(Utc::now()))
-            .filter(Column::Id.is_in(ids))
-            .exec(db)
-            .await?
-            .rows_affected;
-    }
-}
-
-const PURGE_BATCH: u64 = 1_000;
-
-/// Finished before `cutoff` and not yet purged.
-fn purgeable<Q: QueryFilter>(q: Q, cutoff: DateTime<Utc>) -> Q {
-    q.filter(Column::Status.is_in([
-        TaskStatus::Completed.as_str(),
-        TaskStatus::Dead.as_str(),
-        TaskStatus::Cancelled.as_str(),
-    ]))
-    .filter(Column::FinishedAt.lt(cutoff))
-    .filter(Column::PurgedAt.is_null())
-}
-
-/// Key rotation: tasks whose sealed fields another key sealed, after `after`, in id order.
-pub async fn sealed_by_other_keys(
-    db: &impl ConnectionTrait,
-    active: &str,
-    after: Option<Uuid>,
-    limit: u64,
-) -> Result<Vec<tasks::Model>> {
-    let mut q = Entity::find()
-        .filter(Column::SealedKey.is_not_null())
-        .filter(Column::SealedKey.ne(active));
-    if let Some(a) = after {
-        q = q.filter(Column::Id.gt(a));
-    }
-    Ok(q.order_by_asc(Column::Id).limit(limit).all(db).await?)
-}
-
-/// Stores a re-sealed payload, unless the row changed since it was read (purged, say).
-pub async fn replace_sealed_payload(
-    db: &impl ConnectionTrait,
-    id: Uuid,
-    old_key: &str,
-    payload: Value,
-    new_key: &str,
-) -> Result<bool> {
-    Ok(Entity::update_many()
-        .col_expr(Column::Payload, Expr::value(payload))
-        .col_expr(Column::SealedKey, Expr::value(new_key))
-        .filter(Column::Id.eq(id))
-        .filter(Column::SealedKey.eq(old_key))
-        .exec(db)
-        .await?
-        .rows_affected
-        == 1)
-}
-
-/// How many tasks each key sealed.
-pub async fn sealed_counts(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>> {
-    #[derive(FromQueryResult)]
-    struct Row {
-        sealed_key: String,
-        n: i64,
-    }
-    Ok(Entity::find()
-        .select_only()
-        .column(Column::SealedKey)
-        .column_as(Column::Id.count(), "n")
-        .filter(Column::SealedKey.is_not_null())
-        .group_by(Column::SealedKey)
-        .into_model::<Row>()
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|r| (r.sealed_key, r.n))
-        .collect())
 }

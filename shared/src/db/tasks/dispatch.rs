@@ -1,0 +1,170 @@
+//! What the dispatcher reads and marks: due tasks whose job is owed, jobs pushed but not started,
+//! and the due tasks an agent may claim.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use crate::{
+    Result,
+    domain::task::TaskStatus,
+    entities::tasks::{self, Column, Entity},
+};
+
+fn due_unenqueued_filter(q: sea_orm::Select<Entity>) -> sea_orm::Select<Entity> {
+    q.filter(Column::EnqueuedAt.is_null())
+        .filter(Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Scheduled.as_str(),
+            TaskStatus::Failed.as_str(),
+        ]))
+        .filter(Column::RunAt.is_null().or(Column::RunAt.lte(Utc::now())))
+}
+
+/// Queues that have due tasks whose job the dispatcher still owes (waiting, scheduled or
+/// retrying tasks with no `run_at` in the future), leaving out `skip` (paused queues).
+pub async fn queues_with_due(db: &impl ConnectionTrait, skip: &[String]) -> Result<Vec<String>> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        queue: String,
+    }
+    let mut q = due_unenqueued_filter(Entity::find());
+    if !skip.is_empty() {
+        q = q.filter(Column::Queue.is_not_in(skip.iter().cloned()));
+    }
+    let rows = q
+        .select_only()
+        .column(Column::Queue)
+        .group_by(Column::Queue)
+        .into_model::<Row>()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.queue).collect())
+}
+
+/// The oldest due tasks of one queue whose job the dispatcher still owes.
+pub async fn due_in_queue(db: &impl ConnectionTrait, queue: &str, limit: u64) -> Result<Vec<Uuid>> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        id: Uuid,
+    }
+    let rows = due_unenqueued_filter(Entity::find())
+        .filter(Column::Queue.eq(queue))
+        .select_only()
+        .column(Column::Id)
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .into_model::<Row>()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Records that these tasks' jobs were (or are about to be) pushed.
+pub async fn mark_enqueued(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+    at: Option<DateTime<Utc>>,
+) -> Result<()> {
+    for chunk in ids.chunks(500) {
+        Entity::update_many()
+            .col_expr(Column::EnqueuedAt, Expr::value(at))
+            .filter(Column::Id.is_in(chunk.iter().copied()))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Pushed but not yet started, per queue: what waits in the queue backend right now.
+pub async fn outstanding_by_queue(
+    db: &impl ConnectionTrait,
+) -> Result<std::collections::HashMap<String, i64>> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        queue: String,
+        n: i64,
+    }
+    let rows = Entity::find()
+        .select_only()
+        .column(Column::Queue)
+        .column_as(Column::Id.count(), "n")
+        .filter(Column::EnqueuedAt.is_not_null())
+        .filter(Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Scheduled.as_str(),
+            TaskStatus::Failed.as_str(),
+        ]))
+        .group_by(Column::Queue)
+        .into_model::<Row>()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.queue, r.n)).collect())
+}
+
+/// Pushed long ago and never started: the job may have been lost (a worker killed after
+/// fetching it, a queue backend restarted without persistence, a crash between marking and
+/// pushing). Owes the push again for at most `limit` of them, oldest first; a duplicate delivery
+/// is harmless.
+pub async fn forget_stale_pushes(
+    db: &impl ConnectionTrait,
+    queue: &str,
+    pushed_before: DateTime<Utc>,
+    limit: u64,
+) -> Result<u64> {
+    let stale: Vec<Uuid> = Entity::find()
+        .filter(Column::Queue.eq(queue))
+        .filter(Column::EnqueuedAt.lt(pushed_before))
+        .filter(Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Scheduled.as_str(),
+            TaskStatus::Failed.as_str(),
+        ]))
+        .order_by_asc(Column::EnqueuedAt)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    let mut owed = 0;
+    for chunk in stale.chunks(500) {
+        let res = Entity::update_many()
+            .col_expr(
+                Column::EnqueuedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(Column::Id.is_in(chunk.iter().copied()))
+            .filter(Column::EnqueuedAt.lt(pushed_before))
+            .exec(db)
+            .await?;
+        owed += res.rows_affected;
+    }
+    Ok(owed)
+}
+
+/// Due, waiting tasks on these queues, oldest first (candidates for an agent's claim).
+pub async fn claimable(
+    db: &impl ConnectionTrait,
+    queues: &[String],
+    limit: u64,
+) -> Result<Vec<tasks::Model>> {
+    let now = Utc::now();
+    Ok(Entity::find()
+        .filter(Column::Queue.is_in(queues.iter().cloned()))
+        .filter(Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Scheduled.as_str(),
+            TaskStatus::Failed.as_str(),
+        ]))
+        .filter(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
+        .filter(Column::CancelRequested.eq(false))
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
