@@ -10,9 +10,9 @@ use mcp_shared::{
     auth::{JwtKeys, Role},
     bus::{EventBus, InProcessBus, RedisStreamBus},
     crypto::{self, KeyRing},
-    db::{Database, users},
+    db::{Database, tasks, users},
     lifecycle::Lifecycle,
-    queue::{self, JobQueue, RedisQueue, SqliteQueue},
+    queue::{self, JobQueue, MemoryQueue, RedisQueue},
 };
 use mcp_worker::{WorkerDeps, pool};
 use poem::{
@@ -109,16 +109,23 @@ impl Application {
                     )
                 }
                 None => {
-                    let pool = db.sqlite_pool.clone().ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "the embedded queue needs a SQLite DATABASE_URL; with PostgreSQL set REDIS_URL"
-                        )
-                    })?;
-                    let q = SqliteQueue::setup(pool).await?;
+                    anyhow::ensure!(
+                        !settings.database_url.expose().starts_with("postgres"),
+                        "the embedded queue runs on a single node with SQLite; with PostgreSQL set REDIS_URL"
+                    );
+                    // The queue starts empty: every job the last run had pushed is owed again.
+                    let owed = tasks::dispatch::forget_all_pushes(&db.conn).await?;
+                    if owed > 0 {
+                        tracing::info!(
+                            owed,
+                            "re-queueing the tasks that were waiting at the last stop"
+                        );
+                    }
+                    let q = MemoryQueue::new();
                     (
                         Arc::new(q.clone()),
                         InProcessBus::new(),
-                        pool::Source::Sqlite(q),
+                        pool::Source::Memory(q),
                     )
                 }
             };

@@ -1,7 +1,6 @@
 //! Database migrations, applied in order on every start of `mcp-api` and by `mcp-api migrate`.
 //!
 //! A merged migration is never edited: schema changes get a new file appended to [`Migrator::migrations`].
-//! Table names avoid `jobs` and `workers`, which the embedded queue (apalis-sqlite) owns in the same file.
 
 pub use sea_orm_migration::prelude::*;
 
@@ -12,6 +11,7 @@ mod m20261124_000003_pipeline;
 mod m20261125_000004_security;
 mod m20261125_000005_pipeline_idempotency;
 mod m20261125_000010_task_traceparent;
+mod m20261206_000011_embedded_queue_in_memory;
 
 pub struct Migrator;
 
@@ -25,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_security::Migration),
             Box::new(m20261125_000005_pipeline_idempotency::Migration),
             Box::new(m20261125_000010_task_traceparent::Migration),
+            Box::new(m20261206_000011_embedded_queue_in_memory::Migration),
         ]
     }
 }

@@ -2,12 +2,17 @@
 //!
 //! Queue names are explicit, `mcp:{capability}:{tier}` (never a Rust type path, which the
 //! queue library would otherwise use), and a job carries only a [`JobRef`]: the task row is the
-//! source of truth. Two backends implement [`JobQueue`]: apalis' SQLite storage for the single
-//! node, apalis-redis for distributed deployments.
+//! source of truth. Two backends implement [`JobQueue`]: apalis' in-memory backend for the single
+//! node (fed from the task rows, which stay the record), apalis-redis for distributed deployments.
 
-use std::fmt;
+use std::{
+    collections::{HashMap, VecDeque},
+    fmt,
+    sync::{Arc, Mutex},
+    task::{Context, Poll, Waker},
+};
 
-use apalis_core::backend::TaskSink;
+use apalis_core::{backend::TaskSink, worker::context::WorkerContext};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -65,6 +70,13 @@ impl QueueName {
             capability: capability.into(),
             tier,
         }
+    }
+
+    /// `mcp:{capability}:{tier}` back into its parts; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        let rest = name.strip_prefix("mcp:")?;
+        let (capability, tier) = rest.rsplit_once(':')?;
+        Some(Self::new(capability, Priority::parse(tier)?))
     }
 
     /// The four tiers of one capability, most urgent first.
@@ -150,64 +162,139 @@ pub trait JobQueue: Send + Sync + fmt::Debug {
 /// once instead of waiting for their next poll.
 pub const WAKE_CHANNEL: &str = "mcp:wake";
 
-/// apalis-sqlite storage in the application's own SQLite file (single node). Pushes wake the
-/// in-process workers through a broadcast channel.
-#[derive(Debug, Clone)]
-pub struct SqliteQueue {
-    pool: apalis_sqlite::SqlitePool,
-    wake: tokio::sync::broadcast::Sender<String>,
+/// The single node's embedded queue: one apalis backend per queue, in memory, in the API process.
+///
+/// The task rows are the durable record; the queue only holds references to due tasks, fed by
+/// the dispatcher. A restart loses the queue's contents and nothing else: the rows still say the
+/// tasks are waiting, and the dispatcher (whose record of what it pushed went with the process)
+/// pushes them again.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryQueue {
+    queues: Arc<Mutex<HashMap<String, MemoryBackend>>>,
 }
 
-impl SqliteQueue {
-    /// Creates the queue tables if needed. The pool is the application's own.
-    pub async fn setup(pool: apalis_sqlite::SqlitePool) -> Result<Self> {
-        apalis_sqlite::SqliteStorage::migrations()
-            .run(&pool)
-            .await
-            .map_err(Error::queue)?;
-        Ok(Self {
-            pool,
-            wake: tokio::sync::broadcast::channel(1024).0,
-        })
+impl MemoryQueue {
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Queue names as they are pushed to, for waking idle in-process workers.
-    pub fn wakeups(&self) -> tokio::sync::broadcast::Receiver<String> {
-        self.wake.subscribe()
-    }
-
-    pub fn storage(&self, queue: &QueueName) -> apalis_sqlite::SqliteStorage<JobRef> {
-        apalis_sqlite::SqliteStorage::new(&self.pool)
-            .with_config(apalis_sqlite::Config::default().queue(queue.to_string()))
-    }
-
-    pub fn pool(&self) -> &apalis_sqlite::SqlitePool {
-        &self.pool
+    /// The backend of `queue`, for an apalis worker to pull from (created on first use).
+    pub fn backend(&self, queue: &QueueName) -> MemoryBackend {
+        self.queues
+            .lock()
+            .expect("queue map lock")
+            .entry(queue.to_string())
+            .or_default()
+            .clone()
     }
 }
 
 #[async_trait::async_trait]
-impl JobQueue for SqliteQueue {
+impl JobQueue for MemoryQueue {
     async fn push(&self, queue: &QueueName, jobs: Vec<Job>) -> Result<()> {
-        let mut tasks = futures::stream::iter(jobs.into_iter().map(Job::into_task));
-        self.storage(queue)
-            .push_all(&mut tasks)
-            .await
-            .map_err(Error::queue)?;
-        let _ = self.wake.send(queue.to_string());
+        self.backend(queue).push(jobs.into_iter().map(|j| j.job));
         Ok(())
     }
 
     async fn ping(&self) -> Result<()> {
-        sea_orm::sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(Error::queue)
+        Ok(())
+    }
+
+    async fn held(&self, queue: &QueueName) -> Result<Option<u64>> {
+        Ok(Some(self.backend(queue).len() as u64))
     }
 
     fn backend_name(&self) -> &'static str {
-        "sqlite queue"
+        "embedded queue"
+    }
+}
+
+/// One in-memory queue as an apalis backend: a deque shared by whoever pushes and the worker
+/// that pulls, which sleeps until a push wakes it (no polling interval).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryBackend {
+    inner: Arc<Mutex<Deque>>,
+}
+
+#[derive(Debug, Default)]
+struct Deque {
+    jobs: VecDeque<JobRef>,
+    waker: Option<Waker>,
+}
+
+impl MemoryBackend {
+    fn push(&self, jobs: impl IntoIterator<Item = JobRef>) {
+        let mut deque = self.inner.lock().expect("queue lock");
+        deque.jobs.extend(jobs);
+        if let Some(waker) = deque.waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Jobs waiting.
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("queue lock").jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes the next job without a worker: for tests that step jobs one at a time.
+    pub fn pop(&self) -> Option<JobRef> {
+        self.inner.lock().expect("queue lock").jobs.pop_front()
+    }
+}
+
+impl apalis_core::backend::Backend for MemoryBackend {
+    type Task = apalis_core::task::Task<JobRef>;
+    type Error = std::convert::Infallible;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<std::result::Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<Option<std::result::Result<Self::Task, Self::Error>>> {
+        let mut deque = self.inner.lock().expect("queue lock");
+        match deque.jobs.pop_front() {
+            Some(job) => Poll::Ready(Some(Ok(apalis_core::task::Task::new(job)))),
+            None => {
+                deque.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    fn poll_close(
+        &mut self,
+        _: &mut Context<'_>,
+        _: &WorkerContext,
+    ) -> Poll<std::result::Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl apalis_core::backend::BackendConfig for MemoryBackend {
+    type Args = JobRef;
+    type Id = apalis_core::task::task_id::RandomId;
+    type Kind = apalis_core::backend::finalize::Ephemeral;
+    type Config = ();
+    type Layer = apalis_core::layers::Identity;
+
+    fn config(&self) -> &Self::Config {
+        &()
+    }
+
+    fn middleware(&mut self, _: &mut WorkerContext) -> Self::Layer {
+        apalis_core::layers::Identity::new()
     }
 }
 
@@ -327,6 +414,12 @@ mod tests {
             QueueName::new("generic", Priority::Critical).to_string(),
             "mcp:generic:critical"
         );
+        assert_eq!(
+            QueueName::parse("mcp:analysis+validation:high"),
+            Some(QueueName::new("analysis+validation", Priority::High))
+        );
+        assert_eq!(QueueName::parse("mcp:generic:urgent"), None);
+        assert_eq!(QueueName::parse("generic:low"), None);
         let tiers: Vec<String> = QueueName::tiers("export").map(|q| q.to_string()).collect();
         assert_eq!(
             tiers,

@@ -21,6 +21,7 @@ pub mod identity;
 pub mod pipeline;
 pub mod pool;
 pub mod stages;
+pub mod step;
 #[cfg(test)]
 mod test_support;
 

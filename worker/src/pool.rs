@@ -1,7 +1,7 @@
 //! The worker pool: one apalis worker per queue this process serves.
 //!
-//! Idle workers do not spin: a push wakes them (in-process broadcast for the SQLite queue,
-//! Redis pub/sub for Redis), and a slow interval covers anything a wake-up missed. A worker whose
+//! Idle workers do not spin: a push wakes them (the embedded queue wakes its worker directly;
+//! for Redis, pub/sub, with a slow interval covering anything a wake-up missed). A worker whose
 //! backend fails (Redis restarting, say) is rebuilt after a short backoff instead of staying dead.
 
 use std::{pin::Pin, sync::Arc, time::Duration};
@@ -10,8 +10,7 @@ use apalis::prelude::*;
 use futures::{Stream, StreamExt};
 use mcp_shared::{
     Error, Result,
-    domain::task::Priority,
-    queue::{JobRef, QueueName, RedisQueue, SqliteQueue, WAKE_CHANNEL, served_keys},
+    queue::{Job, JobRef, MemoryQueue, QueueName, RedisQueue, WAKE_CHANNEL, served_keys},
 };
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
@@ -26,10 +25,14 @@ use crate::{
 /// Jobs fetched per backend round trip.
 const FETCH_BATCH: usize = 32;
 
+/// How long a job to deliver again waits before it is pushed back onto the embedded queue.
+const REDELIVER_DELAY: Duration = Duration::from_millis(500);
+
 /// Where this process pulls jobs from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    Sqlite(SqliteQueue),
+    /// The single node's embedded queue.
+    Memory(MemoryQueue),
     Redis {
         queue: RedisQueue,
         client: redis::Client,
@@ -44,7 +47,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let wake = match &source {
-        Source::Sqlite(q) => q.wakeups(),
+        // In-memory backends wake their worker themselves.
+        Source::Memory(_) => broadcast::channel(1).1,
         Source::Redis { client, .. } => redis_wakeups(client.clone(), shutdown.clone()),
     };
     // The pool stops on shutdown, or by itself when its agent is deregistered.
@@ -156,28 +160,18 @@ impl QueueWorker {
         };
         let concurrency = settings.worker_concurrency.max(1);
         match &self.source {
-            Source::Sqlite(q) => {
-                let config = apalis_sqlite::Config::default()
-                    .queue(self.queue.to_string())
-                    .heartbeat_interval(settings.worker_heartbeat)
-                    .missed_heartbeats(settings.worker_missed_heartbeats)
-                    .batch_size(FETCH_BATCH);
-                let backend = q
-                    .storage(&self.queue)
-                    .with_config(config)
-                    .poll_with_stream(ticks);
-                WorkerBuilder::new(name)
-                    .backend(backend)
-                    .concurrency(concurrency)
-                    .data(self.deps.clone())
-                    .data(self.tracker.clone())
-                    .data(self.gate.clone())
-                    .data(self.queue.tier)
-                    .build(handle)
-                    .run_until(stop)
-                    .await
-                    .map_err(Error::queue)
-            }
+            Source::Memory(q) => WorkerBuilder::new(name)
+                .backend(q.backend(&self.queue))
+                .concurrency(concurrency)
+                .data(self.deps.clone())
+                .data(self.tracker.clone())
+                .data(self.gate.clone())
+                .data(self.queue.clone())
+                .data(PushBack(true))
+                .build(handle)
+                .run_until(stop)
+                .await
+                .map_err(Error::queue),
             Source::Redis { queue, .. } => {
                 // Locking costs a scan of the whole active list per job; our conditional start
                 // already makes a duplicate delivery harmless, so it buys nothing here.
@@ -197,7 +191,8 @@ impl QueueWorker {
                     .data(self.deps.clone())
                     .data(self.tracker.clone())
                     .data(self.gate.clone())
-                    .data(self.queue.tier)
+                    .data(self.queue.clone())
+                    .data(PushBack(false))
                     .build(handle)
                     .run_until(stop)
                     .await
@@ -224,6 +219,17 @@ impl QueueWorker {
     }
 }
 
+/// Whether a job to deliver again must be pushed back by us (the embedded queue forgets a job
+/// once taken) or is rescheduled by the backend when the handler fails (apalis-redis).
+#[derive(Debug, Clone, Copy)]
+struct PushBack(bool);
+
+impl PushBack {
+    fn pushes(self) -> bool {
+        self.0
+    }
+}
+
 /// The apalis handler: runs the job and maps the outcome to ack or redeliver.
 ///
 /// The execution runs on its own tracked task: if the apalis worker is torn down mid-job (its
@@ -234,10 +240,12 @@ async fn handle(
     deps: Data<Arc<WorkerDeps>>,
     tracker: Data<TaskTracker>,
     gate: Data<PriorityGate>,
-    tier: Data<Priority>,
+    queue: Data<QueueName>,
+    push_back: Data<PushBack>,
 ) -> std::result::Result<(), BoxDynError> {
-    let slot = gate.acquire(*tier).await;
+    let slot = gate.acquire(queue.tier).await;
     let deps = (*deps).clone();
+    let backend = deps.queue.clone();
     let outcome = tracker.spawn(async move {
         let outcome = executor::execute(&deps, job).await;
         drop(slot);
@@ -245,6 +253,14 @@ async fn handle(
     });
     match outcome.await {
         Ok(Outcome::Done) => Ok(()),
+        Ok(Outcome::Redeliver(reason)) if push_back.pushes() => {
+            tracing::warn!(task_id = %job.task_id, reason, "job to be delivered again");
+            tokio::time::sleep(REDELIVER_DELAY).await;
+            backend
+                .push(&queue, vec![Job::now(job.task_id)])
+                .await
+                .map_err(Into::into)
+        }
         Ok(Outcome::Redeliver(reason)) => Err(reason.into()),
         Err(e) => Err(format!("execution task failed: {e}").into()),
     }

@@ -11,11 +11,9 @@ use mcp_shared::{
     domain::{
         agent::{AgentStatus, AgentType, BUILTIN_CAPABILITIES, Capability},
         event::Event,
-        task::Priority,
     },
     entities::{agents::Model, capabilities},
     pii,
-    queue::QueueName,
 };
 use sea_orm::{EntityTrait, Set};
 use serde_json::{Map, Value, json};
@@ -224,12 +222,15 @@ fn split_configuration(
     Ok((Some(Value::Object(plain)), sealed))
 }
 
-/// Deregisters: the key stops working, held tasks go back to their queues.
-pub async fn deregister(state: &AppState, id: Uuid) -> Result<usize, ApiError> {
+/// Deregisters: the key stops working, held tasks go back to their queues. Returns how many
+/// tasks the agent held.
+pub async fn deregister(state: &AppState, id: Uuid) -> Result<u64, ApiError> {
+    // Counted first: once the agent is gone, the dispatcher may release its tasks before we do.
+    let released = mcp_shared::db::tasks::count_held_by(&state.db.conn, id).await?;
     if !agents::deregister(&state.db.conn, id).await? {
         return Err(ApiError::not_found("agent"));
     }
-    let released = state.lifecycle.release_agent(id).await?;
+    state.lifecycle.release_agent(id).await?;
     if released > 0 {
         // Back to their queues: the dispatcher pushes them.
         state.dispatcher.wake();
@@ -247,16 +248,6 @@ pub async fn deregister(state: &AppState, id: Uuid) -> Result<usize, ApiError> {
     )
     .await;
     Ok(released)
-}
-
-pub fn parse_queue(name: &str) -> QueueName {
-    let mut parts = name.splitn(3, ':').skip(1);
-    let capability = parts.next().unwrap_or("generic");
-    let tier = parts
-        .next()
-        .and_then(Priority::parse)
-        .unwrap_or(Priority::Medium);
-    QueueName::new(capability, tier)
 }
 
 /// Marks silent agents stale, then offline, and reports each transition once.

@@ -22,14 +22,14 @@ use chrono::Utc;
 use mcp_shared::{
     db::tasks::{dispatch, transitions::Lost},
     entities::queue_states,
-    queue::Job,
+    queue::{Job, QueueName},
 };
 use sea_orm::EntityTrait;
 use tokio::sync::{Mutex, Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{services::agents::parse_queue, state::AppState};
+use crate::state::AppState;
 
 /// Most jobs waiting in the queue backend per queue.
 pub const QUEUE_CAP: i64 = 2000;
@@ -143,7 +143,10 @@ impl Dispatcher {
             let lost_after =
                 chrono::Duration::from_std(state.settings.redeliver_after).unwrap_or_default();
             for (queue, pushed) in &waiting {
-                let missing = match state.queue.held(&parse_queue(queue)).await? {
+                let Some(name) = QueueName::parse(queue) else {
+                    continue;
+                };
+                let missing = match state.queue.held(&name).await? {
                     Some(held) => (*pushed - held as i64).max(0) as u64,
                     None => i64::MAX as u64,
                 };
@@ -170,7 +173,13 @@ impl Dispatcher {
                 continue;
             }
             dispatch::mark_enqueued(db, &ids, Some(Utc::now())).await?;
-            let name = parse_queue(&queue);
+            let Some(name) = QueueName::parse(&queue) else {
+                tracing::error!(
+                    queue,
+                    "tasks name a queue that is not `mcp:{{capability}}:{{tier}}`"
+                );
+                continue;
+            };
             for (i, chunk) in ids.chunks(500).enumerate() {
                 let jobs = chunk.iter().map(|id| Job::now(*id)).collect();
                 if let Err(e) = state.queue.push(&name, jobs).await {

@@ -14,18 +14,15 @@ use std::{str::FromStr, time::Duration};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, DatabaseConnection, DbErr, SqlxSqliteConnector,
-    sqlx::sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-    },
+    sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
 use crate::{Error, Result};
 
-/// The database handle. In SQLite mode the same pool also backs the embedded job queue.
+/// The database handle.
 #[derive(Debug, Clone)]
 pub struct Database {
     pub conn: DatabaseConnection,
-    pub sqlite_pool: Option<SqlitePool>,
 }
 
 impl Database {
@@ -53,8 +50,7 @@ impl Database {
                 .await
                 .map_err(|e| Error::Database(DbErr::Custom(format!("opening SQLite: {e}"))))?;
             Ok(Self {
-                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone()),
-                sqlite_pool: Some(pool),
+                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut options = ConnectOptions::new(url.to_owned());
@@ -65,7 +61,6 @@ impl Database {
                 .sqlx_logging(false);
             Ok(Self {
                 conn: sea_orm::Database::connect(options).await?,
-                sqlite_pool: None,
             })
         } else {
             Err(Error::Config(

@@ -106,6 +106,25 @@ pub async fn outstanding_by_queue(
     Ok(rows.into_iter().map(|r| (r.queue, r.n)).collect())
 }
 
+/// Owes again the push of every waiting task: the single node's embedded queue starts empty.
+/// Returns how many were owed.
+pub async fn forget_all_pushes(db: &impl ConnectionTrait) -> Result<u64> {
+    Ok(Entity::update_many()
+        .col_expr(
+            Column::EnqueuedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(Column::EnqueuedAt.is_not_null())
+        .filter(Column::Status.is_in([
+            TaskStatus::Pending.as_str(),
+            TaskStatus::Scheduled.as_str(),
+            TaskStatus::Failed.as_str(),
+        ]))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
 /// Pushed long ago and never started: the job may have been lost (a worker killed after
 /// fetching it, a queue backend restarted without persistence, a crash between marking and
 /// pushing). Owes the push again for at most `limit` of them, oldest first; a duplicate delivery

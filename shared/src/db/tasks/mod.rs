@@ -116,6 +116,16 @@ pub async fn insert_many(db: &impl ConnectionTrait, rows: Vec<tasks::ActiveModel
     Ok(())
 }
 
+/// How many tasks `agent` holds: assigned to it, or running on it.
+pub async fn count_held_by(db: &impl ConnectionTrait, agent: Uuid) -> Result<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(Entity::find()
+        .filter(Column::AgentId.eq(agent))
+        .filter(Column::Status.is_in([TaskStatus::Assigned.as_str(), TaskStatus::Running.as_str()]))
+        .count(db)
+        .await?)
+}
+
 /// Task counts per queue and status (for `GET /queues`). Retrying tasks whose retry is not yet
 /// due are reported under the pseudo-status `retry_wait`.
 pub async fn counts_by_queue(db: &impl ConnectionTrait) -> Result<Vec<(String, String, i64)>> {
