@@ -15,7 +15,10 @@
 //!   glued to letters (`v2.10.0.1`, `PHQ-9`, `A1C`) is skipped whole;
 //! - each run, and each part of it between spaces, is classified: IPv4 (octets 0-255, not right
 //!   after "version", "release", "build", "firmware", …), date of birth (a valid date with "born",
-//!   "DOB", "date of birth", "birthday" or "b." next to it), SSN (3-2-4), card (13-19 digits,
+//!   "DOB", "date of birth", "birthday" or "b." next to it), SSN (3-2-4 with an SSN word near, or
+//!   without one when the digits are a valid SSN and the words right next to them do not name an
+//!   identifier: "part number", "lot", "batch", "P/N", …; nine bare digits only with an SSN
+//!   word), card (13-19 digits,
 //!   Luhn, an issuer's leading digit, card-like grouping), phone (NANP 3-3-4 with optional `1`/`+1`
 //!   and parentheses, `+` international, `0`-prefixed national; bare 10-digit and 7-digit numbers
 //!   only after "call", "phone", "text", …; extensions are taken along);
@@ -25,6 +28,9 @@
 //! - the remaining regexes run only when a byte-level test says they can match: e-mail needs an
 //!   `@` (or a spelled-out "at"/"dot"), IPv6 two colons, a written date ("March 14, 1985") a
 //!   birth word somewhere in the text.
+//!
+//! Context is read over a few words and stops at a sentence end, and at a speaker's name or form
+//! label ("Agent: …") once past the number's own label.
 //!
 //! In JSON, a value's key is context too: `{"dob": "1985-03-14"}`, `{"mobile": "5551234567"}`
 //! and `{"ssn": "123456789"}` are redacted although the strings alone would not be.
@@ -354,6 +360,30 @@ static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
     .expect("address regex")
 });
 
+/// Area 001-899 but 666, group 01-99, serial 0001-9999: the numbers the SSA issues.
+fn ssn_valid(area: u32, group: u32, serial: u32) -> bool {
+    (1..=899).contains(&area) && area != 666 && group != 0 && serial != 0
+}
+
+/// "P/N", "S/N", "M/N": part, serial and model number. `s..e` is the word after the slash.
+fn slash_abbreviation(b: &[u8], s: usize, e: usize) -> bool {
+    e - s == 1
+        && b[s] | 0x20 == b'n'
+        && s >= 2
+        && b[s - 1] == b'/'
+        && matches!(b[s - 2] | 0x20, b'p' | b's' | b'm')
+        && (s == 2 || !b[s - 3].is_ascii_alphabetic())
+}
+
+/// Words that may sit between a number and the noun naming it: "the lot number is …", "… is
+/// my order number".
+fn filler(word: &[u8]) -> bool {
+    const FILLER: &[&[u8]] = &[
+        b"is", b"was", b"the", b"my", b"your", b"our", b"his", b"her", b"their", b"a", b"an",
+    ];
+    FILLER.iter().any(|f| f.eq_ignore_ascii_case(word))
+}
+
 /// "March 14, 1985", "Mar. 14th 1985", "14 March 1985", "the 14th of March, 1985", "March 14",
 /// "14-Mar-1985".
 static WRITTEN_DATE: LazyLock<Regex> = LazyLock::new(|| {
@@ -404,15 +434,19 @@ fn has_birth_cue(b: &[u8]) -> bool {
     false
 }
 
-/// Words in front of a number that say what it is.
+/// Words near a number that say what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cue {
     Version,
     Ip,
     Isbn,
-    Order,
+    /// A noun that names the number as a record or product identifier: "order", "part", "lot".
+    Identifier,
     Phone,
+    /// "number", "no", "#"-like words that take their meaning from the word before.
     Number,
+    /// "ID", "code": a number's name that says nothing of what it belongs to.
+    Label,
     Ssn,
     Birth,
 }
@@ -427,25 +461,39 @@ fn cue(word: &[u8]) -> Option<Cue> {
     w.make_ascii_lowercase();
     Some(match &*w {
         b"version" | b"versions" | b"ver" | b"v" | b"release" | b"releases" | b"rel" | b"build"
-        | b"builds" | b"firmware" | b"fw" | b"revision" | b"rev" | b"patch" | b"sdk" | b"bios"
-        | b"driver" | b"kernel" | b"section" | b"sec" | b"chapter" | b"clause" | b"paragraph"
-        | b"figure" | b"fig" | b"table" | b"appendix" | b"step" => Cue::Version,
+        | b"builds" | b"firmware" | b"fw" | b"revision" | b"rev" | b"patch" | b"hotfix"
+        | b"update" | b"updates" | b"upgrade" | b"sdk" | b"bios" | b"driver" | b"kernel"
+        | b"package" | b"pkg" | b"plugin" | b"library" | b"module" | b"edition" | b"candidate"
+        | b"rc" | b"beta" | b"alpha" | b"nightly" | b"snapshot" | b"milestone" | b"section"
+        | b"sec" | b"chapter" | b"clause" | b"paragraph" | b"figure" | b"fig" | b"table"
+        | b"appendix" | b"step" | b"rule" | b"article" => Cue::Version,
         b"ip" | b"ipv" | b"ips" | b"address" | b"addr" | b"host" | b"hostname" | b"server"
         | b"gateway" | b"dns" | b"router" | b"ping" | b"subnet" | b"vpn" | b"proxy" | b"from"
         | b"connect" | b"connecting" | b"connected" | b"login" | b"logged" | b"device"
-        | b"client" | b"origin" | b"source" => Cue::Ip,
-        b"isbn" => Cue::Isbn,
-        b"order" | b"orders" | b"ticket" | b"case" | b"tracking" | b"invoice" | b"confirmation"
-        | b"ref" | b"reference" | b"lot" | b"serial" | b"sku" | b"account" | b"acct" | b"claim"
-        | b"policy" | b"member" | b"booking" | b"reservation" | b"transaction" | b"txn"
-        | b"receipt" | b"po" | b"model" | b"part" | b"batch" | b"id" | b"code" | b"pin"
-        | b"zip" | b"room" | b"flight" | b"item" | b"record" | b"mrn" => Cue::Order,
-        b"call" | b"calling" | b"called" | b"phone" | b"cell" | b"mobile" | b"text"
-        | b"texting" | b"tel" | b"telephone" | b"fax" | b"dial" | b"reach" | b"contact"
-        | b"whatsapp" | b"sms" | b"landline" | b"ph" | b"cellphone" | b"voicemail" | b"ring"
-        | b"mob" => Cue::Phone,
-        b"number" | b"no" | b"num" | b"nr" => Cue::Number,
-        b"ssn" | b"ssns" | b"social" | b"ss" => Cue::Ssn,
+        | b"client" | b"origin" | b"source" | b"src" | b"dst" | b"remote" | b"peer" => Cue::Ip,
+        b"isbn" | b"issn" => Cue::Isbn,
+        b"order" | b"orders" | b"ticket" | b"tickets" | b"case" | b"incident" | b"tracking"
+        | b"shipment" | b"parcel" | b"waybill" | b"consignment" | b"invoice" | b"inv"
+        | b"confirmation" | b"conf" | b"ref" | b"reference" | b"lot" | b"lots" | b"serial"
+        | b"sku" | b"upc" | b"ean" | b"imei" | b"meid" | b"iccid" | b"vin" | b"account"
+        | b"acct" | b"claim" | b"policy" | b"member" | b"membership" | b"booking"
+        | b"reservation" | b"transaction" | b"txn" | b"receipt" | b"po" | b"model" | b"part"
+        | b"parts" | b"batch" | b"pin" | b"zip" | b"postcode" | b"room" | b"flight" | b"seat"
+        | b"gate" | b"item" | b"items" | b"catalog" | b"catalogue" | b"product" | b"record"
+        | b"mrn" | b"npi" | b"rma" | b"job" | b"document" | b"doc" | b"docket" | b"permit"
+        | b"license" | b"licence" | b"registration" | b"routing" | b"employee" | b"student"
+        | b"voucher" | b"coupon" | b"promo" | b"certificate" | b"contract" | b"project"
+        | b"request" | b"req" | b"specimen" | b"sample" | b"accession" | b"asset" | b"kit"
+        | b"container" | b"pallet" => Cue::Identifier,
+        b"call" | b"calling" | b"called" | b"calls" | b"callback" | b"phone" | b"phones"
+        | b"phoned" | b"cell" | b"cellular" | b"mobile" | b"text" | b"texting" | b"txt"
+        | b"tel" | b"telephone" | b"fax" | b"dial" | b"reach" | b"reachable" | b"contact"
+        | b"whatsapp" | b"viber" | b"wechat" | b"sms" | b"landline" | b"line" | b"hotline"
+        | b"helpline" | b"ph" | b"cellphone" | b"voicemail" | b"ring" | b"mob" | b"digits"
+        | b"pager" => Cue::Phone,
+        b"number" | b"numbers" | b"no" | b"nos" | b"num" | b"nr" | b"nbr" => Cue::Number,
+        b"id" | b"ids" | b"code" | b"codes" => Cue::Label,
+        b"ssn" | b"ssns" | b"social" | b"soc" | b"ss" | b"tin" | b"itin" | b"taxpayer" => Cue::Ssn,
         b"born" | b"birth" | b"birthday" | b"birthdays" | b"birthdate" | b"dob" | b"bday" => {
             Cue::Birth
         }
@@ -493,12 +541,32 @@ const STOP_DIGITS: u8 = 1;
 const STOP_COMMA: u8 = 2;
 const PAST_QUESTION: u8 = 4;
 
-/// The alphabetic words before `pos`, nearest first.
+/// The alphabetic words before `pos`, nearest first, at most `left` of them.
 struct PrevWords<'a> {
     b: &'a [u8],
     pos: usize,
     left: usize,
     stops: u8,
+    passed: usize,
+}
+
+impl<'a> PrevWords<'a> {
+    fn new(b: &'a [u8], pos: usize, left: usize, stops: u8) -> Self {
+        PrevWords {
+            b,
+            pos,
+            left,
+            stops,
+            passed: 0,
+        }
+    }
+}
+
+/// A colon right after a word, once past a sentence's worth of words: the end of a speaker's
+/// name or a form label ("Patient: I got 000-12-3456"), whose words describe something else.
+/// The number's own label is still read, "SSN: 123-45-6789" as "Birthdate: the 14th of May".
+fn label_colon(b: &[u8], i: usize, passed: usize) -> bool {
+    passed >= 2 && b[i] == b':' && i > 0 && b[i - 1].is_ascii_alphabetic()
 }
 
 impl Iterator for PrevWords<'_> {
@@ -519,7 +587,7 @@ impl Iterator for PrevWords<'_> {
             if c.is_ascii_alphabetic() {
                 break;
             }
-            if clause_end(b, p - 1, self.stops) {
+            if clause_end(b, p - 1, self.stops) || label_colon(b, p - 1, self.passed) {
                 self.left = 0;
                 return None;
             }
@@ -531,16 +599,28 @@ impl Iterator for PrevWords<'_> {
         }
         self.pos = p;
         self.left -= 1;
+        self.passed += 1;
         Some((p, end))
     }
 }
 
-/// The alphabetic words after `pos`, nearest first.
+/// The alphabetic words after `pos`, nearest first, at most `left` of them.
 struct NextWords<'a> {
     b: &'a [u8],
     pos: usize,
     left: usize,
     stops: u8,
+}
+
+impl<'a> NextWords<'a> {
+    fn new(b: &'a [u8], pos: usize, left: usize, stops: u8) -> Self {
+        NextWords {
+            b,
+            pos,
+            left,
+            stops,
+        }
+    }
 }
 
 impl Iterator for NextWords<'_> {
@@ -565,6 +645,12 @@ impl Iterator for NextWords<'_> {
         let start = p;
         while p < b.len() && b[p].is_ascii_alphabetic() {
             p += 1;
+        }
+        // "… 000-12-3456 Agent: my SSN is …": a word that ends in a colon opens a new field or
+        // turn, and nothing after it is about this number.
+        if b.get(p) == Some(&b':') {
+            self.left = 0;
+            return None;
         }
         self.pos = p;
         self.left -= 1;
@@ -864,11 +950,7 @@ impl Scan<'_> {
                 .birth_context(start, w.end())
                 .then_some(PiiKind::DateOfBirth);
         }
-        let ssn_shape = n == 3
-            && (w.len(0), w.len(1), w.len(2)) == (3, 2, 4)
-            && w.uniform(&[Sep::Dash, Sep::Space, Sep::Dot]);
-        let ssn_cue = || self.field == Some(Cue::Ssn) || self.any_cue(start, 4, Cue::Ssn);
-        if ssn_shape || (n == 1 && digits == 9 && ssn_cue()) {
+        if self.ssn(w, digits) {
             return Some(PiiKind::Ssn);
         }
         if (13..=19).contains(&digits)
@@ -880,6 +962,75 @@ impl Scan<'_> {
             return Some(PiiKind::CreditCard);
         }
         None
+    }
+
+    /// 3-2-4 digits ("123-45-6789", "123 45 6789") are an SSN unless the words next to them name
+    /// them as something else ("part number", "lot", "batch") or no SSN can have those digits
+    /// (area 000, 666 or 9xx, group 00, serial 0000) and no SSN word is near. Nine bare digits
+    /// are one only next to an SSN word.
+    fn ssn(&self, w: &Window<'_>, digits: usize) -> bool {
+        let b = self.b;
+        let grouped = w.n() == 3
+            && (w.len(0), w.len(1), w.len(2)) == (3, 2, 4)
+            && w.uniform(&[Sep::Dash, Sep::Space, Sep::Dot]);
+        let bare = w.n() == 1 && digits == 9;
+        if !grouped && !bare {
+            return false;
+        }
+        let (start, end) = (w.start(), w.end());
+        if self.names_identifier(start, end) {
+            return false;
+        }
+        if self.ssn_context(start, end) {
+            return true;
+        }
+        grouped
+            && ssn_valid(
+                value(b, w.group(0)),
+                value(b, w.group(1)),
+                value(b, w.group(2)),
+            )
+    }
+
+    /// An SSN word among the few words before the number or right after it ("… is my social"),
+    /// without crossing another number or a sentence end.
+    fn ssn_context(&self, start: usize, end: usize) -> bool {
+        let b = self.b;
+        let is_ssn = |(s, e): (usize, usize)| cue(&b[s..e]) == Some(Cue::Ssn);
+        self.field == Some(Cue::Ssn)
+            || PrevWords::new(b, start, 6, STOP_DIGITS | PAST_QUESTION).any(is_ssn)
+            || NextWords::new(b, end, 4, STOP_DIGITS).any(is_ssn)
+    }
+
+    /// Whether the words right next to a number name it as a record or product identifier:
+    /// "part number 123-45-6789", "lot #…", "order no. …", "tracking ID: …", "P/N …", or just
+    /// after it, "… (lot number)". Only adjacent words count: in "update my account to
+    /// 555-123-4567" the account is not what the number is.
+    fn names_identifier(&self, start: usize, end: usize) -> bool {
+        let b = self.b;
+        for (s, e) in PrevWords::new(b, start, 3, STOP_DIGITS) {
+            match cue(&b[s..e]) {
+                Some(Cue::Identifier | Cue::Isbn) => return true,
+                // "order number", "tracking ID", "the lot number is": the word before decides.
+                Some(Cue::Number | Cue::Label) => {}
+                _ if filler(&b[s..e]) => {}
+                _ => return slash_abbreviation(b, s, e),
+            }
+        }
+        let mut after = NextWords::new(b, end, 4, STOP_DIGITS);
+        while let Some((s, e)) = after.next() {
+            if filler(&b[s..e]) {
+                continue;
+            }
+            if !matches!(cue(&b[s..e]), Some(Cue::Identifier | Cue::Isbn)) {
+                return false;
+            }
+            // "(lot number)", "is the part no.", "… batch." — not "is the order desk".
+            return after
+                .next()
+                .is_none_or(|(s, e)| matches!(cue(&b[s..e]), Some(Cue::Number | Cue::Label)));
+        }
+        false
     }
 
     fn ipv4(&self, w: &Window<'_>) -> bool {
@@ -894,13 +1045,8 @@ impl Scan<'_> {
             e - s <= 3 && (e - s == 1 || b[s] != b'0') && value(b, (s, e)) <= 255
         });
         octets_ok
-            && PrevWords {
-                b,
-                pos: w.start(),
-                left: 2,
-                stops: STOP_COMMA,
-            }
-            .find_map(|(s, e)| cue(&b[s..e]).filter(|c| matches!(c, Cue::Version | Cue::Ip)))
+            && PrevWords::new(b, w.start(), 2, STOP_COMMA)
+                .find_map(|(s, e)| cue(&b[s..e]).filter(|c| matches!(c, Cue::Version | Cue::Ip)))
                 != Some(Cue::Version)
     }
 
@@ -946,19 +1092,17 @@ impl Scan<'_> {
     /// the nearest such word; "number" counts as a phone word unless "order number" etc.
     fn phone_cue(&self, pos: usize) -> Option<bool> {
         let b = self.b;
-        let mut words = PrevWords {
-            b,
-            pos,
-            left: 4,
-            stops: 0,
-        };
+        let mut words = PrevWords::new(b, pos, 4, 0);
         while let Some((s, e)) = words.next() {
             match cue(&b[s..e]) {
                 Some(Cue::Phone) => return Some(true),
-                Some(Cue::Order | Cue::Isbn) => return Some(false),
+                Some(Cue::Identifier | Cue::Isbn | Cue::Label) => return Some(false),
                 Some(Cue::Number) => {
                     let before = words.next().and_then(|(s, e)| cue(&b[s..e]));
-                    return Some(!matches!(before, Some(Cue::Order | Cue::Isbn)));
+                    return Some(!matches!(
+                        before,
+                        Some(Cue::Identifier | Cue::Isbn | Cue::Label)
+                    ));
                 }
                 _ => {}
             }
@@ -968,13 +1112,7 @@ impl Scan<'_> {
 
     fn any_cue(&self, pos: usize, words: usize, wanted: Cue) -> bool {
         let b = self.b;
-        PrevWords {
-            b,
-            pos,
-            left: words,
-            stops: 0,
-        }
-        .any(|(s, e)| cue(&b[s..e]) == Some(wanted))
+        PrevWords::new(b, pos, words, 0).any(|(s, e)| cue(&b[s..e]) == Some(wanted))
     }
 
     /// A birth word among the few words before the date, or right after it ("… is my birthday"),
@@ -982,20 +1120,9 @@ impl Scan<'_> {
     fn birth_context(&self, start: usize, end: usize) -> bool {
         let b = self.b;
         self.field == Some(Cue::Birth)
-            || PrevWords {
-                b,
-                pos: start,
-                left: 4,
-                stops: STOP_DIGITS | PAST_QUESTION,
-            }
-            .any(|(s, e)| is_birth_word(b, s, e))
-            || NextWords {
-                b,
-                pos: end,
-                left: 5,
-                stops: STOP_DIGITS,
-            }
-            .any(|(s, e)| is_birth_word(b, s, e))
+            || PrevWords::new(b, start, 4, STOP_DIGITS | PAST_QUESTION)
+                .any(|(s, e)| is_birth_word(b, s, e))
+            || NextWords::new(b, end, 5, STOP_DIGITS).any(|(s, e)| is_birth_word(b, s, e))
     }
 
     /// Tries a street line at the chunk's first group ("350 5th Avenue", "12-14 Elm St") and at
@@ -1682,6 +1809,33 @@ mod tests {
             PiiKind::Ssn,
         );
         untouched(&["invoice 123456789 paid", "call 12-345-6789"]);
+    }
+
+    #[test]
+    fn ssn_context_and_validity() {
+        becomes(
+            &[
+                ("SSN 000-12-3456", "SSN [SSN]"),
+                ("123456789 is my SSN", "[SSN] is my SSN"),
+                ("Taxpayer ID (SSN): 123 45 6789", "Taxpayer ID (SSN): [SSN]"),
+                ("soc sec 123.45.6789", "soc sec [SSN]"),
+            ],
+            PiiKind::Ssn,
+        );
+        untouched(&[
+            "part number 123-45-6789",
+            "the lot number is 123-45-6789",
+            "Batch no. 123 45 6789",
+            "P/N 123-45-6789",
+            "serial #123-45-6789 failed QA",
+            "123-45-6789 (lot number)",
+            "the code on the box was 000-12-3456",
+            "it printed 666-12-3456",
+            "the form shows 912-34-5678",
+            "got 123-00-4567 and 123-45-0000",
+            // A colon after a speaker's name ends the context of the turn before.
+            "Agent: which SSN is on file Customer: I got 000-12-3456",
+        ]);
     }
 
     #[test]
