@@ -13,8 +13,9 @@
 //! - one byte-level pass cuts the text into runs of digit groups joined by single separators
 //!   (`555-123-4567`, `(555) 123-4567`, `+44 20 7946 0958`, `10.0.0.1/24`, `03/14/1985`); a run
 //!   glued to letters (`v2.10.0.1`, `PHQ-9`, `A1C`) is skipped whole;
-//! - each run, and each part of it between spaces, is classified: IPv4 (octets 0-255, not right
-//!   after "version", "release", "build", "firmware", …), date of birth (a valid date with "born",
+//! - each run, and each part of it between spaces, is classified: IPv4 (octets 0-255, unless a
+//!   version word — "version", "release", "build", "firmware", "v", … — is nearer before it than
+//!   a network word, or, with neither, right after it: "the 4.12.0.3 update"), date of birth (a valid date with "born",
 //!   "DOB", "date of birth", "birthday" or "b." next to it), SSN (3-2-4 with an SSN word near, or
 //!   without one when the digits are a valid SSN and the words right next to them do not name an
 //!   identifier: "part number", "lot", "batch", "P/N", …; nine bare digits only with an SSN
@@ -462,11 +463,11 @@ fn cue(word: &[u8]) -> Option<Cue> {
     Some(match &*w {
         b"version" | b"versions" | b"ver" | b"v" | b"release" | b"releases" | b"rel" | b"build"
         | b"builds" | b"firmware" | b"fw" | b"revision" | b"rev" | b"patch" | b"hotfix"
-        | b"update" | b"updates" | b"upgrade" | b"sdk" | b"bios" | b"driver" | b"kernel"
-        | b"package" | b"pkg" | b"plugin" | b"library" | b"module" | b"edition" | b"candidate"
-        | b"rc" | b"beta" | b"alpha" | b"nightly" | b"snapshot" | b"milestone" | b"section"
-        | b"sec" | b"chapter" | b"clause" | b"paragraph" | b"figure" | b"fig" | b"table"
-        | b"appendix" | b"step" | b"rule" | b"article" => Cue::Version,
+        | b"update" | b"updates" | b"upgrade" | b"sdk" | b"bios" | b"kernel" | b"package"
+        | b"pkg" | b"plugin" | b"library" | b"module" | b"edition" | b"rc" | b"beta" | b"alpha"
+        | b"nightly" | b"snapshot" | b"milestone" | b"section" | b"sec" | b"chapter"
+        | b"clause" | b"paragraph" | b"figure" | b"fig" | b"table" | b"appendix" | b"step"
+        | b"rule" | b"article" => Cue::Version,
         b"ip" | b"ipv" | b"ips" | b"address" | b"addr" | b"host" | b"hostname" | b"server"
         | b"gateway" | b"dns" | b"router" | b"ping" | b"subnet" | b"vpn" | b"proxy" | b"from"
         | b"connect" | b"connecting" | b"connected" | b"login" | b"logged" | b"device"
@@ -1044,10 +1045,22 @@ impl Scan<'_> {
             let (s, e) = w.group(i);
             e - s <= 3 && (e - s == 1 || b[s] != b'0') && value(b, (s, e)) <= 255
         });
-        octets_ok
-            && PrevWords::new(b, w.start(), 2, STOP_COMMA)
-                .find_map(|(s, e)| cue(&b[s..e]).filter(|c| matches!(c, Cue::Version | Cue::Ip)))
-                != Some(Cue::Version)
+        octets_ok && !self.version_context(w.start(), w.end())
+    }
+
+    /// Whether a dotted quad is a version ("version 10.0.0.1", "the version is now 2.1.0.7",
+    /// "the 4.12.0.3 update"): the nearest of a version word and a network word in the few words
+    /// before it decides, and failing both, a version word right after it.
+    fn version_context(&self, start: usize, end: usize) -> bool {
+        let b = self.b;
+        let kind =
+            |(s, e): (usize, usize)| cue(&b[s..e]).filter(|c| matches!(c, Cue::Version | Cue::Ip));
+        match PrevWords::new(b, start, 3, STOP_COMMA | STOP_DIGITS).find_map(kind) {
+            Some(c) => c == Cue::Version,
+            None => NextWords::new(b, end, 2, STOP_COMMA | STOP_DIGITS)
+                .find_map(kind)
+                .is_some_and(|c| c == Cue::Version),
+        }
     }
 
     /// The end of the phone number in the window (extension included), if it is one.
@@ -1068,6 +1081,11 @@ impl Scan<'_> {
             && is_word(c)
             && !(c | 0x20 == b'x' && b.get(end + 1).is_some_and(u8::is_ascii_digit))
         {
+            return None;
+        }
+        // "… 555-1234 10:30", "… 0958 00:1A:2B…": a group that goes on with a colon starts a time
+        // or a MAC address, not the end of a phone number.
+        if b.get(end) == Some(&b':') && b.get(end + 1).is_some_and(u8::is_ascii_alphanumeric) {
             return None;
         }
         let ok = if w.plus() {
@@ -1773,6 +1791,10 @@ mod tests {
                 ("desk 555-123-4567 ext. 12, thanks", "desk [PHONE], thanks"),
                 ("try 1-800-555-0199 x204", "try [PHONE]"),
                 ("+1 (555) 123-4567", "[PHONE]"),
+                (
+                    "call +44 20 7946 0958 10:30 tomorrow",
+                    "call [PHONE] 10:30 tomorrow",
+                ),
                 ("text me at 5551234567", "text me at [PHONE]"),
                 ("my number is 555-1234", "my number is [PHONE]"),
                 ("ring 020 7946 0958 after six", "ring [PHONE] after six"),
@@ -1888,7 +1910,15 @@ mod tests {
             "see section 4.1.2.3",
             "octets 300.1.2.3 are invalid",
             "nested 1.2.3.4.5",
+            "the version is now 1.2.3.4",
+            "the 4.12.0.3 update is out",
+            "2.1.0.7 release notes",
+            "Version: 10.0.0.1",
         ]);
+        assert_eq!(
+            redacted("login from 10.1.2.3 after the update"),
+            "login from [IP_ADDRESS] after the update"
+        );
     }
 
     #[test]
