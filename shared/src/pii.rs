@@ -20,9 +20,13 @@
 //!   without one when the digits are a valid SSN and the words right next to them do not name an
 //!   identifier: "part number", "lot", "batch", "P/N", …; nine bare digits only with an SSN
 //!   word), card (13-19 digits,
-//!   Luhn, an issuer's leading digit, card-like grouping), phone (NANP 3-3-4 with optional `1`/`+1`
-//!   and parentheses, `+` international, `0`-prefixed national; bare 10-digit and 7-digit numbers
-//!   only after "call", "phone", "text", …; extensions are taken along);
+//!   Luhn, an issuer's leading digit, card-like grouping, not named an identifier: "IMEI …"),
+//!   phone (`+` or `00` and a country code; NANP 3-3-4 with optional `1`/`+1` and parentheses;
+//!   national groupings — an area code of 2-6 digits, maybe in parentheses or before a slash, then
+//!   groups of 2-8 — of 10-12 digits with a trunk `0` or 10-11 without, unless the words next to
+//!   them name an identifier; bare 10-12 digits, shorter groupings and groupings inside a longer
+//!   run of numbers only with a phone word before or after them: "call", "my work line",
+//!   "… is my cell", "M:"; extensions are taken along);
 //! - a street address is tried only where a number is followed by a word, with an anchored regex
 //!   (number, name, street suffix, unit, then city/state/ZIP), and its name may not contain
 //!   everyday words, so "3 blocks down the road" stays;
@@ -453,6 +457,11 @@ enum Cue {
 }
 
 fn cue(word: &[u8]) -> Option<Cue> {
+    // "my work line's 0412 345 678"
+    let word = word
+        .strip_suffix(b"'s")
+        .or_else(|| word.strip_suffix(b"'S"))
+        .unwrap_or(word);
     let mut buf = [0u8; 12];
     if word.len() > buf.len() {
         return None;
@@ -542,6 +551,14 @@ const STOP_DIGITS: u8 = 1;
 const STOP_COMMA: u8 = 2;
 const PAST_QUESTION: u8 = 4;
 
+/// "that's", "line's", "o'clock": an apostrophe between letters keeps a word whole.
+fn inner_apostrophe(b: &[u8], i: usize) -> bool {
+    b[i] == b'\''
+        && i > 0
+        && b[i - 1].is_ascii_alphabetic()
+        && b.get(i + 1).is_some_and(u8::is_ascii_alphabetic)
+}
+
 /// The alphabetic words before `pos`, nearest first, at most `left` of them.
 struct PrevWords<'a> {
     b: &'a [u8],
@@ -563,11 +580,12 @@ impl<'a> PrevWords<'a> {
     }
 }
 
-/// A colon right after a word, once past a sentence's worth of words: the end of a speaker's
-/// name or a form label ("Patient: I got 000-12-3456"), whose words describe something else.
-/// The number's own label is still read, "SSN: 123-45-6789" as "Birthdate: the 14th of May".
+/// A colon right after a word, once past a word that says something: the end of a speaker's
+/// name or a form label ("Patient: I got 000-12-3456", "Customer: firmware 1.2.3.4"), whose
+/// words describe something else. The number's own label is still read, "SSN: 123-45-6789" as
+/// "Birthdate: the 14th of May".
 fn label_colon(b: &[u8], i: usize, passed: usize) -> bool {
-    passed >= 2 && b[i] == b':' && i > 0 && b[i - 1].is_ascii_alphabetic()
+    passed >= 1 && b[i] == b':' && i > 0 && b[i - 1].is_ascii_alphabetic()
 }
 
 impl Iterator for PrevWords<'_> {
@@ -595,12 +613,12 @@ impl Iterator for PrevWords<'_> {
             p -= 1;
         }
         let end = p;
-        while p > 0 && b[p - 1].is_ascii_alphabetic() {
+        while p > 0 && (b[p - 1].is_ascii_alphabetic() || inner_apostrophe(b, p - 1)) {
             p -= 1;
         }
         self.pos = p;
         self.left -= 1;
-        self.passed += 1;
+        self.passed += usize::from(!filler(&b[p..end]));
         Some((p, end))
     }
 }
@@ -644,7 +662,7 @@ impl Iterator for NextWords<'_> {
             p += 1;
         }
         let start = p;
-        while p < b.len() && b[p].is_ascii_alphabetic() {
+        while p < b.len() && (b[p].is_ascii_alphabetic() || inner_apostrophe(b, p)) {
             p += 1;
         }
         // "… 000-12-3456 Agent: my SSN is …": a word that ends in a colon opens a new field or
@@ -686,18 +704,20 @@ struct Chunk {
 }
 
 impl Chunk {
+    /// `start` is a digit, a '+' or '(' before one, or "(+" before one ("(+91) 98765 43210").
     fn parse(b: &[u8], start: usize) -> Chunk {
+        let open0 = b[start] == b'(';
         let mut c = Chunk {
             start,
             end: start,
-            plus: b[start] == b'+',
-            open0: b[start] == b'(',
+            plus: b[start + usize::from(open0)] == b'+',
+            open0,
             n: 0,
             groups: [(0, 0); MAX_GROUPS],
             seps: [Sep::Space; MAX_GROUPS],
         };
         let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
-        let mut p = start + usize::from(c.plus || c.open0);
+        let mut p = start + usize::from(c.plus) + usize::from(c.open0);
         let mut open = c.open0;
         loop {
             let gs = p;
@@ -706,6 +726,13 @@ impl Chunk {
             }
             c.groups[c.n] = (gs, p);
             c.n += 1;
+            if c.n == 1 && c.open0 && b.get(p) != Some(&b')') {
+                // "(123-45-6789)", "(+91 98765 43210)": the parenthesis holds the whole item, not
+                // an area code, and is no part of it.
+                c.open0 = false;
+                c.start += 1;
+                open = false;
+            }
             if c.n == MAX_GROUPS {
                 break;
             }
@@ -723,6 +750,14 @@ impl Chunk {
                 Some(b'.') if digit(p + 1) => (Sep::Dot, 1),
                 Some(b'/') if digit(p + 1) => (Sep::Slash, 1),
                 Some(b' ') if digit(p + 1) => (Sep::Space, 1),
+                // "555 - 123 - 4567"
+                Some(b' ')
+                    if b.get(p + 1) == Some(&b'-')
+                        && b.get(p + 2) == Some(&b' ')
+                        && digit(p + 3) =>
+                {
+                    (Sep::Dash, 3)
+                }
                 Some(b' ') if b.get(p + 1) == Some(&b'(') && digit(p + 2) => (Sep::Open, 2),
                 Some(b'(') if digit(p + 1) => (Sep::Open, 1),
                 _ => break,
@@ -847,7 +882,9 @@ impl Scan<'_> {
         let mut i = 0;
         while i < b.len() {
             let c = b[i];
-            let opener = matches!(c, b'+' | b'(') && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+            let digit_at = |j: usize| b.get(j).is_some_and(u8::is_ascii_digit);
+            let opener = (matches!(c, b'+' | b'(') && digit_at(i + 1))
+                || (c == b'(' && b.get(i + 1) == Some(&b'+') && digit_at(i + 2));
             if !c.is_ascii_digit() && !opener {
                 i += 1;
                 continue;
@@ -959,6 +996,9 @@ impl Scan<'_> {
             && card_shape(w)
             && luhn(b[start..w.end()].iter().copied().filter(u8::is_ascii_digit))
             && !self.any_cue(start, 3, Cue::Isbn)
+            // "IMEI 356938035643809", "order #4111111111111111": a tenth of random numbers
+            // pass the Luhn check.
+            && !self.names_identifier(start, w.end())
         {
             return Some(PiiKind::CreditCard);
         }
@@ -1073,7 +1113,8 @@ impl Scan<'_> {
                 return None;
             }
         }
-        if w.seps().any(|s| s == Sep::Slash) {
+        // A slash only after an area code: "030/12345678", "555/123-4567".
+        if w.seps().skip(1).any(|s| s == Sep::Slash) {
             return None;
         }
         let end = w.end();
@@ -1088,34 +1129,45 @@ impl Scan<'_> {
         if b.get(end) == Some(&b':') && b.get(end + 1).is_some_and(u8::is_ascii_alphanumeric) {
             return None;
         }
-        let ok = if w.plus() {
-            (8..=15).contains(&digits) && (n == 1 || w.len(0) <= 3)
-        } else if nanp(b, w) || trunk_prefixed(b, w, digits) {
-            // Formatted like a phone number: a phone, even after "account" or "ticket", since
-            // leaking one costs more than hiding an order number written the same way.
-            !self.any_cue(w.start(), 3, Cue::Isbn)
-        } else if (n == 1 && (10..=11).contains(&digits))
-            || (n == 2
-                && (w.len(0), w.len(1)) == (3, 4)
-                && matches!(w.sep(0), Sep::Dash | Sep::Dot | Sep::Space))
-        {
-            self.phone_cue(w.start()) == Some(true)
-        } else {
-            false
+        // The words around the whole run are the context, also for a part of it: in
+        // "UPC 0 12345 67890 5" the UPC names "12345 67890" too.
+        let context = w.c.start;
+        let whole = w.a == 0 && w.z == w.c.n;
+        let ok = match phone_shape(b, w, digits) {
+            PhoneShape::International if w.plus() => true,
+            PhoneShape::International if whole => !self.names_identifier(context, end),
+            // Grouped like a phone number inside a longer run of numbers ("UPC 0 12345 67890 5",
+            // "paid 20 4111 1111 1111 1111") it needs a phone word as much as bare digits do;
+            // only the North American grouping is distinct enough to stand out of one.
+            PhoneShape::National if whole || nanp(b, w) => {
+                !self.names_identifier(context, end) && !self.any_cue(context, 3, Cue::Isbn)
+            }
+            PhoneShape::International | PhoneShape::National | PhoneShape::Cued => {
+                self.phone_cue(context, end) == Some(true)
+            }
+            PhoneShape::No => false,
         };
         ok.then(|| extension_end(b, end))
     }
 
-    /// `Some(true)` after a phone word, `Some(false)` after an order/ticket/ISBN word, judged by
-    /// the nearest such word; "number" counts as a phone word unless "order number" etc.
-    fn phone_cue(&self, pos: usize) -> Option<bool> {
+    /// `Some(true)` next to a phone word, `Some(false)` next to an identifier word (order, ticket,
+    /// ISBN, ID…), judged by the nearest such word before the number, then by the words right
+    /// after it ("… is my cell", "… (mobile)"); "number" counts as a phone word unless it is
+    /// "order number" and the like.
+    fn phone_cue(&self, start: usize, end: usize) -> Option<bool> {
         let b = self.b;
-        let mut words = PrevWords::new(b, pos, 4, 0);
+        if letter_label(b, start) {
+            return Some(true);
+        }
+        let mut words = PrevWords::new(b, start, 6, 0);
+        let mut nearest = 0;
         while let Some((s, e)) = words.next() {
+            nearest += 1;
             match cue(&b[s..e]) {
                 Some(Cue::Phone) => return Some(true),
                 Some(Cue::Identifier | Cue::Isbn | Cue::Label) => return Some(false),
-                Some(Cue::Number) => {
+                // "my number is", "number:"; further off, "no" is as likely a reply.
+                Some(Cue::Number) if nearest <= 3 => {
                     let before = words.next().and_then(|(s, e)| cue(&b[s..e]));
                     return Some(!matches!(
                         before,
@@ -1125,7 +1177,12 @@ impl Scan<'_> {
                 _ => {}
             }
         }
-        (self.field == Some(Cue::Phone)).then_some(true)
+        let after = NextWords::new(b, end, 4, STOP_DIGITS).find_map(|(s, e)| cue(&b[s..e]));
+        match after {
+            Some(Cue::Phone | Cue::Number) => Some(true),
+            Some(Cue::Identifier | Cue::Isbn | Cue::Label) => Some(false),
+            _ => (self.field == Some(Cue::Phone)).then_some(true),
+        }
     }
 
     fn any_cue(&self, pos: usize, words: usize, wanted: Cue) -> bool {
@@ -1293,19 +1350,102 @@ fn nanp(b: &[u8], w: &Window<'_>) -> bool {
     (w.len(s), w.len(s + 1), w.len(s + 2)) == (3, 3, 4) && (0..n).all(|i| i == s || !w.open(i))
 }
 
-/// National numbers with a leading 0 trunk prefix: "020 7946 0958", "07700 900123".
-fn trunk_prefixed(b: &[u8], w: &Window<'_>, digits: usize) -> bool {
-    let n = w.n();
-    (2..=4).contains(&n)
-        && b[w.group(0).0] == b'0'
-        && (10..=11).contains(&digits)
-        && (3..=5).contains(&w.len(0))
-        && (1..n).all(|i| w.len(i) >= 3 && !w.open(i))
-        && w.seps()
-            .all(|s| matches!(s, Sep::Space | Sep::Dash | Sep::Close))
+/// How much a run of digit groups looks like a phone number by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PhoneShape {
+    /// A country code says it: "+44 20 7946 0958", "(+91) 98765-43210", "0044 20 7946 0958".
+    International,
+    /// Grouped as national numbers are written: "(555) 123-4567", "020 7946 0958",
+    /// "98765 43210", "01 23 45 67 89", "(11) 91234-5678", "030/12345678".
+    National,
+    /// A phone number only if a phone word says so: "5551234567", "555-1234", "912 345 678".
+    Cued,
+    No,
 }
 
-/// Extends a phone number over a following "ext. 12", "extension 3", "x204".
+fn phone_shape(b: &[u8], w: &Window<'_>, digits: usize) -> PhoneShape {
+    let n = w.n();
+    if w.plus() {
+        return if (8..=15).contains(&digits) && (n == 1 || w.len(0) <= 3) {
+            PhoneShape::International
+        } else {
+            PhoneShape::No
+        };
+    }
+    let (first, _) = w.group(0);
+    let trunk = b[first] == b'0';
+    // "00" is the international call prefix in most of the world.
+    if trunk && w.len(0) >= 2 && b[first + 1] == b'0' {
+        return if n >= 2 && (11..=15).contains(&digits) {
+            PhoneShape::International
+        } else {
+            PhoneShape::No
+        };
+    }
+    if nanp(b, w) {
+        return PhoneShape::National;
+    }
+    if n == 1 {
+        return if (10..=12).contains(&digits) {
+            PhoneShape::Cued
+        } else {
+            PhoneShape::No
+        };
+    }
+    if !national_grouping(b, w) || !(7..=12).contains(&digits) {
+        return PhoneShape::No;
+    }
+    // Thousands are grouped in threes ("12 345 678"); so, with a phone word, is "912 345 678".
+    // A leading 0 is no amount: "0412 345 678" is a phone number.
+    let thousands = !trunk && n >= 3 && (1..n).all(|i| w.len(i) == 3);
+    let national = if trunk {
+        (10..=12).contains(&digits)
+    } else {
+        (10..=11).contains(&digits) && w.len(n - 1) >= 4
+    };
+    if national && !thousands {
+        PhoneShape::National
+    } else {
+        PhoneShape::Cued
+    }
+}
+
+/// Groups as phone numbers are written: an area code of 2-5 digits first (maybe in parentheses,
+/// maybe before a slash), then groups of 2-8 digits joined by spaces, dashes or dots.
+fn national_grouping(b: &[u8], w: &Window<'_>) -> bool {
+    let n = w.n();
+    // India writes its trunk 0 in front of a five-digit group: "098765 43210".
+    let area = if b[w.group(0).0] == b'0' {
+        2..=6
+    } else {
+        2..=5
+    };
+    area.contains(&w.len(0))
+        && (1..n).all(|i| (2..=8).contains(&w.len(i)) && !w.open(i))
+        && w.seps().enumerate().all(|(i, s)| match s {
+            Sep::Space | Sep::Dash | Sep::Dot | Sep::Close => true,
+            Sep::Slash => i == 0,
+            Sep::Open => false,
+        })
+}
+
+/// A one-letter label right before the number, as in signatures and contact cards: "M: …",
+/// "T. …", "C: …" (mobile, telephone, cell, home, work, office, fax, direct, phone).
+fn letter_label(b: &[u8], start: usize) -> bool {
+    let mut p = start;
+    while p > 0 && b[p - 1] == b' ' {
+        p -= 1;
+    }
+    p >= 2
+        && matches!(b[p - 1], b':' | b'.')
+        && matches!(
+            b[p - 2] | 0x20,
+            b'm' | b't' | b'c' | b'h' | b'w' | b'o' | b'f' | b'd' | b'p'
+        )
+        && (p == 2 || !b[p - 3].is_ascii_alphanumeric())
+}
+
+/// Extends a phone number over a following "ext. 12", "extension 3", "x204", "(ext. 5)".
 fn extension_end(b: &[u8], end: usize) -> usize {
     let mut q = end;
     if b.get(q) == Some(&b',') {
@@ -1314,6 +1454,9 @@ fn extension_end(b: &[u8], end: usize) -> usize {
     while b.get(q) == Some(&b' ') && q < end + 3 {
         q += 1;
     }
+    // "(ext. 12)" is taken with its parentheses.
+    let paren = b.get(q) == Some(&b'(');
+    q += usize::from(paren);
     let rest = &b[q.min(b.len())..];
     q += if starts_with_ci(rest, b"extension") {
         9
@@ -1336,6 +1479,12 @@ fn extension_end(b: &[u8], end: usize) -> usize {
     }
     if q == ds || q - ds > 6 || b.get(q).is_some_and(|&c| is_word(c)) {
         return end;
+    }
+    if paren {
+        if b.get(q) != Some(&b')') {
+            return end;
+        }
+        q += 1;
     }
     q
 }
@@ -1818,6 +1967,42 @@ mod tests {
     }
 
     #[test]
+    fn national_phone_formats() {
+        becomes(
+            &[
+                ("my work line is 5551234567", "my work line is [PHONE]"),
+                ("call 98765 43210 tonight", "call [PHONE] tonight"),
+                ("098765 43210 is my cell", "[PHONE] is my cell"),
+                ("Tel: 030/12345678", "Tel: [PHONE]"),
+                ("it's 01 23 45 67 89.", "it's [PHONE]."),
+                ("try (11) 91234-5678", "try [PHONE]"),
+                ("0044 20 7946 0958", "[PHONE]"),
+                ("(+91) 98765-43210", "[PHONE]"),
+                ("0412 345 678 works", "[PHONE] works"),
+                ("he said 555 - 123 - 4567", "he said [PHONE]"),
+                ("M: 912 345 678", "M: [PHONE]"),
+                ("(555) 123-4567 (ext. 12) ok", "[PHONE] ok"),
+                (
+                    "that's 630 56 38 90, my work line",
+                    "that's [PHONE], my work line",
+                ),
+            ],
+            PiiKind::Phone,
+        );
+        untouched(&[
+            "order 555-123-4567 shipped",
+            "tracking number 98765 43210",
+            "part number 020 7946 0958",
+            "case # 0020 1400 6838",
+            "UPC 0 12345 67890 5",
+            "IMEI 356938035643809",
+            "SKU 1234-567-890",
+            "12 345 678 people",
+            "ref 4374 0030 7110 9610",
+        ]);
+    }
+
+    #[test]
     fn ssns() {
         becomes(
             &[
@@ -1830,7 +2015,10 @@ mod tests {
             ],
             PiiKind::Ssn,
         );
-        untouched(&["invoice 123456789 paid", "call 12-345-6789"]);
+        untouched(&["invoice 123456789 paid"]);
+        // Not an SSN's grouping; after "call", nine digits are a phone number (Seoul writes
+        // 02-123-4567).
+        assert_eq!(kinds("call 12-345-6789"), [PiiKind::Phone]);
     }
 
     #[test]
