@@ -25,7 +25,12 @@ const RECORDS: usize = 14_000;
 fn print(report: &Report) {
     println!("{}", report.table());
     println!("{}", report.details());
-    println!("{}", report.failures(6));
+    // PII_EVAL_FAILURES=50 shows more of each kind's failures.
+    let shown = std::env::var("PII_EVAL_FAILURES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    println!("{}", report.failures(shown));
     for s in report.shortfalls() {
         println!("SHORT OF THE BAR: {s}");
     }
