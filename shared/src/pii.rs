@@ -27,9 +27,14 @@
 //!   them name an identifier; bare 10-12 digits, shorter groupings and groupings inside a longer
 //!   run of numbers only with a phone word before or after them: "call", "my work line",
 //!   "… is my cell", "M:"; extensions are taken along);
-//! - a street address is tried only where a number is followed by a word, with an anchored regex
-//!   (number, name, street suffix, unit, then city/state/ZIP), and its name may not contain
-//!   everyday words, so "3 blocks down the road" stays;
+//! - a street address is tried only where a number is followed by a word: an anchored regex reads
+//!   the street line (number, name, suffix, direction, units) and a small parser the locality
+//!   after it, with or without commas or a line break: a city and a state code or name with or
+//!   without a ZIP or postal code, a city and a ZIP, or a city alone after a comma where its
+//!   clause ends. A unit written first ("Apt 5B, 42 Oak Ave") is taken along. The street's name
+//!   may not contain everyday words, so "3 blocks down the road" stays, and a suffix that is an
+//!   everyday word too ("Park", "Run", "View") counts only in a capitalised name, before a unit
+//!   or city, or after words like "live at" or "ship to";
 //! - the remaining regexes run only when a byte-level test says they can match: e-mail needs an
 //!   `@` (or a spelled-out "at"/"dot"), IPv6 two colons, a written date ("March 14, 1985") a
 //!   birth word somewhere in the text.
@@ -44,8 +49,9 @@
 //! `redact_json` leaves such strings untouched.
 //!
 //! # Known gaps
-//! Numbers spelled out in words, addresses without a street suffix ("1600 Broadway") or with the
-//! unit first, bare 10-digit phone numbers without a phone word nearby, and partial identifiers
+//! Numbers spelled out in words, addresses without a street suffix ("1600 Broadway"), a city
+//! after a street line with neither a comma before it nor a state or ZIP after it, bare 10-digit
+//! phone numbers without a phone word nearby, and partial identifiers
 //! ("the last four of my SSN are 6789") are not found.
 
 use std::borrow::Cow;
@@ -339,31 +345,117 @@ static SPELLED_EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     .expect("spelled email regex")
 });
 
-/// A street line anchored at its house number: name words, a suffix, an optional unit, then an
-/// optional ", City, ST 12345". Name words are checked against everyday words afterwards (the
-/// regex crate has no look-ahead).
-static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    let suffix = "street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|place|pl|\
-                  terrace|ter|way|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|crescent|\
-                  cres|alley|plaza|loop|pike|turnpike|expressway|expy|freeway|fwy";
-    let unit = "apt|apartment|suite|ste|unit|fl|floor|rm|room|bldg|building";
-    let zip = r"\d{5}(?:-\d{4})?";
-    let city = r"[a-z][a-z'.\-]*(?:\s+[a-z][a-z'.\-]*){0,2}";
-    let states = "al|ak|az|ar|ca|co|ct|de|fl|ga|hi|id|il|in|ia|ks|ky|la|me|md|ma|mi|mn|ms|mo|mt|\
-                  ne|nv|nh|nj|nm|ny|nc|nd|oh|ok|or|pa|ri|sc|sd|tn|tx|ut|vt|va|wa|wv|wi|wy|dc";
-    // The state must be upper-case initials, a name followed by a ZIP, a state code in any case
-    // after a comma, or a UK postcode: a bare word after a comma is usually the sentence going on.
-    let region = format!(
-        r"(?:,?\s+(?-i:[A-Z]{{2}})(?:\s+{zip})?|,?\s+[a-z]+(?:\s+[a-z]+)?\s+{zip}|,\s*(?:{states})|,?\s+(?-i:[A-Z]{{1,2}}\d[A-Z\d]?\s*\d[A-Z]{{2}}))"
-    );
+/// Street suffixes that are seldom anything else.
+const STREET_SUFFIXES: &str = "street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|\
+    court|ct|place|pl|terrace|ter|way|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|\
+    crescent|cres|alley|aly|plaza|plz|loop|pike|turnpike|tpke|expressway|expy|freeway|fwy|\
+    causeway|cswy|bypass|byp";
+
+/// Street suffixes that are everyday words too ("Park", "View", "Run"): taken only in a
+/// capitalised name ("Fox Hollow", "Maple Ridge") or before a unit or a city.
+const PLACE_SUFFIXES: &str = "ridge|rdg|crossing|xing|point|pt|run|path|heights|hts|grove|grv|\
+    commons|cmns|cove|cv|bend|bnd|pass|walk|row|mews|green|park|hill|hills|hollow|holw|glen|gln|\
+    landing|lndg|meadow|meadows|mdws|view|vw|vista|vis|valley|vly|knoll|knls|estates|gardens|\
+    gdns|trace|trce|spur|close|creek|crk|summit|smt";
+
+/// A street line anchored at its house number: the number, name words and a suffix. What may
+/// follow (a second suffix, a direction, units, then city, state and ZIP) is read by
+/// [`Scan::address_at`]. Name words are checked against everyday words afterwards (the regex
+/// crate has no look-ahead).
+static STREET: LazyLock<Regex> = LazyLock::new(|| {
     // Name words are words or ordinals ("5th"), never bare numbers, so a street line cannot
     // swallow "3 May 2024. 1275 …" across a sentence.
     let word = r"(?:[a-z][a-z'\-]*|\d{1,3}(?:st|nd|rd|th))";
     Regex::new(&format!(
-        r"(?i-u)^\d{{1,6}}(?:-\d{{1,4}})?[a-z]?\s+(?P<name>(?:{word}\.?\s+){{0,4}}?{word})\s+(?:{suffix})\b(?:\s+(?-i:NE|NW|SE|SW|N|S|E|W)\b)?(?:\.?,?\s*(?:(?:{unit})\b\.?\s*#?\s*|#\s*)[a-z0-9][a-z0-9\-]{{0,5}}\b)?(?:\.?,\s*{city}{region}\b)?"
+        r"(?i-u)^\d{{1,6}}(?:-\d{{1,4}})?[a-z]?\s+(?P<name>(?:{word}\.?\s+){{0,5}}?{word}\.?)\s+(?P<suffix>{STREET_SUFFIXES}|{PLACE_SUFFIXES})\b"
     ))
-    .expect("address regex")
+    .expect("street regex")
 });
+
+/// What may follow a street's suffix before the city: a second suffix ("Oak Park Ave"), a
+/// direction ("NW"), and up to two units ("Apt 16D", "#4", "Bldg 9, Apt 4", "3rd Floor").
+static STREET_TAIL: LazyLock<Regex> = LazyLock::new(|| {
+    let unit = "apt|apartment|suite|ste|unit|fl|floor|rm|room|bldg|building|lot|spc|space|dept";
+    Regex::new(&format!(
+        r"(?i-u)^(?P<second>\.?\s+(?:{STREET_SUFFIXES}|{PLACE_SUFFIXES})\b)?(?:\.?\s+(?:ne|nw|se|sw|(?-i:N|S|E|W))\b)?(?P<unit>(?:\.?,?\s*(?:(?:{unit})\b\.?\s*#?\s*|#\s*)[a-z0-9][a-z0-9\-]{{0,5}}\b|\.?,?\s*\d{{1,3}}(?:st|nd|rd|th)\s+(?:fl|floor)\b)){{0,2}}"
+    ))
+    .expect("street tail regex")
+});
+
+/// US state and territory codes, and Canadian province codes.
+const REGION_CODES: &[&[u8; 2]] = &[
+    b"AL", b"AK", b"AZ", b"AR", b"CA", b"CO", b"CT", b"DE", b"FL", b"GA", b"HI", b"ID", b"IL",
+    b"IN", b"IA", b"KS", b"KY", b"LA", b"ME", b"MD", b"MA", b"MI", b"MN", b"MS", b"MO", b"MT",
+    b"NE", b"NV", b"NH", b"NJ", b"NM", b"NY", b"NC", b"ND", b"OH", b"OK", b"OR", b"PA", b"RI",
+    b"SC", b"SD", b"TN", b"TX", b"UT", b"VT", b"VA", b"WA", b"WV", b"WI", b"WY", b"DC", b"PR",
+    b"GU", b"VI", b"AS", b"MP", b"ON", b"QC", b"BC", b"AB", b"MB", b"SK", b"NS", b"NB", b"NL",
+    b"PE", b"NT", b"YT", b"NU",
+];
+
+/// US state and territory names, and Canadian province names.
+const REGION_NAMES: &[&str] = &[
+    "Alabama",
+    "Alaska",
+    "Arizona",
+    "Arkansas",
+    "California",
+    "Colorado",
+    "Connecticut",
+    "Delaware",
+    "District of Columbia",
+    "Florida",
+    "Georgia",
+    "Hawaii",
+    "Idaho",
+    "Illinois",
+    "Indiana",
+    "Iowa",
+    "Kansas",
+    "Kentucky",
+    "Louisiana",
+    "Maine",
+    "Maryland",
+    "Massachusetts",
+    "Michigan",
+    "Minnesota",
+    "Mississippi",
+    "Missouri",
+    "Montana",
+    "Nebraska",
+    "Nevada",
+    "New Hampshire",
+    "New Jersey",
+    "New Mexico",
+    "New York",
+    "North Carolina",
+    "North Dakota",
+    "Ohio",
+    "Oklahoma",
+    "Oregon",
+    "Pennsylvania",
+    "Rhode Island",
+    "South Carolina",
+    "South Dakota",
+    "Tennessee",
+    "Texas",
+    "Utah",
+    "Vermont",
+    "Virginia",
+    "Washington",
+    "West Virginia",
+    "Wisconsin",
+    "Wyoming",
+    "Puerto Rico",
+    "Guam",
+    "Ontario",
+    "Quebec",
+    "British Columbia",
+    "Alberta",
+    "Manitoba",
+    "Saskatchewan",
+    "Nova Scotia",
+    "New Brunswick",
+];
 
 /// Area 001-899 but 666, group 01-99, serial 0001-9999: the numbers the SSA issues.
 fn ssn_valid(area: u32, group: u32, serial: u32) -> bool {
@@ -1220,19 +1312,76 @@ impl Scan<'_> {
         }
     }
 
+    /// A street address starting at the house number `house`: the street line, then whatever
+    /// of unit, city, state and ZIP follows it, and a unit written before it.
     fn address_at(&mut self, house: usize) -> bool {
-        let Some(caps) = ADDRESS.captures(&self.text[house..]) else {
+        let b = self.b;
+        let text = &self.text[house..];
+        let Some(caps) = STREET.captures(text) else {
             return false;
         };
-        if !caps
-            .name("name")
-            .is_some_and(|m| street_name_ok(m.as_str()))
+        let (Some(name), Some(suffix)) = (caps.name("name"), caps.name("suffix")) else {
+            return false;
+        };
+        if !street_name_ok(name.as_str()) {
+            return false;
+        }
+        let mut end = house + suffix.end();
+        let tail = STREET_TAIL.captures(&text[suffix.end()..]);
+        let (second, unit) = tail.as_ref().map_or((false, false), |t| {
+            (t.name("second").is_some(), t.name("unit").is_some())
+        });
+        end += tail.as_ref().and_then(|t| t.get(0)).map_or(0, |m| m.end());
+        let case = Case::of(&text[name.start()..suffix.end()]);
+        let locality = locality_end(b, end, case);
+        // "Oak Park", "Maple Ridge", "Fox Hollow": a place word is a street only as a proper name
+        // or before a unit or a city.
+        let place_word = !second && PLACE_SUFFIX.is_match(suffix.as_str());
+        if place_word
+            && locality.is_none()
+            && !unit
+            && !capitalised(&text[..suffix.end()])
+            && !self.address_cue(house)
         {
             return false;
         }
-        let end = house + caps.get(0).map_or(0, |m| m.end());
-        self.push(house, end, PiiKind::StreetAddress);
+        let end = locality.unwrap_or(end);
+        self.push(unit_before(b, house), end, PiiKind::StreetAddress);
         true
+    }
+
+    /// Words before a street line that say an address follows: "I live at", "ship to",
+    /// "my address is", "moved to".
+    fn address_cue(&self, house: usize) -> bool {
+        let b = self.b;
+        PrevWords::new(b, house, 5, STOP_DIGITS).any(|(s, e)| {
+            const CUES: &[&[u8]] = &[
+                b"address",
+                b"addr",
+                b"live",
+                b"lives",
+                b"living",
+                b"reside",
+                b"resides",
+                b"ship",
+                b"shipping",
+                b"deliver",
+                b"delivery",
+                b"mail",
+                b"mailing",
+                b"send",
+                b"moved",
+                b"move",
+                b"located",
+                b"staying",
+                b"home",
+                b"house",
+                b"office",
+                b"billing",
+                b"place",
+            ];
+            CUES.iter().any(|c| c.eq_ignore_ascii_case(&b[s..e]))
+        })
     }
 
     fn ipv6(&mut self) {
@@ -1489,6 +1638,339 @@ fn extension_end(b: &[u8], end: usize) -> usize {
     q
 }
 
+/// Whether a suffix is one of [`PLACE_SUFFIXES`].
+static PLACE_SUFFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(r"(?i-u)^(?:{PLACE_SUFFIXES})$")).expect("place suffix regex")
+});
+
+/// How a street line is written; its city and state are written the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Title,
+    Lower,
+    Upper,
+}
+
+impl Case {
+    fn of(street: &str) -> Case {
+        let letters = || street.bytes().filter(u8::is_ascii_alphabetic);
+        if letters().all(|c| c.is_ascii_lowercase()) {
+            Case::Lower
+        } else if letters().all(|c| c.is_ascii_uppercase()) {
+            Case::Upper
+        } else {
+            Case::Title
+        }
+    }
+
+    /// Whether `word` is written in this case, as a name: "Denver", "denver", "DENVER".
+    fn fits(self, word: &[u8]) -> bool {
+        match self {
+            // "O'Fallon", "d'Alene"
+            Case::Title => {
+                word[0].is_ascii_uppercase()
+                    || word.iter().position(|&c| c == b'\'').is_some_and(|i| {
+                        i <= 2 && word.get(i + 1).is_some_and(u8::is_ascii_uppercase)
+                    })
+            }
+            Case::Lower => !word.iter().any(u8::is_ascii_uppercase),
+            Case::Upper => !word.iter().any(u8::is_ascii_lowercase),
+        }
+    }
+}
+
+/// Every word of the street line starts with a capital or is a number ("12 Fox Hollow").
+fn capitalised(line: &str) -> bool {
+    line.split_ascii_whitespace()
+        .all(|w| w.starts_with(|c: char| c.is_ascii_uppercase() || c.is_ascii_digit()))
+}
+
+/// Where the city, state and ZIP after a street line end, if they follow it:
+/// ", Springfield, IL 62704", " Apt 16D Springfield IL 62704" (the unit is already read),
+/// ", Denver, Colorado", "\nDenver, CO 80202", ", Boise 83702", ", London NW1 6XE". A city alone
+/// is taken only after a comma and before the end of its clause (", Denver.").
+fn locality_end(b: &[u8], from: usize, case: Case) -> Option<usize> {
+    let mut p = from;
+    // "Ave., Denver" and "St. Paul" but not "Street. Then …": a dot after an abbreviation.
+    if b.get(p) == Some(&b'.') {
+        let word = b[..p]
+            .iter()
+            .rev()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .count();
+        if word > 4 {
+            return None;
+        }
+        p += 1;
+    }
+    let comma = b.get(p) == Some(&b',');
+    p += usize::from(comma);
+    let space = b[p..].iter().take_while(|&&c| c == b' ').count();
+    let newline = space == 0 && b.get(p) == Some(&b'\n');
+    if newline {
+        p += 1;
+    } else if space == 0 || space > 2 {
+        return None;
+    } else {
+        p += space;
+    }
+
+    let mut best = None;
+    let mut city_end = None;
+    let mut q = p;
+    for i in 0..4 {
+        let Some(e) = city_word(b, q, case, i == 0) else {
+            break;
+        };
+        city_end = Some(e);
+        if let Some(r) = region_end(b, e, case) {
+            best = Some(r);
+        }
+        if b.get(e) == Some(&b' ') && b.get(e + 1).is_some_and(u8::is_ascii_alphabetic) {
+            q = e + 1;
+        } else {
+            break;
+        }
+    }
+    best.or_else(|| {
+        let e = city_end?;
+        (comma && !newline && clause_follows(b, e)).then_some(e)
+    })
+}
+
+/// A word of a city name at `p`, written in the street's case: "Springfield", "St.",
+/// "Winston-Salem", "d'Alene"; inside a name, "of", "de", "la" in lower case.
+fn city_word(b: &[u8], p: usize, case: Case, first: bool) -> Option<usize> {
+    if !b.get(p)?.is_ascii_alphabetic() {
+        return None;
+    }
+    let mut e = p;
+    while e < b.len()
+        && (b[e].is_ascii_alphabetic()
+            || (matches!(b[e], b'-' | b'\'') && b.get(e + 1).is_some_and(u8::is_ascii_alphabetic)))
+    {
+        e += 1;
+    }
+    let word = &b[p..e];
+    let connector = !first
+        && [&b"of"[..], b"de", b"la", b"le", b"du", b"del", b"d"]
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(word));
+    if !(connector || case.fits(word)) || everyday_word(word) {
+        return None;
+    }
+    // "St. Paul", "Ft. Worth"
+    if e - p <= 3 && b.get(e) == Some(&b'.') && b.get(e + 1) == Some(&b' ') {
+        e += 1;
+    }
+    Some(e)
+}
+
+/// A city's clause ends here: punctuation, a line break, a dash or the end of the text.
+fn clause_follows(b: &[u8], e: usize) -> bool {
+    match b.get(e) {
+        None => true,
+        Some(b'.' | b',' | b'!' | b'?' | b';' | b')' | b'\n' | b'"') => true,
+        Some(b' ') => matches!(b.get(e + 1), Some(b'-' | b'(' | 0xe2)),
+        _ => false,
+    }
+}
+
+/// The end of what follows a city: " IL", ", Illinois 62704", " 62704-1234", ", ON M5V 2T6",
+/// " NW1 6XE", then a trailing ", USA".
+fn region_end(b: &[u8], p: usize, case: Case) -> Option<usize> {
+    let comma = b.get(p) == Some(&b',');
+    let mut q = p + usize::from(comma);
+    if b.get(q) != Some(&b' ') {
+        return None;
+    }
+    q += 1;
+    let end = if let Some(e) = zip_end(b, q).or_else(|| uk_postcode_end(b, q)) {
+        e
+    } else {
+        let e = region_code_end(b, q, case).or_else(|| region_name_end(b, q, case))?;
+        let code = if b.get(e) == Some(&b' ') {
+            zip_end(b, e + 1).or_else(|| ca_postcode_end(b, e + 1))
+        } else {
+            None
+        };
+        code.unwrap_or(e)
+    };
+    Some(country_end(b, end))
+}
+
+/// "IL", "MN", "ON" in capitals; in an address written in lower case, "il".
+fn region_code_end(b: &[u8], q: usize, case: Case) -> Option<usize> {
+    let code = b.get(q..q + 2)?;
+    if !code.iter().all(u8::is_ascii_alphabetic)
+        || b.get(q + 2).is_some_and(u8::is_ascii_alphanumeric)
+    {
+        return None;
+    }
+    let upper = [code[0].to_ascii_uppercase(), code[1].to_ascii_uppercase()];
+    if !REGION_CODES.contains(&&upper) {
+        return None;
+    }
+    let written_ok = if code.iter().all(u8::is_ascii_uppercase) {
+        true
+    } else {
+        // "denver, co", "denver co 80202", "denver co in the spring": in an address written
+        // all in lower case, its state is too.
+        case == Case::Lower && code.iter().all(u8::is_ascii_lowercase)
+    };
+    written_ok.then_some(q + 2)
+}
+
+/// "Illinois", "New Mexico", "District of Columbia", in the street's case.
+fn region_name_end(b: &[u8], q: usize, case: Case) -> Option<usize> {
+    REGION_NAMES
+        .iter()
+        .filter(|name| {
+            let n = name.len();
+            b.get(q..q + n)
+                .is_some_and(|w| w.eq_ignore_ascii_case(name.as_bytes()))
+                && !b.get(q + n).is_some_and(u8::is_ascii_alphanumeric)
+                && b[q..q + n]
+                    .split(|&c| c == b' ')
+                    .all(|w| w == b"of" || case.fits(w))
+        })
+        .map(|name| q + name.len())
+        .max()
+}
+
+/// "62704", "62704-1234".
+fn zip_end(b: &[u8], q: usize) -> Option<usize> {
+    let digits = |from: usize, n: usize| {
+        b.get(from..from + n)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    if !digits(q, 5) {
+        return None;
+    }
+    let mut e = q + 5;
+    if b.get(e) == Some(&b'-') && digits(e + 1, 4) {
+        e += 5;
+    }
+    (!b.get(e).is_some_and(u8::is_ascii_alphanumeric)).then_some(e)
+}
+
+/// "NW1 6XE", "SW1A 1AA", "M1 1AE".
+fn uk_postcode_end(b: &[u8], q: usize) -> Option<usize> {
+    let up = |i: usize| b.get(i).is_some_and(u8::is_ascii_uppercase);
+    let dig = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let mut e = q;
+    if !up(e) {
+        return None;
+    }
+    e += 1;
+    if up(e) {
+        e += 1;
+    }
+    if !dig(e) {
+        return None;
+    }
+    e += 1;
+    if up(e) || dig(e) {
+        e += 1;
+    }
+    if b.get(e) == Some(&b' ') {
+        e += 1;
+    }
+    (dig(e) && up(e + 1) && up(e + 2) && !b.get(e + 3).is_some_and(u8::is_ascii_alphanumeric))
+        .then_some(e + 3)
+}
+
+/// "M5V 2T6".
+fn ca_postcode_end(b: &[u8], q: usize) -> Option<usize> {
+    let up = |i: usize| b.get(i).is_some_and(u8::is_ascii_uppercase);
+    let dig = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    if !(up(q) && dig(q + 1) && up(q + 2)) {
+        return None;
+    }
+    let r = q + 3 + usize::from(b.get(q + 3) == Some(&b' '));
+    (dig(r) && up(r + 1) && dig(r + 2) && !b.get(r + 3).is_some_and(u8::is_ascii_alphanumeric))
+        .then_some(r + 3)
+}
+
+/// Past a trailing ", USA", " USA", ", United States", ", Canada".
+fn country_end(b: &[u8], e: usize) -> usize {
+    for country in [
+        &b", USA"[..],
+        b" USA",
+        b", US",
+        b", United States",
+        b", Canada",
+    ] {
+        let end = e + country.len();
+        if b.get(e..end)
+            .is_some_and(|w| w.eq_ignore_ascii_case(country))
+            && !b.get(end).is_some_and(u8::is_ascii_alphanumeric)
+        {
+            return end;
+        }
+    }
+    e
+}
+
+/// Where a unit written before the house number starts ("Apt 5B, 42 Oak Ave", "Unit #12 300
+/// Main St", "#4, 9 Elm St"), or `house` when there is none.
+fn unit_before(b: &[u8], house: usize) -> usize {
+    let mut p = house;
+    while p > 0 && b[p - 1] == b' ' {
+        p -= 1;
+    }
+    if p > 0 && b[p - 1] == b',' {
+        p -= 1;
+    }
+    while p > 0 && b[p - 1] == b' ' {
+        p -= 1;
+    }
+    let value_end = p;
+    while p > 0 && (b[p - 1].is_ascii_alphanumeric() || b[p - 1] == b'-') && value_end - p < 6 {
+        p -= 1;
+    }
+    let value = &b[p..value_end];
+    let value_ok = !value.is_empty()
+        && (value.iter().any(u8::is_ascii_digit) || value.len() == 1)
+        && (p == 0 || !b[p - 1].is_ascii_alphanumeric());
+    if !value_ok || p == house {
+        return house;
+    }
+    // "#12", "Apt #12", "Apt. 12"
+    let hash = p > 0 && b[p - 1] == b'#';
+    p -= usize::from(hash);
+    let value_start = p;
+    while p > 0 && b[p - 1] == b' ' {
+        p -= 1;
+    }
+    if p > 0 && b[p - 1] == b'.' {
+        p -= 1;
+    }
+    let word_end = p;
+    while p > 0 && b[p - 1].is_ascii_alphabetic() {
+        p -= 1;
+    }
+    let unit = [
+        &b"apt"[..],
+        b"apartment",
+        b"unit",
+        b"suite",
+        b"ste",
+        b"bldg",
+        b"fl",
+        b"floor",
+    ]
+    .iter()
+    .any(|u| u.eq_ignore_ascii_case(&b[p..word_end]));
+    if unit && (p == 0 || !b[p - 1].is_ascii_alphanumeric()) {
+        p
+    } else if hash {
+        value_start
+    } else {
+        house
+    }
+}
+
 /// Street names are proper names; everyday words in the "name" mean the number was a quantity
 /// ("3 blocks down the road", "2 big road trips").
 fn street_name_ok(name: &str) -> bool {
@@ -1497,183 +1979,203 @@ fn street_name_ok(name: &str) -> bool {
         if word.len() > 4 && word.ends_with('.') {
             return false;
         }
-        let word = word.trim_end_matches('.');
-        let mut buf = [0u8; 10];
-        if word.len() > buf.len() {
-            return true;
-        }
-        let w = &mut buf[..word.len()];
-        w.copy_from_slice(word.as_bytes());
-        w.make_ascii_lowercase();
-        !matches!(
-            &*w,
-            b"a" | b"an"
-                | b"the"
-                | b"my"
-                | b"your"
-                | b"our"
-                | b"his"
-                | b"her"
-                | b"their"
-                | b"its"
-                | b"this"
-                | b"that"
-                | b"these"
-                | b"those"
-                | b"on"
-                | b"in"
-                | b"at"
-                | b"to"
-                | b"of"
-                | b"for"
-                | b"from"
-                | b"with"
-                | b"by"
-                | b"into"
-                | b"onto"
-                | b"down"
-                | b"up"
-                | b"over"
-                | b"under"
-                | b"across"
-                | b"along"
-                | b"through"
-                | b"past"
-                | b"around"
-                | b"near"
-                | b"off"
-                | b"and"
-                | b"or"
-                | b"but"
-                | b"so"
-                | b"is"
-                | b"are"
-                | b"was"
-                | b"were"
-                | b"be"
-                | b"been"
-                | b"am"
-                | b"i"
-                | b"you"
-                | b"we"
-                | b"they"
-                | b"he"
-                | b"she"
-                | b"it"
-                | b"me"
-                | b"us"
-                | b"them"
-                | b"more"
-                | b"less"
-                | b"other"
-                | b"another"
-                | b"times"
-                | b"time"
-                | b"miles"
-                | b"mile"
-                | b"blocks"
-                | b"block"
-                | b"minutes"
-                | b"minute"
-                | b"mins"
-                | b"hours"
-                | b"hour"
-                | b"hrs"
-                | b"days"
-                | b"day"
-                | b"weeks"
-                | b"week"
-                | b"months"
-                | b"month"
-                | b"years"
-                | b"year"
-                | b"kids"
-                | b"people"
-                | b"cars"
-                | b"doors"
-                | b"houses"
-                | b"steps"
-                | b"feet"
-                | b"ft"
-                | b"yards"
-                | b"km"
-                | b"big"
-                | b"long"
-                | b"short"
-                | b"small"
-                | b"little"
-                | b"great"
-                | b"good"
-                | b"bad"
-                | b"nice"
-                | b"whole"
-                | b"full"
-                | b"half"
-                | b"extra"
-                | b"every"
-                | b"each"
-                | b"per"
-                | b"all"
-                | b"some"
-                | b"any"
-                | b"few"
-                | b"many"
-                | b"much"
-                | b"very"
-                | b"too"
-                | b"just"
-                | b"only"
-                | b"also"
-                | b"not"
-                | b"no"
-                | b"about"
-                | b"than"
-                | b"then"
-                | b"when"
-                | b"where"
-                | b"there"
-                | b"here"
-                | b"what"
-                | b"which"
-                | b"who"
-                | b"how"
-                | b"if"
-                | b"as"
-                | b"do"
-                | b"did"
-                | b"does"
-                | b"have"
-                | b"has"
-                | b"had"
-                | b"get"
-                | b"got"
-                | b"go"
-                | b"went"
-                | b"take"
-                | b"took"
-                | b"make"
-                | b"made"
-                | b"see"
-                | b"saw"
-                | b"lbs"
-                | b"mg"
-                | b"mcg"
-                | b"ml"
-                | b"units"
-                | b"pills"
-                | b"tablets"
-                | b"doses"
-                | b"dollars"
-                | b"bucks"
-                | b"percent"
-                | b"points"
-                | b"items"
-                | b"pages"
-                | b"tickets"
-                | b"dogs"
-                | b"cats"
-        )
+        !everyday_word(word.trim_end_matches('.').as_bytes())
     })
+}
+
+/// Words that are no part of a street or city name: articles, pronouns, prepositions, units,
+/// quantities, courtesies.
+fn everyday_word(word: &[u8]) -> bool {
+    let mut buf = [0u8; 10];
+    if word.len() > buf.len() {
+        return false;
+    }
+    let w = &mut buf[..word.len()];
+    w.copy_from_slice(word);
+    w.make_ascii_lowercase();
+    matches!(
+        &*w,
+        b"a" | b"an"
+            | b"the"
+            | b"my"
+            | b"your"
+            | b"our"
+            | b"his"
+            | b"her"
+            | b"their"
+            | b"its"
+            | b"this"
+            | b"that"
+            | b"these"
+            | b"those"
+            | b"on"
+            | b"in"
+            | b"at"
+            | b"to"
+            | b"of"
+            | b"for"
+            | b"from"
+            | b"with"
+            | b"by"
+            | b"into"
+            | b"onto"
+            | b"down"
+            | b"up"
+            | b"over"
+            | b"under"
+            | b"across"
+            | b"along"
+            | b"through"
+            | b"past"
+            | b"around"
+            | b"near"
+            | b"off"
+            | b"and"
+            | b"or"
+            | b"but"
+            | b"so"
+            | b"is"
+            | b"are"
+            | b"was"
+            | b"were"
+            | b"be"
+            | b"been"
+            | b"am"
+            | b"i"
+            | b"you"
+            | b"we"
+            | b"they"
+            | b"he"
+            | b"she"
+            | b"it"
+            | b"me"
+            | b"us"
+            | b"them"
+            | b"more"
+            | b"less"
+            | b"other"
+            | b"another"
+            | b"times"
+            | b"time"
+            | b"miles"
+            | b"mile"
+            | b"blocks"
+            | b"block"
+            | b"minutes"
+            | b"minute"
+            | b"mins"
+            | b"hours"
+            | b"hour"
+            | b"hrs"
+            | b"days"
+            | b"day"
+            | b"weeks"
+            | b"week"
+            | b"months"
+            | b"month"
+            | b"years"
+            | b"year"
+            | b"kids"
+            | b"people"
+            | b"cars"
+            | b"doors"
+            | b"houses"
+            | b"steps"
+            | b"feet"
+            | b"ft"
+            | b"yards"
+            | b"km"
+            | b"big"
+            | b"long"
+            | b"short"
+            | b"small"
+            | b"little"
+            | b"great"
+            | b"good"
+            | b"bad"
+            | b"nice"
+            | b"whole"
+            | b"full"
+            | b"half"
+            | b"extra"
+            | b"every"
+            | b"each"
+            | b"per"
+            | b"all"
+            | b"some"
+            | b"any"
+            | b"few"
+            | b"many"
+            | b"much"
+            | b"very"
+            | b"too"
+            | b"just"
+            | b"only"
+            | b"also"
+            | b"not"
+            | b"no"
+            | b"about"
+            | b"than"
+            | b"then"
+            | b"when"
+            | b"where"
+            | b"there"
+            | b"here"
+            | b"what"
+            | b"which"
+            | b"who"
+            | b"how"
+            | b"if"
+            | b"as"
+            | b"do"
+            | b"did"
+            | b"does"
+            | b"have"
+            | b"has"
+            | b"had"
+            | b"get"
+            | b"got"
+            | b"go"
+            | b"went"
+            | b"take"
+            | b"took"
+            | b"make"
+            | b"made"
+            | b"see"
+            | b"saw"
+            | b"lbs"
+            | b"mg"
+            | b"mcg"
+            | b"ml"
+            | b"units"
+            | b"pills"
+            | b"tablets"
+            | b"doses"
+            | b"dollars"
+            | b"bucks"
+            | b"percent"
+            | b"points"
+            | b"items"
+            | b"pages"
+            | b"tickets"
+            | b"dogs"
+            | b"cats"
+            | b"thanks"
+            | b"thank"
+            | b"please"
+            | b"pls"
+            | b"ok"
+            | b"okay"
+            | b"sorry"
+            | b"yes"
+            | b"hi"
+            | b"hello"
+            | b"today"
+            | b"tomorrow"
+            | b"tonight"
+            | b"yesterday"
+            | b"now"
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2163,6 +2665,51 @@ mod tests {
             "take 500 mg twice a day",
             "I need 10 minutes, way too much",
         ]);
+    }
+
+    #[test]
+    fn address_localities() {
+        becomes(
+            &[
+                (
+                    "ship to 12 Oak St Apt 16D Springfield IL 62704 today",
+                    "ship to [ADDRESS] today",
+                ),
+                (
+                    "I live at 77 Elm Street, Springfield, Illinois.",
+                    "I live at [ADDRESS].",
+                ),
+                ("1538 Lincoln Dr Denver, Colorado 80236", "[ADDRESS]"),
+                ("12 oak st apt 4 denver co 80202", "[ADDRESS]"),
+                (
+                    "send it to 9 Elm St\nDenver, CO 80202",
+                    "send it to [ADDRESS]",
+                ),
+                ("Apt 5B, 42 Oak Ave", "[ADDRESS]"),
+                (
+                    "it's 12 Fox Hollow Run, Boise, ID 83702-1234, USA.",
+                    "it's [ADDRESS].",
+                ),
+                ("mail it to 88 Main St, Denver.", "mail it to [ADDRESS]."),
+                ("5 Willow Creek Xing, Coeur d'Alene, ID!", "[ADDRESS]!"),
+                (
+                    "2355 Martin Luther King Jr. Blvd SE, Salt Lake City, UT",
+                    "[ADDRESS]",
+                ),
+                ("100 Queen St W, Toronto, ON M5H 2N2", "[ADDRESS]"),
+            ],
+            PiiKind::StreetAddress,
+        );
+        untouched(&[
+            "i saw 4 deer run past the fence",
+            "we had 3 picnics in the park",
+            "I spent 2 hours on Elm Street, Denver was hot",
+        ]);
+        // A city alone is taken only where its clause ends.
+        assert_eq!(
+            redacted("I live at 12 Oak St, Denver is far"),
+            "I live at [ADDRESS], Denver is far"
+        );
     }
 
     #[test]
