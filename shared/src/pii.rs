@@ -16,7 +16,9 @@
 //! - each run, and each part of it between spaces, is classified: IPv4 (octets 0-255, unless a
 //!   version word — "version", "release", "build", "firmware", "v", … — is nearer before it than
 //!   a network word, or, with neither, right after it: "the 4.12.0.3 update"), date of birth (a valid date with "born",
-//!   "DOB", "date of birth", "birthday" or "b." next to it), SSN (3-2-4 with an SSN word near, or
+//!   "DOB", "date of birth", "birthday" or "b." among the six words before it or the five after
+//!   it, not past a conjunction, and not one that stands next to another number and so describes
+//!   that one), SSN (3-2-4 with an SSN word near, or
 //!   without one when the digits are a valid SSN and the words right next to them do not name an
 //!   identifier: "part number", "lot", "batch", "P/N", …; nine bare digits only with an SSN
 //!   word), card (13-19 digits,
@@ -36,8 +38,9 @@
 //!   everyday word too ("Park", "Run", "View") counts only in a capitalised name, before a unit
 //!   or city, or after words like "live at" or "ship to";
 //! - the remaining regexes run only when a byte-level test says they can match: e-mail needs an
-//!   `@` (or a spelled-out "at"/"dot"), IPv6 two colons, a written date ("March 14, 1985") a
-//!   birth word somewhere in the text.
+//!   `@` (file names such as `logo@2x.png` are not taken), or a spelled-out "at"/"dot" (a plain
+//!   "at … dot …" needs a known top-level domain or two spelled dots), IPv6 two colons, a written
+//!   date ("March 14, 1985") a birth word somewhere in the text.
 //!
 //! Context is read over a few words and stops at a sentence end, and at a speaker's name or form
 //! label ("Agent: …") once past the number's own label.
@@ -327,23 +330,44 @@ fn merge(hits: &mut Vec<Hit>) {
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)[\p{L}\p{N}._%+\-]+@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}(?-u:\b)",
+        r"(?i)[\p{L}\p{N}._%+\-]+(?:'[\p{L}\p{N}._%+\-]+)*@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}(?-u:\b)",
     )
     .expect("email regex")
 });
 
 /// "jane dot doe at example dot com", "jane[at]example[dot]org", "jane(at)example.com": people
 /// spell addresses out to dodge filters. The plain " at " form is only taken with a spelled-out
-/// dot (checked after matching), since "meet me at example.com" is not an address.
+/// dot and a known top-level domain, or two spelled-out dots (checked after matching), since
+/// "meet me at example.com" and "look at this dot thing" are not addresses; a bracketed "[at]"
+/// says enough by itself.
 static SPELLED_EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     let at = r"(?:\s*[\[({]\s*at\s*[\])}]\s*|\s+at\s+)";
     let dot = r"(?:\s*[\[({]\s*dot\s*[\])}]\s*|\s+dot\s+|\.)";
-    let tld = "com|org|net|edu|gov|io|co|us|uk|de|fr|ca|au|info|biz|me|dev|app|ai";
     Regex::new(&format!(
-        r"(?i-u)[a-z0-9][a-z0-9._%+\-]*(?:\s+dot\s+[a-z0-9][a-z0-9._%+\-]*)*{at}[a-z0-9][a-z0-9\-]*(?:{dot}[a-z0-9][a-z0-9\-]*)*{dot}(?:{tld})\b"
+        r"(?i-u)[a-z0-9][a-z0-9._%+'\-]*(?:\s+dot\s+[a-z0-9][a-z0-9._%+'\-]*)*{at}[a-z0-9][a-z0-9\-]*(?:{dot}[a-z0-9][a-z0-9\-]*)*{dot}(?P<tld>[a-z]{{2,24}})\b"
     ))
     .expect("spelled email regex")
 });
+
+/// Top-level domains common enough to trust in an address spelled out in plain words.
+fn common_tld(tld: &str) -> bool {
+    const TLDS: &[&str] = &[
+        "com", "org", "net", "edu", "gov", "mil", "int", "io", "co", "us", "uk", "de", "fr", "ca",
+        "au", "nz", "ie", "in", "jp", "cn", "br", "mx", "es", "it", "nl", "ch", "se", "no", "dk",
+        "fi", "pl", "be", "at", "ru", "info", "biz", "me", "dev", "app", "ai", "tv", "ly", "xyz",
+        "online", "site", "tech", "law", "health", "email", "pro", "name",
+    ];
+    TLDS.iter().any(|t| t.eq_ignore_ascii_case(tld))
+}
+
+/// "logo@2x.png", "hero@3x.jpg": file names, not addresses.
+fn file_extension(tld: &str) -> bool {
+    const EXTENSIONS: &[&str] = &[
+        "png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "tif", "tiff", "heic", "avif",
+        "pdf", "js", "css", "html", "htm", "json", "txt",
+    ];
+    EXTENSIONS.iter().any(|t| t.eq_ignore_ascii_case(tld))
+}
 
 /// Street suffixes that are seldom anything else.
 const STREET_SUFFIXES: &str = "street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|\
@@ -457,6 +481,42 @@ const REGION_NAMES: &[&str] = &[
     "New Brunswick",
 ];
 
+/// Words that join clauses: context does not reach across them.
+fn conjunction(word: &[u8]) -> bool {
+    const WORDS: &[&[u8]] = &[b"and", b"but", b"then", b"while", b"so", b"because"];
+    WORDS.iter().any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// A number right before the word at `s` ("1972 (DOB)"): the word is about that number.
+fn number_before(b: &[u8], s: usize) -> bool {
+    let mut p = s;
+    while p > 0 && matches!(b[p - 1], b' ' | b'(' | b'[' | b'-') {
+        p -= 1;
+    }
+    p > 0 && b[p - 1].is_ascii_digit()
+}
+
+/// A number within two words after the word ending at `e`, in the same clause ("birth is June
+/// 28"): the word is about that number.
+fn number_after(b: &[u8], e: usize) -> bool {
+    let mut words = 0;
+    let mut p = e;
+    while p < b.len() && !clause_end(b, p, 0) && b[p] != b':' {
+        let c = b[p];
+        if c.is_ascii_digit() {
+            return true;
+        }
+        if c.is_ascii_alphabetic() && (p == e || !b[p - 1].is_ascii_alphabetic()) {
+            words += 1;
+            if words > 2 {
+                break;
+            }
+        }
+        p += 1;
+    }
+    false
+}
+
 /// Area 001-899 but 666, group 01-99, serial 0001-9999: the numbers the SSA issues.
 fn ssn_valid(area: u32, group: u32, serial: u32) -> bool {
     (1..=899).contains(&area) && area != 666 && group != 0 && serial != 0
@@ -498,6 +558,17 @@ fn is_word(c: u8) -> bool {
 
 fn starts_with_ci(hay: &[u8], needle: &[u8]) -> bool {
     hay.len() >= needle.len() && hay[..needle.len()].eq_ignore_ascii_case(needle)
+}
+
+/// The start of the word after the one at `i`.
+fn next_word(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_alphanumeric() {
+        i += 1;
+    }
+    while i < b.len() && !b[i].is_ascii_alphanumeric() {
+        i += 1;
+    }
+    i
 }
 
 /// A spelled-out "dot" word or a bracketed "at" somewhere in the text.
@@ -948,6 +1019,10 @@ impl Scan<'_> {
 
     fn emails(&mut self) {
         for m in EMAIL.find_iter(self.text) {
+            let tld = m.as_str().rsplit('.').next().unwrap_or_default();
+            if file_extension(tld) {
+                continue;
+            }
             self.push(m.start(), m.end(), PiiKind::Email);
             if self.done() {
                 return;
@@ -956,15 +1031,29 @@ impl Scan<'_> {
     }
 
     fn spelled_emails(&mut self) {
-        for m in SPELLED_EMAIL.find_iter(self.text) {
+        let mut at = 0;
+        while let Some(caps) = SPELLED_EMAIL.captures_at(self.text, at) {
+            let (Some(m), Some(tld)) = (caps.get(0), caps.name("tld")) else {
+                break;
+            };
             let s = m.as_str().as_bytes();
-            let spelled = s.iter().any(|c| matches!(c, b'[' | b'(' | b'{'))
-                || s.windows(5).any(|w| w.eq_ignore_ascii_case(b" dot "));
-            if spelled {
+            let bracketed = s.iter().any(|c| matches!(c, b'[' | b'(' | b'{'));
+            // "jane dot doe at studio dot photography": two spelled dots say it as well as a
+            // known top-level domain does.
+            let spelled_dots = s
+                .windows(5)
+                .filter(|w| w.eq_ignore_ascii_case(b" dot "))
+                .count();
+            if bracketed || spelled_dots >= 2 || (spelled_dots == 1 && common_tld(tld.as_str())) {
                 self.push(m.start(), m.end(), PiiKind::Email);
                 if self.done() {
                     return;
                 }
+                at = m.end();
+            } else {
+                // "email me at jane dot doe at example dot com" first matches "me at jane dot
+                // doe"; the address may start at a later word of the rejected match.
+                at = next_word(self.b, m.start());
             }
         }
     }
@@ -1269,9 +1358,11 @@ impl Scan<'_> {
                 _ => {}
             }
         }
-        let after = NextWords::new(b, end, 4, STOP_DIGITS).find_map(|(s, e)| cue(&b[s..e]));
+        // After the number "number" is no phone word: "… No worries".
+        let after = NextWords::new(b, end, 4, STOP_DIGITS)
+            .find_map(|(s, e)| cue(&b[s..e]).filter(|&c| c != Cue::Number));
         match after {
-            Some(Cue::Phone | Cue::Number) => Some(true),
+            Some(Cue::Phone) => Some(true),
             Some(Cue::Identifier | Cue::Isbn | Cue::Label) => Some(false),
             _ => (self.field == Some(Cue::Phone)).then_some(true),
         }
@@ -1283,13 +1374,31 @@ impl Scan<'_> {
     }
 
     /// A birth word among the few words before the date, or right after it ("… is my birthday"),
-    /// without crossing another number or a sentence end.
+    /// without crossing another number, a sentence end or a conjunction ("born in Ohio, and on
+    /// 3/14/2024 I moved"), and not one that describes another number: "05-26-1972 (DOB) the
+    /// policy renews 1/25/20", "renews 10/1/2020 my date of birth is June 28, 1996".
     fn birth_context(&self, start: usize, end: usize) -> bool {
         let b = self.b;
-        self.field == Some(Cue::Birth)
-            || PrevWords::new(b, start, 4, STOP_DIGITS | PAST_QUESTION)
-                .any(|(s, e)| is_birth_word(b, s, e))
-            || NextWords::new(b, end, 5, STOP_DIGITS).any(|(s, e)| is_birth_word(b, s, e))
+        let before = PrevWords::new(b, start, 6, STOP_DIGITS | PAST_QUESTION)
+            .take_while(|&(s, e)| !conjunction(&b[s..e]))
+            .enumerate()
+            .find(|&(_, (s, e))| is_birth_word(b, s, e))
+            // "age 36 (DOB 4/3/1988)", "1960 birth date 9-26-02": a birth word right before
+            // the date is about it.
+            .is_some_and(|(nearest, (s, _))| nearest < 2 || !number_before(b, s));
+        let after = || {
+            NextWords::new(b, end, 5, STOP_DIGITS)
+                .take_while(|&(s, e)| !conjunction(&b[s..e]))
+                .find(|&(s, e)| is_birth_word(b, s, e))
+                .is_some_and(|(s, e)| {
+                    // "06-05-1950 (DOB)"
+                    let adjacent = b[end..s]
+                        .iter()
+                        .all(|c| matches!(c, b' ' | b'(' | b'-' | b','));
+                    adjacent || !number_after(b, e)
+                })
+        };
+        self.field == Some(Cue::Birth) || before || after()
     }
 
     /// Tries a street line at the chunk's first group ("350 5th Avenue", "12-14 Elm St") and at
@@ -2424,10 +2533,23 @@ mod tests {
             ],
             PiiKind::Email,
         );
+        becomes(
+            &[
+                ("mail o'neil.smith@example.com", "mail [EMAIL]"),
+                (
+                    "email me at ann dot lee at studio dot photography.",
+                    "email me at [EMAIL].",
+                ),
+                ("it's ann[at]studio[dot]photography", "it's [EMAIL]"),
+            ],
+            PiiKind::Email,
+        );
         untouched(&[
             "meet me at example.com tomorrow",
             "the @channel ping at 5",
             "see dot points at the end",
+            "the icon is logo@2x.png in assets",
+            "look at this dot thing",
         ]);
     }
 
@@ -2739,6 +2861,20 @@ mod tests {
             "my son was born last week; his checkup is on 03/14/2024",
             "I was born in Ohio, and on 3/14/2024 I moved",
         ]);
+        assert_eq!(
+            redacted("my date of birth, for the record, is 12.7.1964."),
+            "my date of birth, for the record, is [DOB]."
+        );
+        assert_eq!(redacted("age 36 (DOB 4/3/1988)"), "age 36 (DOB [DOB])");
+        // A birth word belongs to the number it stands next to.
+        assert_eq!(
+            redacted("05-26-1972 (DOB) the policy renews 1/25/20"),
+            "[DOB] (DOB) the policy renews 1/25/20"
+        );
+        assert_eq!(
+            redacted("it renews 10/1/2020 and my date of birth is June 28, 1996"),
+            "it renews 10/1/2020 and my date of birth is [DOB]"
+        );
     }
 
     #[test]
