@@ -19,9 +19,10 @@
 //!   "DOB", "date of birth", "birthday" or "b." among the six words before it or the five after
 //!   it, not past a conjunction, and not one that stands next to another number and so describes
 //!   that one), SSN (3-2-4 with an SSN word near, or
-//!   without one when the digits are a valid SSN and the words right next to them do not name an
-//!   identifier: "part number", "lot", "batch", "P/N", …; nine bare digits only with an SSN
-//!   word), card (13-19 digits,
+//!   without one when the digits are a valid SSN, the words right next to them do not name an
+//!   identifier ("part number", "lot", "batch", "P/N", …) and the sentence is not about a
+//!   product or shipment before it gets to them ("the part number for the valve is …"); nine
+//!   bare digits only with an SSN word), card (13-19 digits,
 //!   Luhn, an issuer's leading digit, card-like grouping, not named an identifier: "IMEI …"),
 //!   phone (`+` or `00` and a country code; NANP 3-3-4 with optional `1`/`+1` and parentheses;
 //!   national groupings — an area code of 2-6 digits, maybe in parentheses or before a slash, then
@@ -481,6 +482,51 @@ const REGION_NAMES: &[&str] = &[
     "New Brunswick",
 ];
 
+/// Nouns for goods, shipments and work items, whose numbers are never personal data.
+fn product_noun(word: &[u8]) -> bool {
+    const NOUNS: &[&[u8]] = &[
+        b"part",
+        b"parts",
+        b"lot",
+        b"batch",
+        b"serial",
+        b"model",
+        b"sku",
+        b"upc",
+        b"ean",
+        b"isbn",
+        b"imei",
+        b"vin",
+        b"order",
+        b"tracking",
+        b"shipment",
+        b"parcel",
+        b"package",
+        b"waybill",
+        b"invoice",
+        b"catalog",
+        b"catalogue",
+        b"product",
+        b"item",
+        b"rma",
+        b"ticket",
+        b"case",
+        b"incident",
+        b"reference",
+        b"ref",
+        b"confirmation",
+        b"specimen",
+        b"sample",
+        b"asset",
+        b"kit",
+        b"container",
+        b"pallet",
+        b"firmware",
+        b"component",
+    ];
+    NOUNS.iter().any(|n| n.eq_ignore_ascii_case(word))
+}
+
 /// Words that join clauses: context does not reach across them.
 fn conjunction(word: &[u8]) -> bool {
     const WORDS: &[&[u8]] = &[b"and", b"but", b"then", b"while", b"so", b"because"];
@@ -635,8 +681,9 @@ fn cue(word: &[u8]) -> Option<Cue> {
     Some(match &*w {
         b"version" | b"versions" | b"ver" | b"v" | b"release" | b"releases" | b"rel" | b"build"
         | b"builds" | b"firmware" | b"fw" | b"revision" | b"rev" | b"patch" | b"hotfix"
-        | b"update" | b"updates" | b"upgrade" | b"sdk" | b"bios" | b"kernel" | b"package"
-        | b"pkg" | b"plugin" | b"library" | b"module" | b"edition" | b"rc" | b"beta" | b"alpha"
+        | b"update" | b"updates" | b"updated" | b"upgrade" | b"upgraded" | b"downgraded"
+        | b"ios" | b"android" | b"macos" | b"sdk" | b"bios" | b"kernel" | b"package" | b"pkg"
+        | b"plugin" | b"library" | b"module" | b"edition" | b"rc" | b"beta" | b"alpha"
         | b"nightly" | b"snapshot" | b"milestone" | b"section" | b"sec" | b"chapter"
         | b"clause" | b"paragraph" | b"figure" | b"fig" | b"table" | b"appendix" | b"step"
         | b"rule" | b"article" => Cue::Version,
@@ -1180,6 +1227,7 @@ impl Scan<'_> {
             // "IMEI 356938035643809", "order #4111111111111111": a tenth of random numbers
             // pass the Luhn check.
             && !self.names_identifier(start, w.end())
+            && !self.product_context(start)
         {
             return Some(PiiKind::CreditCard);
         }
@@ -1207,6 +1255,7 @@ impl Scan<'_> {
             return true;
         }
         grouped
+            && !self.product_context(start)
             && ssn_valid(
                 value(b, w.group(0)),
                 value(b, w.group(1)),
@@ -1251,6 +1300,26 @@ impl Scan<'_> {
             return after
                 .next()
                 .is_none_or(|(s, e)| matches!(cue(&b[s..e]), Some(Cue::Number | Cue::Label)));
+        }
+        false
+    }
+
+    /// Whether the sentence is about a product or a shipment before it gets to the number, with
+    /// no SSN or phone word nearer: "the part number for the valve is 123-45-6789", "the
+    /// tracking number on the box reads …". Farther than [`Scan::names_identifier`] looks, so
+    /// only for nouns that never name personal data.
+    fn product_context(&self, start: usize) -> bool {
+        let b = self.b;
+        for (s, e) in PrevWords::new(b, start, 8, STOP_DIGITS) {
+            let word = &b[s..e];
+            if conjunction(word) {
+                return false;
+            }
+            match cue(word) {
+                Some(Cue::Ssn | Cue::Phone | Cue::Birth) => return false,
+                _ if product_noun(word) => return true,
+                _ => {}
+            }
         }
         false
     }
@@ -1321,7 +1390,9 @@ impl Scan<'_> {
             // "paid 20 4111 1111 1111 1111") it needs a phone word as much as bare digits do;
             // only the North American grouping is distinct enough to stand out of one.
             PhoneShape::National if whole || nanp(b, w) => {
-                !self.names_identifier(context, end) && !self.any_cue(context, 3, Cue::Isbn)
+                !self.names_identifier(context, end)
+                    && !self.product_context(context)
+                    && !self.any_cue(context, 3, Cue::Isbn)
             }
             PhoneShape::International | PhoneShape::National | PhoneShape::Cued => {
                 self.phone_cue(context, end) == Some(true)
@@ -2663,6 +2734,8 @@ mod tests {
             "P/N 123-45-6789",
             "serial #123-45-6789 failed QA",
             "123-45-6789 (lot number)",
+            "the part number for the replacement valve is 123-45-6789",
+            "the order number for the blender is 98765 43210",
             "the code on the box was 000-12-3456",
             "it printed 666-12-3456",
             "the form shows 912-34-5678",
@@ -2723,6 +2796,7 @@ mod tests {
             "octets 300.1.2.3 are invalid",
             "nested 1.2.3.4.5",
             "the version is now 1.2.3.4",
+            "updated to 2.1.0.7 yesterday",
             "the 4.12.0.3 update is out",
             "2.1.0.7 release notes",
             "Version: 10.0.0.1",
