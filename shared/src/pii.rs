@@ -1913,8 +1913,12 @@ fn locality_end(b: &[u8], from: usize, case: Case) -> Option<usize> {
         }
     }
     best.or_else(|| {
+        // A city alone: "…, Denver." but not "…, Thanks!"
         let e = city_end?;
-        (comma && !newline && clause_follows(b, e)).then_some(e)
+        let everyday = b[p..e]
+            .split(|&c| c == b' ')
+            .any(|w| everyday_word(w.strip_suffix(b".").unwrap_or(w)));
+        (comma && !newline && !everyday && clause_follows(b, e)).then_some(e)
     })
 }
 
@@ -1936,7 +1940,9 @@ fn city_word(b: &[u8], p: usize, case: Case, first: bool) -> Option<usize> {
         && [&b"of"[..], b"de", b"la", b"le", b"du", b"del", b"d"]
             .iter()
             .any(|c| c.eq_ignore_ascii_case(word));
-    if !(connector || case.fits(word)) || everyday_word(word) {
+    // A capitalised "Long" or "Little" may start a city ("Long Beach", "Little Rock"); in lower
+    // case an everyday word is the sentence going on.
+    if !(connector || case.fits(word)) || (case == Case::Lower && everyday_word(word)) {
         return None;
     }
     // "St. Paul", "Ft. Worth"
@@ -2893,6 +2899,7 @@ mod tests {
                     "[ADDRESS]",
                 ),
                 ("100 Queen St W, Toronto, ON M5H 2N2", "[ADDRESS]"),
+                ("9 Pine Ave, Long Beach, CA 90802", "[ADDRESS]"),
             ],
             PiiKind::StreetAddress,
         );
@@ -2901,6 +2908,10 @@ mod tests {
             "we had 3 picnics in the park",
             "I spent 2 hours on Elm Street, Denver was hot",
         ]);
+        assert_eq!(
+            redacted("ship to 88 Main St, Thanks!"),
+            "ship to [ADDRESS], Thanks!"
+        );
         // A city alone is taken only where its clause ends.
         assert_eq!(
             redacted("I live at 12 Oak St, Denver is far"),
