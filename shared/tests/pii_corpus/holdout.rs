@@ -929,6 +929,9 @@ fn note(rng: &mut Rng, r: &mut Record, primary: Family) {
         "",
     ]));
     if rng.chance(40) {
+        if !r.text.ends_with(' ') {
+            r.say(" ");
+        }
         look_alike(rng, r);
     }
 }
