@@ -338,7 +338,8 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
 
 /// "jane dot doe at example dot com", "jane[at]example[dot]org", "jane(at)example.com": people
 /// spell addresses out to dodge filters. The plain " at " form is only taken with a spelled-out
-/// dot and a known top-level domain, or two spelled-out dots (checked after matching), since
+/// dot and a known top-level domain or a local part with a dot, digit, '+', '_' or '-' in it, or
+/// two spelled-out dots (checked after matching), since
 /// "meet me at example.com" and "look at this dot thing" are not addresses; a bracketed "[at]"
 /// says enough by itself.
 static SPELLED_EMAIL: LazyLock<Regex> = LazyLock::new(|| {
@@ -356,7 +357,8 @@ fn common_tld(tld: &str) -> bool {
         "com", "org", "net", "edu", "gov", "mil", "int", "io", "co", "us", "uk", "de", "fr", "ca",
         "au", "nz", "ie", "in", "jp", "cn", "br", "mx", "es", "it", "nl", "ch", "se", "no", "dk",
         "fi", "pl", "be", "at", "ru", "info", "biz", "me", "dev", "app", "ai", "tv", "ly", "xyz",
-        "online", "site", "tech", "law", "health", "email", "pro", "name",
+        "online", "site", "tech", "law", "health", "email", "pro", "name", "fm", "cc", "eu", "za",
+        "sg", "hk", "kr", "tw", "ar", "cl", "pt", "gr", "cz", "hu", "ro", "il", "ae", "tr",
     ];
     TLDS.iter().any(|t| t.eq_ignore_ascii_case(tld))
 }
@@ -527,6 +529,17 @@ fn product_noun(word: &[u8]) -> bool {
     NOUNS.iter().any(|n| n.eq_ignore_ascii_case(word))
 }
 
+/// A capitalised word and a colon opening a line or sentence: a speaker's name ("Driver: …").
+fn speaker_label(b: &[u8], s: usize, e: usize) -> bool {
+    let mut p = s;
+    while p > 0 && b[p - 1] == b' ' {
+        p -= 1;
+    }
+    b.get(e) == Some(&b':')
+        && b[s].is_ascii_uppercase()
+        && (p == 0 || matches!(b[p - 1], b'\n' | b'.' | b'!' | b'?'))
+}
+
 /// Words that join clauses: context does not reach across them.
 fn conjunction(word: &[u8]) -> bool {
     const WORDS: &[&[u8]] = &[b"and", b"but", b"then", b"while", b"so", b"because"];
@@ -661,6 +674,8 @@ enum Cue {
     Number,
     /// "ID", "code": a number's name that says nothing of what it belongs to.
     Label,
+    /// "card", "visa": a payment card's number, whatever its shape.
+    Card,
     Ssn,
     Birth,
 }
@@ -682,11 +697,11 @@ fn cue(word: &[u8]) -> Option<Cue> {
         b"version" | b"versions" | b"ver" | b"v" | b"release" | b"releases" | b"rel" | b"build"
         | b"builds" | b"firmware" | b"fw" | b"revision" | b"rev" | b"patch" | b"hotfix"
         | b"update" | b"updates" | b"updated" | b"upgrade" | b"upgraded" | b"downgraded"
-        | b"ios" | b"android" | b"macos" | b"sdk" | b"bios" | b"kernel" | b"package" | b"pkg"
-        | b"plugin" | b"library" | b"module" | b"edition" | b"rc" | b"beta" | b"alpha"
-        | b"nightly" | b"snapshot" | b"milestone" | b"section" | b"sec" | b"chapter"
-        | b"clause" | b"paragraph" | b"figure" | b"fig" | b"table" | b"appendix" | b"step"
-        | b"rule" | b"article" => Cue::Version,
+        | b"ios" | b"android" | b"macos" | b"sdk" | b"bios" | b"kernel" | b"driver"
+        | b"package" | b"pkg" | b"plugin" | b"library" | b"module" | b"edition" | b"rc"
+        | b"beta" | b"alpha" | b"nightly" | b"snapshot" | b"milestone" | b"section" | b"sec"
+        | b"chapter" | b"clause" | b"paragraph" | b"figure" | b"fig" | b"table" | b"appendix"
+        | b"step" | b"rule" | b"article" => Cue::Version,
         b"ip" | b"ipv" | b"ips" | b"address" | b"addr" | b"host" | b"hostname" | b"server"
         | b"gateway" | b"dns" | b"router" | b"ping" | b"subnet" | b"vpn" | b"proxy" | b"from"
         | b"connect" | b"connecting" | b"connected" | b"login" | b"logged" | b"device"
@@ -710,7 +725,9 @@ fn cue(word: &[u8]) -> Option<Cue> {
         | b"tel" | b"telephone" | b"fax" | b"dial" | b"reach" | b"reachable" | b"contact"
         | b"whatsapp" | b"viber" | b"wechat" | b"sms" | b"landline" | b"line" | b"hotline"
         | b"helpline" | b"ph" | b"cellphone" | b"voicemail" | b"ring" | b"mob" | b"digits"
-        | b"pager" => Cue::Phone,
+        | b"pager" | b"home" => Cue::Phone,
+        b"card" | b"cards" | b"visa" | b"mastercard" | b"amex" | b"discover" | b"cc" | b"debit"
+        | b"credit" => Cue::Card,
         b"number" | b"numbers" | b"no" | b"nos" | b"num" | b"nr" | b"nbr" => Cue::Number,
         b"id" | b"ids" | b"code" | b"codes" => Cue::Label,
         b"ssn" | b"ssns" | b"social" | b"soc" | b"ss" | b"tin" | b"itin" | b"taxpayer" => Cue::Ssn,
@@ -1091,7 +1108,15 @@ impl Scan<'_> {
                 .windows(5)
                 .filter(|w| w.eq_ignore_ascii_case(b" dot "))
                 .count();
-            if bracketed || spelled_dots >= 2 || (spelled_dots == 1 && common_tld(tld.as_str())) {
+            // "mei+clinic at fastmail dot fm": a local part with the marks of one.
+            let local = s
+                .iter()
+                .take_while(|c| !c.is_ascii_whitespace() && !matches!(c, b'[' | b'(' | b'{'))
+                .any(|c| matches!(c, b'.' | b'_' | b'+' | b'-' | b'0'..=b'9'));
+            if bracketed
+                || spelled_dots >= 2
+                || (spelled_dots == 1 && (local || common_tld(tld.as_str())))
+            {
                 self.push(m.start(), m.end(), PiiKind::Email);
                 if self.done() {
                     return;
@@ -1227,7 +1252,6 @@ impl Scan<'_> {
             // "IMEI 356938035643809", "order #4111111111111111": a tenth of random numbers
             // pass the Luhn check.
             && !self.names_identifier(start, w.end())
-            && !self.product_context(start)
         {
             return Some(PiiKind::CreditCard);
         }
@@ -1304,12 +1328,15 @@ impl Scan<'_> {
         false
     }
 
-    /// Whether the sentence is about a product or a shipment before it gets to the number, with
-    /// no SSN or phone word nearer: "the part number for the valve is 123-45-6789", "the
-    /// tracking number on the box reads …". Farther than [`Scan::names_identifier`] looks, so
-    /// only for nouns that never name personal data.
+    /// Whether the sentence names a product's or shipment's number before it gets to this one,
+    /// with no SSN or phone word nearer: "the part number for the valve is 123-45-6789", "the
+    /// tracking # on the box reads …". Farther than [`Scan::names_identifier`] looks, so only
+    /// for nouns that never name personal data.
     fn product_context(&self, start: usize) -> bool {
         let b = self.b;
+        // The word after the one at hand: "part number", "tracking #", "lot no." name a number;
+        // "ticket update:" and "case note:" head a message.
+        let mut next: Option<(usize, usize)> = None;
         for (s, e) in PrevWords::new(b, start, 8, STOP_DIGITS) {
             let word = &b[s..e];
             if conjunction(word) {
@@ -1317,9 +1344,17 @@ impl Scan<'_> {
             }
             match cue(word) {
                 Some(Cue::Ssn | Cue::Phone | Cue::Birth) => return false,
-                _ if product_noun(word) => return true,
+                _ if product_noun(word) => {
+                    let named = next.is_some_and(|(s, e)| {
+                        matches!(cue(&b[s..e]), Some(Cue::Number | Cue::Label))
+                    }) || b[e..].trim_ascii_start().starts_with(b"#");
+                    if named {
+                        return true;
+                    }
+                }
                 _ => {}
             }
+            next = Some((s, e));
         }
         false
     }
@@ -1343,8 +1378,13 @@ impl Scan<'_> {
     /// before it decides, and failing both, a version word right after it.
     fn version_context(&self, start: usize, end: usize) -> bool {
         let b = self.b;
-        let kind =
-            |(s, e): (usize, usize)| cue(&b[s..e]).filter(|c| matches!(c, Cue::Version | Cue::Ip));
+        let kind = |(s, e): (usize, usize)| {
+            // "Driver: 10.0.0.5" is a delivery driver speaking, not a driver's version.
+            if b[s..e].eq_ignore_ascii_case(b"driver") && speaker_label(b, s, e) {
+                return None;
+            }
+            cue(&b[s..e]).filter(|c| matches!(c, Cue::Version | Cue::Ip))
+        };
         match PrevWords::new(b, start, 3, STOP_COMMA | STOP_DIGITS).find_map(kind) {
             Some(c) => c == Cue::Version,
             None => NextWords::new(b, end, 2, STOP_COMMA | STOP_DIGITS)
@@ -1411,13 +1451,16 @@ impl Scan<'_> {
         if letter_label(b, start) {
             return Some(true);
         }
+        if self.names_identifier(start, end) {
+            return Some(false);
+        }
         let mut words = PrevWords::new(b, start, 6, 0);
         let mut nearest = 0;
         while let Some((s, e)) = words.next() {
             nearest += 1;
             match cue(&b[s..e]) {
                 Some(Cue::Phone) => return Some(true),
-                Some(Cue::Identifier | Cue::Isbn | Cue::Label) => return Some(false),
+                Some(Cue::Identifier | Cue::Isbn | Cue::Label | Cue::Card) => return Some(false),
                 // "my number is", "number:"; further off, "no" is as likely a reply.
                 Some(Cue::Number) if nearest <= 3 => {
                     let before = words.next().and_then(|(s, e)| cue(&b[s..e]));
@@ -1460,14 +1503,10 @@ impl Scan<'_> {
         let after = || {
             NextWords::new(b, end, 5, STOP_DIGITS)
                 .take_while(|&(s, e)| !conjunction(&b[s..e]))
-                .find(|&(s, e)| is_birth_word(b, s, e))
-                .is_some_and(|(s, e)| {
-                    // "06-05-1950 (DOB)"
-                    let adjacent = b[end..s]
-                        .iter()
-                        .all(|c| matches!(c, b' ' | b'(' | b'-' | b','));
-                    adjacent || !number_after(b, e)
-                })
+                .enumerate()
+                .find(|&(_, (s, e))| is_birth_word(b, s, e))
+                // "06-05-1950 (DOB)", "06/26/57 (date of birth)"
+                .is_some_and(|(nearest, (_, e))| nearest <= 2 || !number_after(b, e))
         };
         self.field == Some(Cue::Birth) || before || after()
     }
@@ -1523,6 +1562,9 @@ impl Scan<'_> {
             && !capitalised(&text[..suffix.end()])
             && !self.address_cue(house)
         {
+            return false;
+        }
+        if locality.is_none() && !unit && street_as_modifier(b, house, end) {
             return false;
         }
         let end = locality.unwrap_or(end);
@@ -1721,7 +1763,9 @@ fn phone_shape(b: &[u8], w: &Window<'_>, digits: usize) -> PhoneShape {
             PhoneShape::No
         };
     }
-    if !national_grouping(b, w) || !(7..=12).contains(&digits) {
+    // "94103-1234" is a ZIP+4.
+    let zip4 = n == 2 && w.len(0) == 5 && w.len(1) == 4 && w.sep(0) == Sep::Dash;
+    if zip4 || !national_grouping(b, w) || !(7..=12).contains(&digits) {
         return PhoneShape::No;
     }
     // Thousands are grouped in threes ("12 345 678"); so, with a phone word, is "912 345 678".
@@ -2096,6 +2140,29 @@ fn country_end(b: &[u8], e: usize) -> usize {
         }
     }
     e
+}
+
+/// "we have 3 Main St locations", "2 Elm Street stores": a small count, then a street's name
+/// used to describe the plural noun that closes the clause.
+fn street_as_modifier(b: &[u8], house: usize, end: usize) -> bool {
+    let count = b[house..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if count > 2 || b.get(end) != Some(&b' ') {
+        return false;
+    }
+    let s = end + 1;
+    let e = s + b[s..].iter().take_while(|c| c.is_ascii_lowercase()).count();
+    let noun = &b[s..e];
+    let plural = noun.len() >= 4
+        && noun.ends_with(b"s")
+        && !noun.ends_with(b"ss")
+        && !noun.ends_with(b"us")
+        && !noun.ends_with(b"is");
+    let closes = clause_follows(b, e)
+        || b.get(e) == Some(&b' ')
+            && NextWords::new(b, e, 1, 0).next().is_some_and(|(s, e)| {
+                matches!(&b[s..e], b"and" | b"in" | b"on" | b"near" | b"downtown")
+            });
+    plural && closes
 }
 
 /// Where a unit written before the house number starts ("Apt 5B, 42 Oak Ave", "Unit #12 300
@@ -2907,6 +2974,8 @@ mod tests {
             "i saw 4 deer run past the fence",
             "we had 3 picnics in the park",
             "I spent 2 hours on Elm Street, Denver was hot",
+            "we have 3 Main St locations.",
+            "there are 2 Elm Street stores in town",
         ]);
         assert_eq!(
             redacted("ship to 88 Main St, Thanks!"),
