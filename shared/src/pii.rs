@@ -1984,16 +1984,87 @@ fn city_word(b: &[u8], p: usize, case: Case, first: bool) -> Option<usize> {
         && [&b"of"[..], b"de", b"la", b"le", b"du", b"del", b"d"]
             .iter()
             .any(|c| c.eq_ignore_ascii_case(word));
-    // A capitalised "Long" or "Little" may start a city ("Long Beach", "Little Rock"); in lower
-    // case an everyday word is the sentence going on.
-    if !(connector || case.fits(word)) || (case == Case::Lower && everyday_word(word)) {
+    // "Long Beach", "little rock": a city may start with an adjective, but in lower case an
+    // article, pronoun or preposition is the sentence going on.
+    if !(connector || case.fits(word)) || (case == Case::Lower && function_word(word)) {
         return None;
     }
-    // "St. Paul", "Ft. Worth"
-    if e - p <= 3 && b.get(e) == Some(&b'.') && b.get(e + 1) == Some(&b' ') {
+    // "St. Paul", "Ft. Worth", "Mt. Vernon"; any other dot ends a sentence.
+    let abbreviation = [&b"st"[..], b"ste", b"ft", b"mt", b"pt"]
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(word));
+    if abbreviation && b.get(e) == Some(&b'.') && b.get(e + 1) == Some(&b' ') {
         e += 1;
     }
     Some(e)
+}
+
+/// Articles, pronouns, prepositions, conjunctions and auxiliaries: no part of a place name.
+fn function_word(word: &[u8]) -> bool {
+    const WORDS: &[&[u8]] = &[
+        b"a",
+        b"an",
+        b"the",
+        b"my",
+        b"your",
+        b"our",
+        b"his",
+        b"her",
+        b"their",
+        b"its",
+        b"this",
+        b"that",
+        b"these",
+        b"those",
+        b"on",
+        b"in",
+        b"at",
+        b"to",
+        b"for",
+        b"from",
+        b"with",
+        b"by",
+        b"into",
+        b"onto",
+        b"and",
+        b"or",
+        b"but",
+        b"so",
+        b"is",
+        b"are",
+        b"was",
+        b"were",
+        b"be",
+        b"been",
+        b"am",
+        b"i",
+        b"you",
+        b"we",
+        b"they",
+        b"he",
+        b"she",
+        b"it",
+        b"me",
+        b"us",
+        b"them",
+        b"if",
+        b"as",
+        b"then",
+        b"than",
+        b"when",
+        b"where",
+        b"until",
+        b"till",
+        b"near",
+        b"please",
+        b"pls",
+        b"thanks",
+        b"today",
+        b"tomorrow",
+        b"tonight",
+        b"now",
+    ];
+    WORDS.iter().any(|w| w.eq_ignore_ascii_case(word))
 }
 
 /// A city's clause ends here: punctuation, a line break, a dash or the end of the text.
@@ -2967,6 +3038,10 @@ mod tests {
                 ),
                 ("100 Queen St W, Toronto, ON M5H 2N2", "[ADDRESS]"),
                 ("9 Pine Ave, Long Beach, CA 90802", "[ADDRESS]"),
+                (
+                    "at 8014 lexington circle #17a, little rock ar; ok",
+                    "at [ADDRESS]; ok",
+                ),
             ],
             PiiKind::StreetAddress,
         );
@@ -2980,6 +3055,10 @@ mod tests {
         assert_eq!(
             redacted("ship to 88 Main St, Thanks!"),
             "ship to [ADDRESS], Thanks!"
+        );
+        assert_eq!(
+            redacted("mail it to 6 Oak Pl #2, Burlington VT. Is 79479 covered?"),
+            "mail it to [ADDRESS]. Is 79479 covered?"
         );
         // A city alone is taken only where its clause ends.
         assert_eq!(
