@@ -5,58 +5,65 @@
 //! Used on agent metadata before it is stored and by the pipeline's validation stage.
 //!
 //! # How it decides
-//! Conversation text is full of numbers that only look like PII: order and ticket numbers,
+//! Conversation text is full of numbers that only look like PII: order, part and lot numbers,
 //! versions, ISBNs, ZIP codes, dosages, readings, dates and prices. Loose regexes either leak or
 //! shred those, so numbers are judged by their *shape* (the digit groups and the separators between
-//! them) plus the few words in front of them:
+//! them) plus the few words around them:
 //!
 //! - one byte-level pass cuts the text into runs of digit groups joined by single separators
 //!   (`555-123-4567`, `(555) 123-4567`, `+44 20 7946 0958`, `10.0.0.1/24`, `03/14/1985`); a run
 //!   glued to letters (`v2.10.0.1`, `PHQ-9`, `A1C`) is skipped whole;
-//! - each run, and each part of it between spaces, is classified: IPv4 (octets 0-255, unless a
-//!   version word — "version", "release", "build", "firmware", "v", … — is nearer before it than
-//!   a network word, or, with neither, right after it: "the 4.12.0.3 update"), date of birth (a valid date with "born",
-//!   "DOB", "date of birth", "birthday" or "b." among the six words before it or the five after
-//!   it, not past a conjunction, and not one that stands next to another number and so describes
-//!   that one), SSN (3-2-4 with an SSN word near, or
-//!   without one when the digits are a valid SSN, the words right next to them do not name an
-//!   identifier ("part number", "lot", "batch", "P/N", …) and the sentence is not about a
-//!   product or shipment before it gets to them ("the part number for the valve is …"); nine
-//!   bare digits only with an SSN word), card (13-19 digits,
-//!   Luhn, an issuer's leading digit, card-like grouping, not named an identifier: "IMEI …"),
-//!   phone (`+` or `00` and a country code; NANP 3-3-4 with optional `1`/`+1` and parentheses;
-//!   national groupings — an area code of 2-6 digits, maybe in parentheses or before a slash, then
-//!   groups of 2-8 — of 10-12 digits with a trunk `0` or 10-11 without, unless the words next to
-//!   them name an identifier; bare 10-12 digits, shorter groupings and groupings inside a longer
-//!   run of numbers only with a phone word before or after them: "call", "my work line",
-//!   "… is my cell", "M:"; extensions are taken along);
+//! - each run, and each part of it between spaces, is classified:
+//!   - IPv4: octets 0-255, unless a version word ("version", "release", "build", "firmware", "v",
+//!     …) is nearer before it than a network word, or, with neither, right after it ("the 4.12.0.3
+//!     update");
+//!   - date of birth: a valid date with "born", "DOB", "date of birth", "birthday" or "b." among
+//!     the six words before it or the five after it, not past a conjunction, and not one that
+//!     stands next to another number and so describes that one;
+//!   - SSN: 3-2-4 digits with an SSN word near, or without one when the digits are a valid SSN
+//!     (area 001-899 but 666, group and serial not zero), the words right next to them do not name
+//!     an identifier ("part number", "lot", "batch", "P/N", "(lot number)", …) and the sentence
+//!     has not named a product's or shipment's number before them ("the part number for the valve
+//!     is …"); nine bare digits only with an SSN word;
+//!   - card: 13-19 digits, Luhn, an issuer's leading digit, card-like grouping, and not named an
+//!     identifier ("IMEI …", "order #…");
+//!   - phone: `+` or `00` and a country code; NANP 3-3-4 with optional `1`/`+1` and parentheses;
+//!     national groupings (an area code of 2-6 digits, maybe in parentheses or before a slash,
+//!     then groups of 2-8) of 10-12 digits with a trunk `0` or 10-11 without, unless the words
+//!     next to them name an identifier; bare 10-12 digits, shorter groupings and groupings inside
+//!     a longer run of numbers only with a phone word before or after them ("call", "my work
+//!     line", "… is my cell", "M:"), and never a ZIP+4; extensions are taken along;
 //! - a street address is tried only where a number is followed by a word: an anchored regex reads
 //!   the street line (number, name, suffix, direction, units) and a small parser the locality
 //!   after it, with or without commas or a line break: a city and a state code or name with or
 //!   without a ZIP or postal code, a city and a ZIP, or a city alone after a comma where its
 //!   clause ends. A unit written first ("Apt 5B, 42 Oak Ave") is taken along. The street's name
-//!   may not contain everyday words, so "3 blocks down the road" stays, and a suffix that is an
-//!   everyday word too ("Park", "Run", "View") counts only in a capitalised name, before a unit
-//!   or city, or after words like "live at" or "ship to";
+//!   may not contain everyday words, so "3 blocks down the road" stays; a suffix that is an
+//!   everyday word too ("Park", "Run", "View") counts only in a capitalised name, before a unit or
+//!   city, or after words like "live at" or "ship to"; and a small count before a street name that
+//!   describes a plural noun ("3 Main St locations") is no address;
 //! - the remaining regexes run only when a byte-level test says they can match: e-mail needs an
-//!   `@` (file names such as `logo@2x.png` are not taken), or a spelled-out "at"/"dot" (a plain
-//!   "at … dot …" needs a known top-level domain or two spelled dots), IPv6 two colons, a written
-//!   date ("March 14, 1985") a birth word somewhere in the text.
+//!   `@` (file names such as `logo@2x.png` are not taken) or a spelled-out "at"/"dot" (a plain
+//!   "at … dot …" needs a known top-level domain, a local part with a dot, digit or `+`, or two
+//!   spelled dots), IPv6 two colons, a written date ("March 14, 1985") a birth word somewhere in
+//!   the text.
 //!
-//! Context is read over a few words and stops at a sentence end, and at a speaker's name or form
-//! label ("Agent: …") once past the number's own label.
+//! Context is read over a few words on either side and stops at a sentence end, and at a
+//! speaker's name or form label ("Agent: …") once past the number's own label.
 //!
 //! In JSON, a value's key is context too: `{"dob": "1985-03-14"}`, `{"mobile": "5551234567"}`
 //! and `{"ssn": "123456789"}` are redacted although the strings alone would not be.
 //!
-//! Looking at text without PII costs one or two passes over its bytes and allocates nothing;
-//! `redact_json` leaves such strings untouched.
+//! Text with no digit, `@` or spelled-out "at"/"dot" costs one or two passes over its bytes and
+//! allocates nothing; `redact_json` leaves strings without PII untouched.
 //!
 //! # Known gaps
-//! Numbers spelled out in words, addresses without a street suffix ("1600 Broadway"), a city
-//! after a street line with neither a comma before it nor a state or ZIP after it, bare 10-digit
-//! phone numbers without a phone word nearby, and partial identifiers
-//! ("the last four of my SSN are 6789") are not found.
+//! Numbers spelled out in words; addresses without a street suffix ("1600 Broadway"), PO boxes,
+//! a city after a street line with neither a comma before it nor a state or ZIP after it, and a
+//! lower-case street named with an everyday word ("42 forest commons") with no unit, city or
+//! "live at" near it; "12 Oak St apartments" is read as a count of apartments; bare 10-digit phone
+//! numbers without a phone word nearby; a version word more than three words before its number;
+//! and partial identifiers ("the last four of my SSN are 6789") are not found.
 
 use std::borrow::Cow;
 use std::fmt;
