@@ -1,5 +1,7 @@
 //! Throughput of PII redaction on one core, on conversation records of a few hundred bytes of
-//! which about 5% hold PII (the shape of the pipeline's validation stage).
+//! which about 5% hold PII (the shape of the pipeline's validation stage). Many of the others
+//! hold look-alikes (part and lot numbers, versions, order numbers, ZIP codes), which cost more
+//! to judge than plain text.
 //!
 //! `cargo bench -p mcp-shared --bench pii`
 
@@ -53,6 +55,10 @@ const LINES: &[&str] = &[
     "assistant: Sure. We talked about your sleep routine, stress at work and the 10 minute walks.",
     "user: ok thanks, that helps a lot",
     "assistant: Is there anything else you'd like to go over before we wrap up?",
+    "Agent: the part number for the pump is 123-45-6789, and it ships from lot 555-12-3456.",
+    "Customer: I'm on version 10.0.0.1 since the update, build 4.12.0.3 before that.",
+    "Agent: order 555-123-4567 left the Main St warehouse, ISBN 978-0-306-40615-7 is separate.",
+    "Customer: is ZIP 94103-1234 in range? We walked 3 blocks down Oak Avenue to check.",
 ];
 
 const PII_LINES: &[&str] = &[
@@ -64,6 +70,10 @@ const PII_LINES: &[&str] = &[
     "Customer: the login came from 73.142.18.9, that wasn't me.",
     "Customer: my SSN is 123-45-6789 for the verification.",
     "user: our office range is 2001:db8::8a2e:370:7334",
+    "Customer: ship it to 12 Oak St Apt 16D Springfield IL 62704, please.",
+    "Client: call my work line 5551234567, or my cell in Pune, 98765 43210.",
+    "Customer: my address is 77 Elm Street, Springfield, Illinois.",
+    "user: reach me on +44 7911 123456 or at the office, 020 7946 0958.",
 ];
 
 fn record(rng: &mut Rng, with_pii: bool) -> String {

@@ -5,37 +5,65 @@
 //! Used on agent metadata before it is stored and by the pipeline's validation stage.
 //!
 //! # How it decides
-//! Conversation text is full of numbers that only look like PII: order and ticket numbers,
+//! Conversation text is full of numbers that only look like PII: order, part and lot numbers,
 //! versions, ISBNs, ZIP codes, dosages, readings, dates and prices. Loose regexes either leak or
 //! shred those, so numbers are judged by their *shape* (the digit groups and the separators between
-//! them) plus the few words in front of them:
+//! them) plus the few words around them:
 //!
 //! - one byte-level pass cuts the text into runs of digit groups joined by single separators
 //!   (`555-123-4567`, `(555) 123-4567`, `+44 20 7946 0958`, `10.0.0.1/24`, `03/14/1985`); a run
 //!   glued to letters (`v2.10.0.1`, `PHQ-9`, `A1C`) is skipped whole;
-//! - each run, and each part of it between spaces, is classified: IPv4 (octets 0-255, not right
-//!   after "version", "release", "build", "firmware", …), date of birth (a valid date with "born",
-//!   "DOB", "date of birth", "birthday" or "b." next to it), SSN (3-2-4), card (13-19 digits,
-//!   Luhn, an issuer's leading digit, card-like grouping), phone (NANP 3-3-4 with optional `1`/`+1`
-//!   and parentheses, `+` international, `0`-prefixed national; bare 10-digit and 7-digit numbers
-//!   only after "call", "phone", "text", …; extensions are taken along);
-//! - a street address is tried only where a number is followed by a word, with an anchored regex
-//!   (number, name, street suffix, unit, then city/state/ZIP), and its name may not contain
-//!   everyday words, so "3 blocks down the road" stays;
+//! - each run, and each part of it between spaces, is classified:
+//!   - IPv4: octets 0-255, unless a version word ("version", "release", "build", "firmware", "v",
+//!     …) is nearer before it than a network word, or, with neither, right after it ("the 4.12.0.3
+//!     update");
+//!   - date of birth: a valid date with "born", "DOB", "date of birth", "birthday" or "b." among
+//!     the six words before it or the five after it, not past a conjunction, and not one that
+//!     stands next to another number and so describes that one;
+//!   - SSN: 3-2-4 digits with an SSN word near, or without one when the digits are a valid SSN
+//!     (area 001-899 but 666, group and serial not zero), the words right next to them do not name
+//!     an identifier ("part number", "lot", "batch", "P/N", "(lot number)", …) and the sentence
+//!     has not named a product's or shipment's number before them ("the part number for the valve
+//!     is …"); nine bare digits only with an SSN word;
+//!   - card: 13-19 digits, Luhn, an issuer's leading digit, card-like grouping, and not named an
+//!     identifier ("IMEI …", "order #…");
+//!   - phone: `+` or `00` and a country code; NANP 3-3-4 with optional `1`/`+1` and parentheses;
+//!     national groupings (an area code of 2-6 digits, maybe in parentheses or before a slash,
+//!     then groups of 2-8) of 10-12 digits with a trunk `0` or 10-11 without, unless the words
+//!     next to them name an identifier; bare 10-12 digits, shorter groupings and groupings inside
+//!     a longer run of numbers only with a phone word before or after them ("call", "my work
+//!     line", "… is my cell", "M:"), and never a ZIP+4; extensions are taken along;
+//! - a street address is tried only where a number is followed by a word: an anchored regex reads
+//!   the street line (number, name, suffix, direction, units) and a small parser the locality
+//!   after it, with or without commas or a line break: a city and a state code or name with or
+//!   without a ZIP or postal code, a city and a ZIP, or a city alone after a comma where its
+//!   clause ends. A unit written first ("Apt 5B, 42 Oak Ave") is taken along. The street's name
+//!   may not contain everyday words, so "3 blocks down the road" stays; a suffix that is an
+//!   everyday word too ("Park", "Run", "View") counts only in a capitalised name, before a unit or
+//!   city, or after words like "live at" or "ship to"; and a small count before a street name that
+//!   describes a plural noun ("3 Main St locations") is no address;
 //! - the remaining regexes run only when a byte-level test says they can match: e-mail needs an
-//!   `@` (or a spelled-out "at"/"dot"), IPv6 two colons, a written date ("March 14, 1985") a
-//!   birth word somewhere in the text.
+//!   `@` (file names such as `logo@2x.png` are not taken) or a spelled-out "at"/"dot" (a plain
+//!   "at … dot …" needs a known top-level domain, a local part with a dot, digit or `+`, or two
+//!   spelled dots), IPv6 two colons, a written date ("March 14, 1985") a birth word somewhere in
+//!   the text.
+//!
+//! Context is read over a few words on either side and stops at a sentence end, and at a
+//! speaker's name or form label ("Agent: …") once past the number's own label.
 //!
 //! In JSON, a value's key is context too: `{"dob": "1985-03-14"}`, `{"mobile": "5551234567"}`
 //! and `{"ssn": "123456789"}` are redacted although the strings alone would not be.
 //!
-//! Looking at text without PII costs one or two passes over its bytes and allocates nothing;
-//! `redact_json` leaves such strings untouched.
+//! Text with no digit, `@` or spelled-out "at"/"dot" costs one or two passes over its bytes and
+//! allocates nothing; `redact_json` leaves strings without PII untouched.
 //!
 //! # Known gaps
-//! Numbers spelled out in words, addresses without a street suffix ("1600 Broadway") or with the
-//! unit first, bare 10-digit phone numbers without a phone word nearby, and partial identifiers
-//! ("the last four of my SSN are 6789") are not found.
+//! Numbers spelled out in words; addresses without a street suffix ("1600 Broadway"), PO boxes,
+//! a city after a street line with neither a comma before it nor a state or ZIP after it, and a
+//! lower-case street named with an everyday word ("42 forest commons") with no unit, city or
+//! "live at" near it; "12 Oak St apartments" is read as a count of apartments; bare 10-digit phone
+//! numbers without a phone word nearby; a version word more than three words before its number;
+//! and partial identifiers ("the last four of my SSN are 6789") are not found.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -310,49 +338,274 @@ fn merge(hits: &mut Vec<Hit>) {
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)[\p{L}\p{N}._%+\-]+@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}(?-u:\b)",
+        r"(?i)[\p{L}\p{N}._%+\-]+(?:'[\p{L}\p{N}._%+\-]+)*@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,24}(?-u:\b)",
     )
     .expect("email regex")
 });
 
 /// "jane dot doe at example dot com", "jane[at]example[dot]org", "jane(at)example.com": people
 /// spell addresses out to dodge filters. The plain " at " form is only taken with a spelled-out
-/// dot (checked after matching), since "meet me at example.com" is not an address.
+/// dot and a known top-level domain or a local part with a dot, digit, '+', '_' or '-' in it, or
+/// two spelled-out dots (checked after matching), since
+/// "meet me at example.com" and "look at this dot thing" are not addresses; a bracketed "[at]"
+/// says enough by itself.
 static SPELLED_EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     let at = r"(?:\s*[\[({]\s*at\s*[\])}]\s*|\s+at\s+)";
     let dot = r"(?:\s*[\[({]\s*dot\s*[\])}]\s*|\s+dot\s+|\.)";
-    let tld = "com|org|net|edu|gov|io|co|us|uk|de|fr|ca|au|info|biz|me|dev|app|ai";
     Regex::new(&format!(
-        r"(?i-u)[a-z0-9][a-z0-9._%+\-]*(?:\s+dot\s+[a-z0-9][a-z0-9._%+\-]*)*{at}[a-z0-9][a-z0-9\-]*(?:{dot}[a-z0-9][a-z0-9\-]*)*{dot}(?:{tld})\b"
+        r"(?i-u)[a-z0-9][a-z0-9._%+'\-]*(?:\s+dot\s+[a-z0-9][a-z0-9._%+'\-]*)*{at}[a-z0-9][a-z0-9\-]*(?:{dot}[a-z0-9][a-z0-9\-]*)*{dot}(?P<tld>[a-z]{{2,24}})\b"
     ))
     .expect("spelled email regex")
 });
 
-/// A street line anchored at its house number: name words, a suffix, an optional unit, then an
-/// optional ", City, ST 12345". Name words are checked against everyday words afterwards (the
-/// regex crate has no look-ahead).
-static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    let suffix = "street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|place|pl|\
-                  terrace|ter|way|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|crescent|\
-                  cres|alley|plaza|loop|pike|turnpike|expressway|expy|freeway|fwy";
-    let unit = "apt|apartment|suite|ste|unit|fl|floor|rm|room|bldg|building";
-    let zip = r"\d{5}(?:-\d{4})?";
-    let city = r"[a-z][a-z'.\-]*(?:\s+[a-z][a-z'.\-]*){0,2}";
-    let states = "al|ak|az|ar|ca|co|ct|de|fl|ga|hi|id|il|in|ia|ks|ky|la|me|md|ma|mi|mn|ms|mo|mt|\
-                  ne|nv|nh|nj|nm|ny|nc|nd|oh|ok|or|pa|ri|sc|sd|tn|tx|ut|vt|va|wa|wv|wi|wy|dc";
-    // The state must be upper-case initials, a name followed by a ZIP, a state code in any case
-    // after a comma, or a UK postcode: a bare word after a comma is usually the sentence going on.
-    let region = format!(
-        r"(?:,?\s+(?-i:[A-Z]{{2}})(?:\s+{zip})?|,?\s+[a-z]+(?:\s+[a-z]+)?\s+{zip}|,\s*(?:{states})|,?\s+(?-i:[A-Z]{{1,2}}\d[A-Z\d]?\s*\d[A-Z]{{2}}))"
-    );
+/// Top-level domains common enough to trust in an address spelled out in plain words.
+fn common_tld(tld: &str) -> bool {
+    const TLDS: &[&str] = &[
+        "com", "org", "net", "edu", "gov", "mil", "int", "io", "co", "us", "uk", "de", "fr", "ca",
+        "au", "nz", "ie", "in", "jp", "cn", "br", "mx", "es", "it", "nl", "ch", "se", "no", "dk",
+        "fi", "pl", "be", "at", "ru", "info", "biz", "me", "dev", "app", "ai", "tv", "ly", "xyz",
+        "online", "site", "tech", "law", "health", "email", "pro", "name", "fm", "cc", "eu", "za",
+        "sg", "hk", "kr", "tw", "ar", "cl", "pt", "gr", "cz", "hu", "ro", "il", "ae", "tr",
+    ];
+    TLDS.iter().any(|t| t.eq_ignore_ascii_case(tld))
+}
+
+/// "logo@2x.png", "hero@3x.jpg": file names, not addresses.
+fn file_extension(tld: &str) -> bool {
+    const EXTENSIONS: &[&str] = &[
+        "png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "tif", "tiff", "heic", "avif",
+        "pdf", "js", "css", "html", "htm", "json", "txt",
+    ];
+    EXTENSIONS.iter().any(|t| t.eq_ignore_ascii_case(tld))
+}
+
+/// Street suffixes that are seldom anything else.
+const STREET_SUFFIXES: &str = "street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|\
+    court|ct|place|pl|terrace|ter|way|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|\
+    crescent|cres|alley|aly|plaza|plz|loop|pike|turnpike|tpke|expressway|expy|freeway|fwy|\
+    causeway|cswy|bypass|byp";
+
+/// Street suffixes that are everyday words too ("Park", "View", "Run"): taken only in a
+/// capitalised name ("Fox Hollow", "Maple Ridge") or before a unit or a city.
+const PLACE_SUFFIXES: &str = "ridge|rdg|crossing|xing|point|pt|run|path|heights|hts|grove|grv|\
+    commons|cmns|cove|cv|bend|bnd|pass|walk|row|mews|green|park|hill|hills|hollow|holw|glen|gln|\
+    landing|lndg|meadow|meadows|mdws|view|vw|vista|vis|valley|vly|knoll|knls|estates|gardens|\
+    gdns|trace|trce|spur|close|creek|crk|summit|smt";
+
+/// A street line anchored at its house number: the number, name words and a suffix. What may
+/// follow (a second suffix, a direction, units, then city, state and ZIP) is read by
+/// [`Scan::address_at`]. Name words are checked against everyday words afterwards (the regex
+/// crate has no look-ahead).
+static STREET: LazyLock<Regex> = LazyLock::new(|| {
     // Name words are words or ordinals ("5th"), never bare numbers, so a street line cannot
     // swallow "3 May 2024. 1275 …" across a sentence.
     let word = r"(?:[a-z][a-z'\-]*|\d{1,3}(?:st|nd|rd|th))";
     Regex::new(&format!(
-        r"(?i-u)^\d{{1,6}}(?:-\d{{1,4}})?[a-z]?\s+(?P<name>(?:{word}\.?\s+){{0,4}}?{word})\s+(?:{suffix})\b(?:\s+(?-i:NE|NW|SE|SW|N|S|E|W)\b)?(?:\.?,?\s*(?:(?:{unit})\b\.?\s*#?\s*|#\s*)[a-z0-9][a-z0-9\-]{{0,5}}\b)?(?:\.?,\s*{city}{region}\b)?"
+        r"(?i-u)^\d{{1,6}}(?:-\d{{1,4}})?[a-z]?\s+(?P<name>(?:{word}\.?\s+){{0,5}}?{word}\.?)\s+(?P<suffix>{STREET_SUFFIXES}|{PLACE_SUFFIXES})\b"
     ))
-    .expect("address regex")
+    .expect("street regex")
 });
+
+/// What may follow a street's suffix before the city: a second suffix ("Oak Park Ave"), a
+/// direction ("NW"), and up to two units ("Apt 16D", "#4", "Bldg 9, Apt 4", "3rd Floor").
+static STREET_TAIL: LazyLock<Regex> = LazyLock::new(|| {
+    let unit = "apt|apartment|suite|ste|unit|fl|floor|rm|room|bldg|building|lot|spc|space|dept";
+    Regex::new(&format!(
+        r"(?i-u)^(?P<second>\.?\s+(?:{STREET_SUFFIXES}|{PLACE_SUFFIXES})\b)?(?:\.?\s+(?:ne|nw|se|sw|(?-i:N|S|E|W))\b)?(?P<unit>(?:\.?,?\s*(?:(?:{unit})\b\.?\s*#?\s*|#\s*)[a-z0-9][a-z0-9\-]{{0,5}}\b|\.?,?\s*\d{{1,3}}(?:st|nd|rd|th)\s+(?:fl|floor)\b)){{0,2}}"
+    ))
+    .expect("street tail regex")
+});
+
+/// US state and territory codes, and Canadian province codes.
+const REGION_CODES: &[&[u8; 2]] = &[
+    b"AL", b"AK", b"AZ", b"AR", b"CA", b"CO", b"CT", b"DE", b"FL", b"GA", b"HI", b"ID", b"IL",
+    b"IN", b"IA", b"KS", b"KY", b"LA", b"ME", b"MD", b"MA", b"MI", b"MN", b"MS", b"MO", b"MT",
+    b"NE", b"NV", b"NH", b"NJ", b"NM", b"NY", b"NC", b"ND", b"OH", b"OK", b"OR", b"PA", b"RI",
+    b"SC", b"SD", b"TN", b"TX", b"UT", b"VT", b"VA", b"WA", b"WV", b"WI", b"WY", b"DC", b"PR",
+    b"GU", b"VI", b"AS", b"MP", b"ON", b"QC", b"BC", b"AB", b"MB", b"SK", b"NS", b"NB", b"NL",
+    b"PE", b"NT", b"YT", b"NU",
+];
+
+/// US state and territory names, and Canadian province names.
+const REGION_NAMES: &[&str] = &[
+    "Alabama",
+    "Alaska",
+    "Arizona",
+    "Arkansas",
+    "California",
+    "Colorado",
+    "Connecticut",
+    "Delaware",
+    "District of Columbia",
+    "Florida",
+    "Georgia",
+    "Hawaii",
+    "Idaho",
+    "Illinois",
+    "Indiana",
+    "Iowa",
+    "Kansas",
+    "Kentucky",
+    "Louisiana",
+    "Maine",
+    "Maryland",
+    "Massachusetts",
+    "Michigan",
+    "Minnesota",
+    "Mississippi",
+    "Missouri",
+    "Montana",
+    "Nebraska",
+    "Nevada",
+    "New Hampshire",
+    "New Jersey",
+    "New Mexico",
+    "New York",
+    "North Carolina",
+    "North Dakota",
+    "Ohio",
+    "Oklahoma",
+    "Oregon",
+    "Pennsylvania",
+    "Rhode Island",
+    "South Carolina",
+    "South Dakota",
+    "Tennessee",
+    "Texas",
+    "Utah",
+    "Vermont",
+    "Virginia",
+    "Washington",
+    "West Virginia",
+    "Wisconsin",
+    "Wyoming",
+    "Puerto Rico",
+    "Guam",
+    "Ontario",
+    "Quebec",
+    "British Columbia",
+    "Alberta",
+    "Manitoba",
+    "Saskatchewan",
+    "Nova Scotia",
+    "New Brunswick",
+];
+
+/// Nouns for goods, shipments and work items, whose numbers are never personal data.
+fn product_noun(word: &[u8]) -> bool {
+    const NOUNS: &[&[u8]] = &[
+        b"part",
+        b"parts",
+        b"lot",
+        b"batch",
+        b"serial",
+        b"model",
+        b"sku",
+        b"upc",
+        b"ean",
+        b"isbn",
+        b"imei",
+        b"vin",
+        b"order",
+        b"tracking",
+        b"shipment",
+        b"parcel",
+        b"package",
+        b"waybill",
+        b"invoice",
+        b"catalog",
+        b"catalogue",
+        b"product",
+        b"item",
+        b"rma",
+        b"ticket",
+        b"case",
+        b"incident",
+        b"reference",
+        b"ref",
+        b"confirmation",
+        b"specimen",
+        b"sample",
+        b"asset",
+        b"kit",
+        b"container",
+        b"pallet",
+        b"firmware",
+        b"component",
+    ];
+    NOUNS.iter().any(|n| n.eq_ignore_ascii_case(word))
+}
+
+/// A capitalised word and a colon opening a line or sentence: a speaker's name ("Driver: …").
+fn speaker_label(b: &[u8], s: usize, e: usize) -> bool {
+    let mut p = s;
+    while p > 0 && b[p - 1] == b' ' {
+        p -= 1;
+    }
+    b.get(e) == Some(&b':')
+        && b[s].is_ascii_uppercase()
+        && (p == 0 || matches!(b[p - 1], b'\n' | b'.' | b'!' | b'?'))
+}
+
+/// Words that join clauses: context does not reach across them.
+fn conjunction(word: &[u8]) -> bool {
+    const WORDS: &[&[u8]] = &[b"and", b"but", b"then", b"while", b"so", b"because"];
+    WORDS.iter().any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// A number right before the word at `s` ("1972 (DOB)"): the word is about that number.
+fn number_before(b: &[u8], s: usize) -> bool {
+    let mut p = s;
+    while p > 0 && matches!(b[p - 1], b' ' | b'(' | b'[' | b'-') {
+        p -= 1;
+    }
+    p > 0 && b[p - 1].is_ascii_digit()
+}
+
+/// A number within two words after the word ending at `e`, in the same clause ("birth is June
+/// 28"): the word is about that number.
+fn number_after(b: &[u8], e: usize) -> bool {
+    let mut words = 0;
+    let mut p = e;
+    while p < b.len() && !clause_end(b, p, 0) && b[p] != b':' {
+        let c = b[p];
+        if c.is_ascii_digit() {
+            return true;
+        }
+        if c.is_ascii_alphabetic() && (p == e || !b[p - 1].is_ascii_alphabetic()) {
+            words += 1;
+            if words > 2 {
+                break;
+            }
+        }
+        p += 1;
+    }
+    false
+}
+
+/// Area 001-899 but 666, group 01-99, serial 0001-9999: the numbers the SSA issues.
+fn ssn_valid(area: u32, group: u32, serial: u32) -> bool {
+    (1..=899).contains(&area) && area != 666 && group != 0 && serial != 0
+}
+
+/// "P/N", "S/N", "M/N": part, serial and model number. `s..e` is the word after the slash.
+fn slash_abbreviation(b: &[u8], s: usize, e: usize) -> bool {
+    e - s == 1
+        && b[s] | 0x20 == b'n'
+        && s >= 2
+        && b[s - 1] == b'/'
+        && matches!(b[s - 2] | 0x20, b'p' | b's' | b'm')
+        && (s == 2 || !b[s - 3].is_ascii_alphabetic())
+}
+
+/// Words that may sit between a number and the noun naming it: "the lot number is …", "… is
+/// my order number".
+fn filler(word: &[u8]) -> bool {
+    const FILLER: &[&[u8]] = &[
+        b"is", b"was", b"the", b"my", b"your", b"our", b"his", b"her", b"their", b"a", b"an",
+    ];
+    FILLER.iter().any(|f| f.eq_ignore_ascii_case(word))
+}
 
 /// "March 14, 1985", "Mar. 14th 1985", "14 March 1985", "the 14th of March, 1985", "March 14",
 /// "14-Mar-1985".
@@ -371,6 +624,17 @@ fn is_word(c: u8) -> bool {
 
 fn starts_with_ci(hay: &[u8], needle: &[u8]) -> bool {
     hay.len() >= needle.len() && hay[..needle.len()].eq_ignore_ascii_case(needle)
+}
+
+/// The start of the word after the one at `i`.
+fn next_word(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_alphanumeric() {
+        i += 1;
+    }
+    while i < b.len() && !b[i].is_ascii_alphanumeric() {
+        i += 1;
+    }
+    i
 }
 
 /// A spelled-out "dot" word or a bracketed "at" somewhere in the text.
@@ -404,20 +668,31 @@ fn has_birth_cue(b: &[u8]) -> bool {
     false
 }
 
-/// Words in front of a number that say what it is.
+/// Words near a number that say what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cue {
     Version,
     Ip,
     Isbn,
-    Order,
+    /// A noun that names the number as a record or product identifier: "order", "part", "lot".
+    Identifier,
     Phone,
+    /// "number", "no", "#"-like words that take their meaning from the word before.
     Number,
+    /// "ID", "code": a number's name that says nothing of what it belongs to.
+    Label,
+    /// "card", "visa": a payment card's number, whatever its shape.
+    Card,
     Ssn,
     Birth,
 }
 
 fn cue(word: &[u8]) -> Option<Cue> {
+    // "my work line's 0412 345 678"
+    let word = word
+        .strip_suffix(b"'s")
+        .or_else(|| word.strip_suffix(b"'S"))
+        .unwrap_or(word);
     let mut buf = [0u8; 12];
     if word.len() > buf.len() {
         return None;
@@ -427,25 +702,42 @@ fn cue(word: &[u8]) -> Option<Cue> {
     w.make_ascii_lowercase();
     Some(match &*w {
         b"version" | b"versions" | b"ver" | b"v" | b"release" | b"releases" | b"rel" | b"build"
-        | b"builds" | b"firmware" | b"fw" | b"revision" | b"rev" | b"patch" | b"sdk" | b"bios"
-        | b"driver" | b"kernel" | b"section" | b"sec" | b"chapter" | b"clause" | b"paragraph"
-        | b"figure" | b"fig" | b"table" | b"appendix" | b"step" => Cue::Version,
+        | b"builds" | b"firmware" | b"fw" | b"revision" | b"rev" | b"patch" | b"hotfix"
+        | b"update" | b"updates" | b"updated" | b"upgrade" | b"upgraded" | b"downgraded"
+        | b"ios" | b"android" | b"macos" | b"sdk" | b"bios" | b"kernel" | b"driver"
+        | b"package" | b"pkg" | b"plugin" | b"library" | b"module" | b"edition" | b"rc"
+        | b"beta" | b"alpha" | b"nightly" | b"snapshot" | b"milestone" | b"section" | b"sec"
+        | b"chapter" | b"clause" | b"paragraph" | b"figure" | b"fig" | b"table" | b"appendix"
+        | b"step" | b"rule" | b"article" => Cue::Version,
         b"ip" | b"ipv" | b"ips" | b"address" | b"addr" | b"host" | b"hostname" | b"server"
         | b"gateway" | b"dns" | b"router" | b"ping" | b"subnet" | b"vpn" | b"proxy" | b"from"
         | b"connect" | b"connecting" | b"connected" | b"login" | b"logged" | b"device"
-        | b"client" | b"origin" | b"source" => Cue::Ip,
-        b"isbn" => Cue::Isbn,
-        b"order" | b"orders" | b"ticket" | b"case" | b"tracking" | b"invoice" | b"confirmation"
-        | b"ref" | b"reference" | b"lot" | b"serial" | b"sku" | b"account" | b"acct" | b"claim"
-        | b"policy" | b"member" | b"booking" | b"reservation" | b"transaction" | b"txn"
-        | b"receipt" | b"po" | b"model" | b"part" | b"batch" | b"id" | b"code" | b"pin"
-        | b"zip" | b"room" | b"flight" | b"item" | b"record" | b"mrn" => Cue::Order,
-        b"call" | b"calling" | b"called" | b"phone" | b"cell" | b"mobile" | b"text"
-        | b"texting" | b"tel" | b"telephone" | b"fax" | b"dial" | b"reach" | b"contact"
-        | b"whatsapp" | b"sms" | b"landline" | b"ph" | b"cellphone" | b"voicemail" | b"ring"
-        | b"mob" => Cue::Phone,
-        b"number" | b"no" | b"num" | b"nr" => Cue::Number,
-        b"ssn" | b"ssns" | b"social" | b"ss" => Cue::Ssn,
+        | b"client" | b"origin" | b"source" | b"src" | b"dst" | b"remote" | b"peer" => Cue::Ip,
+        b"isbn" | b"issn" => Cue::Isbn,
+        b"order" | b"orders" | b"ticket" | b"tickets" | b"case" | b"incident" | b"tracking"
+        | b"shipment" | b"parcel" | b"waybill" | b"consignment" | b"invoice" | b"inv"
+        | b"confirmation" | b"conf" | b"ref" | b"reference" | b"lot" | b"lots" | b"serial"
+        | b"sku" | b"upc" | b"ean" | b"imei" | b"meid" | b"iccid" | b"vin" | b"account"
+        | b"acct" | b"claim" | b"policy" | b"member" | b"membership" | b"booking"
+        | b"reservation" | b"transaction" | b"txn" | b"receipt" | b"po" | b"model" | b"part"
+        | b"parts" | b"batch" | b"pin" | b"zip" | b"postcode" | b"room" | b"flight" | b"seat"
+        | b"gate" | b"item" | b"items" | b"catalog" | b"catalogue" | b"product" | b"record"
+        | b"mrn" | b"npi" | b"rma" | b"job" | b"document" | b"doc" | b"docket" | b"permit"
+        | b"license" | b"licence" | b"registration" | b"routing" | b"employee" | b"student"
+        | b"voucher" | b"coupon" | b"promo" | b"certificate" | b"contract" | b"project"
+        | b"request" | b"req" | b"specimen" | b"sample" | b"accession" | b"asset" | b"kit"
+        | b"container" | b"pallet" => Cue::Identifier,
+        b"call" | b"calling" | b"called" | b"calls" | b"callback" | b"phone" | b"phones"
+        | b"phoned" | b"cell" | b"cellular" | b"mobile" | b"text" | b"texting" | b"txt"
+        | b"tel" | b"telephone" | b"fax" | b"dial" | b"reach" | b"reachable" | b"contact"
+        | b"whatsapp" | b"viber" | b"wechat" | b"sms" | b"landline" | b"line" | b"hotline"
+        | b"helpline" | b"ph" | b"cellphone" | b"voicemail" | b"ring" | b"mob" | b"digits"
+        | b"pager" | b"home" => Cue::Phone,
+        b"card" | b"cards" | b"visa" | b"mastercard" | b"amex" | b"discover" | b"cc" | b"debit"
+        | b"credit" => Cue::Card,
+        b"number" | b"numbers" | b"no" | b"nos" | b"num" | b"nr" | b"nbr" => Cue::Number,
+        b"id" | b"ids" | b"code" | b"codes" => Cue::Label,
+        b"ssn" | b"ssns" | b"social" | b"soc" | b"ss" | b"tin" | b"itin" | b"taxpayer" => Cue::Ssn,
         b"born" | b"birth" | b"birthday" | b"birthdays" | b"birthdate" | b"dob" | b"bday" => {
             Cue::Birth
         }
@@ -493,12 +785,41 @@ const STOP_DIGITS: u8 = 1;
 const STOP_COMMA: u8 = 2;
 const PAST_QUESTION: u8 = 4;
 
-/// The alphabetic words before `pos`, nearest first.
+/// "that's", "line's", "o'clock": an apostrophe between letters keeps a word whole.
+fn inner_apostrophe(b: &[u8], i: usize) -> bool {
+    b[i] == b'\''
+        && i > 0
+        && b[i - 1].is_ascii_alphabetic()
+        && b.get(i + 1).is_some_and(u8::is_ascii_alphabetic)
+}
+
+/// The alphabetic words before `pos`, nearest first, at most `left` of them.
 struct PrevWords<'a> {
     b: &'a [u8],
     pos: usize,
     left: usize,
     stops: u8,
+    passed: usize,
+}
+
+impl<'a> PrevWords<'a> {
+    fn new(b: &'a [u8], pos: usize, left: usize, stops: u8) -> Self {
+        PrevWords {
+            b,
+            pos,
+            left,
+            stops,
+            passed: 0,
+        }
+    }
+}
+
+/// A colon right after a word, once past a word that says something: the end of a speaker's
+/// name or a form label ("Patient: I got 000-12-3456", "Customer: firmware 1.2.3.4"), whose
+/// words describe something else. The number's own label is still read, "SSN: 123-45-6789" as
+/// "Birthdate: the 14th of May".
+fn label_colon(b: &[u8], i: usize, passed: usize) -> bool {
+    passed >= 1 && b[i] == b':' && i > 0 && b[i - 1].is_ascii_alphabetic()
 }
 
 impl Iterator for PrevWords<'_> {
@@ -519,28 +840,40 @@ impl Iterator for PrevWords<'_> {
             if c.is_ascii_alphabetic() {
                 break;
             }
-            if clause_end(b, p - 1, self.stops) {
+            if clause_end(b, p - 1, self.stops) || label_colon(b, p - 1, self.passed) {
                 self.left = 0;
                 return None;
             }
             p -= 1;
         }
         let end = p;
-        while p > 0 && b[p - 1].is_ascii_alphabetic() {
+        while p > 0 && (b[p - 1].is_ascii_alphabetic() || inner_apostrophe(b, p - 1)) {
             p -= 1;
         }
         self.pos = p;
         self.left -= 1;
+        self.passed += usize::from(!filler(&b[p..end]));
         Some((p, end))
     }
 }
 
-/// The alphabetic words after `pos`, nearest first.
+/// The alphabetic words after `pos`, nearest first, at most `left` of them.
 struct NextWords<'a> {
     b: &'a [u8],
     pos: usize,
     left: usize,
     stops: u8,
+}
+
+impl<'a> NextWords<'a> {
+    fn new(b: &'a [u8], pos: usize, left: usize, stops: u8) -> Self {
+        NextWords {
+            b,
+            pos,
+            left,
+            stops,
+        }
+    }
 }
 
 impl Iterator for NextWords<'_> {
@@ -563,8 +896,14 @@ impl Iterator for NextWords<'_> {
             p += 1;
         }
         let start = p;
-        while p < b.len() && b[p].is_ascii_alphabetic() {
+        while p < b.len() && (b[p].is_ascii_alphabetic() || inner_apostrophe(b, p)) {
             p += 1;
+        }
+        // "… 000-12-3456 Agent: my SSN is …": a word that ends in a colon opens a new field or
+        // turn, and nothing after it is about this number.
+        if b.get(p) == Some(&b':') {
+            self.left = 0;
+            return None;
         }
         self.pos = p;
         self.left -= 1;
@@ -599,18 +938,20 @@ struct Chunk {
 }
 
 impl Chunk {
+    /// `start` is a digit, a '+' or '(' before one, or "(+" before one ("(+91) 98765 43210").
     fn parse(b: &[u8], start: usize) -> Chunk {
+        let open0 = b[start] == b'(';
         let mut c = Chunk {
             start,
             end: start,
-            plus: b[start] == b'+',
-            open0: b[start] == b'(',
+            plus: b[start + usize::from(open0)] == b'+',
+            open0,
             n: 0,
             groups: [(0, 0); MAX_GROUPS],
             seps: [Sep::Space; MAX_GROUPS],
         };
         let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
-        let mut p = start + usize::from(c.plus || c.open0);
+        let mut p = start + usize::from(c.plus) + usize::from(c.open0);
         let mut open = c.open0;
         loop {
             let gs = p;
@@ -619,6 +960,13 @@ impl Chunk {
             }
             c.groups[c.n] = (gs, p);
             c.n += 1;
+            if c.n == 1 && c.open0 && b.get(p) != Some(&b')') {
+                // "(123-45-6789)", "(+91 98765 43210)": the parenthesis holds the whole item, not
+                // an area code, and is no part of it.
+                c.open0 = false;
+                c.start += 1;
+                open = false;
+            }
             if c.n == MAX_GROUPS {
                 break;
             }
@@ -636,6 +984,14 @@ impl Chunk {
                 Some(b'.') if digit(p + 1) => (Sep::Dot, 1),
                 Some(b'/') if digit(p + 1) => (Sep::Slash, 1),
                 Some(b' ') if digit(p + 1) => (Sep::Space, 1),
+                // "555 - 123 - 4567"
+                Some(b' ')
+                    if b.get(p + 1) == Some(&b'-')
+                        && b.get(p + 2) == Some(&b' ')
+                        && digit(p + 3) =>
+                {
+                    (Sep::Dash, 3)
+                }
                 Some(b' ') if b.get(p + 1) == Some(&b'(') && digit(p + 2) => (Sep::Open, 2),
                 Some(b'(') if digit(p + 1) => (Sep::Open, 1),
                 _ => break,
@@ -734,6 +1090,10 @@ impl Scan<'_> {
 
     fn emails(&mut self) {
         for m in EMAIL.find_iter(self.text) {
+            let tld = m.as_str().rsplit('.').next().unwrap_or_default();
+            if file_extension(tld) {
+                continue;
+            }
             self.push(m.start(), m.end(), PiiKind::Email);
             if self.done() {
                 return;
@@ -742,15 +1102,37 @@ impl Scan<'_> {
     }
 
     fn spelled_emails(&mut self) {
-        for m in SPELLED_EMAIL.find_iter(self.text) {
+        let mut at = 0;
+        while let Some(caps) = SPELLED_EMAIL.captures_at(self.text, at) {
+            let (Some(m), Some(tld)) = (caps.get(0), caps.name("tld")) else {
+                break;
+            };
             let s = m.as_str().as_bytes();
-            let spelled = s.iter().any(|c| matches!(c, b'[' | b'(' | b'{'))
-                || s.windows(5).any(|w| w.eq_ignore_ascii_case(b" dot "));
-            if spelled {
+            let bracketed = s.iter().any(|c| matches!(c, b'[' | b'(' | b'{'));
+            // "jane dot doe at studio dot photography": two spelled dots say it as well as a
+            // known top-level domain does.
+            let spelled_dots = s
+                .windows(5)
+                .filter(|w| w.eq_ignore_ascii_case(b" dot "))
+                .count();
+            // "mei+clinic at fastmail dot fm": a local part with the marks of one.
+            let local = s
+                .iter()
+                .take_while(|c| !c.is_ascii_whitespace() && !matches!(c, b'[' | b'(' | b'{'))
+                .any(|c| matches!(c, b'.' | b'_' | b'+' | b'-' | b'0'..=b'9'));
+            if bracketed
+                || spelled_dots >= 2
+                || (spelled_dots == 1 && (local || common_tld(tld.as_str())))
+            {
                 self.push(m.start(), m.end(), PiiKind::Email);
                 if self.done() {
                     return;
                 }
+                at = m.end();
+            } else {
+                // "email me at jane dot doe at example dot com" first matches "me at jane dot
+                // doe"; the address may start at a later word of the rejected match.
+                at = next_word(self.b, m.start());
             }
         }
     }
@@ -760,7 +1142,9 @@ impl Scan<'_> {
         let mut i = 0;
         while i < b.len() {
             let c = b[i];
-            let opener = matches!(c, b'+' | b'(') && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+            let digit_at = |j: usize| b.get(j).is_some_and(u8::is_ascii_digit);
+            let opener = (matches!(c, b'+' | b'(') && digit_at(i + 1))
+                || (c == b'(' && b.get(i + 1) == Some(&b'+') && digit_at(i + 2));
             if !c.is_ascii_digit() && !opener {
                 i += 1;
                 continue;
@@ -864,11 +1248,7 @@ impl Scan<'_> {
                 .birth_context(start, w.end())
                 .then_some(PiiKind::DateOfBirth);
         }
-        let ssn_shape = n == 3
-            && (w.len(0), w.len(1), w.len(2)) == (3, 2, 4)
-            && w.uniform(&[Sep::Dash, Sep::Space, Sep::Dot]);
-        let ssn_cue = || self.field == Some(Cue::Ssn) || self.any_cue(start, 4, Cue::Ssn);
-        if ssn_shape || (n == 1 && digits == 9 && ssn_cue()) {
+        if self.ssn(w, digits) {
             return Some(PiiKind::Ssn);
         }
         if (13..=19).contains(&digits)
@@ -876,10 +1256,114 @@ impl Scan<'_> {
             && card_shape(w)
             && luhn(b[start..w.end()].iter().copied().filter(u8::is_ascii_digit))
             && !self.any_cue(start, 3, Cue::Isbn)
+            // "IMEI 356938035643809", "order #4111111111111111": a tenth of random numbers
+            // pass the Luhn check.
+            && !self.names_identifier(start, w.end())
         {
             return Some(PiiKind::CreditCard);
         }
         None
+    }
+
+    /// 3-2-4 digits ("123-45-6789", "123 45 6789") are an SSN unless the words next to them name
+    /// them as something else ("part number", "lot", "batch") or no SSN can have those digits
+    /// (area 000, 666 or 9xx, group 00, serial 0000) and no SSN word is near. Nine bare digits
+    /// are one only next to an SSN word.
+    fn ssn(&self, w: &Window<'_>, digits: usize) -> bool {
+        let b = self.b;
+        let grouped = w.n() == 3
+            && (w.len(0), w.len(1), w.len(2)) == (3, 2, 4)
+            && w.uniform(&[Sep::Dash, Sep::Space, Sep::Dot]);
+        let bare = w.n() == 1 && digits == 9;
+        if !grouped && !bare {
+            return false;
+        }
+        let (start, end) = (w.start(), w.end());
+        if self.names_identifier(start, end) {
+            return false;
+        }
+        if self.ssn_context(start, end) {
+            return true;
+        }
+        grouped
+            && !self.product_context(start)
+            && ssn_valid(
+                value(b, w.group(0)),
+                value(b, w.group(1)),
+                value(b, w.group(2)),
+            )
+    }
+
+    /// An SSN word among the few words before the number or right after it ("… is my social"),
+    /// without crossing another number or a sentence end.
+    fn ssn_context(&self, start: usize, end: usize) -> bool {
+        let b = self.b;
+        let is_ssn = |(s, e): (usize, usize)| cue(&b[s..e]) == Some(Cue::Ssn);
+        self.field == Some(Cue::Ssn)
+            || PrevWords::new(b, start, 6, STOP_DIGITS | PAST_QUESTION).any(is_ssn)
+            || NextWords::new(b, end, 4, STOP_DIGITS).any(is_ssn)
+    }
+
+    /// Whether the words right next to a number name it as a record or product identifier:
+    /// "part number 123-45-6789", "lot #…", "order no. …", "tracking ID: …", "P/N …", or just
+    /// after it, "… (lot number)". Only adjacent words count: in "update my account to
+    /// 555-123-4567" the account is not what the number is.
+    fn names_identifier(&self, start: usize, end: usize) -> bool {
+        let b = self.b;
+        for (s, e) in PrevWords::new(b, start, 3, STOP_DIGITS) {
+            match cue(&b[s..e]) {
+                Some(Cue::Identifier | Cue::Isbn) => return true,
+                // "order number", "tracking ID", "the lot number is": the word before decides.
+                Some(Cue::Number | Cue::Label) => {}
+                _ if filler(&b[s..e]) => {}
+                _ => return slash_abbreviation(b, s, e),
+            }
+        }
+        let mut after = NextWords::new(b, end, 4, STOP_DIGITS);
+        while let Some((s, e)) = after.next() {
+            if filler(&b[s..e]) {
+                continue;
+            }
+            if !matches!(cue(&b[s..e]), Some(Cue::Identifier | Cue::Isbn)) {
+                return false;
+            }
+            // "(lot number)", "is the part no.", "… batch." — not "is the order desk".
+            return after
+                .next()
+                .is_none_or(|(s, e)| matches!(cue(&b[s..e]), Some(Cue::Number | Cue::Label)));
+        }
+        false
+    }
+
+    /// Whether the sentence names a product's or shipment's number before it gets to this one,
+    /// with no SSN or phone word nearer: "the part number for the valve is 123-45-6789", "the
+    /// tracking # on the box reads …". Farther than [`Scan::names_identifier`] looks, so only
+    /// for nouns that never name personal data.
+    fn product_context(&self, start: usize) -> bool {
+        let b = self.b;
+        // The word after the one at hand: "part number", "tracking #", "lot no." name a number;
+        // "ticket update:" and "case note:" head a message.
+        let mut next: Option<(usize, usize)> = None;
+        for (s, e) in PrevWords::new(b, start, 8, STOP_DIGITS) {
+            let word = &b[s..e];
+            if conjunction(word) {
+                return false;
+            }
+            match cue(word) {
+                Some(Cue::Ssn | Cue::Phone | Cue::Birth) => return false,
+                _ if product_noun(word) => {
+                    let named = next.is_some_and(|(s, e)| {
+                        matches!(cue(&b[s..e]), Some(Cue::Number | Cue::Label))
+                    }) || b[e..].trim_ascii_start().starts_with(b"#");
+                    if named {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+            next = Some((s, e));
+        }
+        false
     }
 
     fn ipv4(&self, w: &Window<'_>) -> bool {
@@ -893,15 +1377,27 @@ impl Scan<'_> {
             let (s, e) = w.group(i);
             e - s <= 3 && (e - s == 1 || b[s] != b'0') && value(b, (s, e)) <= 255
         });
-        octets_ok
-            && PrevWords {
-                b,
-                pos: w.start(),
-                left: 2,
-                stops: STOP_COMMA,
+        octets_ok && !self.version_context(w.start(), w.end())
+    }
+
+    /// Whether a dotted quad is a version ("version 10.0.0.1", "the version is now 2.1.0.7",
+    /// "the 4.12.0.3 update"): the nearest of a version word and a network word in the few words
+    /// before it decides, and failing both, a version word right after it.
+    fn version_context(&self, start: usize, end: usize) -> bool {
+        let b = self.b;
+        let kind = |(s, e): (usize, usize)| {
+            // "Driver: 10.0.0.5" is a delivery driver speaking, not a driver's version.
+            if b[s..e].eq_ignore_ascii_case(b"driver") && speaker_label(b, s, e) {
+                return None;
             }
-            .find_map(|(s, e)| cue(&b[s..e]).filter(|c| matches!(c, Cue::Version | Cue::Ip)))
-                != Some(Cue::Version)
+            cue(&b[s..e]).filter(|c| matches!(c, Cue::Version | Cue::Ip))
+        };
+        match PrevWords::new(b, start, 3, STOP_COMMA | STOP_DIGITS).find_map(kind) {
+            Some(c) => c == Cue::Version,
+            None => NextWords::new(b, end, 2, STOP_COMMA | STOP_DIGITS)
+                .find_map(kind)
+                .is_some_and(|c| c == Cue::Version),
+        }
     }
 
     /// The end of the phone number in the window (extension included), if it is one.
@@ -914,7 +1410,8 @@ impl Scan<'_> {
                 return None;
             }
         }
-        if w.seps().any(|s| s == Sep::Slash) {
+        // A slash only after an area code: "030/12345678", "555/123-4567".
+        if w.seps().skip(1).any(|s| s == Sep::Slash) {
             return None;
         }
         let end = w.end();
@@ -924,78 +1421,101 @@ impl Scan<'_> {
         {
             return None;
         }
-        let ok = if w.plus() {
-            (8..=15).contains(&digits) && (n == 1 || w.len(0) <= 3)
-        } else if nanp(b, w) || trunk_prefixed(b, w, digits) {
-            // Formatted like a phone number: a phone, even after "account" or "ticket", since
-            // leaking one costs more than hiding an order number written the same way.
-            !self.any_cue(w.start(), 3, Cue::Isbn)
-        } else if (n == 1 && (10..=11).contains(&digits))
-            || (n == 2
-                && (w.len(0), w.len(1)) == (3, 4)
-                && matches!(w.sep(0), Sep::Dash | Sep::Dot | Sep::Space))
-        {
-            self.phone_cue(w.start()) == Some(true)
-        } else {
-            false
+        // "… 555-1234 10:30", "… 0958 00:1A:2B…": a group that goes on with a colon starts a time
+        // or a MAC address, not the end of a phone number.
+        if b.get(end) == Some(&b':') && b.get(end + 1).is_some_and(u8::is_ascii_alphanumeric) {
+            return None;
+        }
+        // The words around the whole run are the context, also for a part of it: in
+        // "UPC 0 12345 67890 5" the UPC names "12345 67890" too.
+        let context = w.c.start;
+        let whole = w.a == 0 && w.z == w.c.n;
+        let ok = match phone_shape(b, w, digits) {
+            PhoneShape::International if w.plus() => true,
+            PhoneShape::International if whole => !self.names_identifier(context, end),
+            // Grouped like a phone number inside a longer run of numbers ("UPC 0 12345 67890 5",
+            // "paid 20 4111 1111 1111 1111") it needs a phone word as much as bare digits do;
+            // only the North American grouping is distinct enough to stand out of one.
+            PhoneShape::National if whole || nanp(b, w) => {
+                !self.names_identifier(context, end)
+                    && !self.product_context(context)
+                    && !self.any_cue(context, 3, Cue::Isbn)
+            }
+            PhoneShape::International | PhoneShape::National | PhoneShape::Cued => {
+                self.phone_cue(context, end) == Some(true)
+            }
+            PhoneShape::No => false,
         };
         ok.then(|| extension_end(b, end))
     }
 
-    /// `Some(true)` after a phone word, `Some(false)` after an order/ticket/ISBN word, judged by
-    /// the nearest such word; "number" counts as a phone word unless "order number" etc.
-    fn phone_cue(&self, pos: usize) -> Option<bool> {
+    /// `Some(true)` next to a phone word, `Some(false)` next to an identifier word (order, ticket,
+    /// ISBN, ID…), judged by the nearest such word before the number, then by the words right
+    /// after it ("… is my cell", "… (mobile)"); "number" counts as a phone word unless it is
+    /// "order number" and the like.
+    fn phone_cue(&self, start: usize, end: usize) -> Option<bool> {
         let b = self.b;
-        let mut words = PrevWords {
-            b,
-            pos,
-            left: 4,
-            stops: 0,
-        };
+        if letter_label(b, start) {
+            return Some(true);
+        }
+        if self.names_identifier(start, end) {
+            return Some(false);
+        }
+        let mut words = PrevWords::new(b, start, 6, 0);
+        let mut nearest = 0;
         while let Some((s, e)) = words.next() {
+            nearest += 1;
             match cue(&b[s..e]) {
                 Some(Cue::Phone) => return Some(true),
-                Some(Cue::Order | Cue::Isbn) => return Some(false),
-                Some(Cue::Number) => {
+                Some(Cue::Identifier | Cue::Isbn | Cue::Label | Cue::Card) => return Some(false),
+                // "my number is", "number:"; further off, "no" is as likely a reply.
+                Some(Cue::Number) if nearest <= 3 => {
                     let before = words.next().and_then(|(s, e)| cue(&b[s..e]));
-                    return Some(!matches!(before, Some(Cue::Order | Cue::Isbn)));
+                    return Some(!matches!(
+                        before,
+                        Some(Cue::Identifier | Cue::Isbn | Cue::Label)
+                    ));
                 }
                 _ => {}
             }
         }
-        (self.field == Some(Cue::Phone)).then_some(true)
+        // After the number "number" is no phone word: "… No worries".
+        let after = NextWords::new(b, end, 4, STOP_DIGITS)
+            .find_map(|(s, e)| cue(&b[s..e]).filter(|&c| c != Cue::Number));
+        match after {
+            Some(Cue::Phone) => Some(true),
+            Some(Cue::Identifier | Cue::Isbn | Cue::Label) => Some(false),
+            _ => (self.field == Some(Cue::Phone)).then_some(true),
+        }
     }
 
     fn any_cue(&self, pos: usize, words: usize, wanted: Cue) -> bool {
         let b = self.b;
-        PrevWords {
-            b,
-            pos,
-            left: words,
-            stops: 0,
-        }
-        .any(|(s, e)| cue(&b[s..e]) == Some(wanted))
+        PrevWords::new(b, pos, words, 0).any(|(s, e)| cue(&b[s..e]) == Some(wanted))
     }
 
     /// A birth word among the few words before the date, or right after it ("… is my birthday"),
-    /// without crossing another number or a sentence end.
+    /// without crossing another number, a sentence end or a conjunction ("born in Ohio, and on
+    /// 3/14/2024 I moved"), and not one that describes another number: "05-26-1972 (DOB) the
+    /// policy renews 1/25/20", "renews 10/1/2020 my date of birth is June 28, 1996".
     fn birth_context(&self, start: usize, end: usize) -> bool {
         let b = self.b;
-        self.field == Some(Cue::Birth)
-            || PrevWords {
-                b,
-                pos: start,
-                left: 4,
-                stops: STOP_DIGITS | PAST_QUESTION,
-            }
-            .any(|(s, e)| is_birth_word(b, s, e))
-            || NextWords {
-                b,
-                pos: end,
-                left: 5,
-                stops: STOP_DIGITS,
-            }
-            .any(|(s, e)| is_birth_word(b, s, e))
+        let before = PrevWords::new(b, start, 6, STOP_DIGITS | PAST_QUESTION)
+            .take_while(|&(s, e)| !conjunction(&b[s..e]))
+            .enumerate()
+            .find(|&(_, (s, e))| is_birth_word(b, s, e))
+            // "age 36 (DOB 4/3/1988)", "1960 birth date 9-26-02": a birth word right before
+            // the date is about it.
+            .is_some_and(|(nearest, (s, _))| nearest < 2 || !number_before(b, s));
+        let after = || {
+            NextWords::new(b, end, 5, STOP_DIGITS)
+                .take_while(|&(s, e)| !conjunction(&b[s..e]))
+                .enumerate()
+                .find(|&(_, (s, e))| is_birth_word(b, s, e))
+                // "06-05-1950 (DOB)", "06/26/57 (date of birth)"
+                .is_some_and(|(nearest, (_, e))| nearest <= 2 || !number_after(b, e))
+        };
+        self.field == Some(Cue::Birth) || before || after()
     }
 
     /// Tries a street line at the chunk's first group ("350 5th Avenue", "12-14 Elm St") and at
@@ -1018,19 +1538,79 @@ impl Scan<'_> {
         }
     }
 
+    /// A street address starting at the house number `house`: the street line, then whatever
+    /// of unit, city, state and ZIP follows it, and a unit written before it.
     fn address_at(&mut self, house: usize) -> bool {
-        let Some(caps) = ADDRESS.captures(&self.text[house..]) else {
+        let b = self.b;
+        let text = &self.text[house..];
+        let Some(caps) = STREET.captures(text) else {
             return false;
         };
-        if !caps
-            .name("name")
-            .is_some_and(|m| street_name_ok(m.as_str()))
+        let (Some(name), Some(suffix)) = (caps.name("name"), caps.name("suffix")) else {
+            return false;
+        };
+        if !street_name_ok(name.as_str()) {
+            return false;
+        }
+        let mut end = house + suffix.end();
+        let tail = STREET_TAIL.captures(&text[suffix.end()..]);
+        let (second, unit) = tail.as_ref().map_or((false, false), |t| {
+            (t.name("second").is_some(), t.name("unit").is_some())
+        });
+        end += tail.as_ref().and_then(|t| t.get(0)).map_or(0, |m| m.end());
+        let case = Case::of(&text[name.start()..suffix.end()]);
+        let locality = locality_end(b, end, case);
+        // "Oak Park", "Maple Ridge", "Fox Hollow": a place word is a street only as a proper name
+        // or before a unit or a city.
+        let place_word = !second && PLACE_SUFFIX.is_match(suffix.as_str());
+        if place_word
+            && locality.is_none()
+            && !unit
+            && !capitalised(&text[..suffix.end()])
+            && !self.address_cue(house)
         {
             return false;
         }
-        let end = house + caps.get(0).map_or(0, |m| m.end());
-        self.push(house, end, PiiKind::StreetAddress);
+        if locality.is_none() && !unit && street_as_modifier(b, house, end) {
+            return false;
+        }
+        let end = locality.unwrap_or(end);
+        self.push(unit_before(b, house), end, PiiKind::StreetAddress);
         true
+    }
+
+    /// Words before a street line that say an address follows: "I live at", "ship to",
+    /// "my address is", "moved to".
+    fn address_cue(&self, house: usize) -> bool {
+        let b = self.b;
+        PrevWords::new(b, house, 5, STOP_DIGITS).any(|(s, e)| {
+            const CUES: &[&[u8]] = &[
+                b"address",
+                b"addr",
+                b"live",
+                b"lives",
+                b"living",
+                b"reside",
+                b"resides",
+                b"ship",
+                b"shipping",
+                b"deliver",
+                b"delivery",
+                b"mail",
+                b"mailing",
+                b"send",
+                b"moved",
+                b"move",
+                b"located",
+                b"staying",
+                b"home",
+                b"house",
+                b"office",
+                b"billing",
+                b"place",
+            ];
+            CUES.iter().any(|c| c.eq_ignore_ascii_case(&b[s..e]))
+        })
     }
 
     fn ipv6(&mut self) {
@@ -1148,19 +1728,104 @@ fn nanp(b: &[u8], w: &Window<'_>) -> bool {
     (w.len(s), w.len(s + 1), w.len(s + 2)) == (3, 3, 4) && (0..n).all(|i| i == s || !w.open(i))
 }
 
-/// National numbers with a leading 0 trunk prefix: "020 7946 0958", "07700 900123".
-fn trunk_prefixed(b: &[u8], w: &Window<'_>, digits: usize) -> bool {
-    let n = w.n();
-    (2..=4).contains(&n)
-        && b[w.group(0).0] == b'0'
-        && (10..=11).contains(&digits)
-        && (3..=5).contains(&w.len(0))
-        && (1..n).all(|i| w.len(i) >= 3 && !w.open(i))
-        && w.seps()
-            .all(|s| matches!(s, Sep::Space | Sep::Dash | Sep::Close))
+/// How much a run of digit groups looks like a phone number by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PhoneShape {
+    /// A country code says it: "+44 20 7946 0958", "(+91) 98765-43210", "0044 20 7946 0958".
+    International,
+    /// Grouped as national numbers are written: "(555) 123-4567", "020 7946 0958",
+    /// "98765 43210", "01 23 45 67 89", "(11) 91234-5678", "030/12345678".
+    National,
+    /// A phone number only if a phone word says so: "5551234567", "555-1234", "912 345 678".
+    Cued,
+    No,
 }
 
-/// Extends a phone number over a following "ext. 12", "extension 3", "x204".
+fn phone_shape(b: &[u8], w: &Window<'_>, digits: usize) -> PhoneShape {
+    let n = w.n();
+    if w.plus() {
+        return if (8..=15).contains(&digits) && (n == 1 || w.len(0) <= 3) {
+            PhoneShape::International
+        } else {
+            PhoneShape::No
+        };
+    }
+    let (first, _) = w.group(0);
+    let trunk = b[first] == b'0';
+    // "00" is the international call prefix in most of the world.
+    if trunk && w.len(0) >= 2 && b[first + 1] == b'0' {
+        return if n >= 2 && (11..=15).contains(&digits) {
+            PhoneShape::International
+        } else {
+            PhoneShape::No
+        };
+    }
+    if nanp(b, w) {
+        return PhoneShape::National;
+    }
+    if n == 1 {
+        return if (10..=12).contains(&digits) {
+            PhoneShape::Cued
+        } else {
+            PhoneShape::No
+        };
+    }
+    // "94103-1234" is a ZIP+4.
+    let zip4 = n == 2 && w.len(0) == 5 && w.len(1) == 4 && w.sep(0) == Sep::Dash;
+    if zip4 || !national_grouping(b, w) || !(7..=12).contains(&digits) {
+        return PhoneShape::No;
+    }
+    // Thousands are grouped in threes ("12 345 678"); so, with a phone word, is "912 345 678".
+    // A leading 0 is no amount: "0412 345 678" is a phone number.
+    let thousands = !trunk && n >= 3 && (1..n).all(|i| w.len(i) == 3);
+    let national = if trunk {
+        (10..=12).contains(&digits)
+    } else {
+        (10..=11).contains(&digits) && w.len(n - 1) >= 4
+    };
+    if national && !thousands {
+        PhoneShape::National
+    } else {
+        PhoneShape::Cued
+    }
+}
+
+/// Groups as phone numbers are written: an area code of 2-5 digits first (maybe in parentheses,
+/// maybe before a slash), then groups of 2-8 digits joined by spaces, dashes or dots.
+fn national_grouping(b: &[u8], w: &Window<'_>) -> bool {
+    let n = w.n();
+    // India writes its trunk 0 in front of a five-digit group: "098765 43210".
+    let area = if b[w.group(0).0] == b'0' {
+        2..=6
+    } else {
+        2..=5
+    };
+    area.contains(&w.len(0))
+        && (1..n).all(|i| (2..=8).contains(&w.len(i)) && !w.open(i))
+        && w.seps().enumerate().all(|(i, s)| match s {
+            Sep::Space | Sep::Dash | Sep::Dot | Sep::Close => true,
+            Sep::Slash => i == 0,
+            Sep::Open => false,
+        })
+}
+
+/// A one-letter label right before the number, as in signatures and contact cards: "M: …",
+/// "T. …", "C: …" (mobile, telephone, cell, home, work, office, fax, direct, phone).
+fn letter_label(b: &[u8], start: usize) -> bool {
+    let mut p = start;
+    while p > 0 && b[p - 1] == b' ' {
+        p -= 1;
+    }
+    p >= 2
+        && matches!(b[p - 1], b':' | b'.')
+        && matches!(
+            b[p - 2] | 0x20,
+            b'm' | b't' | b'c' | b'h' | b'w' | b'o' | b'f' | b'd' | b'p'
+        )
+        && (p == 2 || !b[p - 3].is_ascii_alphanumeric())
+}
+
+/// Extends a phone number over a following "ext. 12", "extension 3", "x204", "(ext. 5)".
 fn extension_end(b: &[u8], end: usize) -> usize {
     let mut q = end;
     if b.get(q) == Some(&b',') {
@@ -1169,6 +1834,9 @@ fn extension_end(b: &[u8], end: usize) -> usize {
     while b.get(q) == Some(&b' ') && q < end + 3 {
         q += 1;
     }
+    // "(ext. 12)" is taken with its parentheses.
+    let paren = b.get(q) == Some(&b'(');
+    q += usize::from(paren);
     let rest = &b[q.min(b.len())..];
     q += if starts_with_ci(rest, b"extension") {
         9
@@ -1192,7 +1860,446 @@ fn extension_end(b: &[u8], end: usize) -> usize {
     if q == ds || q - ds > 6 || b.get(q).is_some_and(|&c| is_word(c)) {
         return end;
     }
+    if paren {
+        if b.get(q) != Some(&b')') {
+            return end;
+        }
+        q += 1;
+    }
     q
+}
+
+/// Whether a suffix is one of [`PLACE_SUFFIXES`].
+static PLACE_SUFFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(r"(?i-u)^(?:{PLACE_SUFFIXES})$")).expect("place suffix regex")
+});
+
+/// How a street line is written; its city and state are written the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Title,
+    Lower,
+    Upper,
+}
+
+impl Case {
+    fn of(street: &str) -> Case {
+        let letters = || street.bytes().filter(u8::is_ascii_alphabetic);
+        if letters().all(|c| c.is_ascii_lowercase()) {
+            Case::Lower
+        } else if letters().all(|c| c.is_ascii_uppercase()) {
+            Case::Upper
+        } else {
+            Case::Title
+        }
+    }
+
+    /// Whether `word` is written in this case, as a name: "Denver", "denver", "DENVER".
+    fn fits(self, word: &[u8]) -> bool {
+        match self {
+            // "O'Fallon", "d'Alene"
+            Case::Title => {
+                word[0].is_ascii_uppercase()
+                    || word.iter().position(|&c| c == b'\'').is_some_and(|i| {
+                        i <= 2 && word.get(i + 1).is_some_and(u8::is_ascii_uppercase)
+                    })
+            }
+            Case::Lower => !word.iter().any(u8::is_ascii_uppercase),
+            Case::Upper => !word.iter().any(u8::is_ascii_lowercase),
+        }
+    }
+}
+
+/// Every word of the street line starts with a capital or is a number ("12 Fox Hollow").
+fn capitalised(line: &str) -> bool {
+    line.split_ascii_whitespace()
+        .all(|w| w.starts_with(|c: char| c.is_ascii_uppercase() || c.is_ascii_digit()))
+}
+
+/// Where the city, state and ZIP after a street line end, if they follow it:
+/// ", Springfield, IL 62704", " Apt 16D Springfield IL 62704" (the unit is already read),
+/// ", Denver, Colorado", "\nDenver, CO 80202", ", Boise 83702", ", London NW1 6XE". A city alone
+/// is taken only after a comma and before the end of its clause (", Denver.").
+fn locality_end(b: &[u8], from: usize, case: Case) -> Option<usize> {
+    let mut p = from;
+    // "Ave., Denver" and "St. Paul" but not "Street. Then …": a dot after an abbreviation.
+    if b.get(p) == Some(&b'.') {
+        let word = b[..p]
+            .iter()
+            .rev()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .count();
+        if word > 4 {
+            return None;
+        }
+        p += 1;
+    }
+    let comma = b.get(p) == Some(&b',');
+    p += usize::from(comma);
+    let space = b[p..].iter().take_while(|&&c| c == b' ').count();
+    let newline = space == 0 && b.get(p) == Some(&b'\n');
+    if newline {
+        p += 1;
+    } else if space == 0 || space > 2 {
+        return None;
+    } else {
+        p += space;
+    }
+
+    let mut best = None;
+    let mut city_end = None;
+    let mut q = p;
+    for i in 0..4 {
+        let Some(e) = city_word(b, q, case, i == 0) else {
+            break;
+        };
+        city_end = Some(e);
+        if let Some(r) = region_end(b, e, case) {
+            best = Some(r);
+        }
+        if b.get(e) == Some(&b' ') && b.get(e + 1).is_some_and(u8::is_ascii_alphabetic) {
+            q = e + 1;
+        } else {
+            break;
+        }
+    }
+    best.or_else(|| {
+        // A city alone: "…, Denver." but not "…, Thanks!"
+        let e = city_end?;
+        let everyday = b[p..e]
+            .split(|&c| c == b' ')
+            .any(|w| everyday_word(w.strip_suffix(b".").unwrap_or(w)));
+        (comma && !newline && !everyday && clause_follows(b, e)).then_some(e)
+    })
+}
+
+/// A word of a city name at `p`, written in the street's case: "Springfield", "St.",
+/// "Winston-Salem", "d'Alene"; inside a name, "of", "de", "la" in lower case.
+fn city_word(b: &[u8], p: usize, case: Case, first: bool) -> Option<usize> {
+    if !b.get(p)?.is_ascii_alphabetic() {
+        return None;
+    }
+    let mut e = p;
+    while e < b.len()
+        && (b[e].is_ascii_alphabetic()
+            || (matches!(b[e], b'-' | b'\'') && b.get(e + 1).is_some_and(u8::is_ascii_alphabetic)))
+    {
+        e += 1;
+    }
+    let word = &b[p..e];
+    let connector = !first
+        && [&b"of"[..], b"de", b"la", b"le", b"du", b"del", b"d"]
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(word));
+    // "Long Beach", "little rock": a city may start with an adjective, but in lower case an
+    // article, pronoun or preposition is the sentence going on.
+    if !(connector || case.fits(word)) || (case == Case::Lower && function_word(word)) {
+        return None;
+    }
+    // "St. Paul", "Ft. Worth", "Mt. Vernon"; any other dot ends a sentence.
+    let abbreviation = [&b"st"[..], b"ste", b"ft", b"mt", b"pt"]
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(word));
+    if abbreviation && b.get(e) == Some(&b'.') && b.get(e + 1) == Some(&b' ') {
+        e += 1;
+    }
+    Some(e)
+}
+
+/// Articles, pronouns, prepositions, conjunctions and auxiliaries: no part of a place name.
+fn function_word(word: &[u8]) -> bool {
+    const WORDS: &[&[u8]] = &[
+        b"a",
+        b"an",
+        b"the",
+        b"my",
+        b"your",
+        b"our",
+        b"his",
+        b"her",
+        b"their",
+        b"its",
+        b"this",
+        b"that",
+        b"these",
+        b"those",
+        b"on",
+        b"in",
+        b"at",
+        b"to",
+        b"for",
+        b"from",
+        b"with",
+        b"by",
+        b"into",
+        b"onto",
+        b"and",
+        b"or",
+        b"but",
+        b"so",
+        b"is",
+        b"are",
+        b"was",
+        b"were",
+        b"be",
+        b"been",
+        b"am",
+        b"i",
+        b"you",
+        b"we",
+        b"they",
+        b"he",
+        b"she",
+        b"it",
+        b"me",
+        b"us",
+        b"them",
+        b"if",
+        b"as",
+        b"then",
+        b"than",
+        b"when",
+        b"where",
+        b"until",
+        b"till",
+        b"near",
+        b"please",
+        b"pls",
+        b"thanks",
+        b"today",
+        b"tomorrow",
+        b"tonight",
+        b"now",
+    ];
+    WORDS.iter().any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// A city's clause ends here: punctuation, a line break, a dash or the end of the text.
+fn clause_follows(b: &[u8], e: usize) -> bool {
+    match b.get(e) {
+        None => true,
+        Some(b'.' | b',' | b'!' | b'?' | b';' | b')' | b'\n' | b'"') => true,
+        Some(b' ') => matches!(b.get(e + 1), Some(b'-' | b'(' | 0xe2)),
+        _ => false,
+    }
+}
+
+/// The end of what follows a city: " IL", ", Illinois 62704", " 62704-1234", ", ON M5V 2T6",
+/// " NW1 6XE", then a trailing ", USA".
+fn region_end(b: &[u8], p: usize, case: Case) -> Option<usize> {
+    let comma = b.get(p) == Some(&b',');
+    let mut q = p + usize::from(comma);
+    if b.get(q) != Some(&b' ') {
+        return None;
+    }
+    q += 1;
+    let end = if let Some(e) = zip_end(b, q).or_else(|| uk_postcode_end(b, q)) {
+        e
+    } else {
+        let e = region_code_end(b, q, case).or_else(|| region_name_end(b, q, case))?;
+        let code = if b.get(e) == Some(&b' ') {
+            zip_end(b, e + 1).or_else(|| ca_postcode_end(b, e + 1))
+        } else {
+            None
+        };
+        code.unwrap_or(e)
+    };
+    Some(country_end(b, end))
+}
+
+/// "IL", "MN", "ON" in capitals; in an address written in lower case, "il".
+fn region_code_end(b: &[u8], q: usize, case: Case) -> Option<usize> {
+    let code = b.get(q..q + 2)?;
+    if !code.iter().all(u8::is_ascii_alphabetic)
+        || b.get(q + 2).is_some_and(u8::is_ascii_alphanumeric)
+    {
+        return None;
+    }
+    let upper = [code[0].to_ascii_uppercase(), code[1].to_ascii_uppercase()];
+    if !REGION_CODES.contains(&&upper) {
+        return None;
+    }
+    let written_ok = if code.iter().all(u8::is_ascii_uppercase) {
+        true
+    } else {
+        // "denver, co", "denver co 80202", "denver co in the spring": in an address written
+        // all in lower case, its state is too.
+        case == Case::Lower && code.iter().all(u8::is_ascii_lowercase)
+    };
+    written_ok.then_some(q + 2)
+}
+
+/// "Illinois", "New Mexico", "District of Columbia", in the street's case.
+fn region_name_end(b: &[u8], q: usize, case: Case) -> Option<usize> {
+    REGION_NAMES
+        .iter()
+        .filter(|name| {
+            let n = name.len();
+            b.get(q..q + n)
+                .is_some_and(|w| w.eq_ignore_ascii_case(name.as_bytes()))
+                && !b.get(q + n).is_some_and(u8::is_ascii_alphanumeric)
+                && b[q..q + n]
+                    .split(|&c| c == b' ')
+                    .all(|w| w == b"of" || case.fits(w))
+        })
+        .map(|name| q + name.len())
+        .max()
+}
+
+/// "62704", "62704-1234".
+fn zip_end(b: &[u8], q: usize) -> Option<usize> {
+    let digits = |from: usize, n: usize| {
+        b.get(from..from + n)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    if !digits(q, 5) {
+        return None;
+    }
+    let mut e = q + 5;
+    if b.get(e) == Some(&b'-') && digits(e + 1, 4) {
+        e += 5;
+    }
+    (!b.get(e).is_some_and(u8::is_ascii_alphanumeric)).then_some(e)
+}
+
+/// "NW1 6XE", "SW1A 1AA", "M1 1AE".
+fn uk_postcode_end(b: &[u8], q: usize) -> Option<usize> {
+    let up = |i: usize| b.get(i).is_some_and(u8::is_ascii_uppercase);
+    let dig = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let mut e = q;
+    if !up(e) {
+        return None;
+    }
+    e += 1;
+    if up(e) {
+        e += 1;
+    }
+    if !dig(e) {
+        return None;
+    }
+    e += 1;
+    if up(e) || dig(e) {
+        e += 1;
+    }
+    if b.get(e) == Some(&b' ') {
+        e += 1;
+    }
+    (dig(e) && up(e + 1) && up(e + 2) && !b.get(e + 3).is_some_and(u8::is_ascii_alphanumeric))
+        .then_some(e + 3)
+}
+
+/// "M5V 2T6".
+fn ca_postcode_end(b: &[u8], q: usize) -> Option<usize> {
+    let up = |i: usize| b.get(i).is_some_and(u8::is_ascii_uppercase);
+    let dig = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    if !(up(q) && dig(q + 1) && up(q + 2)) {
+        return None;
+    }
+    let r = q + 3 + usize::from(b.get(q + 3) == Some(&b' '));
+    (dig(r) && up(r + 1) && dig(r + 2) && !b.get(r + 3).is_some_and(u8::is_ascii_alphanumeric))
+        .then_some(r + 3)
+}
+
+/// Past a trailing ", USA", " USA", ", United States", ", Canada".
+fn country_end(b: &[u8], e: usize) -> usize {
+    for country in [
+        &b", USA"[..],
+        b" USA",
+        b", US",
+        b", United States",
+        b", Canada",
+    ] {
+        let end = e + country.len();
+        if b.get(e..end)
+            .is_some_and(|w| w.eq_ignore_ascii_case(country))
+            && !b.get(end).is_some_and(u8::is_ascii_alphanumeric)
+        {
+            return end;
+        }
+    }
+    e
+}
+
+/// "we have 3 Main St locations", "2 Elm Street stores": a small count, then a street's name
+/// used to describe the plural noun that closes the clause.
+fn street_as_modifier(b: &[u8], house: usize, end: usize) -> bool {
+    let count = b[house..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if count > 2 || b.get(end) != Some(&b' ') {
+        return false;
+    }
+    let s = end + 1;
+    let e = s + b[s..].iter().take_while(|c| c.is_ascii_lowercase()).count();
+    let noun = &b[s..e];
+    let plural = noun.len() >= 4
+        && noun.ends_with(b"s")
+        && !noun.ends_with(b"ss")
+        && !noun.ends_with(b"us")
+        && !noun.ends_with(b"is");
+    let closes = clause_follows(b, e)
+        || b.get(e) == Some(&b' ')
+            && NextWords::new(b, e, 1, 0).next().is_some_and(|(s, e)| {
+                matches!(&b[s..e], b"and" | b"in" | b"on" | b"near" | b"downtown")
+            });
+    plural && closes
+}
+
+/// Where a unit written before the house number starts ("Apt 5B, 42 Oak Ave", "Unit #12 300
+/// Main St", "#4, 9 Elm St"), or `house` when there is none.
+fn unit_before(b: &[u8], house: usize) -> usize {
+    let mut p = house;
+    while p > 0 && b[p - 1] == b' ' {
+        p -= 1;
+    }
+    if p > 0 && b[p - 1] == b',' {
+        p -= 1;
+    }
+    while p > 0 && b[p - 1] == b' ' {
+        p -= 1;
+    }
+    let value_end = p;
+    while p > 0 && (b[p - 1].is_ascii_alphanumeric() || b[p - 1] == b'-') && value_end - p < 6 {
+        p -= 1;
+    }
+    let value = &b[p..value_end];
+    let value_ok = !value.is_empty()
+        && (value.iter().any(u8::is_ascii_digit) || value.len() == 1)
+        && (p == 0 || !b[p - 1].is_ascii_alphanumeric());
+    if !value_ok || p == house {
+        return house;
+    }
+    // "#12", "Apt #12", "Apt. 12"
+    let hash = p > 0 && b[p - 1] == b'#';
+    p -= usize::from(hash);
+    let value_start = p;
+    while p > 0 && b[p - 1] == b' ' {
+        p -= 1;
+    }
+    if p > 0 && b[p - 1] == b'.' {
+        p -= 1;
+    }
+    let word_end = p;
+    while p > 0 && b[p - 1].is_ascii_alphabetic() {
+        p -= 1;
+    }
+    let unit = [
+        &b"apt"[..],
+        b"apartment",
+        b"unit",
+        b"suite",
+        b"ste",
+        b"bldg",
+        b"fl",
+        b"floor",
+    ]
+    .iter()
+    .any(|u| u.eq_ignore_ascii_case(&b[p..word_end]));
+    if unit && (p == 0 || !b[p - 1].is_ascii_alphanumeric()) {
+        p
+    } else if hash {
+        value_start
+    } else {
+        house
+    }
 }
 
 /// Street names are proper names; everyday words in the "name" mean the number was a quantity
@@ -1203,183 +2310,203 @@ fn street_name_ok(name: &str) -> bool {
         if word.len() > 4 && word.ends_with('.') {
             return false;
         }
-        let word = word.trim_end_matches('.');
-        let mut buf = [0u8; 10];
-        if word.len() > buf.len() {
-            return true;
-        }
-        let w = &mut buf[..word.len()];
-        w.copy_from_slice(word.as_bytes());
-        w.make_ascii_lowercase();
-        !matches!(
-            &*w,
-            b"a" | b"an"
-                | b"the"
-                | b"my"
-                | b"your"
-                | b"our"
-                | b"his"
-                | b"her"
-                | b"their"
-                | b"its"
-                | b"this"
-                | b"that"
-                | b"these"
-                | b"those"
-                | b"on"
-                | b"in"
-                | b"at"
-                | b"to"
-                | b"of"
-                | b"for"
-                | b"from"
-                | b"with"
-                | b"by"
-                | b"into"
-                | b"onto"
-                | b"down"
-                | b"up"
-                | b"over"
-                | b"under"
-                | b"across"
-                | b"along"
-                | b"through"
-                | b"past"
-                | b"around"
-                | b"near"
-                | b"off"
-                | b"and"
-                | b"or"
-                | b"but"
-                | b"so"
-                | b"is"
-                | b"are"
-                | b"was"
-                | b"were"
-                | b"be"
-                | b"been"
-                | b"am"
-                | b"i"
-                | b"you"
-                | b"we"
-                | b"they"
-                | b"he"
-                | b"she"
-                | b"it"
-                | b"me"
-                | b"us"
-                | b"them"
-                | b"more"
-                | b"less"
-                | b"other"
-                | b"another"
-                | b"times"
-                | b"time"
-                | b"miles"
-                | b"mile"
-                | b"blocks"
-                | b"block"
-                | b"minutes"
-                | b"minute"
-                | b"mins"
-                | b"hours"
-                | b"hour"
-                | b"hrs"
-                | b"days"
-                | b"day"
-                | b"weeks"
-                | b"week"
-                | b"months"
-                | b"month"
-                | b"years"
-                | b"year"
-                | b"kids"
-                | b"people"
-                | b"cars"
-                | b"doors"
-                | b"houses"
-                | b"steps"
-                | b"feet"
-                | b"ft"
-                | b"yards"
-                | b"km"
-                | b"big"
-                | b"long"
-                | b"short"
-                | b"small"
-                | b"little"
-                | b"great"
-                | b"good"
-                | b"bad"
-                | b"nice"
-                | b"whole"
-                | b"full"
-                | b"half"
-                | b"extra"
-                | b"every"
-                | b"each"
-                | b"per"
-                | b"all"
-                | b"some"
-                | b"any"
-                | b"few"
-                | b"many"
-                | b"much"
-                | b"very"
-                | b"too"
-                | b"just"
-                | b"only"
-                | b"also"
-                | b"not"
-                | b"no"
-                | b"about"
-                | b"than"
-                | b"then"
-                | b"when"
-                | b"where"
-                | b"there"
-                | b"here"
-                | b"what"
-                | b"which"
-                | b"who"
-                | b"how"
-                | b"if"
-                | b"as"
-                | b"do"
-                | b"did"
-                | b"does"
-                | b"have"
-                | b"has"
-                | b"had"
-                | b"get"
-                | b"got"
-                | b"go"
-                | b"went"
-                | b"take"
-                | b"took"
-                | b"make"
-                | b"made"
-                | b"see"
-                | b"saw"
-                | b"lbs"
-                | b"mg"
-                | b"mcg"
-                | b"ml"
-                | b"units"
-                | b"pills"
-                | b"tablets"
-                | b"doses"
-                | b"dollars"
-                | b"bucks"
-                | b"percent"
-                | b"points"
-                | b"items"
-                | b"pages"
-                | b"tickets"
-                | b"dogs"
-                | b"cats"
-        )
+        !everyday_word(word.trim_end_matches('.').as_bytes())
     })
+}
+
+/// Words that are no part of a street or city name: articles, pronouns, prepositions, units,
+/// quantities, courtesies.
+fn everyday_word(word: &[u8]) -> bool {
+    let mut buf = [0u8; 10];
+    if word.len() > buf.len() {
+        return false;
+    }
+    let w = &mut buf[..word.len()];
+    w.copy_from_slice(word);
+    w.make_ascii_lowercase();
+    matches!(
+        &*w,
+        b"a" | b"an"
+            | b"the"
+            | b"my"
+            | b"your"
+            | b"our"
+            | b"his"
+            | b"her"
+            | b"their"
+            | b"its"
+            | b"this"
+            | b"that"
+            | b"these"
+            | b"those"
+            | b"on"
+            | b"in"
+            | b"at"
+            | b"to"
+            | b"of"
+            | b"for"
+            | b"from"
+            | b"with"
+            | b"by"
+            | b"into"
+            | b"onto"
+            | b"down"
+            | b"up"
+            | b"over"
+            | b"under"
+            | b"across"
+            | b"along"
+            | b"through"
+            | b"past"
+            | b"around"
+            | b"near"
+            | b"off"
+            | b"and"
+            | b"or"
+            | b"but"
+            | b"so"
+            | b"is"
+            | b"are"
+            | b"was"
+            | b"were"
+            | b"be"
+            | b"been"
+            | b"am"
+            | b"i"
+            | b"you"
+            | b"we"
+            | b"they"
+            | b"he"
+            | b"she"
+            | b"it"
+            | b"me"
+            | b"us"
+            | b"them"
+            | b"more"
+            | b"less"
+            | b"other"
+            | b"another"
+            | b"times"
+            | b"time"
+            | b"miles"
+            | b"mile"
+            | b"blocks"
+            | b"block"
+            | b"minutes"
+            | b"minute"
+            | b"mins"
+            | b"hours"
+            | b"hour"
+            | b"hrs"
+            | b"days"
+            | b"day"
+            | b"weeks"
+            | b"week"
+            | b"months"
+            | b"month"
+            | b"years"
+            | b"year"
+            | b"kids"
+            | b"people"
+            | b"cars"
+            | b"doors"
+            | b"houses"
+            | b"steps"
+            | b"feet"
+            | b"ft"
+            | b"yards"
+            | b"km"
+            | b"big"
+            | b"long"
+            | b"short"
+            | b"small"
+            | b"little"
+            | b"great"
+            | b"good"
+            | b"bad"
+            | b"nice"
+            | b"whole"
+            | b"full"
+            | b"half"
+            | b"extra"
+            | b"every"
+            | b"each"
+            | b"per"
+            | b"all"
+            | b"some"
+            | b"any"
+            | b"few"
+            | b"many"
+            | b"much"
+            | b"very"
+            | b"too"
+            | b"just"
+            | b"only"
+            | b"also"
+            | b"not"
+            | b"no"
+            | b"about"
+            | b"than"
+            | b"then"
+            | b"when"
+            | b"where"
+            | b"there"
+            | b"here"
+            | b"what"
+            | b"which"
+            | b"who"
+            | b"how"
+            | b"if"
+            | b"as"
+            | b"do"
+            | b"did"
+            | b"does"
+            | b"have"
+            | b"has"
+            | b"had"
+            | b"get"
+            | b"got"
+            | b"go"
+            | b"went"
+            | b"take"
+            | b"took"
+            | b"make"
+            | b"made"
+            | b"see"
+            | b"saw"
+            | b"lbs"
+            | b"mg"
+            | b"mcg"
+            | b"ml"
+            | b"units"
+            | b"pills"
+            | b"tablets"
+            | b"doses"
+            | b"dollars"
+            | b"bucks"
+            | b"percent"
+            | b"points"
+            | b"items"
+            | b"pages"
+            | b"tickets"
+            | b"dogs"
+            | b"cats"
+            | b"thanks"
+            | b"thank"
+            | b"please"
+            | b"pls"
+            | b"ok"
+            | b"okay"
+            | b"sorry"
+            | b"yes"
+            | b"hi"
+            | b"hello"
+            | b"today"
+            | b"tomorrow"
+            | b"tonight"
+            | b"yesterday"
+            | b"now"
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1628,10 +2755,23 @@ mod tests {
             ],
             PiiKind::Email,
         );
+        becomes(
+            &[
+                ("mail o'neil.smith@example.com", "mail [EMAIL]"),
+                (
+                    "email me at ann dot lee at studio dot photography.",
+                    "email me at [EMAIL].",
+                ),
+                ("it's ann[at]studio[dot]photography", "it's [EMAIL]"),
+            ],
+            PiiKind::Email,
+        );
         untouched(&[
             "meet me at example.com tomorrow",
             "the @channel ping at 5",
             "see dot points at the end",
+            "the icon is logo@2x.png in assets",
+            "look at this dot thing",
         ]);
     }
 
@@ -1646,6 +2786,10 @@ mod tests {
                 ("desk 555-123-4567 ext. 12, thanks", "desk [PHONE], thanks"),
                 ("try 1-800-555-0199 x204", "try [PHONE]"),
                 ("+1 (555) 123-4567", "[PHONE]"),
+                (
+                    "call +44 20 7946 0958 10:30 tomorrow",
+                    "call [PHONE] 10:30 tomorrow",
+                ),
                 ("text me at 5551234567", "text me at [PHONE]"),
                 ("my number is 555-1234", "my number is [PHONE]"),
                 ("ring 020 7946 0958 after six", "ring [PHONE] after six"),
@@ -1669,6 +2813,42 @@ mod tests {
     }
 
     #[test]
+    fn national_phone_formats() {
+        becomes(
+            &[
+                ("my work line is 5551234567", "my work line is [PHONE]"),
+                ("call 98765 43210 tonight", "call [PHONE] tonight"),
+                ("098765 43210 is my cell", "[PHONE] is my cell"),
+                ("Tel: 030/12345678", "Tel: [PHONE]"),
+                ("it's 01 23 45 67 89.", "it's [PHONE]."),
+                ("try (11) 91234-5678", "try [PHONE]"),
+                ("0044 20 7946 0958", "[PHONE]"),
+                ("(+91) 98765-43210", "[PHONE]"),
+                ("0412 345 678 works", "[PHONE] works"),
+                ("he said 555 - 123 - 4567", "he said [PHONE]"),
+                ("M: 912 345 678", "M: [PHONE]"),
+                ("(555) 123-4567 (ext. 12) ok", "[PHONE] ok"),
+                (
+                    "that's 630 56 38 90, my work line",
+                    "that's [PHONE], my work line",
+                ),
+            ],
+            PiiKind::Phone,
+        );
+        untouched(&[
+            "order 555-123-4567 shipped",
+            "tracking number 98765 43210",
+            "part number 020 7946 0958",
+            "case # 0020 1400 6838",
+            "UPC 0 12345 67890 5",
+            "IMEI 356938035643809",
+            "SKU 1234-567-890",
+            "12 345 678 people",
+            "ref 4374 0030 7110 9610",
+        ]);
+    }
+
+    #[test]
     fn ssns() {
         becomes(
             &[
@@ -1681,7 +2861,39 @@ mod tests {
             ],
             PiiKind::Ssn,
         );
-        untouched(&["invoice 123456789 paid", "call 12-345-6789"]);
+        untouched(&["invoice 123456789 paid"]);
+        // Not an SSN's grouping; after "call", nine digits are a phone number (Seoul writes
+        // 02-123-4567).
+        assert_eq!(kinds("call 12-345-6789"), [PiiKind::Phone]);
+    }
+
+    #[test]
+    fn ssn_context_and_validity() {
+        becomes(
+            &[
+                ("SSN 000-12-3456", "SSN [SSN]"),
+                ("123456789 is my SSN", "[SSN] is my SSN"),
+                ("Taxpayer ID (SSN): 123 45 6789", "Taxpayer ID (SSN): [SSN]"),
+                ("soc sec 123.45.6789", "soc sec [SSN]"),
+            ],
+            PiiKind::Ssn,
+        );
+        untouched(&[
+            "part number 123-45-6789",
+            "the lot number is 123-45-6789",
+            "Batch no. 123 45 6789",
+            "P/N 123-45-6789",
+            "serial #123-45-6789 failed QA",
+            "123-45-6789 (lot number)",
+            "the part number for the replacement valve is 123-45-6789",
+            "the order number for the blender is 98765 43210",
+            "the code on the box was 000-12-3456",
+            "it printed 666-12-3456",
+            "the form shows 912-34-5678",
+            "got 123-00-4567 and 123-45-0000",
+            // A colon after a speaker's name ends the context of the turn before.
+            "Agent: which SSN is on file Customer: I got 000-12-3456",
+        ]);
     }
 
     #[test]
@@ -1734,7 +2946,16 @@ mod tests {
             "see section 4.1.2.3",
             "octets 300.1.2.3 are invalid",
             "nested 1.2.3.4.5",
+            "the version is now 1.2.3.4",
+            "updated to 2.1.0.7 yesterday",
+            "the 4.12.0.3 update is out",
+            "2.1.0.7 release notes",
+            "Version: 10.0.0.1",
         ]);
+        assert_eq!(
+            redacted("login from 10.1.2.3 after the update"),
+            "login from [IP_ADDRESS] after the update"
+        );
     }
 
     #[test]
@@ -1794,6 +3015,66 @@ mod tests {
     }
 
     #[test]
+    fn address_localities() {
+        becomes(
+            &[
+                (
+                    "ship to 12 Oak St Apt 16D Springfield IL 62704 today",
+                    "ship to [ADDRESS] today",
+                ),
+                (
+                    "I live at 77 Elm Street, Springfield, Illinois.",
+                    "I live at [ADDRESS].",
+                ),
+                ("1538 Lincoln Dr Denver, Colorado 80236", "[ADDRESS]"),
+                ("12 oak st apt 4 denver co 80202", "[ADDRESS]"),
+                (
+                    "send it to 9 Elm St\nDenver, CO 80202",
+                    "send it to [ADDRESS]",
+                ),
+                ("Apt 5B, 42 Oak Ave", "[ADDRESS]"),
+                (
+                    "it's 12 Fox Hollow Run, Boise, ID 83702-1234, USA.",
+                    "it's [ADDRESS].",
+                ),
+                ("mail it to 88 Main St, Denver.", "mail it to [ADDRESS]."),
+                ("5 Willow Creek Xing, Coeur d'Alene, ID!", "[ADDRESS]!"),
+                (
+                    "2355 Martin Luther King Jr. Blvd SE, Salt Lake City, UT",
+                    "[ADDRESS]",
+                ),
+                ("100 Queen St W, Toronto, ON M5H 2N2", "[ADDRESS]"),
+                ("9 Pine Ave, Long Beach, CA 90802", "[ADDRESS]"),
+                (
+                    "at 8014 lexington circle #17a, little rock ar; ok",
+                    "at [ADDRESS]; ok",
+                ),
+            ],
+            PiiKind::StreetAddress,
+        );
+        untouched(&[
+            "i saw 4 deer run past the fence",
+            "we had 3 picnics in the park",
+            "I spent 2 hours on Elm Street, Denver was hot",
+            "we have 3 Main St locations.",
+            "there are 2 Elm Street stores in town",
+        ]);
+        assert_eq!(
+            redacted("ship to 88 Main St, Thanks!"),
+            "ship to [ADDRESS], Thanks!"
+        );
+        assert_eq!(
+            redacted("mail it to 6 Oak Pl #2, Burlington VT. Is 79479 covered?"),
+            "mail it to [ADDRESS]. Is 79479 covered?"
+        );
+        // A city alone is taken only where its clause ends.
+        assert_eq!(
+            redacted("I live at 12 Oak St, Denver is far"),
+            "I live at [ADDRESS], Denver is far"
+        );
+    }
+
+    #[test]
     fn dates_of_birth() {
         becomes(
             &[
@@ -1820,6 +3101,20 @@ mod tests {
             "my son was born last week; his checkup is on 03/14/2024",
             "I was born in Ohio, and on 3/14/2024 I moved",
         ]);
+        assert_eq!(
+            redacted("my date of birth, for the record, is 12.7.1964."),
+            "my date of birth, for the record, is [DOB]."
+        );
+        assert_eq!(redacted("age 36 (DOB 4/3/1988)"), "age 36 (DOB [DOB])");
+        // A birth word belongs to the number it stands next to.
+        assert_eq!(
+            redacted("05-26-1972 (DOB) the policy renews 1/25/20"),
+            "[DOB] (DOB) the policy renews 1/25/20"
+        );
+        assert_eq!(
+            redacted("it renews 10/1/2020 and my date of birth is June 28, 1996"),
+            "it renews 10/1/2020 and my date of birth is [DOB]"
+        );
     }
 
     #[test]
