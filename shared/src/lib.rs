@@ -4,8 +4,10 @@
 //! - [`config`]: typed settings, loaded once from the environment; secrets wrapped so they cannot be printed.
 //! - [`error`]: the crate's error type.
 //! - [`telemetry`]: one tracing setup for every binary (JSON logs in production), every line
-//!   sanitised by [`pii::sanitize`] so no personal data or credential is written out.
+//!   sanitised by [`sanitize::sanitize`] so no personal data or credential is written out.
 //!   [`otlp`]: trace export.
+//! - [`pii`]: personal data found and redacted (the validation stage, agent metadata);
+//!   [`sanitize`]: what log output must not carry (credentials, then the same PII).
 //! - [`crypto`]: argon2 password hashing, keyed hashes and random tokens.
 //! - [`auth`]: roles, permissions and JWT claims.
 //! - [`domain`]: task, priority and event types shared by the API and the workers.
@@ -32,6 +34,7 @@ pub mod lifecycle;
 pub mod otlp;
 pub mod pii;
 pub mod queue;
+pub mod sanitize;
 pub mod sealing;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,6 +1,6 @@
 //! One tracing setup shared by every binary: human-readable logs in development, JSON in production.
 //!
-//! Every formatted event passes through [`pii::sanitize`] before it is written, so personal data
+//! Every formatted event passes through [`sanitize::sanitize`] before it is written, so personal data
 //! and credentials that reach a log statement anyway (in an error message, a URL, a field someone
 //! added while debugging) come out as `[EMAIL]`, `[JWT]`, `password=[REDACTED]`… The platform
 //! handles health-related conversations: the logs are shipped and kept far longer, and read by
@@ -24,7 +24,7 @@ use tracing_subscriber::{
     util::SubscriberInitExt,
 };
 
-use crate::pii;
+use crate::sanitize;
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default filter. Safe to call twice
 /// (the second call does nothing), which keeps tests simple.
@@ -60,7 +60,7 @@ pub fn init(json: bool) {
 /// Text to be printed outside the logger (a fatal error on the way out): the same redaction as
 /// log lines.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
-    pii::sanitize(text)
+    sanitize::sanitize(text)
 }
 
 /// The default hook prints the panic message, which may quote the data being processed
@@ -74,9 +74,9 @@ fn install_panic_hook() {
             let text = format!("thread '{name}' {info}");
             let backtrace = std::backtrace::Backtrace::capture();
             let mut err = io::stderr().lock();
-            let _ = writeln!(err, "{}", pii::sanitize(&text));
+            let _ = writeln!(err, "{}", sanitize::sanitize(&text));
             if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-                let _ = writeln!(err, "{}", pii::sanitize(&backtrace.to_string()));
+                let _ = writeln!(err, "{}", sanitize::sanitize(&backtrace.to_string()));
             } else {
                 let _ = writeln!(
                     err,
@@ -166,7 +166,7 @@ impl<W: Write> Drop for EventWriter<W> {
 
 /// One formatted event (possibly several lines), sanitised.
 fn clean_event(text: &str, format: Format) -> Cow<'_, str> {
-    let clean = pii::sanitize(text);
+    let clean = sanitize::sanitize(text);
     if format == Format::Text || matches!(clean, Cow::Borrowed(_)) {
         return clean;
     }
@@ -177,11 +177,11 @@ fn clean_event(text: &str, format: Format) -> Cow<'_, str> {
         let body = line.trim_end_matches(['\n', '\r']);
         match serde_json::from_str::<serde_json::Value>(body) {
             Ok(mut value) => {
-                pii::sanitize_json(&mut value);
+                sanitize::sanitize_json(&mut value);
                 out.push_str(&value.to_string());
             }
             // Not JSON after all (cannot happen with the JSON formatter): the text redaction.
-            Err(_) => out.push_str(&pii::sanitize(body)),
+            Err(_) => out.push_str(&sanitize::sanitize(body)),
         }
         out.push_str(&line[body.len()..]);
     }
