@@ -14,7 +14,7 @@ use poem_openapi::error::{
 use tracing::Instrument;
 
 use crate::{
-    error::{ApiError, REQUEST_ID},
+    error::{ApiError, ErrorCode, REQUEST_ID},
     services::audit::{self, AuditLog},
 };
 
@@ -121,8 +121,8 @@ pub async fn request_context<E: Endpoint>(
             request_id.clone(),
             audit::scope(record.note(), async move {
                 if has_encoded_nul {
-                    return ApiError::bad_request(
-                        "invalid_request",
+                    return ApiError::new(
+                        ErrorCode::InvalidRequest,
                         "the path or query contains a NUL character (%00), which is not accepted",
                     )
                     .into_response();
@@ -235,16 +235,11 @@ pub fn to_api_error(err: poem::Error) -> ApiError {
         return e.clone();
     }
     if err.is::<NotFoundError>() {
-        return ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such route; see /docs for the API",
-        );
+        return ApiError::new(ErrorCode::NotFound, "no such route; see /docs for the API");
     }
     if err.is::<MethodNotAllowedError>() {
         return ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "this route does not accept that method; see /docs",
         );
     }
@@ -260,33 +255,23 @@ pub fn to_api_error(err: poem::Error) -> ApiError {
         return ApiError::not_found("resource");
     }
     if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
-        return ApiError::bad_request(
-            "invalid_body",
+        return ApiError::new(
+            ErrorCode::InvalidBody,
             format!("the body could not be parsed: {}", e.reason),
         );
     }
     if let Some(e) = err.downcast_ref::<ContentTypeError>() {
         return ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             format!("{e}; send `Content-Type: application/json`"),
         );
     }
     if let Some(ReadBodyError::PayloadTooLarge) = err.downcast_ref::<ReadBodyError>() {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large",
-        );
+        return ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large");
     }
     let status = err.status();
     if status.is_server_error() {
         return ApiError::internal(err);
     }
-    let code = status
-        .canonical_reason()
-        .unwrap_or("error")
-        .to_ascii_lowercase()
-        .replace([' ', '-'], "_");
-    ApiError::new(status, code, err.to_string())
+    ApiError::from_status(status, err.to_string())
 }

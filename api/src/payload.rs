@@ -11,7 +11,10 @@ use poem_openapi::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::{error::ApiError, state::AppState};
+use crate::{
+    error::{ApiError, ErrorCode},
+    state::AppState,
+};
 
 pub struct ApiJson<T>(pub T);
 
@@ -50,7 +53,7 @@ impl<T: Type + DeserializeOwned> ParsePayload for ApiJson<T> {
             .map_err(|e| match e {
                 poem::error::ReadBodyError::PayloadTooLarge => ApiError::payload_too_large(limit),
                 other => {
-                    ApiError::bad_request("invalid_body", format!("reading the body: {other}"))
+                    ApiError::new(ErrorCode::InvalidBody, format!("reading the body: {other}"))
                 }
             })?;
         Ok(Self(parse_json(&bytes)?))
@@ -60,19 +63,22 @@ impl<T: Type + DeserializeOwned> ParsePayload for ApiJson<T> {
 /// The parsing rules of [`ApiJson`], usable on raw bytes.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "invalid_json",
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
             "the request body is empty; send a JSON object",
         ));
     }
     if nesting_depth(bytes) > MAX_DEPTH {
-        return Err(ApiError::bad_request(
-            "invalid_json",
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
             format!("the JSON body is nested deeper than {MAX_DEPTH} levels"),
         ));
     }
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body is not valid JSON: {e}"),
+        )
     })?;
     if let Some(field) = nul_at(&value, "") {
         // PostgreSQL stores no NUL in text or JSON: refuse it here, naming where it is.

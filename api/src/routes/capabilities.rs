@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{ApiTags, Envelope, ListEnvelope, ok, page};
 use crate::{
     auth::Auth,
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
     payload::ApiJson,
     services::{audit, tasks::valid_capability},
     state::AppState,
@@ -107,8 +107,8 @@ impl CapabilitiesApi {
                 .map_err(mcp_shared::Error::from)?
                 .is_some();
         if exists {
-            return Err(ApiError::conflict(
-                "capability_exists",
+            return Err(ApiError::new(
+                ErrorCode::CapabilityExists,
                 format!("capability {:?} already exists", r.name),
             ));
         }
@@ -122,7 +122,7 @@ impl CapabilitiesApi {
         .await
         .map_err(|e| {
             if mcp_shared::db::users::is_unique_violation(&e) {
-                ApiError::conflict("capability_exists", "capability already exists")
+                ApiError::new(ErrorCode::CapabilityExists, "capability already exists")
             } else {
                 mcp_shared::Error::from(e).into()
             }

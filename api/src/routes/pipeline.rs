@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::{ApiTags, Envelope, ok};
 use crate::{
     auth::Auth,
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
     payload::{ApiJson, from_value},
     services::{
         audit, datasets,
@@ -257,8 +257,8 @@ fn require_completed(e: &Execution) -> Result<(), ApiError> {
     if e.status == PipelineStatus::Completed.as_str() {
         return Ok(());
     }
-    Err(ApiError::conflict(
-        "not_ready",
+    Err(ApiError::new(
+        ErrorCode::NotReady,
         format!(
             "the execution is {}; results exist once it has completed",
             e.status
@@ -353,8 +353,7 @@ impl PipelineApi {
         let items = body.0.executions;
         if items.len() > MAX_BATCH_EXECUTIONS {
             return Err(ApiError::new(
-                poem::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "batch_too_large",
+                ErrorCode::BatchTooLarge,
                 format!("a batch holds at most {MAX_BATCH_EXECUTIONS} executions; split it"),
             ));
         }

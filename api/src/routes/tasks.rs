@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::{ApiTags, Envelope, ListEnvelope, ok, page};
 use crate::{
     auth::Auth,
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorCode},
     payload::ApiJson,
     services::tasks::{self as service, Created, NewTask},
     state::AppState,
@@ -390,8 +390,7 @@ impl TasksApi {
         let items = body.0.tasks;
         if items.len() > service::MAX_BATCH {
             return Err(ApiError::new(
-                poem::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "batch_too_large",
+                ErrorCode::BatchTooLarge,
                 format!(
                     "a batch holds at most {} tasks; split it",
                     service::MAX_BATCH

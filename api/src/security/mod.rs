@@ -12,7 +12,11 @@ use uuid::Uuid;
 
 pub use counters::Counters;
 
-use crate::{auth::Principal, error::ApiError, services::audit};
+use crate::{
+    auth::Principal,
+    error::{ApiError, ErrorCode},
+    services::audit,
+};
 
 /// The rate-limit window.
 const WINDOW: Duration = Duration::from_secs(60);
@@ -208,10 +212,5 @@ fn available<T>(answer: redis::RedisResult<T>) -> Option<T> {
 }
 
 fn rate_limited(message: impl Into<String>, wait: Duration) -> ApiError {
-    ApiError::new(
-        poem::http::StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        message,
-    )
-    .retry_after(retry_after(wait).max(1))
+    ApiError::new(ErrorCode::RateLimited, message).retry_after(retry_after(wait).max(1))
 }

@@ -19,7 +19,11 @@ use sea_orm::{EntityTrait, Set};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::{error::ApiError, services::tasks::valid_capability, state::AppState};
+use crate::{
+    error::{ApiError, ErrorCode},
+    services::tasks::valid_capability,
+    state::AppState,
+};
 
 /// Configuration keys whose values are secrets: sealed at rest, never returned.
 pub const SECRET_CONFIG_KEYS: &[&str] = &["api_keys", "credentials", "secrets"];
@@ -178,8 +182,8 @@ pub async fn register(state: &AppState, reg: Registration) -> Result<(Model, Str
     )
     .await
     .map_err(|e| match e {
-        mcp_shared::Error::Conflict(_) => ApiError::conflict(
-            "agent_name_taken",
+        mcp_shared::Error::Conflict(_) => ApiError::new(
+            ErrorCode::AgentNameTaken,
             "an agent with this name is already registered",
         ),
         other => other.into(),

@@ -6,13 +6,15 @@ use futures::StreamExt;
 use mcp_shared::{
     crypto, db, domain::pipeline::DatasetFormat, entities::datasets::Model as Dataset,
 };
-use poem::http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use crate::{error::ApiError, state::AppState};
+use crate::{
+    error::{ApiError, ErrorCode},
+    state::AppState,
+};
 
 /// The container a `Content-Type` names.
 pub fn format_for(content_type: Option<&str>) -> Result<DatasetFormat, ApiError> {
@@ -25,9 +27,7 @@ pub fn format_for(content_type: Option<&str>) -> Result<DatasetFormat, ApiError>
         }
         Some("text/csv") => Ok(DatasetFormat::Csv),
         Some("application/json") => Ok(DatasetFormat::Json),
-        _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+        _ => Err(ApiError::new(ErrorCode::UnsupportedMediaType,
             "send the dataset as application/x-ndjson, text/csv or application/json (an array of records)",
         )
         .with_details(json!({"supported": ["application/x-ndjson", "text/csv", "application/json"]}))),
@@ -259,7 +259,10 @@ async fn stream_to(
     let mut stream = std::pin::pin!(body.into_bytes_stream());
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("reading the upload failed: {e}"))
+            ApiError::new(
+                ErrorCode::InvalidBody,
+                format!("reading the upload failed: {e}"),
+            )
         })?;
         total += chunk.len() as u64;
         if total > limit {

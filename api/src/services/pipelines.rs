@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    error::ApiError,
+    error::{ApiError, ErrorCode},
     services::{datasets, tasks::MAX_IDEMPOTENCY_KEY},
     state::AppState,
 };
@@ -230,8 +230,8 @@ fn replay(existing: Execution, fingerprint: &str) -> Result<Execution, ApiError>
     if existing.request_hash.as_deref() == Some(fingerprint) {
         Ok(existing)
     } else {
-        Err(ApiError::conflict(
-            "idempotency_key_reused",
+        Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
             "this idempotency_key was used with a different request body",
         )
         .with_details(json!({"field": "idempotency_key", "execution_id": existing.id})))
@@ -274,8 +274,8 @@ pub async fn check_keys(
             replay(prev.clone(), &fp).map_err(at)?;
         } else if let Some(prev) = in_batch.get(key) {
             if *prev != fp {
-                return Err(at(ApiError::conflict(
-                    "idempotency_key_reused",
+                return Err(at(ApiError::new(
+                    ErrorCode::IdempotencyKeyReused,
                     "this idempotency_key appears earlier in the batch with a different request",
                 )
                 .with_details(json!({"field": "idempotency_key"}))));
@@ -432,8 +432,8 @@ pub async fn wait(
 pub async fn cancel(state: &AppState, id: Uuid) -> Result<Execution, ApiError> {
     let current = find(state, id).await?;
     if !db::pipelines::end(&state.db.conn, id, PipelineStatus::Cancelled, None).await? {
-        return Err(ApiError::conflict(
-            "illegal_transition",
+        return Err(ApiError::new(
+            ErrorCode::IllegalTransition,
             format!("cannot cancel an execution that is {}", current.status),
         )
         .with_details(json!({"current_status": current.status})));

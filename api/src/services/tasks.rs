@@ -20,7 +20,10 @@ use sea_orm::Set;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{error::ApiError, state::AppState};
+use crate::{
+    error::{ApiError, ErrorCode},
+    state::AppState,
+};
 
 /// A validated request to create one task.
 #[derive(Debug, Clone)]
@@ -238,8 +241,8 @@ fn replay(existing: Model, fingerprint: &str) -> Result<Created, ApiError> {
     if existing.request_hash.as_deref() == Some(fingerprint) {
         Ok(Created::Existing(existing))
     } else {
-        Err(ApiError::conflict(
-            "idempotency_key_reused",
+        Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
             "this idempotency_key was used with a different request body",
         )
         .with_details(json!({ "task_id": existing.id })))
@@ -389,8 +392,8 @@ fn fill_row(
 
 /// 409 naming the current state.
 pub fn illegal(task: &Model, action: &str) -> ApiError {
-    ApiError::conflict(
-        "illegal_transition",
+    ApiError::new(
+        ErrorCode::IllegalTransition,
         format!("cannot {action} a task that is {}", task.status),
     )
     .with_details(json!({"current_status": task.status}))
@@ -414,8 +417,8 @@ pub async fn cancel(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
 pub async fn retry(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
     let before = find(state, id).await?;
     if before.purged_at.is_some() {
-        return Err(ApiError::conflict(
-            "payload_purged",
+        return Err(ApiError::new(
+            ErrorCode::PayloadPurged,
             "retention has purged this task's payload; submit it again instead",
         )
         .with_details(json!({"current_status": before.status})));
@@ -480,8 +483,8 @@ pub async fn assign(
             && (1.0 - e.load_ratio()) >= min_load_headroom
     });
     let Some(agent) = chosen else {
-        return Err(ApiError::conflict(
-            "no_suitable_agent",
+        return Err(ApiError::new(
+            ErrorCode::NoSuitableAgent,
             "no healthy agent with spare capacity matches the task and criteria",
         ));
     };
@@ -558,8 +561,8 @@ pub async fn report_progress(
         .await?
     {
         Progress::Recorded => find(state, id).await,
-        Progress::Cancelled => Err(ApiError::conflict(
-            "task_cancelled",
+        Progress::Cancelled => Err(ApiError::new(
+            ErrorCode::TaskCancelled,
             "the task was cancelled; stop working on it",
         )
         .with_details(json!({"current_status": "cancelled"}))),
