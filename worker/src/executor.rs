@@ -115,7 +115,7 @@ async fn run_started(deps: &WorkerDeps, task: Task) -> Outcome {
             }
         }
         Ok(Err(failure)) => {
-            let retryable = !failure.is::<handlers::Permanent>();
+            let retryable = !failure.is::<handlers::failure::Permanent>();
             record_failure(deps, &task, &failure.to_string(), retryable).await
         }
         Err(_) => {

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::{
     WorkerDeps,
-    handlers::{HandlerError, permanent},
+    handlers::failure::{HandlerError, permanent},
     stages::{self, Control, Stopped, export::StageSummary, ingestion::IngestError},
 };
 

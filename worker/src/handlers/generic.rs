@@ -8,7 +8,7 @@ use std::time::Duration;
 use mcp_shared::entities::tasks::Model;
 use serde_json::Value;
 
-use super::HandlerError;
+use super::failure::HandlerError;
 
 /// The longest a payload may ask the handler to sleep.
 const MAX_SLEEP: Duration = Duration::from_secs(600);
