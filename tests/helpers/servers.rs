@@ -74,19 +74,28 @@ impl Redis {
         redis
     }
 
+    /// A server without any persistence (what the BullMQ comparison runs on).
+    pub fn start_without_persistence() -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            dir: TempDir::new("redis"),
+            child: None,
+        };
+        redis.spawn_with(&["--appendonly", "no"]);
+        redis
+    }
+
     /// Starts (or restarts) the server with append-only persistence, so a restart keeps data.
     pub fn spawn(&mut self) {
+        self.spawn_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    }
+
+    fn spawn_with(&mut self, persistence: &[&str]) {
         let log = std::fs::File::create(self.dir.path().join("redis.log")).unwrap();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
+            .args(["--save", ""])
+            .args(persistence)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(log)

@@ -206,10 +206,9 @@ pub async fn running_counts(db: &impl ConnectionTrait) -> Result<HashMap<Uuid, i
         .select_only()
         .column_as(tasks::Column::AgentId, "agent_id")
         .column_as(tasks::Column::Id.count(), "n")
-        .filter(
-            tasks::Column::Status
-                .is_in([TaskStatus::Assigned.as_str(), TaskStatus::Running.as_str()]),
-        )
+        .filter(crate::db::tasks::partial::condition(
+            crate::db::tasks::partial::HELD,
+        ))
         .filter(tasks::Column::AgentId.is_not_null())
         .group_by(tasks::Column::AgentId)
         .into_model::<LoadRow>()
@@ -279,8 +278,10 @@ pub struct TaskStats {
 
 pub async fn task_stats(db: &impl ConnectionTrait, agent_id: Uuid) -> Result<TaskStats> {
     use sea_orm::PaginatorTrait;
+    let finished = crate::db::tasks::partial::condition(crate::db::tasks::partial::AGENT_FINISHED);
     let count = |statuses: Vec<&'static str>| {
         tasks::Entity::find()
+            .filter(finished.clone())
             .filter(tasks::Column::AgentId.eq(agent_id))
             .filter(tasks::Column::Status.is_in(statuses))
             .count(db)
@@ -288,6 +289,7 @@ pub async fn task_stats(db: &impl ConnectionTrait, agent_id: Uuid) -> Result<Tas
     let completed = count(vec![TaskStatus::Completed.as_str()]).await?;
     let failed = count(vec![TaskStatus::Failed.as_str(), TaskStatus::Dead.as_str()]).await?;
     let recent = tasks::Entity::find()
+        .filter(finished)
         .filter(tasks::Column::AgentId.eq(agent_id))
         .filter(tasks::Column::Status.eq(TaskStatus::Completed.as_str()))
         .order_by_desc(tasks::Column::FinishedAt)

@@ -9,19 +9,15 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::partial;
 use crate::{
     Result,
-    domain::task::TaskStatus,
     entities::tasks::{self, Column, Entity},
 };
 
+/// Due (no `run_at` in the future) and owed a push.
 fn due_unenqueued_filter(q: sea_orm::Select<Entity>) -> sea_orm::Select<Entity> {
-    q.filter(Column::EnqueuedAt.is_null())
-        .filter(Column::Status.is_in([
-            TaskStatus::Pending.as_str(),
-            TaskStatus::Scheduled.as_str(),
-            TaskStatus::Failed.as_str(),
-        ]))
+    q.filter(partial::condition(partial::OWED))
         .filter(Column::RunAt.is_null().or(Column::RunAt.lte(Utc::now())))
 }
 
@@ -93,12 +89,7 @@ pub async fn outstanding_by_queue(
         .select_only()
         .column(Column::Queue)
         .column_as(Column::Id.count(), "n")
-        .filter(Column::EnqueuedAt.is_not_null())
-        .filter(Column::Status.is_in([
-            TaskStatus::Pending.as_str(),
-            TaskStatus::Scheduled.as_str(),
-            TaskStatus::Failed.as_str(),
-        ]))
+        .filter(partial::condition(partial::PUSHED))
         .group_by(Column::Queue)
         .into_model::<Row>()
         .all(db)
@@ -114,12 +105,7 @@ pub async fn forget_all_pushes(db: &impl ConnectionTrait) -> Result<u64> {
             Column::EnqueuedAt,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
-        .filter(Column::EnqueuedAt.is_not_null())
-        .filter(Column::Status.is_in([
-            TaskStatus::Pending.as_str(),
-            TaskStatus::Scheduled.as_str(),
-            TaskStatus::Failed.as_str(),
-        ]))
+        .filter(partial::condition(partial::PUSHED))
         .exec(db)
         .await?
         .rows_affected)
@@ -136,20 +122,16 @@ pub async fn forget_stale_pushes(
     limit: u64,
 ) -> Result<u64> {
     let stale: Vec<Uuid> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(partial::condition(partial::PUSHED))
         .filter(Column::Queue.eq(queue))
         .filter(Column::EnqueuedAt.lt(pushed_before))
-        .filter(Column::Status.is_in([
-            TaskStatus::Pending.as_str(),
-            TaskStatus::Scheduled.as_str(),
-            TaskStatus::Failed.as_str(),
-        ]))
         .order_by_asc(Column::EnqueuedAt)
         .limit(limit)
+        .into_tuple()
         .all(db)
-        .await?
-        .into_iter()
-        .map(|t| t.id)
-        .collect();
+        .await?;
     let mut owed = 0;
     for chunk in stale.chunks(500) {
         let res = Entity::update_many()
@@ -166,24 +148,30 @@ pub async fn forget_stale_pushes(
     Ok(owed)
 }
 
-/// Due, waiting tasks on these queues, oldest first (candidates for an agent's claim).
+/// Due, waiting tasks on these queues, oldest first (candidates for an agent's claim): those
+/// owed a push and those pushed, each read by its own index, merged.
 pub async fn claimable(
     db: &impl ConnectionTrait,
     queues: &[String],
     limit: u64,
 ) -> Result<Vec<tasks::Model>> {
     let now = Utc::now();
-    Ok(Entity::find()
-        .filter(Column::Queue.is_in(queues.iter().cloned()))
-        .filter(Column::Status.is_in([
-            TaskStatus::Pending.as_str(),
-            TaskStatus::Scheduled.as_str(),
-            TaskStatus::Failed.as_str(),
-        ]))
-        .filter(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
-        .filter(Column::CancelRequested.eq(false))
-        .order_by_asc(Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?)
+    let due = |which: &'static str| {
+        Entity::find()
+            .filter(partial::condition(which))
+            .filter(Column::Queue.is_in(queues.iter().cloned()))
+            .filter(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
+            .filter(Column::CancelRequested.eq(false))
+            .limit(limit)
+    };
+    let mut found = due(partial::OWED).order_by_asc(Column::Id).all(db).await?;
+    found.extend(
+        due(partial::PUSHED)
+            .order_by_asc(Column::EnqueuedAt)
+            .all(db)
+            .await?,
+    );
+    found.sort_by_key(|t| t.id);
+    found.truncate(limit as usize);
+    Ok(found)
 }

@@ -8,9 +8,9 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::partial;
 use crate::{
     Result,
-    domain::task::TaskStatus,
     entities::tasks::{self, Column, Entity},
 };
 
@@ -51,13 +51,8 @@ const PURGE_BATCH: u64 = 1_000;
 
 /// Finished before `cutoff` and not yet purged.
 fn purgeable<Q: QueryFilter>(q: Q, cutoff: DateTime<Utc>) -> Q {
-    q.filter(Column::Status.is_in([
-        TaskStatus::Completed.as_str(),
-        TaskStatus::Dead.as_str(),
-        TaskStatus::Cancelled.as_str(),
-    ]))
-    .filter(Column::FinishedAt.lt(cutoff))
-    .filter(Column::PurgedAt.is_null())
+    q.filter(partial::condition(partial::PURGEABLE))
+        .filter(Column::FinishedAt.lt(cutoff))
 }
 
 /// Key rotation: tasks whose sealed fields another key sealed, after `after`, in id order.

@@ -6,6 +6,7 @@
 
 pub mod dispatch;
 pub mod maintenance;
+pub mod partial;
 pub mod transitions;
 
 use chrono::{DateTime, Utc};
@@ -65,6 +66,10 @@ pub struct ListFilter {
 pub async fn list(db: &impl ConnectionTrait, f: &ListFilter) -> Result<Vec<tasks::Model>> {
     let mut q = Entity::find();
     if let Some(s) = f.status {
+        if s != TaskStatus::Completed {
+            // Only completed tasks are outside the index by status.
+            q = q.filter(partial::condition(partial::OPEN));
+        }
         q = q.filter(Column::Status.eq(s.as_str()));
     }
     if let Some(p) = &f.priority {
@@ -120,8 +125,8 @@ pub async fn insert_many(db: &impl ConnectionTrait, rows: Vec<tasks::ActiveModel
 pub async fn count_held_by(db: &impl ConnectionTrait, agent: Uuid) -> Result<u64> {
     use sea_orm::PaginatorTrait;
     Ok(Entity::find()
+        .filter(partial::condition(partial::HELD))
         .filter(Column::AgentId.eq(agent))
-        .filter(Column::Status.is_in([TaskStatus::Assigned.as_str(), TaskStatus::Running.as_str()]))
         .count(db)
         .await?)
 }

@@ -10,7 +10,7 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::find;
+use super::{find, partial};
 use crate::{
     Result,
     domain::task::TaskStatus,
@@ -366,7 +366,7 @@ pub async fn release_lost(
 ) -> Result<Vec<tasks::Model>> {
     let now = Utc::now();
     let lost = Entity::find()
-        .filter(Column::Status.eq(TaskStatus::Running.as_str()))
+        .filter(partial::condition(partial::RUNNING))
         .filter(held_by(which, now))
         .limit(1000)
         .all(db)
@@ -390,6 +390,7 @@ pub async fn release_lost(
 /// go back to pending, to be routed again. No attempt was made, so none is counted.
 pub async fn unassign(db: &impl ConnectionTrait, which: Lost) -> Result<Vec<Uuid>> {
     let held: Vec<Uuid> = Entity::find()
+        .filter(partial::condition(partial::HELD))
         .filter(Column::Status.eq(TaskStatus::Assigned.as_str()))
         .filter(held_by(which, Utc::now()))
         .limit(1000)
