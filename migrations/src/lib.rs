@@ -13,6 +13,7 @@ mod m20261125_000005_pipeline_idempotency;
 mod m20261125_000010_task_traceparent;
 mod m20261206_000011_embedded_queue_in_memory;
 mod m20261206_000012_task_indexes;
+mod m20261206_000013_idempotency_key_index;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000010_task_traceparent::Migration),
             Box::new(m20261206_000011_embedded_queue_in_memory::Migration),
             Box::new(m20261206_000012_task_indexes::Migration),
+            Box::new(m20261206_000013_idempotency_key_index::Migration),
         ]
     }
 }

@@ -54,15 +54,21 @@ pub trait EventBus: Send + Sync + fmt::Debug {
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
     /// Retained events published after `after`, oldest first, at most [`MAX_REPLAY`].
     async fn replay(&self, after: EventId) -> Result<Vec<Event>>;
+    /// Publishes without waiting for the outcome (see [`emit`]); a failure is logged.
+    async fn send(&self, event: Event) {
+        let kind = event.kind;
+        if let Err(e) = self.publish(event).await {
+            tracing::warn!(event = %kind, error = %e, "event not published");
+        }
+    }
 }
 
 /// Publishes, logging instead of failing: an event that cannot be sent must not undo the state
-/// change it reports (the row is the truth; subscribers resync from snapshots).
+/// change it reports (the row is the truth; subscribers resync from snapshots). The Redis bus
+/// queues it and returns at once; its writer sends what queued meanwhile in one round trip, in
+/// the order emitted.
 pub async fn emit(bus: &dyn EventBus, event: Event) {
-    let kind = event.kind;
-    if let Err(e) = bus.publish(event).await {
-        tracing::warn!(event = %kind, error = %e, "event not published");
-    }
+    bus.send(event).await;
 }
 
 #[derive(Debug)]
@@ -70,7 +76,7 @@ pub struct InProcessBus {
     tx: broadcast::Sender<Arc<Event>>,
     /// The last id given and the retained events. One lock, so ids are handed out, retained and
     /// sent in the same order.
-    state: std::sync::Mutex<(EventId, std::collections::VecDeque<Event>)>,
+    state: std::sync::Mutex<(EventId, std::collections::VecDeque<Arc<Event>>)>,
 }
 
 impl InProcessBus {
@@ -95,9 +101,10 @@ fn next_id(last: EventId) -> EventId {
     }
 }
 
-#[async_trait::async_trait]
-impl EventBus for InProcessBus {
-    async fn publish(&self, mut event: Event) -> Result<Event> {
+impl InProcessBus {
+    /// Numbers the event, retains it and hands it to the subscribers: one allocation shared by
+    /// the retained copy and every subscriber.
+    fn append(&self, mut event: Event) -> Arc<Event> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let id = next_id(state.0);
         state.0 = id;
@@ -105,9 +112,21 @@ impl EventBus for InProcessBus {
         if state.1.len() == IN_PROCESS_RETAINED {
             state.1.pop_front();
         }
-        state.1.push_back(event.clone());
-        let _ = self.tx.send(Arc::new(event.clone()));
-        Ok(event)
+        let shared = Arc::new(event);
+        state.1.push_back(shared.clone());
+        let _ = self.tx.send(shared.clone());
+        shared
+    }
+}
+
+#[async_trait::async_trait]
+impl EventBus for InProcessBus {
+    async fn publish(&self, event: Event) -> Result<Event> {
+        Ok((*self.append(event)).clone())
+    }
+
+    async fn send(&self, event: Event) {
+        self.append(event);
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
@@ -121,7 +140,7 @@ impl EventBus for InProcessBus {
             .iter()
             .filter(|e| EventId::parse(&e.id).is_some_and(|id| id > after))
             .take(MAX_REPLAY)
-            .cloned()
+            .map(|e| (**e).clone())
             .collect())
     }
 }
@@ -129,6 +148,8 @@ impl EventBus for InProcessBus {
 pub struct RedisStreamBus {
     conn: redis::aio::ConnectionManager,
     tx: broadcast::Sender<Arc<Event>>,
+    /// Events [`EventBus::send`] queued for the writer.
+    outbox: tokio::sync::mpsc::UnboundedSender<Event>,
 }
 
 impl fmt::Debug for RedisStreamBus {
@@ -141,6 +162,7 @@ impl RedisStreamBus {
     /// A publisher only (workers).
     pub fn publisher(conn: redis::aio::ConnectionManager) -> Arc<Self> {
         Arc::new(Self {
+            outbox: spawn_writer(conn.clone()),
             conn,
             tx: broadcast::channel(1).0,
         })
@@ -154,27 +176,72 @@ impl RedisStreamBus {
     ) -> Arc<Self> {
         let tx = broadcast::channel(LOCAL_BUFFER).0;
         tokio::spawn(read_stream(client, tx.clone(), shutdown));
-        Arc::new(Self { conn, tx })
+        Arc::new(Self {
+            outbox: spawn_writer(conn.clone()),
+            conn,
+            tx,
+        })
     }
+}
+
+/// Most events sent in one round trip.
+const WRITE_BATCH: usize = 512;
+
+/// The `XADD` of one event, bounded like every append to the stream.
+fn xadd(event: &Event) -> Result<redis::Cmd> {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(EVENT_STREAM)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(EVENT_STREAM_MAXLEN)
+        .arg("*")
+        .arg("e")
+        .arg(serde_json::to_string(event)?);
+    Ok(cmd)
+}
+
+/// The writer behind [`EventBus::send`]: whatever queued while the last round trip was out goes
+/// in the next one, as one pipeline, so events keep their order and a busy process sends a few
+/// round trips a millisecond instead of one per event.
+fn spawn_writer(conn: redis::aio::ConnectionManager) -> tokio::sync::mpsc::UnboundedSender<Event> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+            let mut pipe = redis::pipe();
+            for event in &batch {
+                match xadd(event) {
+                    Ok(cmd) => {
+                        pipe.add_command(cmd).ignore();
+                    }
+                    Err(e) => {
+                        tracing::warn!(event = %event.kind, error = %e, "event not published")
+                    }
+                }
+            }
+            let mut conn = conn.clone();
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                tracing::warn!(events = batch.len(), error = %e, "events not published");
+            }
+            batch.clear();
+        }
+    });
+    tx
 }
 
 #[async_trait::async_trait]
 impl EventBus for RedisStreamBus {
     async fn publish(&self, mut event: Event) -> Result<Event> {
-        let body = serde_json::to_string(&event)?;
         let mut conn = self.conn.clone();
-        let id: String = redis::cmd("XADD")
-            .arg(EVENT_STREAM)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(EVENT_STREAM_MAXLEN)
-            .arg("*")
-            .arg("e")
-            .arg(body)
-            .query_async(&mut conn)
-            .await?;
-        event.id = id;
+        event.id = xadd(&event)?.query_async(&mut conn).await?;
         Ok(event)
+    }
+
+    async fn send(&self, event: Event) {
+        let kind = event.kind;
+        if self.outbox.send(event).is_err() {
+            tracing::warn!(event = %kind, "event not published: the writer stopped");
+        }
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {

@@ -135,9 +135,15 @@ async fn enqueue_stage(
             error: Set(None),
         });
     }
+    // The unique index on keys leaves out tasks without one, so the conflict target says so.
+    let mut on_key = sea_orm::sea_query::OnConflict::column(tasks::Column::IdempotencyKey);
+    on_key
+        .target_and_where(Expr::cust("idempotency_key IS NOT NULL"))
+        .do_nothing_on([tasks::Column::Id]);
     for chunk in task_rows.chunks(200) {
         tasks::Entity::insert_many(chunk.to_vec())
-            .on_conflict_do_nothing_on([tasks::Column::IdempotencyKey])
+            .on_conflict(on_key.clone())
+            .try_insert()
             .exec(db)
             .await?;
     }

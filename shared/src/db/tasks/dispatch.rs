@@ -9,7 +9,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::partial;
+use super::{id_in, partial};
 use crate::{
     Result,
     entities::tasks::{self, Column, Entity},
@@ -69,7 +69,7 @@ pub async fn mark_enqueued(
     for chunk in ids.chunks(500) {
         Entity::update_many()
             .col_expr(Column::EnqueuedAt, Expr::value(at))
-            .filter(Column::Id.is_in(chunk.iter().copied()))
+            .filter(id_in(chunk.iter().copied()))
             .exec(db)
             .await?;
     }
@@ -139,7 +139,7 @@ pub async fn forget_stale_pushes(
                 Column::EnqueuedAt,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
-            .filter(Column::Id.is_in(chunk.iter().copied()))
+            .filter(id_in(chunk.iter().copied()))
             .filter(Column::EnqueuedAt.lt(pushed_before))
             .exec(db)
             .await?;

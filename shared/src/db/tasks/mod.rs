@@ -22,6 +22,17 @@ use crate::{
     entities::tasks::{self, Column, Entity},
 };
 
+/// `id IN (…)` for a batch of ids, its length rounded up to a power of two by repeating the last
+/// id: a handful of statement shapes instead of one per batch size, so the databases' statement
+/// and plan caches keep hitting (a repeated id matches nothing more).
+pub(crate) fn id_in(ids: impl IntoIterator<Item = Uuid>) -> sea_orm::sea_query::SimpleExpr {
+    let mut ids: Vec<Uuid> = ids.into_iter().collect();
+    if let Some(&last) = ids.last() {
+        ids.resize(ids.len().next_power_of_two(), last);
+    }
+    Column::Id.is_in(ids)
+}
+
 pub async fn insert(db: &impl ConnectionTrait, model: tasks::ActiveModel) -> Result<tasks::Model> {
     Ok(model.insert(db).await?)
 }

@@ -10,7 +10,7 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{find, partial};
+use super::{find, id_in, partial};
 use crate::{
     Result,
     domain::task::TaskStatus,
@@ -121,7 +121,7 @@ pub async fn start_many(
         .select_only()
         .column(Column::Id)
         .column(Column::TimeoutSeconds)
-        .filter(Column::Id.is_in(ids.iter().copied()))
+        .filter(id_in(ids.iter().copied()))
         .into_tuple()
         .all(db)
         .await?;
@@ -139,7 +139,7 @@ pub async fn start_many(
             .col_expr(Column::UpdatedAt, Expr::value(now))
             .col_expr(Column::LeaseExpiresAt, Expr::value(lease))
             .col_expr(Column::AgentId, Expr::value(agent_id))
-            .filter(Column::Id.is_in(group))
+            .filter(id_in(group))
             .filter(unindexed(startable(now)))
             .exec_with_returning(db)
             .await?;
@@ -190,7 +190,7 @@ pub async fn complete_many(db: &impl ConnectionTrait, items: &[Completion]) -> R
         if let Some(n) = attempt {
             running = running.add(Column::Attempt.eq(n));
         }
-        let rows = Entity::update_many()
+        let update = Entity::update_many()
             .col_expr(Column::Status, Expr::value(TaskStatus::Completed.as_str()))
             .col_expr(Column::Result, result)
             .col_expr(Column::Progress, Expr::value(100))
@@ -201,13 +201,26 @@ pub async fn complete_many(db: &impl ConnectionTrait, items: &[Completion]) -> R
             )
             .col_expr(Column::FinishedAt, Expr::value(now))
             .col_expr(Column::UpdatedAt, Expr::value(now))
-            .filter(Column::Id.is_in(group.iter().map(|c| c.id)))
-            .filter(unindexed(running))
-            .exec_with_returning(db)
-            .await?;
-        done.extend(rows.into_iter().map(|r| r.id));
+            .filter(id_in(group.iter().map(|c| c.id)))
+            .filter(unindexed(running));
+        done.extend(updated_ids(db, update).await?);
     }
     Ok(done)
+}
+
+/// Runs an update and returns the ids of the rows it changed (not the whole rows: a completed
+/// task's payload and result need not travel back).
+async fn updated_ids(
+    db: &impl ConnectionTrait,
+    update: sea_orm::UpdateMany<Entity>,
+) -> Result<Vec<Uuid>> {
+    use sea_orm::QueryTrait;
+    let mut statement = update.into_query();
+    statement.returning_col(Column::Id);
+    let rows = db.query_all(&statement).await?;
+    rows.iter()
+        .map(|r| r.try_get::<Uuid>("", "id").map_err(Into::into))
+        .collect()
 }
 
 /// Moves the task to `running` if `condition` holds: counts the attempt, takes the lease
