@@ -146,7 +146,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Largest dataset `POST /datasets` accepts (`MCP_MAX_DATASET_BYTES`, default 1 GiB).
     pub max_dataset_bytes: u64,
-    /// `MCP_WORKER_CONCURRENCY`: jobs one worker process runs at once per queue.
+    /// `MCP_WORKER_CONCURRENCY`: execution slots of one worker process, shared by its queues.
     pub worker_concurrency: usize,
     /// `MCP_QUEUE_POLL_MS`: how often an idle worker looks for jobs it was not woken for
     /// (pushes wake idle workers at once; this bounds pickup of scheduled jobs).

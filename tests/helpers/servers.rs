@@ -75,7 +75,10 @@ impl Redis {
     }
 
     /// A server without any persistence (what the BullMQ comparison runs on).
-    #[allow(dead_code, reason = "used by the engine benchmark, not by the black-box tests")]
+    #[allow(
+        dead_code,
+        reason = "used by the engine benchmark, not by the black-box tests"
+    )]
     pub fn start_without_persistence() -> Self {
         let mut redis = Self {
             port: free_port(),

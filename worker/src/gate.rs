@@ -2,6 +2,10 @@
 //! workers of every capability. A freed slot goes to the most urgent tier with a waiter —
 //! critical before high before medium before low — except that a waiter older than the
 //! starvation bound is served first, so low work still moves under sustained urgent load.
+//!
+//! A few slots are kept for urgent work (critical and high): medium and low work never takes the
+//! last of them, so an urgent task arriving behind a long backlog starts at once instead of
+//! waiting for a slot to free up.
 
 use std::{
     collections::VecDeque,
@@ -21,6 +25,8 @@ struct Waiter {
 #[derive(Debug)]
 struct State {
     free: usize,
+    /// Slots only urgent work may take.
+    reserved: usize,
     /// Waiters per tier, index = position in `Priority::ALL`.
     waiting: [VecDeque<Waiter>; 4],
 }
@@ -63,11 +69,32 @@ fn tier_index(p: Priority) -> usize {
     Priority::ALL.iter().position(|t| *t == p).unwrap_or(3)
 }
 
+/// Tiers at or above this index (critical, high) are urgent.
+const LAST_URGENT: usize = 1;
+
+/// Slots kept for urgent work: an eighth of the pool, at least one when there are two or more.
+fn urgent_reserve(slots: usize) -> usize {
+    if slots < 2 { 0 } else { (slots / 8).max(1) }
+}
+
+impl State {
+    /// Free slots a waiter of `tier` must leave: none for urgent work, the reserve for the rest.
+    fn floor(&self, tier: usize) -> usize {
+        if tier <= LAST_URGENT {
+            0
+        } else {
+            self.reserved
+        }
+    }
+}
+
 impl PriorityGate {
     pub fn new(slots: usize, starvation: Duration) -> Self {
+        let slots = slots.max(1);
         Self {
             state: Arc::new(Mutex::new(State {
-                free: slots.max(1),
+                free: slots,
+                reserved: urgent_reserve(slots),
                 waiting: Default::default(),
             })),
             starvation,
@@ -78,7 +105,15 @@ impl PriorityGate {
     pub async fn acquire(&self, tier: Priority) -> Slot {
         let rx = {
             let mut s = self.state.lock().expect("gate lock");
-            if s.free > 0 && s.waiting.iter().all(VecDeque::is_empty) {
+            // Waiters that gave up (their job was dropped) hold no place in line.
+            for queue in &mut s.waiting {
+                queue.retain(|w| !w.grant.is_closed());
+            }
+            let t = tier_index(tier);
+            // A free slot with nobody in line who may take it: take it. (Waiters left in line
+            // while slots are free are medium or low work held back by the urgent reserve.)
+            let in_line = (0..4).any(|u| !s.waiting[u].is_empty() && s.free > s.floor(u));
+            if s.free > s.floor(t) && !in_line {
                 s.free -= 1;
                 return Slot { gate: self.clone() };
             }
@@ -105,6 +140,7 @@ impl PriorityGate {
         let mut s = self.state.lock().expect("gate lock");
         s.free += 1;
         while s.free > 0 {
+            // None: nobody waits, or only work that may not take the urgent reserve.
             let Some(tier) = self.pick(&s) else { return };
             let Some(w) = s.waiting[tier].pop_front() else {
                 return;
@@ -116,15 +152,18 @@ impl PriorityGate {
         }
     }
 
-    /// The tier to serve next: a starved waiter (oldest first), else the most urgent.
+    /// The tier to serve next: a starved waiter (oldest first), else the most urgent. Medium
+    /// and low waiters are only picked while a slot beyond the urgent reserve is free.
     fn pick(&self, s: &State) -> Option<usize> {
         let now = Instant::now();
+        let eligible = |t: &usize| !s.waiting[*t].is_empty() && s.free > s.floor(*t);
         let starved = (0..4)
+            .filter(eligible)
             .filter_map(|t| s.waiting[t].front().map(|w| (t, w.since)))
             .filter(|(_, since)| now.duration_since(*since) >= self.starvation)
             .min_by_key(|(_, since)| *since)
             .map(|(t, _)| t);
-        starved.or_else(|| (0..4).find(|t| !s.waiting[*t].is_empty()))
+        starved.or_else(|| (0..4).find(eligible))
     }
 }
 
@@ -164,6 +203,35 @@ mod tests {
                 Priority::Low
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn urgent_work_starts_while_low_work_fills_the_pool() {
+        let gate = PriorityGate::new(8, Duration::from_secs(60));
+        // Low work takes every slot it may: all but the one kept for urgent work.
+        let mut low = Vec::new();
+        for _ in 0..7 {
+            low.push(gate.acquire(Priority::Low).await);
+        }
+        let blocked = tokio::time::timeout(Duration::from_millis(50), gate.acquire(Priority::Low));
+        assert!(blocked.await.is_err(), "low work may not take the reserve");
+        let critical =
+            tokio::time::timeout(Duration::from_secs(1), gate.acquire(Priority::Critical))
+                .await
+                .expect("critical work starts at once");
+        drop(critical);
+        // A freed slot goes back to waiting low work only beyond the reserve.
+        let (g, done) = (gate.clone(), Arc::new(Mutex::new(false)));
+        let d = done.clone();
+        let waiter = tokio::spawn(async move {
+            let _slot = g.acquire(Priority::Low).await;
+            *d.lock().unwrap() = true;
+        });
+        tokio::task::yield_now().await;
+        assert!(!*done.lock().unwrap());
+        drop(low.pop());
+        waiter.await.unwrap();
+        assert!(*done.lock().unwrap());
     }
 
     #[tokio::test]
