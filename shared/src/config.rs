@@ -142,6 +142,9 @@ pub struct Settings {
     pub otel_endpoint: Option<String>,
     /// `MCP_ARTIFACT_STORE`: a directory, or later an `s3://` URL.
     pub artifact_store: String,
+    /// `MCP_STATE_DIR`: this machine's own working files (the worker's delivery log). Local to
+    /// each host or pod, never shared between them.
+    pub state_dir: std::path::PathBuf,
     /// `MCP_MAX_BODY_BYTES`: request bodies above this get 413.
     pub max_body_bytes: usize,
     /// Largest dataset `POST /datasets` accepts (`MCP_MAX_DATASET_BYTES`, default 1 GiB).
@@ -379,6 +382,9 @@ impl Settings {
             metrics_token,
             otel_endpoint,
             artifact_store: var("MCP_ARTIFACT_STORE").unwrap_or_else(|| "./data/artifacts".into()),
+            state_dir: var("MCP_STATE_DIR")
+                .unwrap_or_else(|| "./data/state".into())
+                .into(),
             max_body_bytes: parse(&var, "MCP_MAX_BODY_BYTES", 1024 * 1024)?,
             max_dataset_bytes: parse(&var, "MCP_MAX_DATASET_BYTES", 1024 * 1024 * 1024)?,
             worker_concurrency: parse(&var, "MCP_WORKER_CONCURRENCY", 16)?,

@@ -7,6 +7,7 @@ use mcp_shared::{
     db::tasks::{self, transitions::Holder},
     domain::task::TaskType,
     entities::tasks::Model as Task,
+    lifecycle::Delivery,
     otlp,
     queue::JobRef,
     sealing,
@@ -33,14 +34,15 @@ pub async fn execute(deps: &WorkerDeps, job: JobRef) -> Outcome {
 }
 
 async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
-    let task = match deps.lifecycle.start(job.task_id, deps.agent_id).await {
-        Ok(Some(task)) => task,
+    let delivery = match deps.lifecycle.deliver(job.task_id, deps.agent_id).await {
+        Ok(Some(delivery)) => delivery,
         Ok(None) => {
             tracing::debug!("task not startable; duplicate delivery dropped");
             return Outcome::Done;
         }
-        Err(e) => return Outcome::Redeliver(format!("starting task: {e}")),
+        Err(e) => return Outcome::Redeliver(format!("taking delivery: {e}")),
     };
+    let task = &delivery.task;
     // With trace export on, the job is a span in the trace of the request that created the task.
     let parent = task
         .traceparent
@@ -48,7 +50,7 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
         .filter(|_| otlp::enabled())
         .and_then(otlp::TraceContext::parse);
     let Some(parent) = parent else {
-        return run_started(deps, task).await;
+        return run_delivered(deps, delivery).await;
     };
     let context = parent.child();
     let start = std::time::SystemTime::now();
@@ -58,7 +60,7 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
         task.queue.clone(),
         task.attempt,
     );
-    let outcome = otlp::scope(context, run_started(deps, task)).await;
+    let outcome = otlp::scope(context, run_delivered(deps, delivery)).await;
     otlp::export(otlp::Span {
         context,
         parent: Some(parent.span_id),
@@ -77,8 +79,11 @@ async fn run(deps: &WorkerDeps, job: JobRef) -> Outcome {
     outcome
 }
 
-/// Runs a started task's handler and records the outcome.
-async fn run_started(deps: &WorkerDeps, task: Task) -> Outcome {
+/// Runs a delivered task's handler and records the outcome. The start is committed while the
+/// handler runs (or with its completion); a start that turns out impossible (the task was
+/// cancelled or taken elsewhere meanwhile) stops the handler.
+async fn run_delivered(deps: &WorkerDeps, mut delivery: Delivery) -> Outcome {
+    let task = delivery.task.clone();
     let timeout = std::time::Duration::from_secs(task.timeout_seconds.max(1) as u64);
     let task_type = TaskType::parse(&task.task_type).unwrap_or(TaskType::Generic);
     let holder = holder(deps, &task);
@@ -86,21 +91,35 @@ async fn run_started(deps: &WorkerDeps, task: Task) -> Outcome {
     let opened = match open_sealed(deps, &task) {
         Ok(t) => t,
         // Retryable: during a key rotation another worker may already hold the key.
-        Err(e) => return record_failure(deps, &task, &e, true).await,
+        Err(e) => return record_failure(deps, &mut delivery, &e, true).await,
     };
     let runnable = opened.as_ref().unwrap_or(&task);
     // A panicking handler is a failed attempt like any other, not a dead worker.
     let guarded =
         std::panic::AssertUnwindSafe(handlers::run(deps, task_type, runnable)).catch_unwind();
-    let result = tokio::select! {
-        r = tokio::time::timeout(timeout, guarded) => {
-            r.map(|r| r.unwrap_or_else(|_| Err("handler panicked".into())))
-        }
-        () = cancel_requested(deps, task.id) => {
-            return match persist(|| deps.lifecycle.finish_cancel(&task, holder)).await {
-                Ok(_) => Outcome::Done,
-                Err(e) => Outcome::Redeliver(format!("recording cancellation: {e}")),
-            };
+    let handler = tokio::time::timeout(timeout, guarded);
+    tokio::pin!(handler);
+    let result = loop {
+        tokio::select! {
+            r = &mut handler => {
+                break r.map(|r| r.unwrap_or_else(|_| Err("handler panicked".into())));
+            }
+            started = deps.lifecycle.await_start(&mut delivery), if delivery.start_pending() => {
+                match started {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!("task no longer startable; its run is abandoned");
+                        return Outcome::Done;
+                    }
+                    Err(e) => return Outcome::Redeliver(format!("starting task: {e}")),
+                }
+            }
+            () = cancel_requested(deps, task.id), if delivery.is_started() => {
+                return match persist(|| deps.lifecycle.finish_cancel(&task, holder)).await {
+                    Ok(_) => Outcome::Done,
+                    Err(e) => Outcome::Redeliver(format!("recording cancellation: {e}")),
+                };
+            }
         }
     };
     match result {
@@ -109,18 +128,29 @@ async fn run_started(deps: &WorkerDeps, task: Task) -> Outcome {
                 // A handler that echoes its input must not store a sensitive value in clear.
                 sealing::keep_sealed(&mut result, &task.payload, &opened.payload);
             }
-            match persist(|| deps.lifecycle.complete(&task, holder, result.clone())).await {
-                Ok(_) => Outcome::Done,
-                Err(e) => Outcome::Redeliver(format!("recording completion: {e}")),
+            let mut tries = Retry::new();
+            loop {
+                match deps
+                    .lifecycle
+                    .complete_delivery(&mut delivery, holder, result.clone())
+                    .await
+                {
+                    Ok(_) => return Outcome::Done,
+                    Err(e) => {
+                        if !tries.again(&e).await {
+                            return Outcome::Redeliver(format!("recording completion: {e}"));
+                        }
+                    }
+                }
             }
         }
         Ok(Err(failure)) => {
             let retryable = !failure.is::<handlers::failure::Permanent>();
-            record_failure(deps, &task, &failure.to_string(), retryable).await
+            record_failure(deps, &mut delivery, &failure.to_string(), retryable).await
         }
         Err(_) => {
             let error = format!("timed out after {}s", timeout.as_secs());
-            record_failure(deps, &task, &error, true).await
+            record_failure(deps, &mut delivery, &error, true).await
         }
     }
 }
@@ -137,8 +167,20 @@ fn open_sealed(deps: &WorkerDeps, task: &Task) -> Result<Option<Task>, String> {
     Ok(Some(opened))
 }
 
-/// Records a failed attempt; the lifecycle decides between retry and dead.
-async fn record_failure(deps: &WorkerDeps, task: &Task, error: &str, retryable: bool) -> Outcome {
+/// Records a failed attempt, once its start is committed; the lifecycle decides between retry
+/// and dead.
+async fn record_failure(
+    deps: &WorkerDeps,
+    delivery: &mut Delivery,
+    error: &str,
+    retryable: bool,
+) -> Outcome {
+    match deps.lifecycle.ensure_started(delivery).await {
+        Ok(true) => {}
+        Ok(false) => return Outcome::Done,
+        Err(e) => return Outcome::Redeliver(format!("starting task: {e}")),
+    }
+    let task = &delivery.task;
     let holder = holder(deps, task);
     match persist(|| deps.lifecycle.fail(task, holder, error, retryable)).await {
         Ok(_) => Outcome::Done,
@@ -162,18 +204,41 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = mcp_shared::Result<T>>,
 {
-    let mut delay = std::time::Duration::from_millis(100);
-    for _ in 0..6 {
+    let mut tries = Retry::new();
+    loop {
         match write().await {
             Ok(v) => return Ok(v),
-            Err(e) => {
-                tracing::warn!(error = %e, "recording the outcome failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
+            Err(e) if tries.again(&e).await => {}
+            Err(e) => return Err(e),
         }
     }
-    write().await
+}
+
+/// The retries of [`persist`]: a few, with a doubling wait, for transient database errors.
+struct Retry {
+    delay: std::time::Duration,
+    left: u32,
+}
+
+impl Retry {
+    fn new() -> Self {
+        Self {
+            delay: std::time::Duration::from_millis(100),
+            left: 6,
+        }
+    }
+
+    /// Whether to try again after `error` (waiting first), or give up.
+    async fn again(&mut self, error: &mcp_shared::Error) -> bool {
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        tracing::warn!(error = %error, "recording the outcome failed; retrying");
+        tokio::time::sleep(self.delay).await;
+        self.delay *= 2;
+        true
+    }
 }
 
 /// How often a running task checks whether it was cancelled.

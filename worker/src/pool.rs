@@ -55,6 +55,12 @@ pub async fn run(
     let shutdown = shutdown.child_token();
     let instance = instance_name();
     let mut deps = deps;
+    // Attempts that dead processes left unrecorded are counted before any new work is taken.
+    deps.lifecycle = deps
+        .lifecycle
+        .clone()
+        .with_delivery_log(&deps.settings.state_dir.join("deliveries"))
+        .await?;
     let agent_id = crate::identity::register(&deps, &instance, &capabilities).await?;
     deps.agent_id = Some(agent_id);
     let stop_beats = CancellationToken::new();

@@ -329,3 +329,81 @@ async fn an_unstartable_task_is_never_started() {
         "only dead or cancelled tasks are re-driven"
     );
 }
+
+#[tokio::test]
+async fn a_longer_task_shows_as_running_before_it_completes() {
+    let mut c = case().await;
+    let s = &mut c.stepper;
+    let id = s.submit(json!({"sleep_ms": 400}), 3).await.unwrap();
+    let db = s.deps.db.conn.clone();
+    let watcher = tokio::spawn(async move {
+        // Its start is committed while the handler still runs.
+        loop {
+            let t = mcp_shared::db::tasks::find(&db, id).await.unwrap().unwrap();
+            if t.status != "pending" {
+                return (t.status, t.attempt, t.lease_expires_at.is_some());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    });
+    assert_eq!(s.step().await, Some(Outcome::Done));
+    assert_eq!(watcher.await.unwrap(), ("running".to_string(), 1, true));
+    let t = s.task(id).await;
+    assert_eq!((t.status.as_str(), t.attempt), ("completed", 1));
+    assert_eq!(s.events(), ["task.started", "task.completed"]);
+}
+
+#[tokio::test]
+async fn a_task_cancelled_before_its_start_is_committed_stops() {
+    let mut c = case().await;
+    let s = &mut c.stepper;
+    let id = s.submit(json!({"sleep_ms": 60_000}), 3).await.unwrap();
+    let lifecycle = s.deps.lifecycle.clone();
+    // Cancelled the moment it was delivered: still `pending` in the database, so at once.
+    let canceller = tokio::spawn(async move {
+        tokio::task::yield_now().await;
+        lifecycle.cancel(id).await.unwrap()
+    });
+    let stepped = tokio::time::timeout(std::time::Duration::from_secs(10), s.step())
+        .await
+        .expect("the run is abandoned once its start turns out impossible");
+    assert_eq!(stepped, Some(Outcome::Done));
+    assert!(matches!(canceller.await.unwrap(), Cancel::Cancelled(_)));
+    let t = s.task(id).await;
+    assert_eq!((t.status.as_str(), t.attempt), ("cancelled", 0));
+}
+
+#[tokio::test]
+async fn a_delivery_lost_with_its_process_is_counted_by_the_next_one() {
+    let mut c = case().await;
+    let s = &mut c.stepper;
+    let id = s.submit(json!({}), 2).await.unwrap();
+    let dir = c._artifacts.0.join("deliveries");
+    // A process took delivery twice and died both times before recording anything.
+    for attempt in [0, 1] {
+        let log = mcp_shared::lifecycle::deliveries::DeliveryLog::open(&dir).unwrap();
+        let logged = log.record(id, attempt).unwrap();
+        // The process dies: its file stays, unlocked.
+        drop(logged);
+        drop(log);
+        let counted = s
+            .deps
+            .lifecycle
+            .recover_lost_deliveries(&dir)
+            .await
+            .unwrap();
+        assert_eq!(counted, 1);
+    }
+    let t = s.task(id).await;
+    assert_eq!((t.status.as_str(), t.attempt), ("dead", 2));
+    assert_eq!(s.events(), ["task.dead"]);
+    // Replayed again, nothing changes: the log is gone, and a stale entry would not match.
+    assert_eq!(
+        s.deps
+            .lifecycle
+            .recover_lost_deliveries(&dir)
+            .await
+            .unwrap(),
+        0
+    );
+}

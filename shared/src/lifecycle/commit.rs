@@ -1,23 +1,32 @@
-//! Group commit of task starts and completions across the jobs running in one worker process.
+//! Group commit of task starts and completions across the jobs running in one process.
 //!
-//! Every running job needs a conditional `start` before its handler and a conditional `complete`
-//! after it; one statement each per job made the database the bottleneck of the whole engine.
-//! Here each job hands its update to one writer and awaits its own answer, while the writer
-//! drains everything queued meanwhile and applies it as one statement per batch (like the audit
-//! log's group-committing writer). The guarantees are those of the single-row updates: the same
-//! conditions, applied per row, and a task delivered twice in one batch starts once.
+//! Every job needs a conditional start and a conditional completion; one statement each per
+//! job made the database the bottleneck of the whole engine. Here each job hands its update to
+//! one writer and awaits its own answer, while the writer drains everything queued meanwhile
+//! and applies it as one statement per kind per batch. The guarantees are those of the
+//! single-row updates: the same conditions, applied per row, and a task delivered twice in one
+//! batch starts once.
+//!
+//! A built-in worker's delivery goes further ([`Commits::defer_start`]): the task is read, run at
+//! once, and its start held back for [`LINGER`]. A task that finishes within it is started and
+//! completed by one update ([`Commits::finish`]); a longer one has its start committed when the
+//! linger ends, so it shows as `running`, with its lease, while it runs. (The delivery itself is
+//! counted in the delivery log first, see [`super::deliveries`].)
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use crate::{
-    Error, Result,
-    db::tasks::transitions::{self as tasks, Completion, Holder},
-    entities::tasks::Model,
-};
+use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
+
+use super::deliveries::Logged;
+use crate::{
+    Error, Result,
+    db::tasks::transitions::{self as tasks, Completion, Holder, StartedAndCompleted},
+    entities::tasks::Model,
+};
 
 /// Most updates applied in one statement: bounds statement size (SQLite allows 32,766
 /// parameters) while staying far above the concurrency of one process.
@@ -28,11 +37,66 @@ const MAX_BATCH: usize = 512;
 /// batches naming the same task are safe: each row's update is conditional and row-locked.
 const IN_FLIGHT: usize = 4;
 
+/// How long a delivered task runs before its start is committed on its own. Shorter tasks are
+/// started and completed by one update; anything longer is visibly `running` this soon.
+pub const LINGER: Duration = Duration::from_millis(50);
+
+/// What became of a held start.
+#[derive(Debug)]
+pub enum Fate {
+    /// Committed on its own: the task is `running`; the row as it is now.
+    Started(Box<Model>),
+    /// Not startable any more (cancelled, or started elsewhere meanwhile): stop.
+    NotStartable,
+    /// Committed together with the completion.
+    Fused,
+}
+
+/// What [`Commits::finish`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// Started and completed in one update.
+    Completed,
+    /// The task was not startable any more: nothing changed.
+    NotStartable,
+    /// Its start was no longer held (committed on its own, or being committed): wait for the
+    /// start's [`Fate`], then complete it the ordinary way.
+    NotHeld,
+}
+
+/// A start held back by the writer until its deadline or its completion.
+struct Held {
+    id: Uuid,
+    agent: Option<Uuid>,
+    attempt_before: i32,
+    since: DateTime<Utc>,
+    deadline: tokio::time::Instant,
+    fate: oneshot::Sender<Result<Fate>>,
+    /// The delivery's entry in the delivery log, let go once the start is settled.
+    _logged: Option<Logged>,
+}
+
+type StartReply = oneshot::Sender<Result<Option<Model>>>;
+type FinishReply = oneshot::Sender<Result<Finished>>;
+
 enum Op {
     Start {
         id: Uuid,
         agent: Option<Uuid>,
-        reply: oneshot::Sender<Result<Option<Model>>>,
+        reply: StartReply,
+    },
+    Read {
+        id: Uuid,
+        reply: StartReply,
+    },
+    Hold(Held),
+    Flush {
+        id: Uuid,
+    },
+    Finish {
+        id: Uuid,
+        result: Value,
+        reply: FinishReply,
     },
     Complete {
         completion: Completion,
@@ -59,26 +123,83 @@ impl Commits {
         Self { db, tx: Some(tx) }
     }
 
+    /// Sends `op` to the writer; hands it back when there is none.
+    fn send(&self, op: Op) -> std::result::Result<(), Op> {
+        match &self.tx {
+            Some(tx) => tx.send(op).map_err(|e| e.0),
+            None => Err(op),
+        }
+    }
+
     /// [`tasks::start`], batched with the other jobs starting now.
     pub async fn start(&self, id: Uuid, agent: Option<Uuid>) -> Result<Option<Model>> {
-        let Some(tx) = &self.tx else {
-            return tasks::start(&self.db, id, agent).await;
-        };
         let (reply, answer) = oneshot::channel();
-        if tx.send(Op::Start { id, agent, reply }).is_err() {
+        if self.send(Op::Start { id, agent, reply }).is_err() {
             return tasks::start(&self.db, id, agent).await;
+        }
+        answer.await.unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// The task's row, read together with the other jobs delivered now.
+    pub async fn read(&self, id: Uuid) -> Result<Option<Model>> {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Op::Read { id, reply }).is_err() {
+            return crate::db::tasks::find(&self.db, id).await;
+        }
+        answer.await.unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// Holds the start of `task` (as read, delivered to `agent` at `since`) for [`LINGER`]:
+    /// the returned receiver says what became of it.
+    pub fn defer_start(
+        &self,
+        task: &Model,
+        agent: Option<Uuid>,
+        since: DateTime<Utc>,
+        logged: Option<Logged>,
+    ) -> oneshot::Receiver<Result<Fate>> {
+        let (fate, outcome) = oneshot::channel();
+        let held = Held {
+            id: task.id,
+            agent,
+            attempt_before: task.attempt,
+            since,
+            deadline: tokio::time::Instant::now() + LINGER,
+            fate,
+            _logged: logged,
+        };
+        if let Err(Op::Hold(held)) = self.send(Op::Hold(held)) {
+            // No writer: start at once, alone.
+            let db = self.db.clone();
+            tokio::spawn(async move {
+                let fate = tasks::start(&db, held.id, held.agent)
+                    .await
+                    .map(|row| row.map_or(Fate::NotStartable, |row| Fate::Started(Box::new(row))));
+                let _ = held.fate.send(fate);
+            });
+        }
+        outcome
+    }
+
+    /// Commits a held start now (its task is failing, or must report progress).
+    pub fn flush_start(&self, id: Uuid) {
+        let _ = self.send(Op::Flush { id });
+    }
+
+    /// Completes a delivery whose start may still be held: both in one update if it is.
+    pub async fn finish(&self, id: Uuid, result: Value) -> Result<Finished> {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Op::Finish { id, result, reply }).is_err() {
+            return Ok(Finished::NotHeld);
         }
         answer.await.unwrap_or_else(|_| Err(gone()))
     }
 
     /// [`tasks::complete`], batched with the other jobs finishing now.
     pub async fn complete(&self, id: Uuid, holder: Holder, result: Value) -> Result<bool> {
-        let Some(tx) = &self.tx else {
-            return tasks::complete(&self.db, id, holder, result).await;
-        };
         let (reply, answer) = oneshot::channel();
         let completion = Completion { id, holder, result };
-        if let Err(mpsc::error::SendError(op)) = tx.send(Op::Complete { completion, reply }) {
+        if let Err(op) = self.send(Op::Complete { completion, reply }) {
             let Op::Complete { completion, .. } = op else {
                 unreachable!("the op sent back is the one sent")
             };
@@ -97,10 +218,48 @@ fn shared_error(e: &Error) -> Error {
     Error::Database(DbErr::Custom(format!("batched task update failed: {e}")))
 }
 
+/// One batch's work, by kind.
+#[derive(Default)]
+struct Batch {
+    reads: Vec<(Uuid, StartReply)>,
+    starts: Vec<(Uuid, Option<Uuid>, StartReply)>,
+    held_starts: Vec<Held>,
+    fused: Vec<(Held, Value, FinishReply)>,
+    completes: Vec<(Completion, oneshot::Sender<Result<bool>>)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.reads.is_empty()
+            && self.starts.is_empty()
+            && self.held_starts.is_empty()
+            && self.fused.is_empty()
+            && self.completes.is_empty()
+    }
+
+    /// Independent statements on pooled connections.
+    async fn run(self, db: DatabaseConnection) {
+        tokio::join!(
+            read_batch(&db, self.reads),
+            start_batch(&db, self.starts),
+            held_start_batch(&db, self.held_starts),
+            fused_batch(&db, self.fused),
+            complete_batch(&db, self.completes),
+        );
+    }
+}
+
 async fn write(db: DatabaseConnection, mut rx: mpsc::UnboundedReceiver<Op>) {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut ops = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut ops, MAX_BATCH).await > 0 {
+    let mut held: HashMap<Uuid, Held> = HashMap::new();
+    let mut closed = false;
+    while !closed || !held.is_empty() {
+        let next_deadline = held.values().map(|h| h.deadline).min();
+        tokio::select! {
+            n = rx.recv_many(&mut ops, MAX_BATCH), if !closed => closed = n == 0,
+            () = sleep_until(next_deadline), if next_deadline.is_some() => {}
+        }
         // Waiting for a free batch slot is what lets the next batch grow meanwhile.
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
@@ -112,24 +271,72 @@ async fn write(db: DatabaseConnection, mut rx: mpsc::UnboundedReceiver<Op>) {
                 Err(_) => break,
             }
         }
-        let mut starts = Vec::new();
-        let mut completes = Vec::new();
+        let mut batch = Batch::default();
         for op in ops.drain(..) {
             match op {
-                Op::Start { id, agent, reply } => starts.push((id, agent, reply)),
-                Op::Complete { completion, reply } => completes.push((completion, reply)),
+                Op::Start { id, agent, reply } => batch.starts.push((id, agent, reply)),
+                Op::Read { id, reply } => batch.reads.push((id, reply)),
+                Op::Hold(h) => {
+                    held.insert(h.id, h);
+                }
+                Op::Flush { id } => batch.held_starts.extend(held.remove(&id)),
+                Op::Finish { id, result, reply } => match held.remove(&id) {
+                    Some(h) => batch.fused.push((h, result, reply)),
+                    None => {
+                        let _ = reply.send(Ok(Finished::NotHeld));
+                    }
+                },
+                Op::Complete { completion, reply } => batch.completes.push((completion, reply)),
             }
+        }
+        // Starts whose linger ran out go now; all of them when the writer is closing.
+        let now = tokio::time::Instant::now();
+        let due: Vec<Uuid> = held
+            .values()
+            .filter(|h| closed || h.deadline <= now)
+            .map(|h| h.id)
+            .collect();
+        batch
+            .held_starts
+            .extend(due.iter().filter_map(|id| held.remove(id)));
+        if batch.is_empty() {
+            continue;
         }
         let db = db.clone();
         tokio::spawn(async move {
-            // Two independent statements on two pooled connections.
-            tokio::join!(start_batch(&db, starts), complete_batch(&db, completes));
+            batch.run(db).await;
             drop(permit);
         });
     }
 }
 
-type StartReply = oneshot::Sender<Result<Option<Model>>>;
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_batch(db: &DatabaseConnection, reads: Vec<(Uuid, StartReply)>) {
+    if reads.is_empty() {
+        return;
+    }
+    let ids: Vec<Uuid> = reads.iter().map(|(id, _)| *id).collect();
+    match tasks::find_many(db, &ids).await {
+        Ok(rows) => {
+            let rows: HashMap<Uuid, Model> = rows.into_iter().map(|m| (m.id, m)).collect();
+            for (id, reply) in reads {
+                let _ = reply.send(Ok(rows.get(&id).cloned()));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, tasks = ids.len(), "batched task read failed");
+            for (_, reply) in reads {
+                let _ = reply.send(Err(shared_error(&e)));
+            }
+        }
+    }
+}
 
 async fn start_batch(db: &DatabaseConnection, starts: Vec<(Uuid, Option<Uuid>, StartReply)>) {
     if starts.is_empty() {
@@ -156,6 +363,74 @@ async fn start_batch(db: &DatabaseConnection, starts: Vec<(Uuid, Option<Uuid>, S
                 for (_, reply) in waiting {
                     let _ = reply.send(Err(shared_error(&e)));
                 }
+            }
+        }
+    }
+}
+
+async fn held_start_batch(db: &DatabaseConnection, held: Vec<Held>) {
+    if held.is_empty() {
+        return;
+    }
+    let mut by_agent: HashMap<Option<Uuid>, Vec<Held>> = HashMap::new();
+    for h in held {
+        by_agent.entry(h.agent).or_default().push(h);
+    }
+    for (agent, group) in by_agent {
+        let ids: Vec<Uuid> = group.iter().map(|h| h.id).collect();
+        match tasks::start_many(db, &ids, agent).await {
+            Ok(rows) => {
+                let mut started: HashMap<Uuid, Model> =
+                    rows.into_iter().map(|m| (m.id, m)).collect();
+                for h in group {
+                    let fate = started
+                        .remove(&h.id)
+                        .map_or(Fate::NotStartable, |row| Fate::Started(Box::new(row)));
+                    let _ = h.fate.send(Ok(fate));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, tasks = ids.len(), "batched task start failed");
+                for h in group {
+                    let _ = h.fate.send(Err(shared_error(&e)));
+                }
+            }
+        }
+    }
+}
+
+async fn fused_batch(db: &DatabaseConnection, fused: Vec<(Held, Value, FinishReply)>) {
+    if fused.is_empty() {
+        return;
+    }
+    let items: Vec<StartedAndCompleted> = fused
+        .iter()
+        .map(|(h, result, _)| StartedAndCompleted {
+            id: h.id,
+            agent: h.agent,
+            attempt_before: h.attempt_before,
+            started_at: h.since,
+            result: result.clone(),
+        })
+        .collect();
+    match tasks::start_and_complete_many(db, &items).await {
+        Ok(ids) => {
+            let mut done: std::collections::HashSet<Uuid> = ids.into_iter().collect();
+            for (h, _, reply) in fused {
+                let (fate, finished) = if done.remove(&h.id) {
+                    (Fate::Fused, Finished::Completed)
+                } else {
+                    (Fate::NotStartable, Finished::NotStartable)
+                };
+                let _ = h.fate.send(Ok(fate));
+                let _ = reply.send(Ok(finished));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, tasks = items.len(), "batched task completion failed");
+            for (h, _, reply) in fused {
+                let _ = h.fate.send(Err(shared_error(&e)));
+                let _ = reply.send(Err(shared_error(&e)));
             }
         }
     }

@@ -22,6 +22,7 @@
 //! one statement per batch.
 
 pub mod commit;
+pub mod deliveries;
 
 use std::sync::Arc;
 
@@ -90,13 +91,181 @@ pub struct Lifecycle {
     db: DatabaseConnection,
     bus: Arc<dyn EventBus>,
     commits: commit::Commits,
+    /// Where a built-in worker process counts its deliveries (see [`deliveries`]).
+    deliveries: Option<deliveries::DeliveryLog>,
+}
+
+/// A task delivered to a built-in worker: read, counted in the delivery log, and runnable now;
+/// its start is committed shortly, or together with its completion.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The task as it is while this attempt runs (`running`, attempt counted, held by the worker).
+    pub task: Task,
+    /// What became of the held start, until it is known.
+    fate: Option<tokio::sync::oneshot::Receiver<Result<commit::Fate>>>,
+    /// The start is committed (and `task.started` published).
+    started: bool,
+}
+
+impl Delivery {
+    /// Whether the start's fate is still unknown (it may be awaited with [`Lifecycle::await_start`]).
+    pub fn start_pending(&self) -> bool {
+        self.fate.is_some()
+    }
+
+    /// Whether the start is committed.
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
 }
 
 impl Lifecycle {
     /// Starts the group committer (it ends with the last clone). Needs a Tokio runtime.
     pub fn new(db: DatabaseConnection, bus: Arc<dyn EventBus>) -> Self {
         let commits = commit::Commits::spawn(db.clone());
-        Self { db, bus, commits }
+        Self {
+            db,
+            bus,
+            commits,
+            deliveries: None,
+        }
+    }
+
+    /// Counts this process's deliveries in a log under `dir`, after counting the attempts that
+    /// processes gone before left unrecorded there. Call before taking any work.
+    pub async fn with_delivery_log(mut self, dir: &std::path::Path) -> Result<Self> {
+        self.recover_lost_deliveries(dir).await?;
+        self.deliveries = Some(deliveries::DeliveryLog::open(dir)?);
+        Ok(self)
+    }
+
+    /// Counts the attempts that dead processes logged as delivered but never recorded: a task
+    /// that crashed its worker is `dead` once that was its last attempt. Returns how many.
+    pub async fn recover_lost_deliveries(&self, dir: &std::path::Path) -> Result<usize> {
+        let mut counted = 0;
+        for (id, attempt_before) in deliveries::take_orphaned(dir)? {
+            let reason = "attempt lost: its worker process stopped while running it";
+            let Some(after) =
+                transitions::count_lost_delivery(&self.db, id, attempt_before, reason).await?
+            else {
+                continue;
+            };
+            counted += 1;
+            tracing::warn!(task_id = %id, attempt = after.attempt, status = %after.status, "a delivery was lost with its worker process");
+            if after.status == TaskStatus::Dead.as_str() {
+                self.report_failure(&after, reason).await;
+            }
+        }
+        Ok(counted)
+    }
+
+    /// Takes delivery of a task for a built-in worker: reads it and, when it may start now,
+    /// counts the delivery and holds its start (see [`commit::LINGER`]). `None`: not startable
+    /// (a duplicate delivery, finished, cancelled, not due), and nothing changed.
+    pub async fn deliver(&self, id: Uuid, agent: Option<Uuid>) -> Result<Option<Delivery>> {
+        let now = Utc::now();
+        let Some(row) = self.commits.read(id).await? else {
+            return Ok(None);
+        };
+        if !transitions::startable_now(&row, now) {
+            return Ok(None);
+        }
+        let logged = match &self.deliveries {
+            Some(log) => Some(log.record(id, row.attempt)?),
+            None => None,
+        };
+        let fate = self.commits.defer_start(&row, agent, now, logged);
+        let mut task = row;
+        task.status = TaskStatus::Running.as_str().into();
+        task.attempt += 1;
+        task.agent_id = agent;
+        task.started_at = Some(now);
+        task.lease_expires_at = Some(
+            now + chrono::Duration::seconds(task.timeout_seconds as i64) + transitions::LEASE_GRACE,
+        );
+        Ok(Some(Delivery {
+            task,
+            fate: Some(fate),
+            started: false,
+        }))
+    }
+
+    /// Waits for the delivery's held start to be committed: true when it was (and
+    /// `task.started` is published), false when the task may no longer start (stop running it).
+    pub async fn await_start(&self, d: &mut Delivery) -> Result<bool> {
+        // Cancel-safe: the receiver stays in place until it has answered, so a caller that
+        // stops waiting (its handler finished first) can still finish the delivery.
+        let Some(fate) = d.fate.as_mut() else {
+            return Ok(d.started);
+        };
+        let fate = fate.await;
+        d.fate = None;
+        let fate = fate.unwrap_or_else(|_| {
+            Err(crate::Error::Database(sea_orm::DbErr::Custom(
+                "the task writer stopped".into(),
+            )))
+        });
+        match fate? {
+            commit::Fate::Started(row) => {
+                d.task = *row;
+                d.started = true;
+                emit(self.bus.as_ref(), Event::task_started(&d.task)).await;
+                Ok(true)
+            }
+            commit::Fate::NotStartable => Ok(false),
+            commit::Fate::Fused => {
+                d.started = true;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Commits the delivery's start now, if it is still held (before a failure or a cancel is
+    /// recorded): true when the task is started.
+    pub async fn ensure_started(&self, d: &mut Delivery) -> Result<bool> {
+        if d.start_pending() {
+            self.commits.flush_start(d.task.id);
+        }
+        self.await_start(d).await
+    }
+
+    /// Completes a delivery: with its start in one update when the start is still held,
+    /// otherwise after it. False when the attempt is no longer this worker's (nothing changed).
+    pub async fn complete_delivery(
+        &self,
+        d: &mut Delivery,
+        holder: Holder,
+        result: serde_json::Value,
+    ) -> Result<bool> {
+        if d.start_pending() {
+            match self.commits.finish(d.task.id, result.clone()).await? {
+                commit::Finished::Completed => {
+                    d.fate = None;
+                    d.started = true;
+                    let ran_ms = d
+                        .task
+                        .started_at
+                        .map_or(0, |at| (Utc::now() - at).num_milliseconds().max(0));
+                    emit(self.bus.as_ref(), Event::task_started(&d.task)).await;
+                    emit(
+                        self.bus.as_ref(),
+                        Event::task_completed(&d.task, result, ran_ms),
+                    )
+                    .await;
+                    return Ok(true);
+                }
+                commit::Finished::NotStartable => {
+                    d.fate = None;
+                    return Ok(false);
+                }
+                commit::Finished::NotHeld => {
+                    if !self.await_start(d).await? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        self.complete(&d.task, holder, result).await
     }
 
     pub fn db(&self) -> &DatabaseConnection {

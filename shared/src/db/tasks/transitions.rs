@@ -171,18 +171,7 @@ pub async fn complete_many(db: &impl ConnectionTrait, items: &[Completion]) -> R
     let now = Utc::now();
     let mut done = Vec::with_capacity(items.len());
     for ((agent, attempt), group) in by_holder {
-        let first = &group[0].result;
-        // Most batches carry one result shape (no-op and echo handlers); otherwise each row
-        // picks its own result by id.
-        let result: Expr = if group.iter().all(|c| c.result == *first) {
-            Expr::value(first.clone())
-        } else {
-            let mut case = sea_orm::sea_query::CaseStatement::new();
-            for c in &group {
-                case = case.case(Column::Id.eq(c.id), Expr::value(c.result.clone()));
-            }
-            case.finally(Expr::col(Column::Result)).into()
-        };
+        let result = per_row(&group, |c| c.id, |c| c.result.clone(), Column::Result);
         let mut running = Condition::all().add(Column::Status.eq(TaskStatus::Running.as_str()));
         if let Some(a) = agent {
             running = running.add(Column::AgentId.eq(a));
@@ -206,6 +195,139 @@ pub async fn complete_many(db: &impl ConnectionTrait, items: &[Completion]) -> R
         done.extend(updated_ids(db, update).await?);
     }
     Ok(done)
+}
+
+/// One value for every row of a batched update: a constant when all rows get the same (the
+/// common case: no-op and echo handlers return one shape), else a `CASE` on the row's id.
+fn per_row<T, V>(
+    items: &[T],
+    id: impl Fn(&T) -> Uuid,
+    value: impl Fn(&T) -> V,
+    otherwise: Column,
+) -> Expr
+where
+    V: Into<sea_orm::Value> + PartialEq,
+{
+    let first = value(&items[0]);
+    if items.iter().all(|i| value(i) == first) {
+        return Expr::value(first);
+    }
+    let mut case = sea_orm::sea_query::CaseStatement::new();
+    for i in items {
+        case = case.case(Column::Id.eq(id(i)), Expr::value(value(i)));
+    }
+    case.finally(Expr::col(otherwise)).into()
+}
+
+/// The rows of these tasks (those that exist), in no particular order.
+pub async fn find_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<tasks::Model>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(Entity::find()
+        .filter(id_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
+/// Whether `task`, as read, may be started now: the same test as [`start`]'s condition, in
+/// memory, for a worker that runs a task before its start is committed.
+pub fn startable_now(task: &tasks::Model, now: DateTime<Utc>) -> bool {
+    let waiting =
+        TaskStatus::parse(&task.status).is_some_and(|s| TaskStatus::STARTABLE.contains(&s));
+    let lost = task.status == TaskStatus::Running.as_str()
+        && task.lease_expires_at.is_some_and(|l| l < now);
+    (waiting || lost) && !task.cancel_requested && task.run_at.is_none_or(|at| at <= now)
+}
+
+/// A delivery that ran to completion before its start was committed: both in one update.
+#[derive(Debug, Clone)]
+pub struct StartedAndCompleted {
+    pub id: Uuid,
+    pub agent: Option<Uuid>,
+    /// The attempt count when the task was delivered (before this attempt).
+    pub attempt_before: i32,
+    pub started_at: DateTime<Utc>,
+    pub result: Value,
+}
+
+/// `pending | scheduled | failed | running (lease expired) → completed` in one step, counting the
+/// attempt: for each item, on the condition its start would have had, and that nobody started
+/// the task since it was read (the attempt count is unchanged). Returns the ids that changed.
+pub async fn start_and_complete_many(
+    db: &impl ConnectionTrait,
+    items: &[StartedAndCompleted],
+) -> Result<Vec<Uuid>> {
+    let mut groups: std::collections::BTreeMap<(Option<Uuid>, i32), Vec<&StartedAndCompleted>> =
+        Default::default();
+    for item in items {
+        groups
+            .entry((item.agent, item.attempt_before))
+            .or_default()
+            .push(item);
+    }
+    let now = Utc::now();
+    let mut done = Vec::with_capacity(items.len());
+    for ((agent, attempt_before), group) in groups {
+        let result = per_row(&group, |c| c.id, |c| c.result.clone(), Column::Result);
+        let started_at = per_row(&group, |c| c.id, |c| c.started_at, Column::StartedAt);
+        let update = Entity::update_many()
+            .col_expr(Column::Status, Expr::value(TaskStatus::Completed.as_str()))
+            .col_expr(Column::Attempt, Expr::col(Column::Attempt).add(1))
+            .col_expr(Column::AgentId, Expr::value(agent))
+            .col_expr(Column::StartedAt, started_at)
+            .col_expr(Column::Result, result)
+            .col_expr(Column::Progress, Expr::value(100))
+            .col_expr(Column::Error, Expr::value(Option::<String>::None))
+            .col_expr(
+                Column::LeaseExpiresAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(Column::FinishedAt, Expr::value(now))
+            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .filter(id_in(group.iter().map(|c| c.id)))
+            .filter(unindexed(
+                startable(now).add(Column::Attempt.eq(attempt_before)),
+            ));
+        done.extend(updated_ids(db, update).await?);
+    }
+    Ok(done)
+}
+
+/// A delivery that a worker process logged but never settled (the process died): the attempt
+/// it never recorded is counted, and the task is `dead` when that was its last. Only while the
+/// task is still waiting at the attempt count it was delivered with (so a delivery whose start
+/// or completion was committed changes nothing). Returns the row when it changed.
+pub async fn count_lost_delivery(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    attempt_before: i32,
+    reason: &str,
+) -> Result<Option<tasks::Model>> {
+    let now = Utc::now();
+    let exhausted = Expr::col(Column::Attempt)
+        .add(1)
+        .gte(Expr::col(Column::MaxAttempts));
+    let update = Entity::update_many()
+        .col_expr(Column::Attempt, Expr::col(Column::Attempt).add(1))
+        .col_expr(
+            Column::Status,
+            Expr::case(exhausted.clone(), Expr::value(TaskStatus::Dead.as_str()))
+                .finally(Expr::col(Column::Status))
+                .into(),
+        )
+        .col_expr(
+            Column::FinishedAt,
+            Expr::case(exhausted, Expr::value(now))
+                .finally(Expr::col(Column::FinishedAt))
+                .into(),
+        )
+        .col_expr(Column::Error, Expr::value(reason))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Attempt.eq(attempt_before))
+        .filter(Column::Status.is_in(TaskStatus::STARTABLE.iter().map(|s| s.as_str())));
+    updated_row(db, id, update).await
 }
 
 /// Runs an update and returns the ids of the rows it changed (not the whole rows: a completed
