@@ -2,7 +2,7 @@
 
 use std::{fmt, time::Duration};
 
-use crate::{Error, Result};
+use crate::{Error, Result, crypto::KeyRing};
 
 /// A string that must never be printed: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -453,6 +453,17 @@ fn parse_bool(var: &impl Fn(&str) -> Option<String>, name: &str, default: bool) 
         Some(v) => Err(Error::Config(format!(
             "{name} must be true or false, got {v:?}"
         ))),
+    }
+}
+
+impl KeyRing {
+    /// The ring the settings describe (`MCP_SECRET_KEY`, `MCP_ENCRYPTION_KEYS`). Here, beside
+    /// the settings, so that the cipher needs nothing of the configuration.
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        Self::new(
+            settings.secret_key.expose(),
+            settings.encryption_keys.as_ref().map(|k| k.expose()),
+        )
     }
 }
 
