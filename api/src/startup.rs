@@ -1,12 +1,12 @@
 //! Building the application from settings: database and migrations, queue backend, event bus,
 //! embedded workers, routes. [`Application::build`] binds the port, so callers know it before
-//! serving.
+//! serving (and, with `MCP_PORT_FILE`, so can another process).
 //!
 //! This is where the components meet: each is built here with what it needs (the route
 //! templates, read once from the spec, go to the audit log, the metrics and the request
 //! middleware), then gathered into the [`AppState`] the services work on.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, path::Path, sync::Arc, time::Duration};
 
 use mcp_migrations::{Migrator, MigratorTrait};
 use mcp_shared::{
@@ -206,11 +206,16 @@ impl Application {
         let acceptor = TcpListener::bind(format!("{}:{}", settings.host, settings.port))
             .into_acceptor()
             .await?;
-        let port = acceptor
+        let bound = acceptor
             .local_addr()
             .first()
-            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
-            .unwrap_or(settings.port);
+            .and_then(|a| a.as_socket_addr().copied());
+        let port = bound.map_or(settings.port, |a| a.port());
+        if let Some(path) = &settings.port_file {
+            let address =
+                bound.map_or_else(|| format!("{}:{port}", settings.host), |a| a.to_string());
+            write_port_file(path, &address)?;
+        }
         Ok(Self {
             acceptor,
             port,
@@ -299,6 +304,16 @@ impl Application {
     }
 }
 
+/// Writes the bound address (`host:port`) to `path` whole: to a file beside it first, then
+/// renamed over it, so a reader never sees half of it.
+fn write_port_file(path: &Path, address: &str) -> anyhow::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, format!("{address}\n"))?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,5 +352,21 @@ mod tests {
         assert_eq!(routes.allowed_methods("/api/v1/tasks/batch"), "POST");
         assert_eq!(routes.allowed_methods("/ws/tasks/progress"), "GET");
         assert_eq!(routes.template("/no/such/route"), UNMATCHED);
+    }
+
+    #[test]
+    fn the_port_file_holds_the_whole_address() {
+        let dir = std::env::temp_dir().join(format!("mcp-port-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("api.port");
+        write_port_file(&path, "127.0.0.1:41234").unwrap();
+        write_port_file(&path, "127.0.0.1:41235").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "127.0.0.1:41235\n");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no partial file left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

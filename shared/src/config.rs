@@ -43,6 +43,9 @@ pub struct Settings {
     pub host: String,
     /// `MCP_PORT`: 0 picks a free port (the bound address is logged).
     pub port: u16,
+    /// `MCP_PORT_FILE`: once the server has bound its port, it writes the bound address
+    /// (`host:port`) to this file, so whoever started it with `MCP_PORT=0` can find it.
+    pub port_file: Option<std::path::PathBuf>,
     /// `MCP_ENV`: production refuses to start without real secrets and logs JSON.
     pub environment: Environment,
     /// `MCP_SECRET_KEY`: root of the keys for field encryption and agent-key hashing.
@@ -301,6 +304,7 @@ impl Settings {
         Ok(Self {
             host: var("MCP_HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port: parse(&var, "MCP_PORT", 5001)?,
+            port_file: var("MCP_PORT_FILE").map(std::path::PathBuf::from),
             environment,
             secret_key,
             jwt_secret_key,
