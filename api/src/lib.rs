@@ -23,10 +23,11 @@
 //!    - [`dashboard`]: the operator page at `/dashboard`, a client of the API like any other.
 //! 2. [`state`]: the components above, built once, gathered into what services work on. The
 //!    state holds them; none of them holds or imports the state.
-//! 3. [`services`]: the logic, free of HTTP. Every database call and every event the API
-//!    publishes is a service's. A service may call another, never in a circle (`runs` →
-//!    `agents` → `capabilities`). Task transitions are [`mcp_shared::lifecycle`]'s: the task
-//!    services only call it.
+//! 3. [`services`]: the logic, free of HTTP. Every database call and every event of the API
+//!    goes through a service, except the background work three foundations do on their own
+//!    (the directory's sync, the dispatcher's pushes and releases, the audit log's writes). A
+//!    service may call another, never in a circle (`runs` → `agents` → `capabilities`). Task
+//!    transitions are [`mcp_shared::lifecycle`]'s: the task services only call it.
 //! 4. The request edge: [`auth`] (the security scheme, resolving credentials through the
 //!    sessions service) and [`payload`] (JSON bodies with 400/422/413); then the handlers,
 //!    [`routes`] (one module per resource, plus `/metrics`) and [`ws`] (WebSocket channels). A
