@@ -7,7 +7,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::{connect_async, tungstenite::Message};
 
-use crate::helpers::{App, Mode, wait_for};
+use crate::helpers::{App, Mode, wait::receive_until, wait_for};
 
 async fn discover(app: &App, query: &str) -> Vec<Value> {
     let (s, b) = app
@@ -429,19 +429,22 @@ async fn a_killed_worker_goes_stale_then_offline() {
     app.kill_worker();
 
     let mut transitions = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while transitions.len() < 2 {
-        let msg = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no stale/offline events; saw {transitions:?}"))
-            .unwrap()
-            .unwrap();
-        let Message::Text(text) = msg else { continue };
-        let v: Value = serde_json::from_str(&text).unwrap();
-        if v["type"] == "agent.status_updated" && v["data"]["agent_id"] == worker_id.as_str() {
-            transitions.push(v["data"]["status"].as_str().unwrap().to_string());
-        }
-    }
+    receive_until(
+        "stale and offline events",
+        Duration::from_secs(30),
+        async || ws.next().await,
+        |msg| {
+            let Message::Text(text) = msg.unwrap() else {
+                return None;
+            };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["type"] == "agent.status_updated" && v["data"]["agent_id"] == worker_id.as_str() {
+                transitions.push(v["data"]["status"].as_str().unwrap().to_string());
+            }
+            (transitions.len() == 2).then_some(())
+        },
+    )
+    .await;
     assert_eq!(transitions, ["stale", "offline"]);
     let (_, h) = app
         .admin("GET", &format!("/api/v1/agents/{worker_id}/health"), None)

@@ -767,37 +767,37 @@ async fn dashboard_renews_its_access_token_with_the_refresh_token() {
     // point and renews first.
     let admin = app.login(ADMIN, ADMIN_PASSWORD).await;
     let mut created = 0u32;
-    let mut renewed = Value::Null;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        created += 1;
-        let (status, body) = app
-            .call(
-                "POST",
-                "/api/v1/tasks",
-                Some(&admin),
-                Some(json!({"type": "generic", "payload": {"n": created}})),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        let want = created.to_string();
-        browser
-            .wait_text(
-                "the page to count the task",
-                r#"#queues tr[data-capability="generic"] td[data-col="processed"]"#,
-                |t| t == want,
-            )
-            .await;
-        let now = stored_credentials(&browser).await;
-        if now["access"] != first["access"] {
-            renewed = now;
-            break;
-        }
-    }
-    assert!(
-        !renewed.is_null(),
-        "the page never renewed its token ({created} tasks)"
-    );
+    let renewed = wait_for(
+        "the page to renew its token",
+        Duration::from_secs(30),
+        async || {
+            created += 1;
+            let (status, body) = app
+                .call(
+                    "POST",
+                    "/api/v1/tasks",
+                    Some(&admin),
+                    Some(json!({"type": "generic", "payload": {"n": created}})),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+            let want = created.to_string();
+            browser
+                .wait_text(
+                    "the page to count the task",
+                    r#"#queues tr[data-capability="generic"] td[data-col="processed"]"#,
+                    |t| t == want,
+                )
+                .await;
+            let now = stored_credentials(&browser).await;
+            if now["access"] != first["access"] {
+                Ok(now)
+            } else {
+                Err(format!("the same token after {created} tasks"))
+            }
+        },
+    )
+    .await;
     assert_ne!(renewed["refresh"], first["refresh"]);
     // The page spent the first refresh token: it works once.
     let (status, body) = app.refresh(&first["refresh"]).await;

@@ -198,6 +198,8 @@ async fn agent_flow(mode: Mode) {
             )
         })
     };
+    // Time for the long poll to reach the server and wait: nothing outside the server shows that
+    // it waits, and the answer must be the task either way.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = app
         .create_task(json!({"type": "analysis", "required_capabilities": ["analysis", "validation"], "payload": {"q": 1}}))
@@ -401,7 +403,30 @@ async fn paused_queues_hold_tasks_until_resumed() {
     let t = app
         .create_task(json!({"type": "generic", "priority": "critical", "payload": {}}))
         .await;
-    tokio::time::sleep(Duration::from_millis(800)).await; // a paused queue must stay still; nothing to wait for
+    // Queued after it on another queue, left to the dispatcher, and dispatched: the dispatcher
+    // has passed the paused queue by since the task was created.
+    let (s, b) = app
+        .admin(
+            "POST",
+            "/api/v1/tasks/batch",
+            Some(json!({"tasks": [{"type": "generic", "required_capabilities": ["stage_export"], "payload": {}}]})),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let later = b["data"]["task_ids"][0].as_str().unwrap().to_string();
+    wait_for(
+        "a task queued later on another queue to be dispatched",
+        Duration::from_secs(15),
+        async || {
+            let now = status_of(&app, &later).await;
+            if now["status"] == "pending" {
+                Err(now.to_string())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
     assert_eq!(status_of(&app, &id(&t)).await["status"], "pending");
     let (_, queues) = app.admin("GET", "/api/v1/queues", None).await;
     let generic = queues["data"]
@@ -684,20 +709,21 @@ async fn a_task_that_crashes_its_worker_ends_dead() {
         .create_task(json!({"type": "generic", "payload": {"crash": true}, "max_attempts": 2}))
         .await;
     let mut crashes = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        crashes += app.revive_workers();
-        let now = status_of(&app, &id(&t)).await;
-        if now["status"] == "dead" {
-            assert_eq!(now["attempt"], 2, "{now}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still {now} after {crashes} crashes"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let dead = wait_for(
+        "the crashing task to be dead",
+        Duration::from_secs(90),
+        async || {
+            crashes += app.revive_workers();
+            let now = status_of(&app, &id(&t)).await;
+            if now["status"] == "dead" {
+                Ok(now)
+            } else {
+                Err(format!("{now} after {crashes} crashes"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(dead["attempt"], 2, "{dead}");
     assert!(crashes >= 2, "each attempt crashed a worker ({crashes})");
     let ok = app
         .create_task(json!({"type": "generic", "payload": {"after": "crashes"}}))

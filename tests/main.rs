@@ -1,7 +1,10 @@
 //! Black-box tests of TechDeck MCP: real servers, real binaries, HTTP and WebSocket only.
 //!
-//! Each test starts what it needs on free loopback ports in its own temp dir (see [`helpers`]),
-//! and waits by polling with a deadline, never by sleeping.
+//! Each test starts what it needs on loopback in its own temp dir (see [`helpers`]): our own
+//! binaries bind port 0 and report the port they got (`MCP_PORT_FILE`); redis-server and
+//! PostgreSQL take a port picked free. Tests wait for a condition by polling or reading with a
+//! deadline ([`helpers::wait`]), never by sleeping; a sleep is left only where time passing is
+//! what is tested (a lockout running out, a client idling past a timeout).
 
 mod helpers;
 

@@ -15,6 +15,7 @@ use crate::helpers::{
     App, Mode,
     app::{ADMIN, ADMIN_PASSWORD, binary},
     servers::free_port,
+    wait_for,
 };
 
 /// How long one mcpctl run may take before the test gives up on it.
@@ -78,6 +79,29 @@ impl Ctl {
 
     async fn run(&self, args: &[&str]) -> Run {
         run(self.command(args), None).await
+    }
+
+    /// Waits until `mcpctl agents` lists the agent: replicas learn of agents registered
+    /// elsewhere on their next directory sync.
+    async fn wait_listed(&self, agent_id: &str) {
+        wait_for(
+            "mcpctl to list the agent",
+            Duration::from_secs(30),
+            async || {
+                let agents = self.run(&["agents", "-o", "json"]).await.expect(0).json();
+                let listed = agents
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a["id"] == agent_id);
+                if listed {
+                    Ok(())
+                } else {
+                    Err(agents.to_string())
+                }
+            },
+        )
+        .await;
     }
 
     fn credentials(&self) -> PathBuf {
@@ -293,24 +317,7 @@ async fn mcpctl_logs_in_submits_watches_and_reports_exit_codes() {
 
     // Agents and queues, as JSON and as tables.
     let agent_id = done["agent_id"].as_str().expect("the task ran on an agent");
-    // Replicas learn of agents registered elsewhere on their next directory sync.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let agents = ctl.run(&["agents", "-o", "json"]).await.expect(0).json();
-        if agents
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == agent_id)
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the worker never listed: {agents}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    ctl.wait_listed(agent_id).await;
     let table = ctl.run(&["agents"]).await;
     let mut lines = table.expect(0).stdout.lines();
     assert!(lines.next().unwrap().starts_with("ID"));
@@ -387,30 +394,30 @@ async fn mcpctl_batch_resumes_after_a_kill_without_duplicates() {
     // Interrupted once the checkpoint shows some, but not all, chunks acknowledged.
     let mut child = batch(&[]).spawn().unwrap();
     let checkpoints = ctl.dir.join("checkpoints");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let acknowledged = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the batch ended ({status}) before it could be interrupted");
-        }
-        let progress: Vec<u64> = std::fs::read_dir(&checkpoints)
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            // Only the checkpoint itself, not the temporary file it is renamed from.
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .filter_map(|p| std::fs::read_to_string(p).ok())
-            .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
-            .filter_map(|cp| cp["acknowledged"].as_u64())
-            .collect();
-        match progress.first() {
-            Some(&n) if n > 0 && n < TASKS as u64 => break n,
-            other => assert!(
-                tokio::time::Instant::now() < deadline,
-                "the batch never got part-way; last checkpoint: {other:?}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let acknowledged = wait_for(
+        "the batch to get part-way",
+        Duration::from_secs(60),
+        async || {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the batch ended ({status}) before it could be interrupted");
+            }
+            let progress: Vec<u64> = std::fs::read_dir(&checkpoints)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                // Only the checkpoint itself, not the temporary file it is renamed from.
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .filter_map(|p| std::fs::read_to_string(p).ok())
+                .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
+                .filter_map(|cp| cp["acknowledged"].as_u64())
+                .collect();
+            match progress.first() {
+                Some(&n) if n > 0 && n < TASKS as u64 => Ok(n),
+                other => Err(format!("last checkpoint: {other:?}")),
+            }
+        },
+    )
+    .await;
     child.kill().await.unwrap();
     let after_kill = pending_low(&app, "bulk_import").await;
     assert!(
@@ -592,24 +599,7 @@ async fn mcpctl_against_the_distributed_mode() {
     assert_eq!(done["status"], "completed");
     assert_eq!(done["result"]["n"], 3);
     let agent_id = done["agent_id"].as_str().expect("the worker ran it");
-    // Replicas learn of agents registered elsewhere on their next directory sync.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let agents = ctl.run(&["agents", "-o", "json"]).await.expect(0).json();
-        if agents
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == agent_id)
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the worker never listed: {agents}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    ctl.wait_listed(agent_id).await;
 
     const TASKS: usize = 3_000;
     let file: String = (0..TASKS)

@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::mpsc,
 };
-use tokio_tungstenite::connect_async;
+use tokio_tungstenite::{connect_async, tungstenite::Message};
 
-use crate::helpers::{App, Mode, wait_for, ws::next_of_type};
+use crate::helpers::{App, Mode, wait::receive_until, wait_for};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -52,15 +53,26 @@ async fn system_events(app: &App) -> Socket {
 /// Reads `system.alert` events until the one with `key` in `state` (`raised` or `cleared`)
 /// arrives.
 async fn next_alert(ws: &mut Socket, key: &str, state: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        assert!(!left.is_zero(), "no {state} {key} alert in time");
-        let (event, _) = next_of_type(ws, "system.alert", left).await;
-        if event["data"]["key"] == key && event["data"]["state"] == state {
-            return event["data"].clone();
-        }
-    }
+    receive_until(
+        &format!("a {state} {key} alert"),
+        Duration::from_secs(30),
+        async || ws.next().await,
+        |msg| {
+            let event = system_alert(msg)?;
+            (event["data"]["key"] == key && event["data"]["state"] == state)
+                .then(|| event["data"].clone())
+        },
+    )
+    .await
+}
+
+/// A `system.alert` event, from a WebSocket message.
+fn system_alert(msg: Result<Message, tokio_tungstenite::tungstenite::Error>) -> Option<Value> {
+    let Message::Text(text) = msg.expect("socket error") else {
+        return None;
+    };
+    let event: Value = serde_json::from_str(&text).unwrap();
+    (event["type"] == "system.alert").then_some(event)
 }
 
 async fn system_health(app: &App) -> Value {
@@ -127,16 +139,13 @@ async fn webhook(refuse: usize) -> (String, mpsc::UnboundedReceiver<Value>) {
 
 /// The next webhook body about `kind` in `state`.
 async fn next_hook(rx: &mut mpsc::UnboundedReceiver<Value>, kind: &str, state: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no webhook POST of a {state} {kind} alert"))
-            .expect("webhook receiver alive");
-        if body["alert"] == kind && body["state"] == state {
-            return body;
-        }
-    }
+    receive_until(
+        &format!("a webhook POST of a {state} {kind} alert"),
+        Duration::from_secs(30),
+        async || rx.recv().await,
+        |body| (body["alert"] == kind && body["state"] == state).then_some(body),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -611,19 +620,24 @@ async fn with_two_replicas_cluster_figures_and_alerts_come_from_the_leader_only(
     )
     .await;
     // Raised once by the leader, not once per replica, then cleared once.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut raised_again = 0;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let (event, _) = next_of_type(&mut ws, "system.alert", left).await;
-        if event["data"]["key"] != key {
-            continue;
-        }
-        if event["data"]["state"] == "cleared" {
-            break;
-        }
-        raised_again += 1;
-    }
+    receive_until(
+        "the alert to clear",
+        Duration::from_secs(30),
+        async || ws.next().await,
+        |msg| {
+            let event = system_alert(msg)?;
+            if event["data"]["key"] != key {
+                return None;
+            }
+            if event["data"]["state"] == "cleared" {
+                return Some(());
+            }
+            raised_again += 1;
+            None
+        },
+    )
+    .await;
     assert_eq!(raised_again, 0, "one raise for one incident");
 }
 
@@ -673,23 +687,25 @@ async fn a_request_trace_continues_into_the_workers_job_span() {
 
     let mut server = None;
     let mut job = None;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while server.is_none() || job.is_none() {
-        let body = tokio::time::timeout_at(deadline, exports.recv())
-            .await
-            .unwrap_or_else(|_| panic!("spans missing: server {server:?}, job {job:?}"))
-            .expect("collector alive");
-        for (service, span) in spans_of(&body) {
-            if span["traceId"] != trace_id {
-                continue;
+    receive_until(
+        "the request's and the job's spans",
+        Duration::from_secs(30),
+        async || exports.recv().await,
+        |body| {
+            for (service, span) in spans_of(&body) {
+                if span["traceId"] != trace_id {
+                    continue;
+                }
+                if span["name"] == "POST /api/v1/tasks" {
+                    server = Some((service, span));
+                } else if span["name"] == "job generic" {
+                    job = Some((service, span));
+                }
             }
-            if span["name"] == "POST /api/v1/tasks" {
-                server = Some((service, span));
-            } else if span["name"] == "job generic" {
-                job = Some((service, span));
-            }
-        }
-    }
+            (server.is_some() && job.is_some()).then_some(())
+        },
+    )
+    .await;
     let (server_service, server) = server.unwrap();
     let (job_service, job) = job.unwrap();
     assert_eq!(server_service, "mcp-api");

@@ -769,27 +769,28 @@ async fn ws_outcome(app: &App, path: &str, authorization: Option<&str>) -> WsOut
             .headers_mut()
             .insert("authorization", a.parse().unwrap());
     }
-    let mut ws = match connect_async(request).await {
+    let ws = match connect_async(request).await {
         Ok((ws, _)) => ws,
         Err(e) => return WsOutcome::Other(format!("handshake: {e}")),
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                return if v["type"] == "snapshot" {
-                    WsOutcome::Snapshot
-                } else {
-                    WsOutcome::Other(text.to_string())
-                };
+    // The first message that says something: a text message or a close frame with a code.
+    let mut answers = ws.filter(|m| {
+        std::future::ready(!matches!(
+            m,
+            Ok(msg) if !matches!(msg, Message::Text(_) | Message::Close(Some(_)))
+        ))
+    });
+    match tokio::time::timeout(Duration::from_secs(10), answers.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => {
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if v["type"] == "snapshot" {
+                WsOutcome::Snapshot
+            } else {
+                WsOutcome::Other(text.to_string())
             }
-            Ok(Some(Ok(Message::Close(Some(frame))))) => {
-                return WsOutcome::Closed(u16::from(frame.code));
-            }
-            Ok(Some(Ok(_))) => continue,
-            other => return WsOutcome::Other(format!("{other:?}")),
         }
+        Ok(Some(Ok(Message::Close(Some(frame))))) => WsOutcome::Closed(u16::from(frame.code)),
+        other => WsOutcome::Other(format!("{other:?}")),
     }
 }
 

@@ -8,7 +8,12 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::{connect_async, tungstenite::Message};
 
-use crate::helpers::{App, Mode, wait_for, ws::next_of_type};
+use crate::helpers::{
+    App, Mode,
+    wait::receive_until,
+    wait_for,
+    ws::{close_frame, next_of_type},
+};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -27,14 +32,7 @@ async fn send(ws: &mut Socket, v: Value) {
 
 /// Reads until the server closes; returns the close code.
 async fn close_code(ws: &mut Socket) -> u16 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Ok(Some(Ok(Message::Close(Some(frame))))) => return u16::from(frame.code),
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
+    close_frame(ws, Duration::from_secs(10)).await.0
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -167,20 +165,9 @@ async fn connection_limit_and_dead_connections() {
     let mut b = connect(&app, "/ws/system/events", &app.admin_token).await;
     next_of_type(&mut b, "snapshot", Duration::from_secs(5)).await;
     let mut c = connect(&app, "/ws/system/events", &app.admin_token).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let frame = loop {
-        match tokio::time::timeout_at(deadline, c.next()).await {
-            Ok(Some(Ok(Message::Close(Some(frame))))) => break frame,
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
-    assert_eq!(u16::from(frame.code), 1013);
-    assert!(
-        frame.reason.contains("MAX_AGENT_CONNECTIONS"),
-        "{}",
-        frame.reason
-    );
+    let (code, reason) = close_frame(&mut c, Duration::from_secs(10)).await;
+    assert_eq!(code, 1013);
+    assert!(reason.contains("MAX_AGENT_CONNECTIONS"), "{reason}");
 
     // `a` keeps reading (and so answers pings); `b` stops reading, so it never answers and is
     // dropped, which frees a slot.
@@ -350,17 +337,16 @@ async fn a_client_that_stops_reading_is_told_it_lagged_and_slows_no_one() {
     .expect("the reading client gets new events while another client is stalled");
 
     // Now the stalled client reads: what it gets includes the lag notice.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut lagged = false;
-    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, stalled.next()).await {
-        if let Message::Text(t) = msg
-            && t.contains("\"lagged\"")
-        {
-            lagged = true;
-            break;
-        }
-    }
-    assert!(lagged, "the stalled client was never told it lagged");
+    receive_until(
+        "the stalled client to be told it lagged",
+        Duration::from_secs(60),
+        async || stalled.next().await,
+        |msg| match msg.expect("the stalled client stays connected") {
+            Message::Text(t) if t.contains("\"lagged\"") => Some(()),
+            _ => None,
+        },
+    )
+    .await;
     send(&mut stalled, json!({"action": "ping"})).await;
     next_of_type(&mut stalled, "pong", Duration::from_secs(30)).await;
 }
@@ -370,39 +356,41 @@ async fn read_sse(resp: reqwest::Response, stop: impl Fn(&Value) -> bool) -> Vec
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
     let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("SSE timed out; got {events:?}"))
-            .expect("stream ended")
-            .unwrap();
-        buf.push_str(std::str::from_utf8(&chunk).unwrap());
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let mut id = None;
-            let mut data = None;
-            let mut kind = None;
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("id:") {
-                    id = Some(v.trim().to_string());
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data = Some(v.trim().to_string());
-                } else if let Some(v) = line.strip_prefix("event:") {
-                    kind = Some(v.trim().to_string());
+    receive_until(
+        "the SSE event that ends the read",
+        Duration::from_secs(20),
+        async || stream.next().await,
+        |chunk| {
+            buf.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = None;
+                let mut kind = None;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        kind = Some(v.trim().to_string());
+                    }
+                }
+                let Some(data) = data else { continue };
+                let v: Value = serde_json::from_str(&data).unwrap();
+                assert_eq!(kind.as_deref(), v["type"].as_str());
+                assert_eq!(id.as_deref(), v["id"].as_str());
+                let done = stop(&v);
+                events.push(v);
+                if done {
+                    return Some(());
                 }
             }
-            let Some(data) = data else { continue };
-            let v: Value = serde_json::from_str(&data).unwrap();
-            assert_eq!(kind.as_deref(), v["type"].as_str());
-            assert_eq!(id.as_deref(), v["id"].as_str());
-            let done = stop(&v);
-            events.push(v);
-            if done {
-                return events;
-            }
-        }
-    }
+            None
+        },
+    )
+    .await;
+    events
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,10 @@ use std::{io::Read, process::ExitCode};
 use mcp_shared::{Settings, auth::Role, crypto, db::users, telemetry};
 
 use crate::{
-    routes::users::{validate_password, validate_username},
+    services::{
+        keys,
+        users::{validate_password, validate_username},
+    },
     startup::{Application, connect_and_migrate, openapi_json},
 };
 
@@ -139,7 +142,7 @@ async fn keys_status(settings: Settings) -> anyhow::Result<()> {
     let ring = key_ring(&settings)?;
     let db = connect_and_migrate(&settings).await?;
     println!("active key: {}", ring.active_key_id());
-    for (key, (tasks, agents)) in crate::services::keys::status(&db).await? {
+    for (key, (tasks, agents)) in keys::status(&db).await? {
         println!("sealed by {key}: {tasks} tasks, {agents} agents");
     }
     Ok(())
@@ -157,7 +160,7 @@ async fn keys_rotate(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
     };
     let ring = key_ring(&settings)?;
     let db = connect_and_migrate(&settings).await?;
-    let report = crate::services::keys::rotate(&db, &ring, batch).await?;
+    let report = keys::rotate(&db, &ring, batch).await?;
     println!(
         "re-sealed under {}: {} tasks, {} agents; {} unreadable",
         ring.active_key_id(),

@@ -16,6 +16,7 @@ use mcp_shared::{
     db::{Database, agents},
     domain::agent::{AgentStatus, AgentType, Capability},
     entities::agents::Model,
+    shutdown::spawn_every,
 };
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -211,14 +212,9 @@ impl AgentDirectory {
     /// Keeps syncing until shutdown.
     pub fn spawn_sync(self: &Arc<Self>, db: Database, shutdown: CancellationToken) {
         let me = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SYNC_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.cancelled() => return,
-                }
+        spawn_every(SYNC_INTERVAL, shutdown, move || {
+            let (me, db) = (me.clone(), db.clone());
+            async move {
                 if let Err(e) = me.sync(&db).await {
                     tracing::warn!(error = %e, "agent directory sync failed");
                 }

@@ -14,8 +14,9 @@ use poem_openapi::error::{
 use tracing::Instrument;
 
 use crate::{
+    audit::{self, AuditLog},
     error::{ApiError, ErrorCode, REQUEST_ID},
-    services::audit::{self, AuditLog},
+    templates::RouteTemplates,
 };
 
 /// The longest client-supplied request id we echo; longer or odd ones are replaced.
@@ -56,6 +57,8 @@ pub struct RequestPolicy {
     pub read_timeout: std::time::Duration,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<IpAddr>>,
+    /// The routes, for the `Allow` header of a 405.
+    pub routes: Arc<RouteTemplates>,
 }
 
 pub async fn request_context<E: Endpoint>(
@@ -69,6 +72,7 @@ pub async fn request_context<E: Endpoint>(
         audit,
         read_timeout,
         trusted_proxies,
+        routes,
     } = policy;
     let mut req = req;
     if req.header("content-length").is_some_and(|l| l != "0")
@@ -149,8 +153,7 @@ pub async fn request_context<E: Endpoint>(
     }
     security_headers(&mut resp, &path, production);
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED
-        && let Ok(v) =
-            HeaderValue::from_str(&crate::routes::templates::global().allowed_methods(&path))
+        && let Ok(v) = HeaderValue::from_str(&routes.allowed_methods(&path))
     {
         resp.headers_mut().insert("allow", v);
     }

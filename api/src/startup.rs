@@ -1,16 +1,20 @@
 //! Building the application from settings: database and migrations, queue backend, event bus,
 //! embedded workers, routes. [`Application::build`] binds the port, so callers know it before
-//! serving.
+//! serving (and, with `MCP_PORT_FILE`, so can another process).
+//!
+//! This is where the components meet: each is built here with what it needs (the route
+//! templates, read once from the spec, go to the audit log, the metrics and the request
+//! middleware), then gathered into the [`AppState`] the services work on.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, path::Path, sync::Arc, time::Duration};
 
 use mcp_migrations::{Migrator, MigratorTrait};
 use mcp_shared::{
     Settings,
-    auth::{JwtKeys, Role},
+    auth::JwtKeys,
     bus::{EventBus, InProcessBus, RedisStreamBus},
-    crypto::{self, KeyRing},
-    db::{Database, tasks, users},
+    crypto::KeyRing,
+    db::{Database, tasks},
     lifecycle::Lifecycle,
     queue::{self, JobQueue, MemoryQueue, RedisQueue},
 };
@@ -23,18 +27,21 @@ use poem_openapi::OpenApiService;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    audit::AuditLog,
     directory::AgentDirectory,
+    dispatcher::Dispatcher,
     middleware::{BodyLimits, RequestPolicy, request_context},
-    observability::{self, Observability, http::Track},
+    observability::{Observability, http::Track},
     routes::{
         agents::AgentsApi, audit::AuditApi, auth::AuthApi, capabilities::CapabilitiesApi,
-        events::EventsApi, health::HealthApi, pipeline::PipelineApi, queues::QueuesApi,
+        events::EventsApi, health::HealthApi, metrics, pipeline::PipelineApi, queues::QueuesApi,
         system::SystemApi, tasks::TasksApi, users::UsersApi,
     },
-    services,
-    services::dispatcher::Dispatcher,
+    security::Guard,
+    services::{agents, monitoring, retention, users},
     slow_clients::HeaderDeadlineAcceptor,
     state::AppState,
+    templates::RouteTemplates,
     ws,
 };
 
@@ -69,10 +76,16 @@ pub fn openapi_json() -> String {
     api_service().spec() + "\n"
 }
 
+/// The route templates of this build's API, read from its spec.
+pub fn route_templates() -> Arc<RouteTemplates> {
+    Arc::new(RouteTemplates::from_spec(&openapi_json()))
+}
+
 pub struct Application {
     acceptor: poem::listener::TcpAcceptor,
     port: u16,
     state: AppState,
+    routes: Arc<RouteTemplates>,
     shutdown: CancellationToken,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -131,6 +144,8 @@ impl Application {
             };
 
         let artifacts = mcp_shared::artifacts::open(&settings.artifact_store)?;
+        let routes = route_templates();
+        let lifecycle = Lifecycle::new(db.conn.clone(), bus.clone());
         let state = AppState {
             jwt: Arc::new(JwtKeys::new(
                 &settings.jwt_secret_key,
@@ -140,26 +155,32 @@ impl Application {
             settings: settings.clone(),
             db: db.clone(),
             queue: queue.clone(),
-            lifecycle: Lifecycle::new(db.conn.clone(), bus.clone()),
+            lifecycle: lifecycle.clone(),
             bus: bus.clone(),
             cipher: Arc::new(KeyRing::from_settings(&settings)?),
             directory: AgentDirectory::new(),
-            dispatcher: Dispatcher::new(),
+            dispatcher: Dispatcher::new(
+                settings.clone(),
+                db.clone(),
+                queue.clone(),
+                lifecycle,
+                redis_conn.clone(),
+            ),
             redis: redis_conn.clone(),
             artifacts: artifacts.clone(),
             connections: Default::default(),
-            audit: services::audit::AuditLog::start(db.clone()),
-            guard: crate::security::Guard::new(&settings, redis_conn.clone()),
-            observability: Observability::new(&settings, &shutdown),
+            audit: AuditLog::start(db.clone(), routes.clone()),
+            guard: Guard::new(&settings, redis_conn.clone()),
+            observability: Observability::new(&settings, routes.clone(), &shutdown),
         };
-        observability::spawn(state.clone(), shutdown.clone());
-        state.dispatcher.spawn(state.clone(), shutdown.clone());
+        monitoring::spawn(state.clone(), shutdown.clone());
+        state.dispatcher.spawn(shutdown.clone());
         state.directory.sync(&db).await?;
         state.directory.spawn_sync(db.clone(), shutdown.clone());
-        spawn_sweeper(state.clone(), shutdown.clone());
-        services::retention::spawn(state.clone(), shutdown.clone());
+        agents::spawn_sweeper(state.clone(), shutdown.clone());
+        retention::spawn(state.clone(), shutdown.clone());
 
-        bootstrap_admin(&state).await?;
+        users::bootstrap_admin(&db, settings.is_production()).await?;
 
         let mut background = Vec::new();
         if settings.embedded_workers {
@@ -185,15 +206,21 @@ impl Application {
         let acceptor = TcpListener::bind(format!("{}:{}", settings.host, settings.port))
             .into_acceptor()
             .await?;
-        let port = acceptor
+        let bound = acceptor
             .local_addr()
             .first()
-            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
-            .unwrap_or(settings.port);
+            .and_then(|a| a.as_socket_addr().copied());
+        let port = bound.map_or(settings.port, |a| a.port());
+        if let Some(path) = &settings.port_file {
+            let address =
+                bound.map_or_else(|| format!("{}:{port}", settings.host), |a| a.to_string());
+            write_port_file(path, &address)?;
+        }
         Ok(Self {
             acceptor,
             port,
             state,
+            routes,
             shutdown,
             background,
         })
@@ -218,6 +245,7 @@ impl Application {
             audit: self.state.audit.clone(),
             read_timeout: self.state.settings.read_timeout,
             trusted_proxies: Arc::new(self.state.settings.trusted_proxies.clone()),
+            routes: self.routes.clone(),
         };
         let settings = self.state.settings.clone();
         let mut routes = Route::new();
@@ -248,7 +276,7 @@ impl Application {
             .at("/ws/tasks/progress", get(ws::tasks_progress))
             .at("/ws/pipeline/updates", get(ws::pipeline_updates))
             .at("/ws/system/events", get(ws::system_events))
-            .at("/metrics", get(observability::metrics_endpoint))
+            .at("/metrics", get(metrics::metrics))
             .nest("/", api)
             .data(self.state.clone())
             .with_if(cors.is_some(), cors.unwrap_or_default())
@@ -276,45 +304,69 @@ impl Application {
     }
 }
 
-/// In development, when no user exists, creates `admin` with a generated password and prints it
-/// once. Production never does this: use `mcp-api admin create`.
-async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
-    if state.settings.is_production() || users::count(&state.db.conn).await? > 0 {
-        return Ok(());
-    }
-    let password = crypto::random_token(18);
-    let to_hash = password.clone();
-    let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&to_hash)).await??;
-    match users::create(&state.db.conn, "admin", hash, Role::Admin).await {
-        Ok(_) => {
-            // Printed, not logged: logs must never carry secrets.
-            eprintln!(
-                "\n  development mode: created user `admin` with password `{password}`\n  (shown once; create real users with `mcp-api admin create`)\n"
-            );
-        }
-        // Another replica created it first.
-        Err(mcp_shared::Error::Conflict(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
+/// Writes the bound address (`host:port`) to `path` whole: to a file beside it first, then
+/// renamed over it, so a reader never sees half of it.
+fn write_port_file(path: &Path, address: &str) -> anyhow::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, format!("{address}\n"))?;
+    std::fs::rename(&partial, path)?;
     Ok(())
 }
 
-/// Marks silent agents stale and offline. Safe on every replica at once: each transition is a
-/// conditional update that only one sweeper wins.
-fn spawn_sweeper(state: AppState, shutdown: CancellationToken) {
-    let period = (state.settings.agent_heartbeat / 2)
-        .clamp(Duration::from_millis(100), Duration::from_secs(5));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.cancelled() => return,
-            }
-            if let Err(e) = services::agents::sweep(&state).await {
-                tracing::warn!(error = %e, "agent sweep failed");
-            }
-        }
-    });
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::templates::UNMATCHED;
+
+    #[test]
+    fn paths_map_to_bounded_templates() {
+        let routes = route_templates();
+        assert_eq!(
+            routes.template("/api/v1/tasks/0192f5a0-0000-7000-8000-000000000000"),
+            "/api/v1/tasks/{id}"
+        );
+        assert_eq!(
+            routes.template("/api/v1/tasks/batch"),
+            "/api/v1/tasks/batch"
+        );
+        assert_eq!(
+            routes.template("/api/v1/queues/mcp:generic/pause"),
+            "/api/v1/queues/{name}/pause"
+        );
+        assert_eq!(routes.template("/ws/tasks/abc"), "/ws/tasks/{id}");
+        assert_eq!(routes.template("/metrics"), "/metrics");
+        assert_eq!(routes.template("/docs/index.css"), "/docs");
+        assert_eq!(routes.template("/wp-admin/x.php"), UNMATCHED);
+        assert_eq!(routes.template("/api/v1/tasks/"), UNMATCHED);
+    }
+
+    #[test]
+    fn allowed_methods_follow_the_most_literal_template() {
+        let routes = route_templates();
+        assert_eq!(routes.allowed_methods("/api/v1/agents/discover"), "GET");
+        let by_id = routes.allowed_methods("/api/v1/agents/0190c0de-0000-7000-8000-000000000000");
+        assert!(by_id.contains("GET") && by_id.contains("DELETE"), "{by_id}");
+        let tasks = routes.allowed_methods("/api/v1/tasks");
+        assert!(tasks.contains("GET") && tasks.contains("POST"), "{tasks}");
+        assert_eq!(routes.allowed_methods("/api/v1/tasks/batch"), "POST");
+        assert_eq!(routes.allowed_methods("/ws/tasks/progress"), "GET");
+        assert_eq!(routes.template("/no/such/route"), UNMATCHED);
+    }
+
+    #[test]
+    fn the_port_file_holds_the_whole_address() {
+        let dir = std::env::temp_dir().join(format!("mcp-port-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("api.port");
+        write_port_file(&path, "127.0.0.1:41234").unwrap();
+        write_port_file(&path, "127.0.0.1:41235").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "127.0.0.1:41235\n");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no partial file left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,4 +1,5 @@
-//! What every handler can reach, built once at start.
+//! What every handler and service can reach, built once at start. Each component here gets its
+//! dependencies when it is built and never reaches back into the state.
 
 use std::sync::Arc;
 
@@ -7,7 +8,10 @@ use mcp_shared::{
     db::Database, lifecycle::Lifecycle, queue::JobQueue,
 };
 
-use crate::{directory::AgentDirectory, services::dispatcher::Dispatcher};
+use crate::{
+    audit::AuditLog, connections::Connections, directory::AgentDirectory, dispatcher::Dispatcher,
+    observability::Observability, security::Guard,
+};
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -29,11 +33,11 @@ pub struct AppState {
     /// Datasets, stage outputs and exports.
     pub artifacts: Arc<dyn ArtifactStore>,
     /// Open WebSocket connections, against `MAX_AGENT_CONNECTIONS`.
-    pub connections: Arc<crate::ws::Connections>,
+    pub connections: Arc<Connections>,
     /// Group-commits audit records.
-    pub audit: crate::services::audit::AuditLog,
+    pub audit: AuditLog,
     /// Rate limits, login lockouts and revoked tokens.
-    pub guard: crate::security::Guard,
+    pub guard: Guard,
     /// Metrics, the request window and alerts.
-    pub observability: Arc<crate::observability::Observability>,
+    pub observability: Arc<Observability>,
 }

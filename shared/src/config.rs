@@ -2,7 +2,7 @@
 
 use std::{fmt, time::Duration};
 
-use crate::{Error, Result};
+use crate::{Error, Result, crypto::KeyRing};
 
 /// A string that must never be printed: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -43,6 +43,9 @@ pub struct Settings {
     pub host: String,
     /// `MCP_PORT`: 0 picks a free port (the bound address is logged).
     pub port: u16,
+    /// `MCP_PORT_FILE`: once the server has bound its port, it writes the bound address
+    /// (`host:port`) to this file, so whoever started it with `MCP_PORT=0` can find it.
+    pub port_file: Option<std::path::PathBuf>,
     /// `MCP_ENV`: production refuses to start without real secrets and logs JSON.
     pub environment: Environment,
     /// `MCP_SECRET_KEY`: root of the keys for field encryption and agent-key hashing.
@@ -304,6 +307,7 @@ impl Settings {
         Ok(Self {
             host: var("MCP_HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port: parse(&var, "MCP_PORT", 5001)?,
+            port_file: var("MCP_PORT_FILE").map(std::path::PathBuf::from),
             environment,
             secret_key,
             jwt_secret_key,
@@ -459,6 +463,17 @@ fn parse_bool(var: &impl Fn(&str) -> Option<String>, name: &str, default: bool) 
         Some(v) => Err(Error::Config(format!(
             "{name} must be true or false, got {v:?}"
         ))),
+    }
+}
+
+impl KeyRing {
+    /// The ring the settings describe (`MCP_SECRET_KEY`, `MCP_ENCRYPTION_KEYS`). Here, beside
+    /// the settings, so that the cipher needs nothing of the configuration.
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        Self::new(
+            settings.secret_key.expose(),
+            settings.encryption_keys.as_ref().map(|k| k.expose()),
+        )
     }
 }
 

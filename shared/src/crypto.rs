@@ -213,14 +213,6 @@ impl KeyRing {
         Ok(Self { keys: ring })
     }
 
-    /// The ring the settings describe (`MCP_SECRET_KEY`, `MCP_ENCRYPTION_KEYS`).
-    pub fn from_settings(settings: &crate::Settings) -> Result<Self> {
-        Self::new(
-            settings.secret_key.expose(),
-            settings.encryption_keys.as_ref().map(|k| k.expose()),
-        )
-    }
-
     /// A new key entry for `MCP_ENCRYPTION_KEYS`.
     pub fn generate_entry(id: &str) -> String {
         format!(

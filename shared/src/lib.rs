@@ -1,18 +1,26 @@
 //! The domain every TechDeck MCP binary agrees on.
 //!
 //! # Layout
-//! - [`config`]: typed settings, loaded once from the environment; secrets wrapped so they cannot be printed.
-//! - [`error`]: the crate's error type.
-//! - [`telemetry`]: one tracing setup for every binary (JSON logs in production), every line
-//!   sanitised by [`sanitize::sanitize`] so no personal data or credential is written out.
-//!   [`otlp`]: trace export.
-//! - [`pii`]: personal data found and redacted (the validation stage, agent metadata);
-//!   [`sanitize`]: what log output must not carry (credentials, then the same PII).
-//! - [`crypto`]: argon2 password hashing, keyed hashes and random tokens.
-//! - [`auth`]: roles, permissions and JWT claims.
-//! - [`domain`]: task, priority and event types shared by the API and the workers.
-//! - [`entities`]: sea-orm entities, one per table; [`db`]: connecting and the queries that change state.
-//! - The three seams: [`queue`] (where jobs wait), [`bus`] (where events travel), [`artifacts`] (where data lives).
+//! Five lines, from the bottom up. A module uses modules of the lines above its own and, within
+//! its line, those listed before it; never one listed after it, so no modules use each other in
+//! a circle.
+//! 1. Values: [`entities`] (sea-orm entities, one per table), [`pii`] (personal data found and
+//!    redacted: the validation stage, agent metadata), the types of [`domain`] (task, priority,
+//!    agent, stage), [`error`] (the crate's error type).
+//! 2. Tools: [`crypto`] (argon2 passwords, keyed hashes, random tokens, the AES-256-GCM key
+//!    ring), [`sealing`] (sensitive JSON fields sealed in place), [`config`] (typed settings,
+//!    loaded once from the environment; secrets wrapped so they cannot be printed), [`auth`]
+//!    (roles, permissions and JWT claims), [`sanitize`] (what log output must not carry:
+//!    credentials, then the same PII), [`telemetry`] (one tracing setup for every binary, JSON
+//!    logs in production, every line sanitised), [`otlp`] (trace export), [`shutdown`] (the
+//!    stop signal, and periodic work that stops with it).
+//! 3. Events and the three seams: [`domain::event`] (events, built from entity rows with sealed
+//!    fields masked), [`queue`] (where jobs wait; explicit queue names), [`bus`] (where events
+//!    travel), [`artifacts`] (where data lives).
+//! 4. [`db`]: connecting, and the queries that read and change state, one module per table
+//!    family.
+//! 5. [`lifecycle`]: every task transition, decided and published in one place (where a task
+//!    starts, completes, is retried or becomes dead).
 //!
 //! # The data path
 //! An API request creates a task row (the source of truth for its state) and pushes a small job

@@ -13,6 +13,8 @@
 
 #[path = "../helpers/servers.rs"]
 mod servers;
+#[path = "../helpers/wait.rs"]
+mod wait;
 
 use std::{
     sync::{

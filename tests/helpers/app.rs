@@ -3,7 +3,8 @@
 
 use std::{
     io::Write,
-    path::PathBuf,
+    net::SocketAddr,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -11,7 +12,7 @@ use std::{
 use serde_json::{Value, json};
 
 use super::{
-    servers::{Postgres, Redis, TempDir, free_port},
+    servers::{Postgres, Redis, TempDir},
     wait_for,
 };
 
@@ -51,7 +52,9 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 pub struct App {
+    /// `http://127.0.0.1:{port}` of the main API process.
     pub base: String,
+    /// The port the main API process bound (it starts on port 0 and reports it).
     pub port: u16,
     pub http: reqwest::Client,
     pub admin_token: String,
@@ -77,10 +80,10 @@ impl App {
             Mode::SingleNode => (None, None),
             Mode::Distributed => (Some(Redis::start()), Some(Postgres::start())),
         };
-        let port = free_port();
         let mut env: Vec<(String, String)> = vec![
             ("MCP_HOST".into(), "127.0.0.1".into()),
-            ("MCP_PORT".into(), port.to_string()),
+            // Every API process binds a free port and reports it (see `wait_serving`).
+            ("MCP_PORT".into(), "0".into()),
             (
                 "MCP_SECRET_KEY".into(),
                 "test-secret-key-0123456789abcdefghijklmnop".into(),
@@ -111,8 +114,8 @@ impl App {
             env.push((k.to_string(), v.to_string()));
         }
         let mut app = Self {
-            base: format!("http://127.0.0.1:{port}"),
-            port,
+            base: String::new(),
+            port: 0,
             http: reqwest::Client::new(),
             admin_token: String::new(),
             redis,
@@ -182,9 +185,18 @@ impl App {
         );
     }
 
+    /// Starts the main API process; [`App::wait_healthy`] waits until it serves. Started again
+    /// (after [`App::kill_api`]), it binds the port it had, so clients reconnect to the same
+    /// address.
     pub fn start_api(&mut self) {
-        let child = self
-            .command("mcp-api")
+        let port_file = self.dir.path().join("api.port");
+        let _ = std::fs::remove_file(&port_file);
+        let mut cmd = self.command("mcp-api");
+        if self.port != 0 {
+            cmd.env("MCP_PORT", self.port.to_string());
+        }
+        let child = cmd
+            .env("MCP_PORT_FILE", &port_file)
             .stdout(self.log("api.log"))
             .stderr(self.log("api.log"))
             .spawn()
@@ -232,24 +244,22 @@ impl App {
     /// Starts another API process on its own port (distributed mode: same database and Redis)
     /// and waits until it answers; returns its port.
     pub async fn start_replica(&mut self) -> u16 {
-        let port = free_port();
+        let port_file = self
+            .dir
+            .path()
+            .join(format!("api-replica-{}.port", self.replicas.len()));
         let child = self
             .command("mcp-api")
-            .env("MCP_PORT", port.to_string())
+            .env("MCP_PORT_FILE", &port_file)
             .stdout(self.log("api-replica.log"))
             .stderr(self.log("api-replica.log"))
             .spawn()
             .unwrap();
+        // Held before waiting, so it is stopped with the app whatever happens.
         self.replicas.push(child);
-        let url = format!("http://127.0.0.1:{port}/api/v1/health");
-        wait_for("the replica to answer", Duration::from_secs(60), || async {
-            match self.http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
-        port
+        let log = self.dir.path().join("api-replica.log");
+        let child = self.replicas.last_mut().unwrap();
+        wait_serving(&self.http, child, &port_file, &log).await
     }
 
     /// The main API process's pid (the benchmarks read its memory use).
@@ -365,28 +375,13 @@ impl App {
         }
     }
 
+    /// Waits until the main API process serves; learns its port the first time.
     pub async fn wait_healthy(&mut self) {
-        let url = format!("{}/api/v1/health", self.base);
-        let http = self.http.clone();
-        let api = self.api.as_mut().unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = api.try_wait().unwrap() {
-                let log =
-                    std::fs::read_to_string(self.dir.path().join("api.log")).unwrap_or_default();
-                panic!("mcp-api exited with {status} before becoming healthy:\n{log}");
-            }
-            if let Ok(r) = http.get(&url).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "mcp-api never became healthy"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let port_file = self.dir.path().join("api.port");
+        let log = self.dir.path().join("api.log");
+        let api = self.api.as_mut().expect("the API was started");
+        self.port = wait_serving(&self.http, api, &port_file, &log).await;
+        self.base = format!("http://127.0.0.1:{}", self.port);
     }
 
     pub async fn login(&self, username: &str, password: &str) -> String {
@@ -567,6 +562,41 @@ impl App {
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://127.0.0.1:{}{path}", self.port)
     }
+}
+
+/// The port in a file an API process wrote its bound address (`host:port`) to.
+fn reported_port(port_file: &Path) -> Result<u16, String> {
+    let text = std::fs::read_to_string(port_file).map_err(|e| format!("no port file yet ({e})"))?;
+    text.trim()
+        .parse::<SocketAddr>()
+        .map(|a| a.port())
+        .map_err(|e| format!("port file holds {text:?}: {e}"))
+}
+
+/// Waits until the API process `child` has reported its port in `port_file` and answers
+/// `/api/v1/health` there; returns the port. Panics with the process's log if it exits first.
+async fn wait_serving(
+    http: &reqwest::Client,
+    child: &mut Child,
+    port_file: &Path,
+    log: &Path,
+) -> u16 {
+    wait_for("mcp-api to serve", Duration::from_secs(60), async || {
+        if let Some(status) = child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("mcp-api exited with {status} before becoming healthy:\n{log}");
+        }
+        let port = reported_port(port_file)?;
+        match http
+            .get(format!("http://127.0.0.1:{port}/api/v1/health"))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => Ok(port),
+            other => Err(format!("port {port}: {other:?}")),
+        }
+    })
+    .await
 }
 
 impl Drop for App {

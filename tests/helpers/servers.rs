@@ -5,8 +5,10 @@ use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use super::wait::wait_for_blocking;
 
 /// Where everything a test writes goes; removed on success, kept (and printed) on failure.
 pub struct TempDir(pub PathBuf);
@@ -33,6 +35,9 @@ impl Drop for TempDir {
     }
 }
 
+/// A loopback port that is free now, for servers that cannot report the port they bind
+/// (`redis-server --port 0` turns TCP off; PostgreSQL and the tools we drive take a port).
+/// Our own binaries bind port 0 and report theirs instead.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -49,11 +54,15 @@ fn missing(binary: &str) -> ! {
 }
 
 fn wait_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not open port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_blocking(
+        &format!("{what} to open port {port}"),
+        Duration::from_secs(30),
+        || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    );
 }
 
 pub struct Redis {

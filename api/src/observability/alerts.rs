@@ -16,6 +16,9 @@
 //! - `agent_flapping`: `MCP_ALERT_AGENT_FLAPS` status changes within the health window.
 //! - `agent_failing`: more than `MCP_ALERT_AGENT_FAILURE_RATE` of its finished attempts in the
 //!   window failed, over at least [`MIN_AGENT_ATTEMPTS`].
+//!
+//! Here: the conditions, worked out from figures handed in, and the state of raised alerts. The
+//! monitoring service gathers the figures, evaluates on a timer and publishes the changes.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -25,20 +28,18 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use mcp_shared::{
-    bus::emit,
+    Settings,
     config::Secret,
-    domain::{agent::AgentStatus, event::Event, task::TaskStatus},
-    entities::tasks,
+    domain::{agent::AgentStatus, event::Event},
 };
-use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Observability, window::Window};
-use crate::{directory, state::AppState};
+use super::window::Window;
+use crate::directory::AgentEntry;
 
 /// Alert kinds every replica evaluates over its own requests.
 const REPLICA_KINDS: &[&str] = &["error_rate", "response_time"];
@@ -190,7 +191,7 @@ fn owns(alert: &Alert, me: &str, leader: bool) -> bool {
 }
 
 /// A condition that holds now; becomes an [`Alert`] when first raised.
-struct Condition {
+pub struct Condition {
     key: String,
     alert: &'static str,
     severity: &'static str,
@@ -201,9 +202,9 @@ struct Condition {
     subject: Value,
 }
 
-fn replica_conditions(state: &AppState, obs: &Observability) -> Vec<Condition> {
-    let s = &state.settings;
-    let stats = obs.requests.stats(Instant::now());
+/// The conditions of this replica's requests over the health window.
+pub fn replica_conditions(s: &Settings, requests: &Window) -> Vec<Condition> {
+    let stats = requests.stats(Instant::now());
     let mut out = Vec::new();
     if stats.count < s.alert_min_requests.max(1) {
         return out;
@@ -245,165 +246,136 @@ fn replica_conditions(state: &AppState, obs: &Observability) -> Vec<Condition> {
     out
 }
 
-#[derive(FromQueryResult)]
-struct OldestRow {
-    queue: String,
-    oldest: Option<DateTime<Utc>>,
-}
+impl Alerts {
+    /// The cluster-wide conditions: from the oldest waiting task per queue
+    /// (`(queue, created_at)`), the agent directory, and the agent events of the window.
+    pub fn cluster_conditions(
+        &self,
+        s: &Settings,
+        oldest_waiting: &[(String, DateTime<Utc>)],
+        agents: &[AgentEntry],
+    ) -> Vec<Condition> {
+        let mut out = Vec::new();
 
-async fn cluster_conditions(state: &AppState) -> mcp_shared::Result<Vec<Condition>> {
-    let s = &state.settings;
-    let mut out = Vec::new();
-
-    // Queue age: the oldest task waiting to run, per queue.
-    let rows = tasks::Entity::find()
-        .select_only()
-        .column(tasks::Column::Queue)
-        .column_as(tasks::Column::CreatedAt.min(), "oldest")
-        .filter(tasks::Column::Status.eq(TaskStatus::Pending.as_str()))
-        .group_by(tasks::Column::Queue)
-        .into_model::<OldestRow>()
-        .all(&state.db.conn)
-        .await?;
-    let limit_ms = s.alert_queue_age.as_millis() as f64;
-    for row in rows {
-        let Some(oldest) = row.oldest else { continue };
-        let age_ms = (Utc::now() - oldest).num_milliseconds() as f64;
-        if age_ms > limit_ms {
-            out.push(Condition {
-                key: format!("queue_age:{}", row.queue),
-                alert: "queue_age",
-                severity: "warning",
-                scope: "cluster",
-                message: format!(
-                    "the oldest task waiting on {} has waited {:.1} s (threshold {:.1} s)",
-                    row.queue,
-                    age_ms / 1000.0,
-                    limit_ms / 1000.0
-                ),
-                value: age_ms,
-                threshold: limit_ms,
-                subject: json!({"queue": row.queue}),
-            });
-        }
-    }
-
-    // Agents: missed heartbeats.
-    let agents = state
-        .directory
-        .discover(&directory::Query {
-            limit: usize::MAX,
-            ..Default::default()
-        })
-        .await;
-    let stale_ms = s.agent_stale_after().as_millis() as f64;
-    for a in &agents {
-        if matches!(a.status, AgentStatus::Stale | AgentStatus::Offline) {
-            let silent_ms = (Utc::now() - a.model.last_seen).num_milliseconds() as f64;
-            out.push(Condition {
-                key: format!("agent_unhealthy:{}", a.model.id),
-                alert: "agent_unhealthy",
-                severity: if a.status == AgentStatus::Offline {
-                    "critical"
-                } else {
-                    "warning"
-                },
-                scope: "cluster",
-                message: format!(
-                    "agent {} is {}: no heartbeat for {:.1} s",
-                    a.model.name,
-                    a.status,
-                    silent_ms / 1000.0
-                ),
-                value: silent_ms,
-                threshold: stale_ms,
-                subject: json!({"agent_id": a.model.id, "name": a.model.name}),
-            });
-        }
-    }
-
-    // Agents: flapping and failing, from the events of the window.
-    let names: HashMap<Uuid, &str> = agents
-        .iter()
-        .map(|a| (a.model.id, a.model.name.as_str()))
-        .collect();
-    let now = Instant::now();
-    let window = s.health_window;
-    let mut histories = state
-        .observability
-        .alerts
-        .agents
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    histories.retain(|_, h| now.duration_since(h.last_event) <= window * 2);
-    for (id, h) in histories.iter_mut() {
-        while h
-            .changes
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > window)
-        {
-            h.changes.pop_front();
-        }
-        let name = names.get(id).copied().unwrap_or("unknown");
-        let flaps = h.changes.len() as u32;
-        if flaps >= s.alert_agent_flaps {
-            out.push(Condition {
-                key: format!("agent_flapping:{id}"),
-                alert: "agent_flapping",
-                severity: "warning",
-                scope: "cluster",
-                message: format!(
-                    "agent {name} changed status {flaps} times in {:.0} s",
-                    window.as_secs_f64()
-                ),
-                value: flaps as f64,
-                threshold: s.alert_agent_flaps as f64,
-                subject: json!({"agent_id": id, "name": name}),
-            });
-        }
-        let attempts = h.attempts.stats(now);
-        if attempts.count >= MIN_AGENT_ATTEMPTS
-            && attempts.error_rate() > s.alert_agent_failure_rate
-        {
-            out.push(Condition {
-                key: format!("agent_failing:{id}"),
-                alert: "agent_failing",
-                severity: "warning",
-                scope: "cluster",
-                message: format!(
-                    "agent {name} failed {} of its last {} attempts",
-                    attempts.errors, attempts.count
-                ),
-                value: attempts.error_rate(),
-                threshold: s.alert_agent_failure_rate,
-                subject: json!({"agent_id": id, "name": name}),
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// One evaluation: raises what started, clears what ended, among the alerts this replica owns.
-pub async fn evaluate(state: &AppState) {
-    let obs = &state.observability;
-    let mut holding = replica_conditions(state, obs);
-    // Without fresh cluster figures nothing cluster-wide is cleared: an outage is not a recovery.
-    let mut cluster_known = false;
-    if state.dispatcher.is_leader() {
-        match cluster_conditions(state).await {
-            Ok(c) => {
-                holding.extend(c);
-                cluster_known = true;
+        // Queue age: the oldest task waiting to run, per queue.
+        let limit_ms = s.alert_queue_age.as_millis() as f64;
+        for (queue, oldest) in oldest_waiting {
+            let age_ms = (Utc::now() - *oldest).num_milliseconds() as f64;
+            if age_ms > limit_ms {
+                out.push(Condition {
+                    key: format!("queue_age:{queue}"),
+                    alert: "queue_age",
+                    severity: "warning",
+                    scope: "cluster",
+                    message: format!(
+                        "the oldest task waiting on {queue} has waited {:.1} s (threshold {:.1} s)",
+                        age_ms / 1000.0,
+                        limit_ms / 1000.0
+                    ),
+                    value: age_ms,
+                    threshold: limit_ms,
+                    subject: json!({"queue": queue}),
+                });
             }
-            Err(e) => tracing::warn!(error = %e, "cluster alert evaluation failed"),
         }
+        // Agents: missed heartbeats.
+        let stale_ms = s.agent_stale_after().as_millis() as f64;
+        for a in agents {
+            if matches!(a.status, AgentStatus::Stale | AgentStatus::Offline) {
+                let silent_ms = (Utc::now() - a.model.last_seen).num_milliseconds() as f64;
+                out.push(Condition {
+                    key: format!("agent_unhealthy:{}", a.model.id),
+                    alert: "agent_unhealthy",
+                    severity: if a.status == AgentStatus::Offline {
+                        "critical"
+                    } else {
+                        "warning"
+                    },
+                    scope: "cluster",
+                    message: format!(
+                        "agent {} is {}: no heartbeat for {:.1} s",
+                        a.model.name,
+                        a.status,
+                        silent_ms / 1000.0
+                    ),
+                    value: silent_ms,
+                    threshold: stale_ms,
+                    subject: json!({"agent_id": a.model.id, "name": a.model.name}),
+                });
+            }
+        }
+
+        // Agents: flapping and failing, from the events of the window.
+        let names: HashMap<Uuid, &str> = agents
+            .iter()
+            .map(|a| (a.model.id, a.model.name.as_str()))
+            .collect();
+        let now = Instant::now();
+        let window = s.health_window;
+        let mut histories = lock(&self.agents);
+        histories.retain(|_, h| now.duration_since(h.last_event) <= window * 2);
+        for (id, h) in histories.iter_mut() {
+            while h
+                .changes
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > window)
+            {
+                h.changes.pop_front();
+            }
+            let name = names.get(id).copied().unwrap_or("unknown");
+            let flaps = h.changes.len() as u32;
+            if flaps >= s.alert_agent_flaps {
+                out.push(Condition {
+                    key: format!("agent_flapping:{id}"),
+                    alert: "agent_flapping",
+                    severity: "warning",
+                    scope: "cluster",
+                    message: format!(
+                        "agent {name} changed status {flaps} times in {:.0} s",
+                        window.as_secs_f64()
+                    ),
+                    value: flaps as f64,
+                    threshold: s.alert_agent_flaps as f64,
+                    subject: json!({"agent_id": id, "name": name}),
+                });
+            }
+            let attempts = h.attempts.stats(now);
+            if attempts.count >= MIN_AGENT_ATTEMPTS
+                && attempts.error_rate() > s.alert_agent_failure_rate
+            {
+                out.push(Condition {
+                    key: format!("agent_failing:{id}"),
+                    alert: "agent_failing",
+                    severity: "warning",
+                    scope: "cluster",
+                    message: format!(
+                        "agent {name} failed {} of its last {} attempts",
+                        attempts.errors, attempts.count
+                    ),
+                    value: attempts.error_rate(),
+                    threshold: s.alert_agent_failure_rate,
+                    subject: json!({"agent_id": id, "name": name}),
+                });
+            }
+        }
+        out
     }
-    let me = obs.replica.as_str();
-    let mut raised = Vec::new();
-    let mut cleared = Vec::new();
-    {
-        let mut active = lock(&obs.alerts.active);
-        for c in holding.iter() {
+}
+
+impl Alerts {
+    /// Takes in one evaluation's `holding` conditions: raises what started, updates what goes on,
+    /// and clears what ended among the alerts `me` owns (cluster ones only when `cluster_known`:
+    /// without fresh cluster figures an outage is not a recovery). Returns `(raised, cleared)`.
+    pub fn settle(
+        &self,
+        me: &str,
+        holding: &[Condition],
+        cluster_known: bool,
+    ) -> (Vec<Alert>, Vec<Alert>) {
+        let mut raised = Vec::new();
+        let mut cleared = Vec::new();
+        let mut active = lock(&self.active);
+        for c in holding {
             match active.get_mut(&c.key) {
                 Some(a) => {
                     a.value = c.value;
@@ -438,46 +410,28 @@ pub async fn evaluate(state: &AppState) {
                 cleared.push(a);
             }
         }
+        (raised, cleared)
     }
-    for alert in raised {
-        tracing::warn!(alert = %alert.alert, key = %alert.key, severity = %alert.severity,
-            value = alert.value, threshold = alert.threshold, message = %alert.message, "alert raised");
-        obs.metrics.alert_raised(&alert.alert);
-        publish(state, &alert, "raised").await;
-    }
-    for alert in cleared {
-        tracing::info!(alert = %alert.alert, key = %alert.key, "alert cleared");
-        publish(state, &alert, "cleared").await;
+
+    /// Queues `notice` for the webhook, if one is configured; never waits.
+    pub fn notify_webhook(&self, key: &str, notice: &Value) {
+        if let Some(tx) = &self.webhook
+            && tx.try_send(notice.clone()).is_err()
+        {
+            tracing::warn!(alert = %key, "alert webhook queue full; notification dropped");
+        }
     }
 }
 
-async fn publish(state: &AppState, alert: &Alert, phase: &str) {
+/// The `system.alert` event's data (and the webhook's body) for a change of `alert`: `phase`
+/// is `raised` or `cleared`.
+pub fn notice(alert: &Alert, phase: &str) -> Value {
     let mut data = serde_json::to_value(alert).unwrap_or_default();
     data["state"] = json!(phase);
     if phase == "cleared" {
         data["cleared_at"] = json!(Utc::now());
     }
-    if let Some(tx) = &state.observability.alerts.webhook
-        && tx.try_send(data.clone()).is_err()
-    {
-        tracing::warn!(alert = %alert.key, "alert webhook queue full; notification dropped");
-    }
-    emit(state.bus.as_ref(), Event::system_alert(data)).await;
-}
-
-/// Evaluates alerts until shutdown.
-pub fn spawn_evaluator(state: AppState, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.settings.alert_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.cancelled() => return,
-            }
-            evaluate(&state).await;
-        }
-    });
+    data
 }
 
 /// Delivers alerts to the webhook in order, each with retries and exponential backoff. Runs on

@@ -10,7 +10,6 @@ use mcp_shared::otlp;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
 use super::Observability;
-pub use crate::routes::templates::{RouteTemplates, UNMATCHED};
 
 /// Routes that wait on purpose (long polls, waiting for a pipeline): their time says nothing
 /// about responsiveness, so it stays out of the health window's average (they still count as

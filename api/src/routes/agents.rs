@@ -2,14 +2,12 @@
 //! deregister. Agents authenticate with `Authorization: Agent <key>` and may act only on their
 //! own record.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use mcp_shared::{
     auth::Permission,
-    db::agents,
-    domain::{
-        agent::{AgentStatus, AgentType, Capability},
-        event::{Event, EventType},
-    },
+    domain::agent::{AgentStatus, AgentType},
 };
 use poem::web::Data;
 use poem_openapi::{
@@ -23,15 +21,17 @@ use uuid::Uuid;
 
 use super::{ApiTags, Envelope, ListEnvelope, ok, page};
 use crate::{
+    audit,
     auth::Auth,
     directory::{self, AgentEntry},
     error::{ApiError, ApiResult},
     payload::ApiJson,
     services::{
         agents::{self as service, Registration},
-        audit,
+        capabilities, runs,
     },
     state::AppState,
+    views::{self, TaskView},
 };
 
 pub struct AgentsApi;
@@ -197,7 +197,7 @@ pub struct Deregistered {
 pub enum ClaimResponse {
     /// A task, now running on the agent.
     #[oai(status = 200)]
-    Task(Json<Envelope<crate::routes::tasks::TaskView>>),
+    Task(Json<Envelope<TaskView>>),
     /// Nothing arrived within `wait_ms`.
     #[oai(status = 204)]
     Nothing,
@@ -257,23 +257,6 @@ pub enum DeregisterResponse {
     Ok(Json<Envelope<Deregistered>>),
 }
 
-/// The agent as the directory knows it, or 404.
-async fn entry(state: &AppState, id: Uuid) -> ApiResult<AgentEntry> {
-    if let Some(e) = state.directory.get(id).await {
-        return Ok(e);
-    }
-    // Registered on another replica since our last sync: read through.
-    let row = agents::find(&state.db.conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("agent"))?;
-    state.directory.upsert(row).await;
-    state
-        .directory
-        .get(id)
-        .await
-        .ok_or_else(|| ApiError::not_found("agent"))
-}
-
 fn percentile(sorted: &[i64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -295,7 +278,7 @@ impl AgentsApi {
         auth.0.require(Permission::AgentRegister)?;
         let r = body.0;
         let reg = Registration {
-            capabilities: service::parse_capabilities(&r.capabilities, "capabilities")?,
+            capabilities: capabilities::parse_capabilities(&r.capabilities, "capabilities")?,
             name: r.name,
             agent_type: r.agent_type,
             max_concurrency: r.max_concurrency.unwrap_or(10),
@@ -305,12 +288,11 @@ impl AgentsApi {
         let (agent, key) = service::register(&state, reg).await?;
         audit::note(
             "agent.register",
-            Some(agent.id.to_string()),
-            Some(json!({"name": agent.name})),
+            Some(agent.model.id.to_string()),
+            Some(json!({"name": agent.model.name})),
         );
-        let entry = entry(&state, agent.id).await?;
         Ok(RegisterResponse::Created(ok(Registered {
-            agent: AgentView::from(&entry),
+            agent: AgentView::from(&agent),
             agent_key: key,
         })))
     }
@@ -327,17 +309,18 @@ impl AgentsApi {
         limit: Query<Option<u32>>,
     ) -> ApiResult<AgentListResponse> {
         auth.0.require(Permission::AgentDiscover)?;
-        let limit = crate::routes::tasks::limit(limit.0)? as usize;
-        let found = state
-            .directory
-            .discover(&directory::Query {
+        let limit = views::limit(limit.0)? as usize;
+        let found = service::discover(
+            &state,
+            &directory::Query {
                 capabilities: capability.0,
                 agent_type: agent_type.0,
                 status: status.0,
                 healthy_only: false,
                 limit,
-            })
-            .await;
+            },
+        )
+        .await;
         Ok(AgentListResponse::Ok(page(
             found.iter().map(AgentView::from).collect(),
             None,
@@ -355,7 +338,7 @@ impl AgentsApi {
         auth.0.require(Permission::AgentBasic)?;
         auth.0.require_self_if_agent(id.0)?;
         Ok(AgentResponse::Ok(ok(AgentView::from(
-            &entry(&state, id.0).await?,
+            &service::find(&state, id.0).await?,
         ))))
     }
 
@@ -369,7 +352,7 @@ impl AgentsApi {
     ) -> ApiResult<HealthResponse> {
         auth.0.require(Permission::AgentBasic)?;
         auth.0.require_self_if_agent(id.0)?;
-        let e = entry(&state, id.0).await?;
+        let e = service::find(&state, id.0).await?;
         let now = Utc::now();
         let interval_ms = state.settings.agent_heartbeat.as_millis().max(1) as f64;
         let age_ms = (now - e.model.last_seen).num_milliseconds().max(0);
@@ -414,34 +397,11 @@ impl AgentsApi {
             ));
         }
         let r = body.0;
-        if let Some(load) = r.current_load
-            && load < 0
-        {
-            return Err(ApiError::invalid_field(
-                "current_load",
-                "current_load cannot be negative",
-            ));
-        }
-        if matches!(r.status, Some(AgentStatus::Stale | AgentStatus::Offline)) {
-            return Err(ApiError::invalid_field(
-                "status",
-                "an agent may report active, busy or paused",
-            ));
-        }
-        let beat = agents::heartbeat(&state.db.conn, id.0, r.current_load, r.status).await?;
-        let status = AgentStatus::parse(&beat.agent.status).unwrap_or(AgentStatus::Active);
-        state.directory.upsert(beat.agent.clone()).await;
-        if status != beat.previous {
-            mcp_shared::bus::emit(
-                state.bus.as_ref(),
-                Event::agent_status_updated(&beat.agent, beat.previous),
-            )
-            .await;
-        }
+        let (agent, status) = service::heartbeat(&state, id.0, r.current_load, r.status).await?;
         Ok(HeartbeatResponse::Ok(ok(HeartbeatAck {
             agent_id: id.0,
             status,
-            last_seen: beat.agent.last_seen,
+            last_seen: agent.last_seen,
         })))
     }
 
@@ -459,7 +419,7 @@ impl AgentsApi {
         }
         auth.0.require_self_if_agent(id.0)?;
         let r = body.0;
-        let incoming = service::parse_capabilities(&r.capabilities, "capabilities")?;
+        let incoming = capabilities::parse_capabilities(&r.capabilities, "capabilities")?;
         let add = match r.mode.as_deref() {
             None | Some("replace") => false,
             Some("add") => true,
@@ -470,36 +430,13 @@ impl AgentsApi {
                 ));
             }
         };
-        service::require_known(&state, &incoming).await?;
-        let current = entry(&state, id.0).await?;
-        let mut caps: Vec<Capability> = if add {
-            current.capabilities.clone()
-        } else {
-            Vec::new()
-        };
-        for c in incoming {
-            caps.retain(|x| x.name != c.name);
-            caps.push(c);
-        }
-        if caps.is_empty() {
-            return Err(ApiError::invalid_field(
-                "capabilities",
-                "an agent needs at least one capability",
-            ));
-        }
-        agents::set_capabilities(&state.db.conn, id.0, json!(caps)).await?;
-        let row = agents::find(&state.db.conn, id.0)
-            .await?
-            .ok_or_else(|| ApiError::not_found("agent"))?;
-        state.directory.upsert(row).await;
+        let agent = service::set_capabilities(&state, id.0, incoming, add).await?;
         audit::note(
             "agent.capabilities",
             Some(id.0.to_string()),
-            Some(json!({"capabilities": caps})),
+            Some(json!({"capabilities": agent.capabilities})),
         );
-        Ok(AgentResponse::Ok(ok(AgentView::from(
-            &entry(&state, id.0).await?,
-        ))))
+        Ok(AgentResponse::Ok(ok(AgentView::from(&agent))))
     }
 
     /// Check the agent's capabilities against the catalog.
@@ -512,18 +449,13 @@ impl AgentsApi {
     ) -> ApiResult<ValidateResponse> {
         auth.0.require(Permission::AgentBasic)?;
         auth.0.require_self_if_agent(id.0)?;
-        let e = entry(&state, id.0).await?;
-        let known = service::catalog(&state).await?;
-        let results: Vec<CapabilityCheck> = e
-            .capabilities
-            .iter()
-            .map(|c| {
-                let valid = known.contains(&c.name);
-                CapabilityCheck {
-                    capability: c.name.clone(),
-                    valid,
-                    reason: (!valid).then(|| "not in the capability catalog".to_string()),
-                }
+        let results: Vec<CapabilityCheck> = service::check_capabilities(&state, id.0)
+            .await?
+            .into_iter()
+            .map(|(capability, valid)| CapabilityCheck {
+                capability,
+                valid,
+                reason: (!valid).then(|| "not in the capability catalog".to_string()),
             })
             .collect();
         Ok(ValidateResponse::Ok(ok(Validation {
@@ -542,8 +474,7 @@ impl AgentsApi {
     ) -> ApiResult<MetricsResponse> {
         auth.0.require(Permission::AgentBasic)?;
         auth.0.require_self_if_agent(id.0)?;
-        let e = entry(&state, id.0).await?;
-        let stats = agents::task_stats(&state.db.conn, id.0).await?;
+        let (e, stats) = service::task_stats(&state, id.0).await?;
         let mut d = stats.recent_durations_ms;
         d.sort_unstable();
         let finished = stats.completed + stats.failed;
@@ -576,38 +507,12 @@ impl AgentsApi {
         body: ApiJson<AllocateRequest>,
     ) -> ApiResult<AllocateResponse> {
         auth.0.require(Permission::TaskAssign)?;
-        let e = entry(&state, id.0).await?;
         let r = body.0;
-        if !(1..=e.model.max_concurrency as i64).contains(&r.slots) {
-            return Err(ApiError::invalid_field(
-                "slots",
-                format!(
-                    "slots must be between 1 and the agent's max_concurrency ({})",
-                    e.model.max_concurrency
-                ),
-            ));
-        }
-        let ttl = r.ttl_seconds.unwrap_or(60);
-        if !(1..=86_400).contains(&ttl) {
-            return Err(ApiError::invalid_field(
-                "ttl_seconds",
-                "ttl_seconds must be between 1 and 86400",
-            ));
-        }
-        if r.purpose.as_ref().is_some_and(|p| p.chars().count() > 256) {
-            return Err(ApiError::invalid_field(
-                "purpose",
-                "purpose is at most 256 characters",
-            ));
-        }
-        let expires_at = Utc::now() + chrono::Duration::seconds(ttl);
-        let a =
-            agents::allocate(&state.db.conn, id.0, r.slots as i32, r.purpose, expires_at).await?;
-        state.directory.sync(&state.db).await?;
+        let a = service::allocate(&state, id.0, r.slots, r.ttl_seconds, r.purpose).await?;
         audit::note(
             "agent.allocate",
             Some(id.0.to_string()),
-            Some(json!({"slots": r.slots, "ttl_seconds": ttl})),
+            Some(json!({"slots": r.slots, "ttl_seconds": a.ttl_seconds})),
         );
         Ok(AllocateResponse::Created(ok(Allocation {
             allocation_id: a.id,
@@ -640,38 +545,12 @@ impl AgentsApi {
                 "wait_ms is at most 30000",
             ));
         }
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
-        // Subscribe first, so a task routed between the check and the wait still wakes us.
-        let mut events = state.bus.subscribe();
-        loop {
-            let me = entry(&state, id.0).await?;
-            if let Some(task) = crate::services::tasks::claim(&state, &me).await? {
-                let view = crate::routes::tasks::TaskView::for_runner(task, &state.cipher)?;
-                return Ok(ClaimResponse::Task(ok(view)));
-            }
-            // Wait for something that could make a task claimable: a creation, an assignment to
-            // us, a retry coming due. Bursts are coalesced into one more look.
-            let woke = tokio::time::timeout_at(deadline, async {
-                loop {
-                    match events.recv().await {
-                        Ok(e)
-                            if matches!(e.kind, EventType::TaskCreated | EventType::TaskFailed)
-                                || (e.kind == EventType::TaskAssigned
-                                    && e.agent_id == Some(id.0)) =>
-                        {
-                            return true;
-                        }
-                        Ok(_) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
-                    }
-                }
-            })
-            .await;
-            match woke {
-                Ok(true) => while events.try_recv().is_ok() {},
-                _ => return Ok(ClaimResponse::Nothing),
-            }
+        match runs::claim_waiting(&state, id.0, Duration::from_millis(wait)).await? {
+            Some(task) => Ok(ClaimResponse::Task(ok(TaskView::for_runner(
+                task,
+                &state.cipher,
+            )?))),
+            None => Ok(ClaimResponse::Nothing),
         }
     }
 

@@ -1,20 +1,18 @@
 //! The audit trail (admin): listing with filters, and verifying the hash chain.
 
 use chrono::{DateTime, Utc};
-use mcp_shared::{
-    auth::Permission,
-    db::audit::{self, ListFilter},
-    entities::audit_records,
-};
+use mcp_shared::{auth::Permission, entities::audit_records};
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
 use serde_json::Value;
 
-use super::{ApiTags, Envelope, ListEnvelope, ok, page, tasks::limit};
+use super::{ApiTags, Envelope, ListEnvelope, ok, page};
 use crate::{
     auth::Auth,
-    error::{ApiError, ApiResult},
+    error::ApiResult,
+    services::audit::{self as service, ListFilter},
     state::AppState,
+    views,
 };
 
 pub struct AuditApi;
@@ -100,13 +98,8 @@ impl AuditApi {
         limit: Query<Option<u32>>,
     ) -> ApiResult<AuditListResponse> {
         auth.0.require(Permission::AuditRead)?;
-        let after = match cursor.0.as_deref() {
-            None | Some("") => None,
-            Some(c) => Some(c.parse::<i64>().map_err(|_| {
-                ApiError::invalid_field("cursor", "cursor is not one this API issued")
-            })?),
-        };
-        let limit = self::limit(limit.0)?;
+        let after = views::cursor(cursor.0.as_deref())?;
+        let limit = views::limit(limit.0)?;
         let filter = ListFilter {
             actor: actor.0,
             action: action.0,
@@ -116,10 +109,8 @@ impl AuditApi {
             after,
             limit,
         };
-        let rows = audit::list(&state.db.conn, &filter).await?;
-        let next = (rows.len() as u64 == limit)
-            .then(|| rows.last().map(|r| r.id.to_string()))
-            .flatten();
+        let rows = service::list(&state, &filter).await?;
+        let next = views::next_cursor(&rows, limit, |r| r.id.to_string());
         Ok(AuditListResponse::Ok(page(
             rows.into_iter().map(AuditRecordView::from).collect(),
             next,
@@ -130,10 +121,7 @@ impl AuditApi {
     #[oai(path = "/audit/verify", method = "get")]
     async fn verify(&self, state: Data<&AppState>, auth: Auth) -> ApiResult<AuditVerifyResponse> {
         auth.0.require(Permission::AuditRead)?;
-        let v = audit::verify(&state.db.conn).await?;
-        if !v.valid {
-            tracing::error!(first_broken_id = ?v.first_broken_id, "audit chain verification failed");
-        }
+        let v = service::verify(&state).await?;
         Ok(AuditVerifyResponse::Ok(ok(AuditVerification {
             valid: v.valid,
             records_checked: v.records_checked,

@@ -1,19 +1,14 @@
 //! The capability catalog: built-ins plus operator-defined names.
 
-use chrono::Utc;
-use mcp_shared::{auth::Permission, domain::agent::BUILTIN_CAPABILITIES, entities::capabilities};
+use mcp_shared::{auth::Permission, domain::agent::BUILTIN_CAPABILITIES};
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiTags, Envelope, ListEnvelope, ok, page};
 use crate::{
-    auth::Auth,
-    error::{ApiError, ApiResult, ErrorCode},
-    payload::ApiJson,
-    services::{audit, tasks::valid_capability},
+    audit, auth::Auth, error::ApiResult, payload::ApiJson, services::capabilities as service,
     state::AppState,
 };
 
@@ -61,11 +56,7 @@ impl CapabilitiesApi {
                 builtin: true,
             })
             .collect();
-        for c in capabilities::Entity::find()
-            .all(&state.db.conn)
-            .await
-            .map_err(mcp_shared::Error::from)?
-        {
+        for c in service::defined(&state).await? {
             out.push(CapabilityEntry {
                 name: c.name,
                 description: c.description,
@@ -85,48 +76,7 @@ impl CapabilitiesApi {
     ) -> ApiResult<CapabilityCreated> {
         auth.0.require(Permission::AgentRegister)?;
         let r = body.0;
-        if !valid_capability(&r.name) {
-            return Err(ApiError::invalid_field(
-                "name",
-                "name must be 1-64 lowercase letters, digits or '_'",
-            ));
-        }
-        if r.description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 1000)
-        {
-            return Err(ApiError::invalid_field(
-                "description",
-                "description is at most 1000 characters",
-            ));
-        }
-        let exists = BUILTIN_CAPABILITIES.contains(&r.name.as_str())
-            || capabilities::Entity::find_by_id(r.name.clone())
-                .one(&state.db.conn)
-                .await
-                .map_err(mcp_shared::Error::from)?
-                .is_some();
-        if exists {
-            return Err(ApiError::new(
-                ErrorCode::CapabilityExists,
-                format!("capability {:?} already exists", r.name),
-            ));
-        }
-        let row = capabilities::ActiveModel {
-            name: Set(r.name.clone()),
-            description: Set(r.description.clone()),
-            created_by: Set(Some(auth.0.actor())),
-            created_at: Set(Utc::now()),
-        }
-        .insert(&state.db.conn)
-        .await
-        .map_err(|e| {
-            if mcp_shared::db::users::is_unique_violation(&e) {
-                ApiError::new(ErrorCode::CapabilityExists, "capability already exists")
-            } else {
-                mcp_shared::Error::from(e).into()
-            }
-        })?;
+        let row = service::create(&state, r.name, r.description, auth.0.actor()).await?;
         audit::note(
             "capability.create",
             Some(row.name.clone()),

@@ -29,8 +29,8 @@ use super::ApiTags;
 use crate::{
     auth::Auth,
     error::{ApiError, ApiResult},
+    services::events::{self as service, Filter},
     state::AppState,
-    ws::filter::{self, Filter},
 };
 
 pub struct EventsApi;
@@ -148,10 +148,10 @@ impl EventsApi {
                 ApiError::invalid_field("since", "an event id looks like 1732400000000-0")
             })?),
         };
-        filter::snapshot(&state, &principal, &filter)
+        service::snapshot(&state, &principal, &filter)
             .await
             .map_err(|reason| {
-                if reason == filter::NOT_VISIBLE {
+                if reason == service::NOT_VISIBLE {
                     ApiError::not_found("task or execution")
                 } else {
                     ApiError::unavailable("database")
@@ -160,11 +160,10 @@ impl EventsApi {
         let authorized = filter.task_id.is_some();
 
         // Live first, then the replay: an event in both is sent once (ids only grow).
-        let live = BroadcastStream::new(state.bus.subscribe());
+        let live = BroadcastStream::new(service::subscribe(&state));
         let (replayed, truncated_at) = match resume {
             Some(after) => {
-                let r = filter::replay(state.bus.as_ref(), &principal, &filter, authorized, after)
-                    .await?;
+                let r = service::replay(&state, &principal, &filter, authorized, after).await?;
                 (r.events, r.truncated_at)
             }
             None => (Vec::new(), None),
@@ -189,7 +188,7 @@ impl EventsApi {
                     let repeat = matches!((sent_up_to, id), (Some(upto), Some(id)) if id <= upto);
                     if repeat
                         || !filter.matches(&event)
-                        || !filter::visible_to(&principal, &event, authorized)
+                        || !service::visible_to(&principal, &event, authorized)
                     {
                         None
                     } else {

@@ -1,15 +1,10 @@
 //! `/health` (is the process up) and `/ready` (can it serve: database and queue answer).
 
-use std::time::Duration;
-
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 
 use super::{ApiTags, Envelope, ok};
-use crate::{
-    error::{ApiError, ApiResult},
-    state::AppState,
-};
+use crate::{error::ApiResult, services::monitoring, state::AppState};
 
 pub struct HealthApi;
 
@@ -41,9 +36,6 @@ pub enum ReadyResponse {
     Ready(Json<Envelope<Readiness>>),
 }
 
-/// How long a dependency may take to answer a readiness probe.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::System")]
 impl HealthApi {
     /// Liveness: answers without touching any dependency.
@@ -59,18 +51,7 @@ impl HealthApi {
     /// 503 naming the failure.
     #[oai(path = "/ready", method = "get")]
     async fn ready(&self, state: Data<&AppState>) -> ApiResult<ReadyResponse> {
-        let db = tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()).await;
-        if !matches!(db, Ok(Ok(()))) {
-            return Err(ApiError::unavailable("database"));
-        }
-        let queue = tokio::time::timeout(PROBE_TIMEOUT, state.queue.ping()).await;
-        if !matches!(queue, Ok(Ok(()))) {
-            return Err(ApiError::unavailable(state.queue.backend_name()));
-        }
-        let artifacts = tokio::time::timeout(PROBE_TIMEOUT, state.artifacts.ping()).await;
-        if !matches!(artifacts, Ok(Ok(()))) {
-            return Err(ApiError::unavailable("artifact store"));
-        }
+        monitoring::readiness(&state).await?;
         Ok(ReadyResponse::Ready(ok(Readiness {
             status: "ready".into(),
             database: "ok".into(),

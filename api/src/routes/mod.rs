@@ -1,5 +1,7 @@
 //! The REST API, one module per resource. Each operation authenticates with [`crate::auth::Auth`],
-//! names its permission, and returns the success envelope or an [`crate::error::ApiError`].
+//! names its permission, calls a service, and returns the success envelope or an
+//! [`crate::error::ApiError`]. Route modules never import each other: what two share is in
+//! this module (the envelopes, the tags) or in [`crate::views`].
 
 pub mod agents;
 pub mod audit;
@@ -7,11 +9,11 @@ pub mod auth;
 pub mod capabilities;
 pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod pipeline;
 pub mod queues;
 pub mod system;
 pub mod tasks;
-pub mod templates;
 pub mod users;
 
 use poem_openapi::{

@@ -24,14 +24,16 @@ use uuid::Uuid;
 
 use super::{ApiTags, Envelope, ok};
 use crate::{
+    audit,
     auth::Auth,
     error::{ApiError, ApiResult, ErrorCode},
     payload::{ApiJson, from_value},
     services::{
-        audit, datasets,
+        datasets,
         pipelines::{self as service, ExecuteRequest, Started},
     },
     state::AppState,
+    views::StageView,
 };
 
 pub struct PipelineApi;
@@ -152,7 +154,7 @@ pub struct ExecutionProgress {
     pub progress: i32,
     #[oai(skip_serializing_if_is_none)]
     pub current_stage: Option<String>,
-    pub stages: Vec<service::StageView>,
+    pub stages: Vec<StageView>,
 }
 
 #[derive(Object, serde::Deserialize)]
@@ -252,21 +254,6 @@ impl ApiResponse for ResultsResponse {
 /// Most executions one batch may carry.
 pub const MAX_BATCH_EXECUTIONS: usize = 1000;
 
-/// 409 until the execution has completed.
-fn require_completed(e: &Execution) -> Result<(), ApiError> {
-    if e.status == PipelineStatus::Completed.as_str() {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        ErrorCode::NotReady,
-        format!(
-            "the execution is {}; results exist once it has completed",
-            e.status
-        ),
-    )
-    .with_details(json!({"current_status": e.status})))
-}
-
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Pipeline")]
 impl PipelineApi {
     /// Upload a dataset (streamed to the artifact store; `MCP_MAX_DATASET_BYTES` bounds it).
@@ -309,9 +296,7 @@ impl PipelineApi {
     ) -> ApiResult<ExecuteResponse> {
         auth.0.require(Permission::PipelineExecute)?;
         let req = body.0;
-        let options = service::validate(&req)?;
-        let started =
-            service::start(&state, &req, options, Priority::High, &auth.0.actor()).await?;
+        let started = service::submit(&state, &req, Priority::High, &auth.0.actor()).await?;
         let replayed = matches!(started, Started::Existing(_));
         let execution = match started {
             Started::New(e) => {
@@ -357,26 +342,11 @@ impl PipelineApi {
                 format!("a batch holds at most {MAX_BATCH_EXECUTIONS} executions; split it"),
             ));
         }
-        let mut checked = Vec::with_capacity(items.len());
-        for (index, item) in items.into_iter().enumerate() {
-            let at = |e: ApiError| e.within(&format!("executions[{index}]"));
-            let (req, options) = from_value::<ExecuteRequest>(item)
-                .and_then(|r| service::validate(&r).map(|o| (r, o)))
-                .map_err(at)?;
-            service::check_dataset(&state, &req, &options)
-                .await
-                .map_err(at)?;
-            checked.push((req, options));
-        }
-        service::check_keys(&state, &checked, Priority::Low).await?;
-        let mut ids = Vec::with_capacity(checked.len());
-        let mut replayed = 0;
-        for (req, options) in checked {
-            let started =
-                service::start(&state, &req, options, Priority::Low, &auth.0.actor()).await?;
-            replayed += usize::from(matches!(started, Started::Existing(_)));
-            ids.push(started.execution().id);
-        }
+        let parsed = items
+            .into_iter()
+            .map(from_value::<ExecuteRequest>)
+            .collect();
+        let (ids, replayed) = service::start_batch(&state, parsed, &auth.0.actor()).await?;
         audit::note(
             "pipeline.batch",
             None,
@@ -409,10 +379,7 @@ impl PipelineApi {
         execution_id: Path<Uuid>,
     ) -> ApiResult<ProgressResponse> {
         auth.0.require(Permission::PipelineRead)?;
-        let e = service::find(&state, execution_id.0).await?;
-        let runs = mcp_shared::db::pipelines::stage_runs(&state.db.conn, e.id).await?;
-        let stages = service::stage_views(&runs);
-        let progress = service::overall_progress(&e, &stages);
+        let (e, stages, progress) = service::progress(&state, execution_id.0).await?;
         Ok(ProgressResponse::Ok(ok(ExecutionProgress {
             execution_id: e.id,
             status: e.status,
@@ -444,25 +411,7 @@ impl PipelineApi {
                 )
             })?,
         };
-        let e = service::find(&state, execution_id.0).await?;
-        require_completed(&e)?;
-        let exported: Vec<ExportFormat> = e
-            .options
-            .get("export_formats")
-            .cloned()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        if !exported.contains(&format) {
-            return Err(ApiError::invalid_field(
-                "format",
-                format!("this execution did not export {format}"),
-            )
-            .with_details(json!({"field": "format", "exported": exported})));
-        }
-        let reader = state
-            .artifacts
-            .reader(&mcp_shared::artifacts::keys::export(e.id, format))
-            .await?;
+        let reader = service::export(&state, execution_id.0, format).await?;
         let body = Body::from_async_read(reader);
         Ok(match format {
             ExportFormat::Csv => ResultsResponse::Csv(body),
@@ -480,13 +429,7 @@ impl PipelineApi {
         execution_id: Path<Uuid>,
     ) -> ApiResult<ReportResponse> {
         auth.0.require(Permission::PipelineRead)?;
-        let e = service::find(&state, execution_id.0).await?;
-        require_completed(&e)?;
-        let bytes = state
-            .artifacts
-            .get(&mcp_shared::artifacts::keys::report(e.id))
-            .await?;
-        let report: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+        let report = service::report(&state, execution_id.0).await?;
         Ok(ReportResponse::Ok(ok(report)))
     }
 

@@ -1,14 +1,13 @@
 //! `/system/health`: how this replica and the cluster are doing, with the alerts raised now.
 
-use std::time::Instant;
-
-use mcp_shared::{auth::Permission, domain::agent::AgentStatus};
+use mcp_shared::auth::Permission;
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 
-use super::{ApiTags, Envelope, ok, queues};
+use super::{ApiTags, Envelope, ok};
 use crate::{
-    auth::Auth, directory, error::ApiResult, observability::alerts::Alert, state::AppState,
+    auth::Auth, error::ApiResult, observability::alerts::Alert, services::monitoring,
+    state::AppState,
 };
 
 pub struct SystemApi;
@@ -88,25 +87,8 @@ impl SystemApi {
     #[oai(path = "/system/health", method = "get")]
     async fn health(&self, state: Data<&AppState>, auth: Auth) -> ApiResult<SystemHealthResponse> {
         auth.0.require(Permission::SystemRead)?;
-        let obs = &state.observability;
-        let stats = obs.requests.stats(Instant::now());
-        let active_agents = state
-            .directory
-            .discover(&directory::Query {
-                limit: usize::MAX,
-                ..Default::default()
-            })
-            .await
-            .iter()
-            .filter(|a| matches!(a.status, AgentStatus::Active | AgentStatus::Busy))
-            .count() as i64;
-        let counts = mcp_shared::db::tasks::counts_by_queue(&state.db.conn).await?;
-        let queued_tasks = queues::views_from_counts(&state, &counts)
-            .await
-            .iter()
-            .map(|q| q.pending.critical + q.pending.high + q.pending.medium + q.pending.low)
-            .sum();
-        let alerts = obs.alerts.list();
+        let figures = monitoring::health_figures(&state).await?;
+        let (stats, alerts) = (figures.requests, figures.alerts);
         let penalty: f64 = alerts
             .iter()
             .map(|a| if a.severity == "critical" { 0.5 } else { 0.25 })
@@ -121,8 +103,8 @@ impl SystemApi {
         Ok(SystemHealthResponse::Ok(ok(SystemHealth {
             overall_health: (1.0 - penalty).max(0.0),
             status: status.into(),
-            active_agents,
-            queued_tasks,
+            active_agents: figures.active_agents,
+            queued_tasks: figures.queued_tasks,
             average_response_time_ms: stats.average_ms,
             error_rate: stats.error_rate(),
             requests: stats.count as i64,

@@ -1,9 +1,9 @@
-//! Tasks: create, list, read, status.
+//! Tasks: create (one or a batch), list, read, status, cancel, retry, assign; and the agent's
+//! reports on a task it runs (progress, complete, fail).
 
 use chrono::{DateTime, Utc};
 use mcp_shared::{
     auth::Permission,
-    db::tasks::{self, ListFilter},
     domain::task::{Priority, TaskStatus, TaskType},
     entities::tasks::Model,
 };
@@ -19,11 +19,16 @@ use uuid::Uuid;
 
 use super::{ApiTags, Envelope, ListEnvelope, ok, page};
 use crate::{
+    audit,
     auth::Auth,
     error::{ApiError, ApiResult, ErrorCode},
-    payload::ApiJson,
-    services::tasks::{self as service, Created, NewTask},
+    payload::{ApiJson, from_value},
+    services::{
+        runs,
+        tasks::{self as service, Created, ListFilter, NewTask},
+    },
     state::AppState,
+    views::{self, TaskView},
 };
 
 pub struct TasksApi;
@@ -53,88 +58,6 @@ pub struct CreateTaskRequest {
     /// read, and handed in clear only to the worker or agent that runs the task. At most 32.
     #[serde(default)]
     pub sensitive_fields: Option<Vec<String>>,
-}
-
-#[derive(Object)]
-pub struct TaskView {
-    pub id: Uuid,
-    #[oai(rename = "type")]
-    pub task_type: String,
-    pub priority: String,
-    pub status: String,
-    pub required_capabilities: Value,
-    pub payload: Value,
-    #[oai(skip_serializing_if_is_none)]
-    pub result: Option<Value>,
-    #[oai(skip_serializing_if_is_none)]
-    pub error: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    pub message: Option<String>,
-    /// 0–100.
-    pub progress: i32,
-    #[oai(skip_serializing_if_is_none)]
-    pub agent_id: Option<Uuid>,
-    pub attempt: i32,
-    pub max_attempts: i32,
-    pub timeout_seconds: i32,
-    #[oai(skip_serializing_if_is_none)]
-    pub idempotency_key: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    pub run_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    #[oai(skip_serializing_if_is_none)]
-    pub execution_id: Option<Uuid>,
-    #[oai(skip_serializing_if_is_none)]
-    pub stage: Option<String>,
-}
-
-impl From<Model> for TaskView {
-    /// Sealed payload fields show only their key id; see [`TaskView::for_runner`].
-    fn from(mut m: Model) -> Self {
-        if m.sealed_key.is_some() {
-            mcp_shared::sealing::mask(&mut m.payload);
-            if let Some(result) = m.result.as_mut() {
-                mcp_shared::sealing::mask(result);
-            }
-        }
-        Self::unmasked(m)
-    }
-}
-
-impl TaskView {
-    /// The view for the agent about to run the task: sealed fields opened.
-    pub fn for_runner(mut m: Model, ring: &mcp_shared::crypto::KeyRing) -> Result<Self, ApiError> {
-        if m.sealed_key.is_some() {
-            mcp_shared::sealing::open(&mut m.payload, ring).map_err(ApiError::internal)?;
-        }
-        Ok(Self::unmasked(m))
-    }
-
-    fn unmasked(m: Model) -> Self {
-        Self {
-            id: m.id,
-            task_type: m.task_type,
-            priority: m.priority,
-            status: m.status,
-            required_capabilities: m.required_capabilities,
-            payload: m.payload,
-            result: m.result,
-            error: m.error,
-            message: m.message,
-            progress: m.progress,
-            agent_id: m.agent_id,
-            attempt: m.attempt,
-            max_attempts: m.max_attempts,
-            timeout_seconds: m.timeout_seconds,
-            idempotency_key: m.idempotency_key,
-            run_at: m.run_at,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-            execution_id: m.execution_id,
-            stage: m.stage,
-        }
-    }
 }
 
 #[derive(Object)]
@@ -261,20 +184,6 @@ pub enum TaskStatusResponse {
     Ok(Json<Envelope<TaskStatusView>>),
 }
 
-pub const DEFAULT_LIMIT: u32 = 100;
-pub const MAX_LIMIT: u32 = 1000;
-
-/// Parses a list limit (1–1000, default 100).
-pub fn limit(value: Option<u32>) -> Result<u64, ApiError> {
-    match value.unwrap_or(DEFAULT_LIMIT) {
-        l @ 1..=MAX_LIMIT => Ok(l as u64),
-        _ => Err(ApiError::invalid_field(
-            "limit",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        )),
-    }
-}
-
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Tasks")]
 impl TasksApi {
     /// Create a task. It is queued on `mcp:{capability}:{priority}` and run by a worker or agent
@@ -290,7 +199,7 @@ impl TasksApi {
         let new = to_new_task(body.0, Priority::Medium);
         Ok(match service::create(&state, new, &auth.0.actor()).await? {
             Created::New(t) => {
-                crate::services::audit::note(
+                audit::note(
                     "task.create",
                     Some(t.id.to_string()),
                     Some(serde_json::json!({"type": t.task_type, "priority": t.priority})),
@@ -316,13 +225,8 @@ impl TasksApi {
         limit: Query<Option<u32>>,
     ) -> ApiResult<TaskListResponse> {
         auth.0.require(Permission::TaskRead)?;
-        let after = match cursor.0.as_deref() {
-            None | Some("") => None,
-            Some(c) => Some(Uuid::parse_str(c).map_err(|_| {
-                ApiError::invalid_field("cursor", "cursor is not one this API issued")
-            })?),
-        };
-        let limit = self::limit(limit.0)?;
+        let after = views::cursor(cursor.0.as_deref())?;
+        let limit = views::limit(limit.0)?;
         let filter = ListFilter {
             status: status.0,
             priority: priority.0.map(|p| p.as_str().to_string()),
@@ -331,10 +235,8 @@ impl TasksApi {
             after,
             limit,
         };
-        let rows = tasks::list(&state.db.conn, &filter).await?;
-        let next = (rows.len() as u64 == limit)
-            .then(|| rows.last().map(|t| t.id.to_string()))
-            .flatten();
+        let rows = service::list(&state, &filter).await?;
+        let next = views::next_cursor(&rows, limit, |t| t.id.to_string());
         Ok(TaskListResponse::Ok(page(
             rows.into_iter().map(TaskView::from).collect(),
             next,
@@ -350,7 +252,7 @@ impl TasksApi {
         id: Path<Uuid>,
     ) -> ApiResult<TaskResponse> {
         auth.0.require(Permission::TaskRead)?;
-        let task = find(&state, id.0).await?;
+        let task = service::find(&state, id.0).await?;
         visible(&auth, &task)?;
         Ok(TaskResponse::Ok(ok(task.into())))
     }
@@ -364,7 +266,7 @@ impl TasksApi {
         id: Path<Uuid>,
     ) -> ApiResult<TaskStatusResponse> {
         auth.0.require(Permission::TaskRead)?;
-        let t = find(&state, id.0).await?;
+        let t = service::find(&state, id.0).await?;
         visible(&auth, &t)?;
         Ok(TaskStatusResponse::Ok(ok(TaskStatusView {
             task_id: t.id,
@@ -399,13 +301,10 @@ impl TasksApi {
         }
         let parsed = items
             .into_iter()
-            .map(|v| {
-                crate::payload::from_value::<CreateTaskRequest>(v)
-                    .map(|r| to_new_task(r, Priority::Low))
-            })
+            .map(|v| from_value::<CreateTaskRequest>(v).map(|r| to_new_task(r, Priority::Low)))
             .collect();
         let (ids, rejected) = service::create_batch(&state, parsed, &auth.0.actor()).await?;
-        crate::services::audit::note(
+        audit::note(
             "task.batch",
             None,
             Some(serde_json::json!({"accepted": ids.len(), "rejected": rejected.len()})),
@@ -442,7 +341,7 @@ impl TasksApi {
     ) -> ApiResult<TaskResponse> {
         auth.0.require(Permission::TaskCreate)?;
         let t = service::cancel(&state, id.0).await?;
-        crate::services::audit::note("task.cancel", Some(id.0.to_string()), None);
+        audit::note("task.cancel", Some(id.0.to_string()), None);
         Ok(TaskResponse::Ok(ok(t.into())))
     }
 
@@ -456,7 +355,7 @@ impl TasksApi {
     ) -> ApiResult<TaskResponse> {
         auth.0.require(Permission::TaskCreate)?;
         let t = service::retry(&state, id.0).await?;
-        crate::services::audit::note("task.retry", Some(id.0.to_string()), None);
+        audit::note("task.retry", Some(id.0.to_string()), None);
         Ok(TaskResponse::Ok(ok(t.into())))
     }
 
@@ -486,7 +385,7 @@ impl TasksApi {
             min_health: c.min_health,
         };
         let (task, agent_id) = service::assign(&state, id.0, criteria).await?;
-        crate::services::audit::note(
+        audit::note(
             "task.assign",
             Some(id.0.to_string()),
             Some(serde_json::json!({"agent_id": agent_id})),
@@ -516,7 +415,7 @@ impl TasksApi {
                 "progress is between 0 and 100",
             ));
         }
-        let t = service::report_progress(&state, agent, id.0, r.progress, r.message).await?;
+        let t = runs::report_progress(&state, agent, id.0, r.progress, r.message).await?;
         Ok(TaskResponse::Ok(ok(t.into())))
     }
 
@@ -530,7 +429,7 @@ impl TasksApi {
         body: ApiJson<CompleteRequest>,
     ) -> ApiResult<TaskResponse> {
         let agent = reporting_agent(&auth)?;
-        let t = service::report_complete(&state, agent, id.0, body.0.result).await?;
+        let t = runs::report_complete(&state, agent, id.0, body.0.result).await?;
         Ok(TaskResponse::Ok(ok(t.into())))
     }
 
@@ -545,15 +444,9 @@ impl TasksApi {
     ) -> ApiResult<TaskResponse> {
         let agent = reporting_agent(&auth)?;
         let r = body.0;
-        let error: String = r.error.chars().take(4000).collect();
-        let t = service::report_fail(&state, agent, id.0, &error, r.retryable).await?;
-        state.dispatcher.wake();
+        let t = runs::report_fail(&state, agent, id.0, &r.error, r.retryable).await?;
         Ok(TaskResponse::Ok(ok(t.into())))
     }
-}
-
-async fn find(state: &AppState, id: Uuid) -> ApiResult<Model> {
-    service::find(state, id).await
 }
 
 /// An agent may see only tasks routed to it.

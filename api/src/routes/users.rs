@@ -1,11 +1,7 @@
 //! User management (admin only).
 
 use chrono::{DateTime, Utc};
-use mcp_shared::{
-    auth::{Permission, Role},
-    crypto,
-    db::users,
-};
+use mcp_shared::auth::{Permission, Role};
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 use serde::Deserialize;
@@ -13,9 +9,7 @@ use uuid::Uuid;
 
 use super::{ApiTags, Envelope, ok};
 use crate::{
-    auth::Auth,
-    error::{ApiError, ApiResult},
-    payload::ApiJson,
+    audit, auth::Auth, error::ApiResult, payload::ApiJson, services::users as service,
     state::AppState,
 };
 
@@ -45,35 +39,6 @@ pub enum CreateUserResponse {
     Created(Json<Envelope<UserView>>),
 }
 
-pub const MIN_PASSWORD_LEN: usize = 12;
-const MAX_PASSWORD_LEN: usize = 1024;
-
-pub fn validate_username(username: &str) -> Result<(), ApiError> {
-    let ok = (3..=64).contains(&username.len())
-        && username
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_field(
-            "username",
-            "username must be 3-64 characters of letters, digits, '.', '_' or '-'",
-        ))
-    }
-}
-
-pub fn validate_password(password: &str) -> Result<(), ApiError> {
-    if (MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&password.chars().count()) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_field(
-            "password",
-            format!("password must be {MIN_PASSWORD_LEN}-{MAX_PASSWORD_LEN} characters"),
-        ))
-    }
-}
-
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Users")]
 impl UsersApi {
     /// Create a user (admin).
@@ -86,15 +51,9 @@ impl UsersApi {
     ) -> ApiResult<CreateUserResponse> {
         auth.0.require(Permission::UserManage)?;
         let req = body.0;
-        validate_username(&req.username)?;
-        validate_password(&req.password)?;
-        let password = req.password;
-        let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password))
-            .await
-            .map_err(ApiError::internal)??;
-        let user = users::create(&state.db.conn, &req.username, hash, req.role).await?;
+        let user = service::create(&state.db, &req.username, req.password, req.role).await?;
         tracing::info!(by = %auth.0.actor(), user = %user.username, role = %user.role, "user created");
-        crate::services::audit::note(
+        audit::note(
             "user.create",
             Some(user.id.to_string()),
             Some(serde_json::json!({"username": user.username, "role": user.role})),

@@ -13,9 +13,9 @@ use uuid::Uuid;
 pub use counters::Counters;
 
 use crate::{
-    auth::Principal,
+    audit,
     error::{ApiError, ErrorCode},
-    services::audit,
+    principal::Principal,
 };
 
 /// The rate-limit window.

@@ -1,103 +1,37 @@
-//! Agents: registration (keys, sealed secrets, redacted metadata), the capability catalog,
-//! liveness, deregistration.
+//! Agents: registration (keys, sealed secrets, redacted metadata), reading through the agent
+//! directory, heartbeats and liveness, capabilities, reserved slots, deregistration.
 
-use std::collections::BTreeSet;
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+pub use mcp_shared::db::agents::TaskStats;
 use mcp_shared::{
     bus::emit,
     crypto,
     db::{agents, tasks::transitions::Lost},
     domain::{
-        agent::{AgentStatus, AgentType, BUILTIN_CAPABILITIES, Capability},
+        agent::{AgentStatus, AgentType, Capability},
         event::Event,
     },
-    entities::{agents::Model, capabilities},
+    entities::agents::Model,
     pii,
+    shutdown::spawn_every,
 };
 use sea_orm::{EntityTrait, Set};
 use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
+    directory::{AgentEntry, Query},
     error::{ApiError, ErrorCode},
-    services::tasks::valid_capability,
+    services::capabilities,
     state::AppState,
 };
 
 /// Configuration keys whose values are secrets: sealed at rest, never returned.
 pub const SECRET_CONFIG_KEYS: &[&str] = &["api_keys", "credentials", "secrets"];
 pub const MAX_CONCURRENCY_LIMIT: i64 = 10_000;
-
-/// Every capability name an agent may declare: the built-ins plus operator-defined ones.
-pub async fn catalog(state: &AppState) -> Result<BTreeSet<String>, ApiError> {
-    let mut names: BTreeSet<String> = BUILTIN_CAPABILITIES.iter().map(|s| s.to_string()).collect();
-    for c in capabilities::Entity::find()
-        .all(&state.db.conn)
-        .await
-        .map_err(mcp_shared::Error::from)?
-    {
-        names.insert(c.name);
-    }
-    Ok(names)
-}
-
-/// Parses `[string | {name, version?}]`, naming the first bad entry by index.
-pub fn parse_capabilities(raw: &[Value], field: &str) -> Result<Vec<Capability>, ApiError> {
-    let mut out: Vec<Capability> = Vec::with_capacity(raw.len());
-    for (i, item) in raw.iter().enumerate() {
-        let cap = match item {
-            Value::String(name) => Capability {
-                name: name.clone(),
-                version: None,
-            },
-            Value::Object(_) => {
-                serde_json::from_value::<Capability>(item.clone()).map_err(|_| {
-                    ApiError::invalid_field(
-                        &format!("{field}[{i}]"),
-                        "a capability is a name or {\"name\": …, \"version\": …}",
-                    )
-                })?
-            }
-            _ => {
-                return Err(ApiError::invalid_field(
-                    &format!("{field}[{i}]"),
-                    "a capability is a name or {\"name\": …, \"version\": …}",
-                ));
-            }
-        };
-        if !valid_capability(&cap.name) {
-            return Err(ApiError::invalid_field(
-                &format!("{field}[{i}]"),
-                format!(
-                    "capability {:?} is not a valid name (lowercase letters, digits, '_')",
-                    cap.name
-                ),
-            ));
-        }
-        if !out.iter().any(|c| c.name == cap.name) {
-            out.push(cap);
-        }
-    }
-    Ok(out)
-}
-
-/// Fails with 422 naming the first capability not in the catalog.
-pub async fn require_known(state: &AppState, caps: &[Capability]) -> Result<(), ApiError> {
-    let known = catalog(state).await?;
-    if let Some(unknown) = caps.iter().find(|c| !known.contains(&c.name)) {
-        return Err(ApiError::invalid_field(
-            "capabilities",
-            format!(
-                "unknown capability {:?}; known: {} (operators add more with POST /api/v1/capabilities)",
-                unknown.name,
-                known.iter().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        )
-        .with_details(json!({"field": "capabilities", "capability": unknown.name})));
-    }
-    Ok(())
-}
 
 pub struct Registration {
     pub name: String,
@@ -122,8 +56,33 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Registers an agent; returns the row and its key (the only time the key exists in clear).
-pub async fn register(state: &AppState, reg: Registration) -> Result<(Model, String), ApiError> {
+/// The agent as the directory knows it, or 404.
+pub async fn find(state: &AppState, id: Uuid) -> Result<AgentEntry, ApiError> {
+    if let Some(e) = state.directory.get(id).await {
+        return Ok(e);
+    }
+    // Registered on another replica since our last sync: read through.
+    let row = agents::find(&state.db.conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    state.directory.upsert(row).await;
+    state
+        .directory
+        .get(id)
+        .await
+        .ok_or_else(|| ApiError::not_found("agent"))
+}
+
+/// Agents matching `query`, healthy first, then least loaded.
+pub async fn discover(state: &AppState, query: &Query) -> Vec<AgentEntry> {
+    state.directory.discover(query).await
+}
+
+/// Registers an agent; returns it and its key (the only time the key exists in clear).
+pub async fn register(
+    state: &AppState,
+    reg: Registration,
+) -> Result<(AgentEntry, String), ApiError> {
     validate_name(&reg.name)?;
     if !(1..=MAX_CONCURRENCY_LIMIT).contains(&reg.max_concurrency) {
         return Err(ApiError::invalid_field(
@@ -137,7 +96,7 @@ pub async fn register(state: &AppState, reg: Registration) -> Result<(Model, Str
             "declare at least one capability",
         ));
     }
-    require_known(state, &reg.capabilities).await?;
+    capabilities::require_known(state, &reg.capabilities).await?;
     let mut metadata = reg.metadata;
     if !metadata.is_object() {
         return Err(ApiError::invalid_field(
@@ -190,7 +149,7 @@ pub async fn register(state: &AppState, reg: Registration) -> Result<(Model, Str
     })?;
     state.directory.upsert(agent.clone()).await;
     emit(state.bus.as_ref(), Event::agent_registered(&agent)).await;
-    Ok((agent, key))
+    Ok((find(state, agent.id).await?, key))
 }
 
 /// Splits configuration into the plain part and the sealed secret part.
@@ -285,4 +244,155 @@ pub async fn sweep(state: &AppState) -> mcp_shared::Result<usize> {
         .await;
     }
     Ok(moved.len())
+}
+
+/// Records a heartbeat, with the load and status the agent reports; a change of status is an
+/// `agent.status_updated` event. Returns the agent's row and status.
+pub async fn heartbeat(
+    state: &AppState,
+    id: Uuid,
+    current_load: Option<i32>,
+    status: Option<AgentStatus>,
+) -> Result<(Model, AgentStatus), ApiError> {
+    if let Some(load) = current_load
+        && load < 0
+    {
+        return Err(ApiError::invalid_field(
+            "current_load",
+            "current_load cannot be negative",
+        ));
+    }
+    if matches!(status, Some(AgentStatus::Stale | AgentStatus::Offline)) {
+        return Err(ApiError::invalid_field(
+            "status",
+            "an agent may report active, busy or paused",
+        ));
+    }
+    let beat = agents::heartbeat(&state.db.conn, id, current_load, status).await?;
+    let now = AgentStatus::parse(&beat.agent.status).unwrap_or(AgentStatus::Active);
+    state.directory.upsert(beat.agent.clone()).await;
+    if now != beat.previous {
+        emit(
+            state.bus.as_ref(),
+            Event::agent_status_updated(&beat.agent, beat.previous),
+        )
+        .await;
+    }
+    Ok((beat.agent, now))
+}
+
+/// Replaces the agent's capabilities with `incoming`, or (`add`) adds them, replacing any of the
+/// same name. Each must be in the catalog, and an agent keeps at least one.
+pub async fn set_capabilities(
+    state: &AppState,
+    id: Uuid,
+    incoming: Vec<Capability>,
+    add: bool,
+) -> Result<AgentEntry, ApiError> {
+    capabilities::require_known(state, &incoming).await?;
+    let current = find(state, id).await?;
+    let mut caps: Vec<Capability> = if add {
+        current.capabilities.clone()
+    } else {
+        Vec::new()
+    };
+    for c in incoming {
+        caps.retain(|x| x.name != c.name);
+        caps.push(c);
+    }
+    if caps.is_empty() {
+        return Err(ApiError::invalid_field(
+            "capabilities",
+            "an agent needs at least one capability",
+        ));
+    }
+    agents::set_capabilities(&state.db.conn, id, json!(caps)).await?;
+    let row = agents::find(&state.db.conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    state.directory.upsert(row).await;
+    find(state, id).await
+}
+
+/// Each of the agent's capabilities, and whether the catalog knows it.
+pub async fn check_capabilities(
+    state: &AppState,
+    id: Uuid,
+) -> Result<Vec<(String, bool)>, ApiError> {
+    let e = find(state, id).await?;
+    let known = capabilities::catalog(state).await?;
+    Ok(e.capabilities
+        .iter()
+        .map(|c| (c.name.clone(), known.contains(&c.name)))
+        .collect())
+}
+
+/// The agent with the statistics of the tasks it ran.
+pub async fn task_stats(state: &AppState, id: Uuid) -> Result<(AgentEntry, TaskStats), ApiError> {
+    let e = find(state, id).await?;
+    let stats = agents::task_stats(&state.db.conn, id).await?;
+    Ok((e, stats))
+}
+
+/// A reservation of slots on an agent.
+pub struct Allocation {
+    pub id: Uuid,
+    pub ttl_seconds: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Reserves `slots` on the agent for `ttl_seconds` (default 60); they count as load until then.
+pub async fn allocate(
+    state: &AppState,
+    id: Uuid,
+    slots: i64,
+    ttl_seconds: Option<i64>,
+    purpose: Option<String>,
+) -> Result<Allocation, ApiError> {
+    let e = find(state, id).await?;
+    if !(1..=e.model.max_concurrency as i64).contains(&slots) {
+        return Err(ApiError::invalid_field(
+            "slots",
+            format!(
+                "slots must be between 1 and the agent's max_concurrency ({})",
+                e.model.max_concurrency
+            ),
+        ));
+    }
+    let ttl = ttl_seconds.unwrap_or(60);
+    if !(1..=86_400).contains(&ttl) {
+        return Err(ApiError::invalid_field(
+            "ttl_seconds",
+            "ttl_seconds must be between 1 and 86400",
+        ));
+    }
+    if purpose.as_ref().is_some_and(|p| p.chars().count() > 256) {
+        return Err(ApiError::invalid_field(
+            "purpose",
+            "purpose is at most 256 characters",
+        ));
+    }
+    let expires_at = Utc::now() + chrono::Duration::seconds(ttl);
+    let a = agents::allocate(&state.db.conn, id, slots as i32, purpose, expires_at).await?;
+    state.directory.sync(&state.db).await?;
+    Ok(Allocation {
+        id: a.id,
+        ttl_seconds: ttl,
+        expires_at: a.expires_at,
+    })
+}
+
+/// Runs [`sweep`] until `shutdown`. Safe on every replica at once: each transition is a
+/// conditional update that only one sweeper wins.
+pub fn spawn_sweeper(state: AppState, shutdown: CancellationToken) {
+    let period = (state.settings.agent_heartbeat / 2)
+        .clamp(Duration::from_millis(100), Duration::from_secs(5));
+    spawn_every(period, shutdown, move || {
+        let state = state.clone();
+        async move {
+            if let Err(e) = sweep(&state).await {
+                tracing::warn!(error = %e, "agent sweep failed");
+            }
+        }
+    });
 }

@@ -1,11 +1,12 @@
 //! Pipeline executions: validating a request, storing the execution with its ingestion task
 //! (or finding the one an earlier request with the same idempotency key stored), waiting for
-//! it, following it per stage, and cancelling it.
+//! it, following it per stage, reading its exported files and report, and cancelling it.
 
 use std::collections::HashMap;
 
 use chrono::Utc;
 use mcp_shared::{
+    artifacts::{ArtifactReader, keys},
     bus::emit,
     db,
     domain::{
@@ -26,6 +27,7 @@ use crate::{
     error::{ApiError, ErrorCode},
     services::{datasets, tasks::MAX_IDEMPOTENCY_KEY},
     state::AppState,
+    views::StageView,
 };
 
 /// Options as a client sends them; every field optional.
@@ -382,6 +384,45 @@ pub async fn start(
     Ok(Started::New(execution))
 }
 
+/// Checks one execution request and starts it (see [`start`]).
+pub async fn submit(
+    state: &AppState,
+    req: &ExecuteRequest,
+    default_priority: Priority,
+    created_by: &str,
+) -> Result<Started, ApiError> {
+    let options = validate(req)?;
+    start(state, req, options, default_priority, created_by).await
+}
+
+/// Starts a batch of executions (priority defaults to `low`). Every item is checked first: one
+/// invalid item refuses the batch, named by its index (`executions[i]`), and nothing starts.
+/// Returns the execution ids in order and how many of them earlier requests had started.
+pub async fn start_batch(
+    state: &AppState,
+    items: Vec<Result<ExecuteRequest, ApiError>>,
+    created_by: &str,
+) -> Result<(Vec<Uuid>, usize), ApiError> {
+    let mut checked = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let at = |e: ApiError| e.within(&format!("executions[{index}]"));
+        let (req, options) = item
+            .and_then(|r| validate(&r).map(|o| (r, o)))
+            .map_err(at)?;
+        check_dataset(state, &req, &options).await.map_err(at)?;
+        checked.push((req, options));
+    }
+    check_keys(state, &checked, Priority::Low).await?;
+    let mut ids = Vec::with_capacity(checked.len());
+    let mut replayed = 0;
+    for (req, options) in checked {
+        let started = start(state, &req, options, Priority::Low, created_by).await?;
+        replayed += usize::from(matches!(started, Started::Existing(_)));
+        ids.push(started.execution().id);
+    }
+    Ok((ids, replayed))
+}
+
 pub async fn find(state: &AppState, id: Uuid) -> Result<Execution, ApiError> {
     db::pipelines::find(&state.db.conn, id)
         .await?
@@ -428,6 +469,64 @@ pub async fn wait(
     find(state, id).await
 }
 
+/// The execution with its per-stage state and its overall progress (0..100).
+pub async fn progress(
+    state: &AppState,
+    id: Uuid,
+) -> Result<(Execution, Vec<StageView>, i32), ApiError> {
+    let e = find(state, id).await?;
+    let runs = db::pipelines::stage_runs(&state.db.conn, e.id).await?;
+    let stages = stage_views(&runs);
+    let progress = overall_progress(&e, &stages);
+    Ok((e, stages, progress))
+}
+
+/// A completed execution, or 409 until it has completed.
+async fn completed(state: &AppState, id: Uuid) -> Result<Execution, ApiError> {
+    let e = find(state, id).await?;
+    if e.status == PipelineStatus::Completed.as_str() {
+        return Ok(e);
+    }
+    Err(ApiError::new(
+        ErrorCode::NotReady,
+        format!(
+            "the execution is {}; results exist once it has completed",
+            e.status
+        ),
+    )
+    .with_details(json!({"current_status": e.status})))
+}
+
+/// Opens a completed execution's exported file in `format`.
+pub async fn export(
+    state: &AppState,
+    id: Uuid,
+    format: ExportFormat,
+) -> Result<ArtifactReader, ApiError> {
+    let e = completed(state, id).await?;
+    let exported: Vec<ExportFormat> = e
+        .options
+        .get("export_formats")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    if !exported.contains(&format) {
+        return Err(ApiError::invalid_field(
+            "format",
+            format!("this execution did not export {format}"),
+        )
+        .with_details(json!({"field": "format", "exported": exported})));
+    }
+    Ok(state.artifacts.reader(&keys::export(e.id, format)).await?)
+}
+
+/// A completed execution's report.
+pub async fn report(state: &AppState, id: Uuid) -> Result<Value, ApiError> {
+    let e = completed(state, id).await?;
+    let bytes = state.artifacts.get(&keys::report(e.id)).await?;
+    serde_json::from_slice(&bytes).map_err(ApiError::internal)
+}
+
 /// Cancels an unfinished execution and every shard still waiting or running.
 pub async fn cancel(state: &AppState, id: Uuid) -> Result<Execution, ApiError> {
     let current = find(state, id).await?;
@@ -441,33 +540,6 @@ pub async fn cancel(state: &AppState, id: Uuid) -> Result<Execution, ApiError> {
     emit(state.bus.as_ref(), Event::pipeline_cancelled(id)).await;
     state.lifecycle.cancel_open_tasks(id).await?;
     find(state, id).await
-}
-
-/// Per-stage state, from the stage runs (as `agent-progress` returns it).
-#[derive(Debug, poem_openapi::Object)]
-pub struct StageView {
-    pub stage: Stage,
-    /// `pending`, `running`, `completed` or `failed`.
-    pub status: String,
-    /// The task of the stage's first shard.
-    #[oai(skip_serializing_if_is_none)]
-    pub task_id: Option<Uuid>,
-    /// The agent that ran the stage's first shard.
-    #[oai(skip_serializing_if_is_none)]
-    pub agent_id: Option<Uuid>,
-    /// Every agent that ran a shard of this stage.
-    pub agent_ids: Vec<Uuid>,
-    pub shards: u32,
-    #[oai(skip_serializing_if_is_none)]
-    pub started_at: Option<chrono::DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
-    pub finished_at: Option<chrono::DateTime<Utc>>,
-    pub records_in: i64,
-    pub records_out: i64,
-    /// 0–100.
-    pub progress: i32,
-    #[oai(skip_serializing_if_is_none)]
-    pub error: Option<String>,
 }
 
 pub fn stage_views(runs: &[stage_runs::Model]) -> Vec<StageView> {

@@ -6,7 +6,10 @@
 //! already purged, and the audit purge serialises with appends on the chain's lock.
 
 use chrono::Utc;
-use mcp_shared::db::{agents, audit, tasks};
+use mcp_shared::{
+    db::{agents, audit, tasks},
+    shutdown::spawn_every,
+};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -61,14 +64,10 @@ pub fn spawn(state: AppState, shutdown: CancellationToken) {
     if state.settings.agent_data_retention.is_none() && state.settings.audit_retention.is_none() {
         return;
     }
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.settings.retention_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.cancelled() => return,
-            }
+    let period = state.settings.retention_interval;
+    spawn_every(period, shutdown, move || {
+        let state = state.clone();
+        async move {
             if let Err(e) = run_once(&state).await {
                 tracing::warn!(error = %e, "retention purge failed; retrying next interval");
             }

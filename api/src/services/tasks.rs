@@ -1,20 +1,22 @@
-//! Creating tasks: validation, idempotency, the row, the queue push and the event.
+//! Tasks as users see them: creating one or a batch (validation, idempotency, the row, the queue
+//! push and the event), finding and listing, cancelling, re-driving and assigning to an agent.
+//! What an agent does with a task it holds is the run protocol's (the `runs` service); every
+//! transition is the lifecycle's ([`mcp_shared::lifecycle`]).
 
 use chrono::{DateTime, Utc};
+pub use mcp_shared::db::tasks::ListFilter;
 use mcp_shared::{
     bus::emit,
     crypto,
-    db::{
-        self,
-        tasks::{self, transitions::Holder},
-    },
+    db::{self, tasks},
     domain::{
+        agent::valid_capability,
         event::Event,
         task::{Priority, TaskStatus, TaskType},
     },
     entities::tasks::Model,
-    lifecycle::{Cancel, Progress},
-    queue::{Job, QueueName, capability_key, served_keys},
+    lifecycle::Cancel,
+    queue::{Job, QueueName, capability_key},
 };
 use sea_orm::Set;
 use serde_json::{Value, json};
@@ -50,14 +52,6 @@ pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 const MAX_TIMEOUT_SECONDS: u32 = 7 * 24 * 3600;
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
-
-/// A capability name: lowercase letters, digits and `_`, 1–64 characters.
-pub fn valid_capability(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
 
 impl NewTask {
     pub fn validate(&self) -> Result<(), ApiError> {
@@ -405,6 +399,11 @@ pub async fn find(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
         .ok_or_else(|| ApiError::not_found("task"))
 }
 
+/// A page of tasks, newest first.
+pub async fn list(state: &AppState, filter: &ListFilter) -> Result<Vec<Model>, ApiError> {
+    Ok(tasks::list(&state.db.conn, filter).await?)
+}
+
 /// Cancels: at once when not running; cooperatively (at the next progress report) when running.
 pub async fn cancel(state: &AppState, id: Uuid) -> Result<Model, ApiError> {
     match state.lifecycle.cancel(id).await? {
@@ -493,133 +492,4 @@ pub async fn assign(
         return Err(illegal(&now, "assign"));
     }
     Ok((find(state, id).await?, agent.model.id))
-}
-
-/// Gives the agent its next task: one assigned to it, else the oldest due task in its
-/// capabilities' queues (most urgent tier first) whose required capabilities it all has.
-pub async fn claim(
-    state: &AppState,
-    agent: &crate::directory::AgentEntry,
-) -> Result<Option<Model>, ApiError> {
-    let me = agent.model.id;
-    if let Some(t) = tasks::transitions::next_assigned(&state.db.conn, me).await?
-        && let Some(started) = state.lifecycle.start_assigned(t.id, me).await?
-    {
-        return Ok(Some(started));
-    }
-    let mine: Vec<&str> = agent.capabilities.iter().map(|c| c.name.as_str()).collect();
-    let owned: Vec<String> = mine.iter().map(|c| c.to_string()).collect();
-    let keys = served_keys(&owned);
-    for tier in Priority::ALL {
-        let queues: Vec<String> = keys
-            .iter()
-            .map(|k| QueueName::new(k.clone(), *tier).to_string())
-            .collect();
-        for t in tasks::dispatch::claimable(&state.db.conn, &queues, 20).await? {
-            let needs: Vec<String> =
-                serde_json::from_value(t.required_capabilities.clone()).unwrap_or_default();
-            if !needs.iter().all(|n| mine.contains(&n.as_str())) {
-                continue;
-            }
-            if let Some(started) = state.lifecycle.start(t.id, Some(me)).await? {
-                return Ok(Some(started));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// The task, if it is running on `agent`; 403 when it is routed elsewhere, 409 when not running.
-async fn held_by(state: &AppState, id: Uuid, agent: Uuid, action: &str) -> Result<Model, ApiError> {
-    let t = find(state, id).await?;
-    if t.agent_id != Some(agent) {
-        return Err(ApiError::forbidden("this task is not routed to you"));
-    }
-    if t.status != TaskStatus::Running.as_str() {
-        return Err(illegal(&t, action));
-    }
-    Ok(t)
-}
-
-/// Records progress. A cancel request is answered here: the task becomes cancelled and the
-/// agent is told to stop (409 `task_cancelled`).
-pub async fn report_progress(
-    state: &AppState,
-    agent: Uuid,
-    id: Uuid,
-    progress: i32,
-    message: Option<String>,
-) -> Result<Model, ApiError> {
-    let t = held_by(state, id, agent, "report progress on").await?;
-    let holder = Holder {
-        agent: Some(agent),
-        attempt: Some(t.attempt),
-    };
-    match state
-        .lifecycle
-        .progress(&t, holder, progress, message)
-        .await?
-    {
-        Progress::Recorded => find(state, id).await,
-        Progress::Cancelled => Err(ApiError::new(
-            ErrorCode::TaskCancelled,
-            "the task was cancelled; stop working on it",
-        )
-        .with_details(json!({"current_status": "cancelled"}))),
-        Progress::NotRunning => Err(illegal(&find(state, id).await?, "report progress on")),
-    }
-}
-
-/// Completes; repeating the same completion returns the task unchanged.
-pub async fn report_complete(
-    state: &AppState,
-    agent: Uuid,
-    id: Uuid,
-    mut result: Value,
-) -> Result<Model, ApiError> {
-    let stored = find(state, id).await?;
-    if stored.sealed_key.is_some() {
-        // An agent echoing a sensitive input must not get it stored in clear.
-        let mut opened = stored.payload.clone();
-        if mcp_shared::sealing::open(&mut opened, &state.cipher).is_ok() {
-            mcp_shared::sealing::keep_sealed(&mut result, &stored.payload, &opened);
-        }
-    }
-    let holder = Holder {
-        agent: Some(agent),
-        attempt: None,
-    };
-    state.lifecycle.complete(&stored, holder, result).await?;
-    let t = find(state, id).await?;
-    if t.agent_id != Some(agent) {
-        return Err(ApiError::forbidden("this task is not routed to you"));
-    }
-    if t.status == TaskStatus::Completed.as_str() {
-        return Ok(t);
-    }
-    Err(illegal(&t, "complete"))
-}
-
-/// Fails the attempt: retried after a backoff while attempts remain and the error is retryable.
-pub async fn report_fail(
-    state: &AppState,
-    agent: Uuid,
-    id: Uuid,
-    error: &str,
-    retryable: bool,
-) -> Result<Model, ApiError> {
-    let t = held_by(state, id, agent, "fail").await?;
-    let holder = Holder {
-        agent: Some(agent),
-        attempt: Some(t.attempt),
-    };
-    if state
-        .lifecycle
-        .fail(&t, holder, error, retryable)
-        .await?
-        .is_none()
-    {
-        return Err(illegal(&find(state, id).await?, "fail"));
-    }
-    find(state, id).await
 }

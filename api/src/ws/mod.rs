@@ -13,15 +13,9 @@
 //! - A client that stops reading gets `{"type":"lagged"}` past [`session::OUTBOUND_BUFFER`]
 //!   queued messages; it may resubscribe with `since`.
 
-pub mod filter;
+mod channel;
 mod session;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
-};
-
-use mcp_shared::{auth::Permission, domain::event::Event};
 use poem::{
     IntoResponse, Request, handler,
     web::{
@@ -30,89 +24,14 @@ use poem::{
     },
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    auth::{self, Principal},
-    directory,
-    services::audit,
-    state::AppState,
-};
+use self::channel::Channel;
+use crate::{audit, principal::Principal, services::sessions, state::AppState};
 
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
     token: Option<String>,
-}
-
-/// Which events a channel carries.
-#[derive(Debug, Clone, Copy)]
-pub enum Channel {
-    AgentsStatus,
-    TasksProgress,
-    PipelineUpdates,
-    SystemEvents,
-    Task(Uuid),
-}
-
-impl Channel {
-    fn permission(self) -> Permission {
-        match self {
-            Channel::AgentsStatus => Permission::AgentBasic,
-            Channel::TasksProgress | Channel::Task(_) => Permission::TaskRead,
-            Channel::PipelineUpdates => Permission::PipelineRead,
-            Channel::SystemEvents => Permission::SystemRead,
-        }
-    }
-
-    fn carries(self, event: &Event) -> bool {
-        let kind = event.kind.as_str();
-        match self {
-            Channel::AgentsStatus => kind.starts_with("agent."),
-            Channel::TasksProgress => kind.starts_with("task."),
-            Channel::PipelineUpdates => kind.starts_with("stage.") || kind.starts_with("pipeline."),
-            Channel::SystemEvents => true,
-            Channel::Task(id) => event.task_id == Some(id),
-        }
-    }
-}
-
-/// Open WebSocket connections on this replica, against `MAX_AGENT_CONNECTIONS`.
-#[derive(Debug, Default)]
-pub struct Connections(AtomicUsize);
-
-/// Holds one connection slot until dropped.
-pub struct ConnectionSlot(Arc<Connections>);
-
-impl Connections {
-    /// Connections open now.
-    pub fn current(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    pub fn open(self: &Arc<Self>, limit: usize) -> Option<ConnectionSlot> {
-        let mut current = self.0.load(Ordering::Relaxed);
-        loop {
-            if current >= limit {
-                return None;
-            }
-            match self.0.compare_exchange_weak(
-                current,
-                current + 1,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(ConnectionSlot(self.clone())),
-                Err(now) => current = now,
-            }
-        }
-    }
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Authenticates from the header or the `token` query parameter (browsers cannot set headers).
@@ -129,34 +48,7 @@ pub async fn authenticate(
         (None, Some(t)) => format!("Bearer {t}"),
         (None, None) => return None,
     };
-    auth::resolve(state, &header).await.ok()
-}
-
-/// The wire form of an event: `{type, id, ts, data}`.
-pub fn render(event: &Event) -> String {
-    event.wire().to_string()
-}
-
-/// What a channel-wide subscriber sees first.
-async fn channel_snapshot(state: &AppState, principal: &Principal, channel: Channel) -> Value {
-    match channel {
-        Channel::AgentsStatus => {
-            let found = state
-                .directory
-                .discover(&directory::Query {
-                    limit: 1000,
-                    ..Default::default()
-                })
-                .await;
-            let agents: Vec<Value> = found
-                .iter()
-                .filter(|e| principal.agent_id().is_none_or(|me| me == e.model.id))
-                .map(|e| json!({"agent_id": e.model.id, "name": e.model.name, "status": e.status, "current_load": e.load()}))
-                .collect();
-            json!({"agents": agents})
-        }
-        _ => json!({}),
-    }
+    sessions::resolve(state, &header).await.ok()
 }
 
 fn close(code: u16, reason: &str) -> Message {

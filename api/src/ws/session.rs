@@ -16,12 +16,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 
-use super::{
-    Channel,
-    filter::{self, Filter},
-    render,
+use super::channel::{Channel, channel_snapshot, render};
+use crate::{
+    principal::Principal,
+    services::events::{self as subscriptions, Filter},
+    state::AppState,
 };
-use crate::{auth::Principal, state::AppState};
 
 /// Messages waiting for one client; past this (or [`OUTBOUND_BYTES`]) the client is sent
 /// `lagged` and events are dropped until it catches up.
@@ -140,7 +140,7 @@ impl Session {
         };
 
         // Subscribe to the bus before any snapshot or replay, so nothing falls between them.
-        let mut events = self.state.bus.subscribe();
+        let mut events = subscriptions::subscribe(&self.state);
         let mut subs = Vec::new();
         match self.channel {
             Channel::Task(id) => {
@@ -148,7 +148,7 @@ impl Session {
                     task_id: Some(id),
                     ..Default::default()
                 };
-                match filter::snapshot(&self.state, &self.principal, &filter).await {
+                match subscriptions::snapshot(&self.state, &self.principal, &filter).await {
                     Ok(data) => {
                         out.reply(
                             json!({"type": "snapshot", "ts": chrono::Utc::now(), "data": data})
@@ -168,7 +168,7 @@ impl Session {
                 }
             }
             channel => {
-                let data = super::channel_snapshot(&self.state, &self.principal, channel).await;
+                let data = channel_snapshot(&self.state, &self.principal, channel).await;
                 out.reply(
                     json!({"type": "snapshot", "ts": chrono::Utc::now(), "data": data}).to_string(),
                 );
@@ -241,7 +241,7 @@ impl Session {
         let id = EventId::parse(&event.id);
         let wanted = subs.iter().any(|s| {
             s.filter.matches(event)
-                && filter::visible_to(&self.principal, event, s.authorized)
+                && subscriptions::visible_to(&self.principal, event, s.authorized)
                 && !matches!((s.replayed_to, id), (Some(upto), Some(id)) if id <= upto)
         });
         if wanted {
@@ -291,13 +291,14 @@ impl Session {
                     Some(Some(id)) => Some(id),
                     None => None,
                 };
-                let snapshot = match filter::snapshot(&self.state, &self.principal, &filter).await {
-                    Ok(s) => s,
-                    Err(reason) => {
-                        out.reply(error("not_visible", reason).to_string());
-                        return;
-                    }
-                };
+                let snapshot =
+                    match subscriptions::snapshot(&self.state, &self.principal, &filter).await {
+                        Ok(s) => s,
+                        Err(reason) => {
+                            out.reply(error("not_visible", reason).to_string());
+                            return;
+                        }
+                    };
                 let authorized = filter.task_id.is_some();
                 if std::mem::take(implicit) {
                     subs.clear();
@@ -308,8 +309,8 @@ impl Session {
                 );
                 let mut replayed_to = None;
                 if let Some(since) = since {
-                    match filter::replay(
-                        self.state.bus.as_ref(),
+                    match subscriptions::replay(
+                        &self.state,
                         &self.principal,
                         &filter,
                         authorized,

@@ -50,6 +50,14 @@ pub struct Capability {
     pub version: Option<String>,
 }
 
+/// A capability name: lowercase letters, digits and `_`, 1–64 characters.
+pub fn valid_capability(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// The built-in catalog: the six pipeline stages and the general task kinds.
 pub const BUILTIN_CAPABILITIES: &[&str] = &[
     "ingestion",
@@ -66,3 +74,20 @@ pub const BUILTIN_CAPABILITIES: &[&str] = &[
 
 /// Prefix of every agent key, so leaked keys are recognisable by scanners.
 pub const AGENT_KEY_PREFIX: &str = "mcp_ak_";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_names_are_short_lowercase_words() {
+        for good in ["generic", "stage_export", "a", "gpu2"] {
+            assert!(valid_capability(good), "{good}");
+        }
+        let long = "x".repeat(65);
+        for bad in ["", "Generic", "a-b", "a b", "a:b", "a+b", long.as_str()] {
+            assert!(!valid_capability(bad), "{bad}");
+        }
+        assert!(BUILTIN_CAPABILITIES.iter().all(|c| valid_capability(c)));
+    }
+}

@@ -1,16 +1,24 @@
-//! Which events a subscriber gets: a filter (task, execution, event types, agent) and who may
-//! see what. Shared by the WebSocket channels and the Server-Sent Events endpoint.
+//! Following events: which events a subscriber gets (a filter on task, execution, event types,
+//! agent), who may see what, the snapshot sent before live events, and the replay of retained
+//! ones. Shared by the WebSocket channels and the Server-Sent Events endpoint.
+
+use std::sync::Arc;
 
 use mcp_shared::{
-    bus::{EventBus, EventId},
+    bus::EventId,
     db::{pipelines, tasks},
     domain::event::{Event, EventType},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::{auth::Principal, state::AppState};
+use crate::{
+    principal::Principal,
+    services::pipelines::{overall_progress, stage_views},
+    state::AppState,
+};
 
 /// The narrowing a subscriber asked for; every set field must match.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -56,6 +64,11 @@ pub fn visible_to(principal: &Principal, event: &Event, authorized: bool) -> boo
     }
 }
 
+/// Live events from now on, every one: filter them with [`Filter::matches`] and [`visible_to`].
+pub fn subscribe(state: &AppState) -> broadcast::Receiver<Arc<Event>> {
+    state.bus.subscribe()
+}
+
 /// Checks that `principal` may follow what `filter` names, and returns its current state (the
 /// snapshot sent before live events). `Ok(None)`: nothing specific is named.
 pub async fn snapshot(
@@ -89,8 +102,8 @@ pub async fn snapshot(
         let runs = pipelines::stage_runs(&state.db.conn, id)
             .await
             .map_err(|_| "temporarily unavailable")?;
-        let stages = crate::services::pipelines::stage_views(&runs);
-        let progress = crate::services::pipelines::overall_progress(&e, &stages);
+        let stages = stage_views(&runs);
+        let progress = overall_progress(&e, &stages);
         return Ok(Some(json!({
             "execution_id": e.id, "status": e.status, "progress": progress,
             "current_stage": e.current_stage, "error": e.error,
@@ -109,14 +122,15 @@ pub struct Replay {
     pub truncated_at: Option<EventId>,
 }
 
+/// The retained events after `since` that `principal` may see and `filter` passes.
 pub async fn replay(
-    bus: &dyn EventBus,
+    state: &AppState,
     principal: &Principal,
     filter: &Filter,
     authorized: bool,
     since: EventId,
 ) -> mcp_shared::Result<Replay> {
-    let raw = bus.replay(since).await?;
+    let raw = state.bus.replay(since).await?;
     let truncated_at = (raw.len() >= mcp_shared::bus::MAX_REPLAY)
         .then(|| raw.last().and_then(|e| EventId::parse(&e.id)))
         .flatten();

@@ -20,16 +20,20 @@ use std::{
 
 use chrono::Utc;
 use mcp_shared::{
-    db::tasks::{dispatch, transitions::Lost},
+    Settings,
+    db::{
+        Database,
+        tasks::{dispatch, transitions::Lost},
+    },
     entities::queue_states,
-    queue::{Job, QueueName},
+    lifecycle::Lifecycle,
+    queue::{Job, JobQueue, QueueName},
 };
+use redis::aio::ConnectionManager;
 use sea_orm::EntityTrait;
 use tokio::sync::{Mutex, Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-use crate::state::AppState;
 
 /// Most jobs waiting in the queue backend per queue.
 pub const QUEUE_CAP: i64 = 2000;
@@ -39,6 +43,13 @@ const LEADER_TTL_MS: u64 = 3000;
 
 #[derive(Debug)]
 pub struct Dispatcher {
+    settings: Arc<Settings>,
+    db: Database,
+    queue: Arc<dyn JobQueue>,
+    /// Releases lost attempts.
+    lifecycle: Lifecycle,
+    /// The leader lock, in distributed mode.
+    redis: Option<ConnectionManager>,
     wake: Notify,
     /// Estimated jobs waiting per queue (refreshed from the database every tick).
     waiting: Mutex<HashMap<String, i64>>,
@@ -50,8 +61,19 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new() -> Arc<Self> {
+    pub fn new(
+        settings: Arc<Settings>,
+        db: Database,
+        queue: Arc<dyn JobQueue>,
+        lifecycle: Lifecycle,
+        redis: Option<ConnectionManager>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            settings,
+            db,
+            queue,
+            lifecycle,
+            redis,
             wake: Notify::new(),
             waiting: Mutex::new(HashMap::new()),
             paused: RwLock::new(HashSet::new()),
@@ -90,12 +112,13 @@ impl Dispatcher {
         self.paused.read().await.contains(queue)
     }
 
-    pub fn spawn(self: &Arc<Self>, state: AppState, shutdown: CancellationToken) {
+    /// Dispatches until `shutdown`.
+    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) {
         let me = self.clone();
         tokio::spawn(async move {
             let mut last_lost_check = Instant::now();
             // Look for lost pushes a few times per redelivery period.
-            let check_every = (state.settings.redeliver_after / 4)
+            let check_every = (me.settings.redeliver_after / 4)
                 .clamp(Duration::from_millis(250), Duration::from_secs(15));
             loop {
                 tokio::select! {
@@ -107,19 +130,19 @@ impl Dispatcher {
                 if check_lost {
                     last_lost_check = Instant::now();
                 }
-                if let Err(e) = me.tick(&state, check_lost).await {
+                if let Err(e) = me.tick(check_lost).await {
                     tracing::warn!(error = %e, "dispatch tick failed");
                 }
             }
         });
     }
 
-    async fn tick(&self, state: &AppState, check_lost: bool) -> mcp_shared::Result<()> {
-        self.refresh_paused(state).await?;
-        let db = &state.db.conn;
+    async fn tick(&self, check_lost: bool) -> mcp_shared::Result<()> {
+        self.refresh().await?;
+        let db = &self.db.conn;
         // Every replica refreshes its view of the queues, so its create fast path stays usable.
         let mut waiting = dispatch::outstanding_by_queue(db).await?;
-        let leading = self.lead(state).await;
+        let leading = self.lead().await;
         self.leading
             .store(leading, std::sync::atomic::Ordering::Relaxed);
         if !leading {
@@ -133,20 +156,20 @@ impl Dispatcher {
                 "attempt lost: its worker stopped sending heartbeats",
             ),
         ] {
-            state.lifecycle.release_lost(which, reason).await?;
+            self.lifecycle.release_lost(which, reason).await?;
         }
-        state.lifecycle.unassign_from_silent_agents().await?;
+        self.lifecycle.unassign_from_silent_agents().await?;
         if check_lost {
             // Pushed long ago and not started: lost only if the backend holds fewer jobs for
             // the queue than we pushed; otherwise the queue is just long, and pushing again would
             // only pile up duplicates.
             let lost_after =
-                chrono::Duration::from_std(state.settings.redeliver_after).unwrap_or_default();
+                chrono::Duration::from_std(self.settings.redeliver_after).unwrap_or_default();
             for (queue, pushed) in &waiting {
                 let Some(name) = QueueName::parse(queue) else {
                     continue;
                 };
-                let missing = match state.queue.held(&name).await? {
+                let missing = match self.queue.held(&name).await? {
                     Some(held) => (*pushed - held as i64).max(0) as u64,
                     None => i64::MAX as u64,
                 };
@@ -182,7 +205,7 @@ impl Dispatcher {
             };
             for (i, chunk) in ids.chunks(500).enumerate() {
                 let jobs = chunk.iter().map(|id| Job::now(*id)).collect();
-                if let Err(e) = state.queue.push(&name, jobs).await {
+                if let Err(e) = self.queue.push(&name, jobs).await {
                     // Owe this chunk and every one after it again; the next tick retries.
                     dispatch::mark_enqueued(db, &ids[i * 500..], None).await?;
                     return Err(e);
@@ -195,12 +218,8 @@ impl Dispatcher {
     }
 
     /// Re-reads which queues are paused.
-    pub async fn refresh(&self, state: &AppState) -> mcp_shared::Result<()> {
-        self.refresh_paused(state).await
-    }
-
-    async fn refresh_paused(&self, state: &AppState) -> mcp_shared::Result<()> {
-        let rows = queue_states::Entity::find().all(&state.db.conn).await?;
+    pub async fn refresh(&self) -> mcp_shared::Result<()> {
+        let rows = queue_states::Entity::find().all(&self.db.conn).await?;
         *self.paused.write().await = rows
             .into_iter()
             .filter(|r| r.paused)
@@ -211,8 +230,8 @@ impl Dispatcher {
 
     /// True when this replica may dispatch: always on a single node; in distributed mode while
     /// it holds (or just took) the leader lock.
-    async fn lead(&self, state: &AppState) -> bool {
-        let Some(mut conn) = state.redis.clone() else {
+    async fn lead(&self) -> bool {
+        let Some(mut conn) = self.redis.clone() else {
             return true;
         };
         let script = redis::Script::new(

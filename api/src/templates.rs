@@ -1,9 +1,7 @@
 //! The API's route templates (`/api/v1/tasks/{id}`), read from the OpenAPI document plus the
-//! routes served beside it. One matcher serves the metrics labels, the audit trail's action
-//! names and the `Allow` header of a 405, so raw paths (ids, or a scanner's junk) never become
-//! labels or records.
-
-use std::sync::OnceLock;
+//! routes served beside it. Built once at start, from the spec, and handed to whoever needs it:
+//! one matcher serves the metrics labels, the audit trail's action names and the `Allow` header
+//! of a 405, so raw paths (ids, or a scanner's junk) never become labels or records.
 
 /// The label of any path that matches no route (scanners, typos): one series, not one per path.
 pub const UNMATCHED: &str = "unmatched";
@@ -116,50 +114,4 @@ fn method_name(m: &str) -> Option<&'static str> {
         "options" => "OPTIONS",
         _ => return None,
     })
-}
-
-/// The templates of this build's API.
-pub fn global() -> &'static RouteTemplates {
-    static TEMPLATES: OnceLock<RouteTemplates> = OnceLock::new();
-    TEMPLATES.get_or_init(|| RouteTemplates::from_spec(&crate::startup::openapi_json()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_map_to_bounded_templates() {
-        let routes = RouteTemplates::from_spec(&crate::startup::openapi_json());
-        assert_eq!(
-            routes.template("/api/v1/tasks/0192f5a0-0000-7000-8000-000000000000"),
-            "/api/v1/tasks/{id}"
-        );
-        assert_eq!(
-            routes.template("/api/v1/tasks/batch"),
-            "/api/v1/tasks/batch"
-        );
-        assert_eq!(
-            routes.template("/api/v1/queues/mcp:generic/pause"),
-            "/api/v1/queues/{name}/pause"
-        );
-        assert_eq!(routes.template("/ws/tasks/abc"), "/ws/tasks/{id}");
-        assert_eq!(routes.template("/metrics"), "/metrics");
-        assert_eq!(routes.template("/docs/index.css"), "/docs");
-        assert_eq!(routes.template("/wp-admin/x.php"), UNMATCHED);
-        assert_eq!(routes.template("/api/v1/tasks/"), UNMATCHED);
-    }
-
-    #[test]
-    fn allowed_methods_follow_the_most_literal_template() {
-        let routes = global();
-        assert_eq!(routes.allowed_methods("/api/v1/agents/discover"), "GET");
-        let by_id = routes.allowed_methods("/api/v1/agents/0190c0de-0000-7000-8000-000000000000");
-        assert!(by_id.contains("GET") && by_id.contains("DELETE"), "{by_id}");
-        let tasks = routes.allowed_methods("/api/v1/tasks");
-        assert!(tasks.contains("GET") && tasks.contains("POST"), "{tasks}");
-        assert_eq!(routes.allowed_methods("/api/v1/tasks/batch"), "POST");
-        assert_eq!(routes.allowed_methods("/ws/tasks/progress"), "GET");
-        assert_eq!(routes.template("/no/such/route"), UNMATCHED);
-    }
 }

@@ -1,0 +1,237 @@
+//! Monitoring: what feeds the observability core and what reads it. Folds the event bus into
+//! the metrics, evaluates alerts on a timer and publishes their changes, gathers the cluster
+//! figures for `/metrics`, and answers the health and readiness probes.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use mcp_shared::{
+    bus::emit,
+    db::tasks,
+    domain::{agent::AgentStatus, event::Event, task::TaskStatus},
+    entities::tasks as task_rows,
+    shutdown::spawn_every,
+};
+use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    directory::{self, AgentEntry},
+    error::ApiError,
+    observability::{
+        alerts::{self, Alert},
+        metrics::ClusterSnapshot,
+        window::WindowStats,
+    },
+    services::queues,
+    state::AppState,
+};
+
+/// How long a dependency may take to answer a readiness probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Follows the event bus into the metrics, and evaluates alerts, until `shutdown`.
+pub fn spawn(state: AppState, shutdown: CancellationToken) {
+    let obs = state.observability.clone();
+    let mut events = state.bus.subscribe();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                e = events.recv() => e,
+                _ = stop.cancelled() => return,
+            };
+            match event {
+                Ok(event) => obs.observe(&event),
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "metrics fell behind the event bus; figures undercount"
+                    )
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    spawn_evaluator(state, shutdown);
+}
+
+/// Evaluates alerts every `MCP_ALERT_INTERVAL_MS` until shutdown.
+fn spawn_evaluator(state: AppState, shutdown: CancellationToken) {
+    let period = state.settings.alert_interval;
+    spawn_every(period, shutdown, move || {
+        let state = state.clone();
+        async move { evaluate(&state).await }
+    });
+}
+
+/// Every agent the directory knows.
+async fn all_agents(state: &AppState) -> Vec<AgentEntry> {
+    state
+        .directory
+        .discover(&directory::Query {
+            limit: usize::MAX,
+            ..Default::default()
+        })
+        .await
+}
+
+#[derive(FromQueryResult)]
+struct OldestRow {
+    queue: String,
+    oldest: Option<DateTime<Utc>>,
+}
+
+/// The oldest task waiting to run, per queue.
+async fn oldest_waiting(state: &AppState) -> mcp_shared::Result<Vec<(String, DateTime<Utc>)>> {
+    let rows = task_rows::Entity::find()
+        .select_only()
+        .column(task_rows::Column::Queue)
+        .column_as(task_rows::Column::CreatedAt.min(), "oldest")
+        .filter(task_rows::Column::Status.eq(TaskStatus::Pending.as_str()))
+        .group_by(task_rows::Column::Queue)
+        .into_model::<OldestRow>()
+        .all(&state.db.conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.queue, r.oldest?)))
+        .collect())
+}
+
+/// One evaluation: raises what started, clears what ended, among the alerts this replica owns.
+pub async fn evaluate(state: &AppState) {
+    let obs = &state.observability;
+    let mut holding = alerts::replica_conditions(&state.settings, &obs.requests);
+    // Without fresh cluster figures nothing cluster-wide is cleared: an outage is not a recovery.
+    let mut cluster_known = false;
+    if state.dispatcher.is_leader() {
+        match oldest_waiting(state).await {
+            Ok(oldest) => {
+                let agents = all_agents(state).await;
+                holding.extend(
+                    obs.alerts
+                        .cluster_conditions(&state.settings, &oldest, &agents),
+                );
+                cluster_known = true;
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster alert evaluation failed"),
+        }
+    }
+    let (raised, cleared) = obs.alerts.settle(&obs.replica, &holding, cluster_known);
+    for alert in raised {
+        tracing::warn!(alert = %alert.alert, key = %alert.key, severity = %alert.severity,
+            value = alert.value, threshold = alert.threshold, message = %alert.message, "alert raised");
+        obs.metrics.alert_raised(&alert.alert);
+        publish(state, &alert, "raised").await;
+    }
+    for alert in cleared {
+        tracing::info!(alert = %alert.alert, key = %alert.key, "alert cleared");
+        publish(state, &alert, "cleared").await;
+    }
+}
+
+/// A change of `alert`: to the webhook, and as a `system.alert` event.
+async fn publish(state: &AppState, alert: &Alert, phase: &str) {
+    let data = alerts::notice(alert, phase);
+    state.observability.alerts.notify_webhook(&alert.key, &data);
+    emit(state.bus.as_ref(), Event::system_alert(data)).await;
+}
+
+/// Reads the cluster-wide gauges: one grouped count of the tasks (the same one behind
+/// `GET /api/v1/queues`) and the agent directory.
+async fn cluster_snapshot(state: &AppState) -> mcp_shared::Result<ClusterSnapshot> {
+    let counts = tasks::counts_by_queue(&state.db.conn).await?;
+    let mut snapshot = ClusterSnapshot::default();
+    for (_, status, n) in &counts {
+        *snapshot.tasks_by_status.entry(status.clone()).or_insert(0) += n;
+    }
+    for q in queues::views_from_counts(state, &counts).await {
+        for (tier, n) in [
+            ("critical", q.pending.critical),
+            ("high", q.pending.high),
+            ("medium", q.pending.medium),
+            ("low", q.pending.low),
+        ] {
+            snapshot.queue_depth.push((q.capability.clone(), tier, n));
+        }
+    }
+    for a in all_agents(state).await {
+        *snapshot
+            .agents_by_status
+            .entry(a.status.as_str().to_string())
+            .or_insert(0) += 1;
+    }
+    Ok(snapshot)
+}
+
+/// The Prometheus text exposition: this replica's figures and, on the dispatching leader, the
+/// cluster's (so one series exists per cluster, however many replicas are scraped).
+pub async fn metrics_text(state: &AppState) -> Result<String, ApiError> {
+    let leader = state.dispatcher.is_leader();
+    let cluster = if leader {
+        match cluster_snapshot(state).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cluster figures unavailable");
+                return Err(ApiError::unavailable("database"));
+            }
+        }
+    } else {
+        None
+    };
+    let obs = &state.observability;
+    Ok(obs.metrics.render(
+        state.connections.current(),
+        &obs.alerts.owned_by_kind(&obs.replica, leader),
+        cluster.as_ref(),
+    ))
+}
+
+/// What `/system/health` is made of.
+pub struct HealthFigures {
+    /// This replica's requests over the health window.
+    pub requests: WindowStats,
+    /// Agents that can take work (`active` or `busy`).
+    pub active_agents: i64,
+    /// Tasks waiting to run, all queues and tiers.
+    pub queued_tasks: i64,
+    /// Raised alerts, most severe first.
+    pub alerts: Vec<Alert>,
+}
+
+/// The figures behind `/system/health`.
+pub async fn health_figures(state: &AppState) -> Result<HealthFigures, ApiError> {
+    let requests = state.observability.requests.stats(Instant::now());
+    let active_agents = all_agents(state)
+        .await
+        .iter()
+        .filter(|a| matches!(a.status, AgentStatus::Active | AgentStatus::Busy))
+        .count() as i64;
+    let queued_tasks = queues::waiting(state).await?;
+    Ok(HealthFigures {
+        requests,
+        active_agents,
+        queued_tasks,
+        alerts: state.observability.alerts.list(),
+    })
+}
+
+/// Ok when the database, the queue backend and the artifact store each answer in time; else 503
+/// naming the first that did not.
+pub async fn readiness(state: &AppState) -> Result<(), ApiError> {
+    let db = tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()).await;
+    if !matches!(db, Ok(Ok(()))) {
+        return Err(ApiError::unavailable("database"));
+    }
+    let queue = tokio::time::timeout(PROBE_TIMEOUT, state.queue.ping()).await;
+    if !matches!(queue, Ok(Ok(()))) {
+        return Err(ApiError::unavailable(state.queue.backend_name()));
+    }
+    let artifacts = tokio::time::timeout(PROBE_TIMEOUT, state.artifacts.ping()).await;
+    if !matches!(artifacts, Ok(Ok(()))) {
+        return Err(ApiError::unavailable("artifact store"));
+    }
+    Ok(())
+}

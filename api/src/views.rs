@@ -1,0 +1,208 @@
+//! The response shapes several modules share (routes, and the services that compute them), and
+//! the paging parameters every list takes. Shapes one route alone returns stay in its module.
+
+use chrono::{DateTime, Utc};
+use mcp_shared::{
+    domain::{pipeline::Stage, task::Priority},
+    entities::tasks::Model,
+};
+use poem_openapi::Object;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 1000;
+
+/// Parses a list limit (1–1000, default 100).
+pub fn limit(value: Option<u32>) -> Result<u64, ApiError> {
+    match value.unwrap_or(DEFAULT_LIMIT) {
+        l @ 1..=MAX_LIMIT => Ok(l as u64),
+        _ => Err(ApiError::invalid_field(
+            "limit",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        )),
+    }
+}
+
+/// Parses a list cursor: absent or empty for the first page, else the `next_cursor` a previous
+/// page returned.
+pub fn cursor<T: std::str::FromStr>(value: Option<&str>) -> Result<Option<T>, ApiError> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(c) => c
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::invalid_field("cursor", "cursor is not one this API issued")),
+    }
+}
+
+/// The cursor of the page after `rows`: the last row's, when the page is full.
+pub fn next_cursor<T>(rows: &[T], limit: u64, key: impl Fn(&T) -> String) -> Option<String> {
+    (rows.len() as u64 == limit)
+        .then(|| rows.last().map(key))
+        .flatten()
+}
+
+#[derive(Object)]
+pub struct TaskView {
+    pub id: Uuid,
+    #[oai(rename = "type")]
+    pub task_type: String,
+    pub priority: String,
+    pub status: String,
+    pub required_capabilities: Value,
+    pub payload: Value,
+    #[oai(skip_serializing_if_is_none)]
+    pub result: Option<Value>,
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub message: Option<String>,
+    /// 0–100.
+    pub progress: i32,
+    #[oai(skip_serializing_if_is_none)]
+    pub agent_id: Option<Uuid>,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub timeout_seconds: i32,
+    #[oai(skip_serializing_if_is_none)]
+    pub idempotency_key: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub run_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub execution_id: Option<Uuid>,
+    #[oai(skip_serializing_if_is_none)]
+    pub stage: Option<String>,
+}
+
+impl From<Model> for TaskView {
+    /// Sealed payload fields show only their key id; see [`TaskView::for_runner`].
+    fn from(mut m: Model) -> Self {
+        if m.sealed_key.is_some() {
+            mcp_shared::sealing::mask(&mut m.payload);
+            if let Some(result) = m.result.as_mut() {
+                mcp_shared::sealing::mask(result);
+            }
+        }
+        Self::unmasked(m)
+    }
+}
+
+impl TaskView {
+    /// The view for the agent about to run the task: sealed fields opened.
+    pub fn for_runner(mut m: Model, ring: &mcp_shared::crypto::KeyRing) -> Result<Self, ApiError> {
+        if m.sealed_key.is_some() {
+            mcp_shared::sealing::open(&mut m.payload, ring).map_err(ApiError::internal)?;
+        }
+        Ok(Self::unmasked(m))
+    }
+
+    fn unmasked(m: Model) -> Self {
+        Self {
+            id: m.id,
+            task_type: m.task_type,
+            priority: m.priority,
+            status: m.status,
+            required_capabilities: m.required_capabilities,
+            payload: m.payload,
+            result: m.result,
+            error: m.error,
+            message: m.message,
+            progress: m.progress,
+            agent_id: m.agent_id,
+            attempt: m.attempt,
+            max_attempts: m.max_attempts,
+            timeout_seconds: m.timeout_seconds,
+            idempotency_key: m.idempotency_key,
+            run_at: m.run_at,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            execution_id: m.execution_id,
+            stage: m.stage,
+        }
+    }
+}
+
+#[derive(Object, Default, Clone)]
+pub struct TierCounts {
+    pub critical: i64,
+    pub high: i64,
+    pub medium: i64,
+    pub low: i64,
+}
+
+impl TierCounts {
+    pub fn add(&mut self, tier: Priority, n: i64) {
+        match tier {
+            Priority::Critical => self.critical += n,
+            Priority::High => self.high += n,
+            Priority::Medium => self.medium += n,
+            Priority::Low => self.low += n,
+        }
+    }
+}
+
+#[derive(Object, Clone)]
+pub struct QueueView {
+    /// `mcp:{capability}`; its tiers are `mcp:{capability}:{critical|high|medium|low}`.
+    pub name: String,
+    pub capability: String,
+    /// Waiting to run, per tier (including tasks waiting for a retry).
+    pub pending: TierCounts,
+    /// Scheduled for later.
+    pub scheduled: i64,
+    /// Assigned or running.
+    pub running: i64,
+    pub dead: i64,
+    pub paused: bool,
+    pub processed_total: i64,
+    pub failed_total: i64,
+}
+
+impl QueueView {
+    /// The queue of capability key `cap` with nothing in it.
+    pub fn empty(cap: &str, paused: bool) -> Self {
+        Self {
+            name: format!("mcp:{cap}"),
+            capability: cap.to_string(),
+            pending: TierCounts::default(),
+            scheduled: 0,
+            running: 0,
+            dead: 0,
+            paused,
+            processed_total: 0,
+            failed_total: 0,
+        }
+    }
+}
+
+/// Per-stage state, from the stage runs (as `agent-progress` returns it).
+#[derive(Debug, poem_openapi::Object)]
+pub struct StageView {
+    pub stage: Stage,
+    /// `pending`, `running`, `completed` or `failed`.
+    pub status: String,
+    /// The task of the stage's first shard.
+    #[oai(skip_serializing_if_is_none)]
+    pub task_id: Option<Uuid>,
+    /// The agent that ran the stage's first shard.
+    #[oai(skip_serializing_if_is_none)]
+    pub agent_id: Option<Uuid>,
+    /// Every agent that ran a shard of this stage.
+    pub agent_ids: Vec<Uuid>,
+    pub shards: u32,
+    #[oai(skip_serializing_if_is_none)]
+    pub started_at: Option<chrono::DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub finished_at: Option<chrono::DateTime<Utc>>,
+    pub records_in: i64,
+    pub records_out: i64,
+    /// 0–100.
+    pub progress: i32,
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+}
