@@ -1,8 +1,9 @@
 //! The dispatcher: the only path from a task row to its queue besides the create fast path.
 //!
-//! The database holds every task; the queue backend holds at most [`QUEUE_CAP`] waiting jobs per
-//! queue. That bound is what keeps apalis-redis working (its fetch moves *all* due jobs in one
-//! script call and fails past ~8,000) and keeps its per-job lock scan cheap. Each tick:
+//! The database holds every task; the queue backend holds at most its
+//! [`capacity`](mcp_shared::queue::JobQueue::capacity) of waiting jobs per queue. That bound is
+//! what keeps apalis-redis working (its fetch moves *all* due jobs in one script call and fails
+//! past ~8,000). Each tick:
 //! 1. attempts whose lease expired are released (`failed`, due again after a backoff, or `dead`);
 //! 2. due tasks without a job (new batches, retries that came due, scheduled tasks, pushes that
 //!    failed) are pushed, oldest first, up to each queue's remaining room; paused queues are skipped;
@@ -35,9 +36,10 @@ use tokio::sync::{Mutex, Notify, RwLock};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Most jobs waiting in the queue backend per queue.
-pub const QUEUE_CAP: i64 = 2000;
 const TICK: Duration = Duration::from_millis(100);
+/// The next tick, while some queue has more due work than room: soon, so a queue drained by its
+/// workers is topped up before they run dry.
+const REFILL: Duration = Duration::from_millis(5);
 const LEADER_KEY: &str = "mcp:dispatcher:leader";
 const LEADER_TTL_MS: u64 = 3000;
 
@@ -87,19 +89,23 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    /// Reserves room for `n` jobs on `queue` for the create fast path. False when the queue is
+    /// Reserves room for one job on `queue` for the create fast path. False when the queue is
     /// full or paused: the dispatcher will push the task when there is room.
-    pub async fn reserve(&self, queue: &str, n: i64) -> bool {
+    pub async fn reserve(&self, queue: &str) -> bool {
+        self.reserve_up_to(queue, 1).await == 1
+    }
+
+    /// Reserves room for up to `n` jobs on `queue` (a batch's tasks, pushed right after their
+    /// commit); returns how many fit. The dispatcher pushes the rest when there is room.
+    pub async fn reserve_up_to(&self, queue: &str, n: i64) -> i64 {
         if self.paused.read().await.contains(queue) {
-            return false;
+            return 0;
         }
         let mut waiting = self.waiting.lock().await;
         let w = waiting.entry(queue.to_string()).or_insert(0);
-        if *w + n > QUEUE_CAP {
-            return false;
-        }
-        *w += n;
-        true
+        let granted = n.min(self.queue.capacity() - *w).max(0);
+        *w += granted;
+        granted
     }
 
     /// True while this replica is the dispatching leader (always, on a single node, once the
@@ -117,27 +123,41 @@ impl Dispatcher {
         let me = self.clone();
         tokio::spawn(async move {
             let mut last_lost_check = Instant::now();
+            let mut last_upkeep = Instant::now();
             // Look for lost pushes a few times per redelivery period.
             let check_every = (me.settings.redeliver_after / 4)
                 .clamp(Duration::from_millis(250), Duration::from_secs(15));
+            let mut next = TICK;
             loop {
                 tokio::select! {
                     _ = me.wake.notified() => {}
-                    _ = tokio::time::sleep(TICK) => {}
+                    _ = tokio::time::sleep(next) => {}
                     _ = shutdown.cancelled() => return,
                 }
                 let check_lost = last_lost_check.elapsed() >= check_every;
                 if check_lost {
                     last_lost_check = Instant::now();
                 }
-                if let Err(e) = me.tick(check_lost).await {
-                    tracing::warn!(error = %e, "dispatch tick failed");
+                // Lost attempts and silent agents are looked for at the normal pace; refills
+                // in between only push.
+                let upkeep = last_upkeep.elapsed() >= TICK;
+                if upkeep {
+                    last_upkeep = Instant::now();
                 }
+                next = match me.tick(upkeep, check_lost).await {
+                    Ok(true) => REFILL,
+                    Ok(false) => TICK,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dispatch tick failed");
+                        TICK
+                    }
+                };
             }
         });
     }
 
-    async fn tick(&self, check_lost: bool) -> mcp_shared::Result<()> {
+    /// One round; true when some queue was left with more due work than it had room for.
+    async fn tick(&self, upkeep: bool, check_lost: bool) -> mcp_shared::Result<bool> {
         self.refresh().await?;
         let db = &self.db.conn;
         // Every replica refreshes its view of the queues, so its create fast path stays usable.
@@ -147,55 +167,29 @@ impl Dispatcher {
             .store(leading, std::sync::atomic::Ordering::Relaxed);
         if !leading {
             *self.waiting.lock().await = waiting;
-            return Ok(());
+            return Ok(false);
         }
-        for (which, reason) in [
-            (Lost::ExpiredLeases, "attempt lost: its lease expired"),
-            (
-                Lost::HeldBySilentAgents,
-                "attempt lost: its worker stopped sending heartbeats",
-            ),
-        ] {
-            self.lifecycle.release_lost(which, reason).await?;
+        if upkeep {
+            self.release_lost().await?;
         }
-        self.lifecycle.unassign_from_silent_agents().await?;
         if check_lost {
-            // Pushed long ago and not started: lost only if the backend holds fewer jobs for
-            // the queue than we pushed; otherwise the queue is just long, and pushing again would
-            // only pile up duplicates.
-            let lost_after =
-                chrono::Duration::from_std(self.settings.redeliver_after).unwrap_or_default();
-            for (queue, pushed) in &waiting {
-                let Some(name) = QueueName::parse(queue) else {
-                    continue;
-                };
-                let missing = match self.queue.held(&name).await? {
-                    Some(held) => (*pushed - held as i64).max(0) as u64,
-                    None => i64::MAX as u64,
-                };
-                if missing == 0 {
-                    continue;
-                }
-                let owed =
-                    dispatch::forget_stale_pushes(db, queue, Utc::now() - lost_after, missing)
-                        .await?;
-                if owed > 0 {
-                    tracing::warn!(queue, owed, "pushed jobs were lost; pushing them again");
-                }
-            }
+            self.owe_lost_pushes(&waiting).await?;
         }
         // Per queue, so a full or paused queue never holds up the others.
         let paused: Vec<String> = self.paused.read().await.iter().cloned().collect();
+        let mut more = false;
         for queue in dispatch::queues_with_due(db, &paused).await? {
-            let room = QUEUE_CAP - *waiting.get(&queue).unwrap_or(&0);
+            let room = self.queue.capacity() - *waiting.get(&queue).unwrap_or(&0);
             if room <= 0 {
+                more = true;
                 continue;
             }
             let ids = dispatch::due_in_queue(db, &queue, room as u64).await?;
             if ids.is_empty() {
                 continue;
             }
-            dispatch::mark_enqueued(db, &ids, Some(Utc::now())).await?;
+            // A full page means more may be due behind it.
+            more |= ids.len() as i64 == room;
             let Some(name) = QueueName::parse(&queue) else {
                 tracing::error!(
                     queue,
@@ -203,6 +197,7 @@ impl Dispatcher {
                 );
                 continue;
             };
+            dispatch::mark_enqueued(db, &ids, Some(Utc::now())).await?;
             for (i, chunk) in ids.chunks(500).enumerate() {
                 let jobs = chunk.iter().map(|id| Job::now(*id)).collect();
                 if let Err(e) = self.queue.push(&name, jobs).await {
@@ -214,6 +209,53 @@ impl Dispatcher {
             *waiting.entry(queue).or_insert(0) += ids.len() as i64;
         }
         *self.waiting.lock().await = waiting;
+        Ok(more)
+    }
+
+    /// Attempts whose lease expired or whose worker went silent are lost; tasks assigned to
+    /// silent agents go back to their queues.
+    async fn release_lost(&self) -> mcp_shared::Result<()> {
+        for (which, reason) in [
+            (Lost::ExpiredLeases, "attempt lost: its lease expired"),
+            (
+                Lost::HeldBySilentAgents,
+                "attempt lost: its worker stopped sending heartbeats",
+            ),
+        ] {
+            self.lifecycle.release_lost(which, reason).await?;
+        }
+        self.lifecycle.unassign_from_silent_agents().await?;
+        Ok(())
+    }
+
+    /// Pushed long ago and not started: lost only if the backend holds fewer jobs for the queue
+    /// than we pushed; otherwise the queue is just long, and pushing again would only pile up
+    /// duplicates.
+    async fn owe_lost_pushes(&self, waiting: &HashMap<String, i64>) -> mcp_shared::Result<()> {
+        let lost_after =
+            chrono::Duration::from_std(self.settings.redeliver_after).unwrap_or_default();
+        for (queue, pushed) in waiting {
+            let Some(name) = QueueName::parse(queue) else {
+                continue;
+            };
+            let missing = match self.queue.held(&name).await? {
+                Some(held) => (*pushed - held as i64).max(0) as u64,
+                None => i64::MAX as u64,
+            };
+            if missing == 0 {
+                continue;
+            }
+            let owed = dispatch::forget_stale_pushes(
+                &self.db.conn,
+                queue,
+                Utc::now() - lost_after,
+                missing,
+            )
+            .await?;
+            if owed > 0 {
+                tracing::warn!(queue, owed, "pushed jobs were lost; pushing them again");
+            }
+        }
         Ok(())
     }
 

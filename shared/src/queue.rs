@@ -156,6 +156,8 @@ pub trait JobQueue: Send + Sync + fmt::Debug {
     }
     /// A short name for logs and readiness messages.
     fn backend_name(&self) -> &'static str;
+    /// Most jobs the dispatcher keeps waiting in one queue of this backend.
+    fn capacity(&self) -> i64;
 }
 
 /// Redis pub/sub channel on which a push announces the queue name, so idle workers fetch at
@@ -206,6 +208,11 @@ impl JobQueue for MemoryQueue {
 
     fn backend_name(&self) -> &'static str {
         "embedded queue"
+    }
+
+    /// Memory is the only bound: a batch of 10,000 goes in whole, right after its commit.
+    fn capacity(&self) -> i64 {
+        20_000
     }
 }
 
@@ -346,6 +353,12 @@ impl JobQueue for RedisQueue {
 
     fn backend_name(&self) -> &'static str {
         "redis"
+    }
+
+    /// apalis-redis moves every due job of a queue in one script call when it fetches, and that
+    /// call fails past about 8,000; well under it, the call stays short too.
+    fn capacity(&self) -> i64 {
+        2_000
     }
 
     async fn held(&self, queue: &QueueName) -> Result<Option<u64>> {

@@ -168,8 +168,14 @@ impl NewTask {
         QueueName::new(capability_key(&self.required_capabilities), self.priority)
     }
 
-    /// Identifies the request's content, to tell a replay from a different body under one key.
-    fn fingerprint(&self, state: &AppState) -> String {
+    /// Identifies the request's content, to tell a replay from a different body under one key;
+    /// only a task with a key needs it.
+    fn fingerprint(&self, state: &AppState) -> Option<String> {
+        self.idempotency_key.as_ref()?;
+        Some(self.content_hash(state))
+    }
+
+    fn content_hash(&self, state: &AppState) -> String {
         let mut canonical = json!({
             "type": self.task_type,
             "priority": self.priority,
@@ -195,7 +201,7 @@ pub async fn create(state: &AppState, new: NewTask, created_by: &str) -> Result<
     if let Some(key) = &new.idempotency_key
         && let Some(existing) = tasks::find_by_idempotency_key(&state.db.conn, key).await?
     {
-        return replay(existing, &fingerprint);
+        return replay(existing, fingerprint.as_deref());
     }
 
     let now = Utc::now();
@@ -204,7 +210,7 @@ pub async fn create(state: &AppState, new: NewTask, created_by: &str) -> Result<
     let mut row = tasks::new_row(Uuid::now_v7(), now);
     fill_row(state, &mut row, &new, fingerprint.clone(), created_by, now)?;
     // Fast path: push now when the queue has room; otherwise the dispatcher pushes it later.
-    let push_now = !scheduled && state.dispatcher.reserve(&queue.to_string(), 1).await;
+    let push_now = !scheduled && state.dispatcher.reserve(&queue.to_string()).await;
     row.enqueued_at = Set(push_now.then_some(now));
 
     let task = match tasks::insert(&state.db.conn, row).await {
@@ -215,7 +221,7 @@ pub async fn create(state: &AppState, new: NewTask, created_by: &str) -> Result<
             let existing = tasks::find_by_idempotency_key(&state.db.conn, key)
                 .await?
                 .ok_or_else(|| ApiError::internal("unique violation without an existing task"))?;
-            return replay(existing, &fingerprint);
+            return replay(existing, fingerprint.as_deref());
         }
         Err(e) => return Err(e.into()),
     };
@@ -231,8 +237,8 @@ pub async fn create(state: &AppState, new: NewTask, created_by: &str) -> Result<
     Ok(Created::New(task))
 }
 
-fn replay(existing: Model, fingerprint: &str) -> Result<Created, ApiError> {
-    if existing.request_hash.as_deref() == Some(fingerprint) {
+fn replay(existing: Model, fingerprint: Option<&str>) -> Result<Created, ApiError> {
+    if existing.request_hash.as_deref() == fingerprint {
         Ok(Created::Existing(existing))
     } else {
         Err(ApiError::new(
@@ -252,8 +258,9 @@ pub struct Rejected {
     pub error: ApiError,
 }
 
-/// Creates many tasks: invalid items are rejected by index, the rest are inserted in chunks and
-/// left for the dispatcher to push (it respects each queue's bound, so any batch size is safe).
+/// Creates many tasks: invalid items are rejected by index, the rest are inserted in chunks. As
+/// many as each queue has room for are pushed right after the commit; the dispatcher pushes the
+/// rest as room frees up (it respects each queue's bound, so any batch size is safe).
 pub async fn create_batch(
     state: &AppState,
     items: Vec<Result<NewTask, ApiError>>,
@@ -261,7 +268,7 @@ pub async fn create_batch(
 ) -> Result<(Vec<Uuid>, Vec<Rejected>), ApiError> {
     let now = Utc::now();
     let mut rejected = Vec::new();
-    let mut accepted: Vec<(usize, NewTask, String)> = Vec::new();
+    let mut accepted: Vec<(usize, NewTask, Option<String>)> = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         match item.and_then(|t| t.validate().map(|()| t)) {
             Ok(t) => {
@@ -285,13 +292,15 @@ pub async fn create_batch(
         }
     }
     let mut seen_keys = std::collections::HashSet::new();
+    // Per queue, the tasks due now: (id, index of the row).
+    let mut due: std::collections::HashMap<QueueName, Vec<(Uuid, usize)>> = Default::default();
     let mut ids = Vec::with_capacity(accepted.len());
     let mut rows = Vec::with_capacity(accepted.len());
     let mut created = Vec::new();
     for (index, t, fp) in accepted {
         if let Some(key) = &t.idempotency_key {
             if let Some(prev) = existing.get(key) {
-                match replay(prev.clone(), &fp) {
+                match replay(prev.clone(), fp.as_deref()) {
                     Ok(_) => ids.push(prev.id),
                     Err(error) => rejected.push(Rejected { index, error }),
                 }
@@ -311,37 +320,66 @@ pub async fn create_batch(
         let id = Uuid::now_v7();
         let mut row = tasks::new_row(id, now);
         fill_row(state, &mut row, &t, fp, created_by, now)?;
+        if t.run_at.is_none_or(|at| at <= now) {
+            due.entry(t.queue()).or_default().push((id, rows.len()));
+        }
         ids.push(id);
         created.push((id, t.task_type, t.priority));
         rows.push(row);
     }
     rejected.sort_by_key(|r| r.index);
+    // Pushed right after the commit, as far as each queue has room: marked so in the insert.
+    let mut pushes = Vec::new();
+    for (queue, tasks_due) in due {
+        let room = state
+            .dispatcher
+            .reserve_up_to(&queue.to_string(), tasks_due.len() as i64)
+            .await as usize;
+        for (_, row) in &tasks_due[..room] {
+            rows[*row].enqueued_at = Set(Some(now));
+        }
+        if room > 0 {
+            pushes.push((queue, tasks_due[..room].iter().map(|(id, _)| *id).collect()));
+        }
+    }
     // All or nothing: a retry of a half-inserted batch would duplicate items without keys.
     let txn = sea_orm::TransactionTrait::begin(&state.db.conn)
         .await
         .map_err(mcp_shared::Error::from)?;
     tasks::insert_many(&txn, rows).await?;
     txn.commit().await.map_err(mcp_shared::Error::from)?;
-    state.dispatcher.wake();
-    // One event per task, published off the request path. A window of publishes in flight, in
-    // order: one at a time, 10,000 events are 10,000 round trips (each waiting for Redis to sync
-    // its append-only file) competing with the workers for the rest of the batch's life.
+    push_created(state, pushes).await?;
+    // One event per task, queued for the bus off the request path.
     let bus = state.bus.clone();
     tokio::spawn(async move {
-        use futures::StreamExt;
-        futures::stream::iter(created)
-            .map(|(id, task_type, priority)| {
-                let bus = bus.clone();
-                async move {
-                    let event = Event::task_created_in_batch(id, task_type.as_str(), priority);
-                    emit(bus.as_ref(), event).await
-                }
-            })
-            .buffered(64)
-            .collect::<()>()
+        for (id, task_type, priority) in created {
+            emit(
+                bus.as_ref(),
+                Event::task_created_in_batch(id, task_type.as_str(), priority),
+            )
             .await;
+        }
     });
     Ok((ids, rejected))
+}
+
+/// Pushes the jobs of tasks just created; a push that fails leaves its tasks owed to the
+/// dispatcher, which retries until the queue backend is back.
+async fn push_created(
+    state: &AppState,
+    pushes: Vec<(QueueName, Vec<Uuid>)>,
+) -> Result<(), ApiError> {
+    for (queue, ids) in pushes {
+        for chunk in ids.chunks(500) {
+            let jobs = chunk.iter().map(|id| Job::now(*id)).collect();
+            if let Err(e) = state.queue.push(&queue, jobs).await {
+                tracing::warn!(queue = %queue, error = %e, "queue push failed; the dispatcher will retry");
+                tasks::dispatch::mark_enqueued(&state.db.conn, chunk, None).await?;
+            }
+        }
+    }
+    state.dispatcher.wake();
+    Ok(())
 }
 
 /// Sets the row's fields from a validated request.
@@ -349,7 +387,7 @@ fn fill_row(
     state: &AppState,
     row: &mut mcp_shared::entities::tasks::ActiveModel,
     new: &NewTask,
-    fingerprint: String,
+    fingerprint: Option<String>,
     created_by: &str,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
@@ -375,7 +413,7 @@ fn fill_row(
         .unwrap_or(state.settings.task_execution_timeout.as_secs() as u32)
         as i32);
     row.idempotency_key = Set(new.idempotency_key.clone());
-    row.request_hash = Set(Some(fingerprint));
+    row.request_hash = Set(fingerprint);
     row.run_at = Set(new.run_at);
     row.created_by = Set(Some(created_by.to_string()));
     if new.run_at.is_some_and(|at| at > now) {
