@@ -83,7 +83,7 @@ async fn last_finished(app: &App, ids: &[String]) -> chrono::DateTime<chrono::Ut
 async fn throughput(mode: Mode, workers: usize, n: usize) -> (f64, f64) {
     let mut app = App::start_with(
         mode,
-        &[("RUST_LOG", "warn"), ("MCP_WORKER_CONCURRENCY", "256")],
+        &[("RUST_LOG", "warn"), ("MCP_WORKER_CONCURRENCY", "1024")],
     )
     .await;
     for _ in 1..workers {

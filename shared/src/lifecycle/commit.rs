@@ -35,7 +35,14 @@ const MAX_BATCH: usize = 512;
 /// Batches being written at once. One at a time makes every update wait for the batch ahead
 /// of it to finish; a few overlap the database round trips while keeping batches large. Two
 /// batches naming the same task are safe: each row's update is conditional and row-locked.
-const IN_FLIGHT: usize = 4;
+/// SQLite has one connection, which runs one statement at a time anyway: there, one batch in
+/// flight lets the next one grow instead of queueing small ones behind it.
+fn in_flight(db: &DatabaseConnection) -> usize {
+    match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Sqlite => 1,
+        _ => 4,
+    }
+}
 
 /// How long a delivered task runs before its start is committed on its own. Shorter tasks are
 /// started and completed by one update; anything longer is visibly `running` this soon.
@@ -250,7 +257,7 @@ impl Batch {
 }
 
 async fn write(db: DatabaseConnection, mut rx: mpsc::UnboundedReceiver<Op>) {
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    let in_flight = Arc::new(Semaphore::new(in_flight(&db)));
     let mut ops = Vec::with_capacity(MAX_BATCH);
     let mut held: HashMap<Uuid, Held> = HashMap::new();
     let mut closed = false;
@@ -321,6 +328,7 @@ async fn read_batch(db: &DatabaseConnection, reads: Vec<(Uuid, StartReply)>) {
     if reads.is_empty() {
         return;
     }
+
     let ids: Vec<Uuid> = reads.iter().map(|(id, _)| *id).collect();
     match tasks::find_many(db, &ids).await {
         Ok(rows) => {
@@ -403,6 +411,7 @@ async fn fused_batch(db: &DatabaseConnection, fused: Vec<(Held, Value, FinishRep
     if fused.is_empty() {
         return;
     }
+
     let items: Vec<StartedAndCompleted> = fused
         .iter()
         .map(|(h, result, _)| StartedAndCompleted {
