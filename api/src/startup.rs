@@ -145,7 +145,7 @@ impl Application {
 
         let artifacts = mcp_shared::artifacts::open(&settings.artifact_store)?;
         let routes = route_templates();
-        let lifecycle = Lifecycle::new(db.conn.clone(), bus.clone());
+        let lifecycle = Lifecycle::new(&db, bus.clone());
         let state = AppState {
             jwt: Arc::new(JwtKeys::new(
                 &settings.jwt_secret_key,

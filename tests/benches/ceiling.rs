@@ -251,7 +251,7 @@ async fn sql_alone(pg_url: &str, n: usize) -> [(&'static str, f64); 3] {
     let batched = n as f64 / started.elapsed().as_secs_f64();
 
     let ids = seed(&db, n).await;
-    let commits = Commits::spawn(db.conn.clone());
+    let commits = Commits::spawn(&db);
     let grouped = concurrently(ids, CONCURRENCY, move |id| {
         let commits = commits.clone();
         async move {

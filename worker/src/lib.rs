@@ -84,7 +84,7 @@ pub async fn run_standalone(
     let queue = mcp_shared::queue::RedisQueue::new(conn.clone());
     let bus: Arc<dyn EventBus> = mcp_shared::bus::RedisStreamBus::publisher(conn);
     let deps = WorkerDeps {
-        lifecycle: Lifecycle::new(db.conn.clone(), bus.clone()),
+        lifecycle: Lifecycle::new(&db, bus.clone()),
         db,
         bus,
         queue: Arc::new(queue.clone()),

@@ -53,7 +53,7 @@ impl Stepper {
         let events = bus.subscribe();
         let queue = MemoryQueue::new();
         let deps = WorkerDeps {
-            lifecycle: Lifecycle::new(db.conn.clone(), bus.clone()),
+            lifecycle: Lifecycle::new(&db, bus.clone()),
             db,
             bus,
             queue: Arc::new(queue.clone()),

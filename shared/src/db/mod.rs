@@ -23,6 +23,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct Database {
     pub conn: DatabaseConnection,
+    /// For reads that need not wait behind writes: on a SQLite file, a few read-only connections
+    /// beside the one writer (WAL lets them read while it writes); otherwise `conn` itself.
+    pub reads: DatabaseConnection,
 }
 
 impl Database {
@@ -48,16 +51,29 @@ impl Database {
                 .pragma("cache_size", "-65536")
                 .pragma("mmap_size", "268435456")
                 .pragma("temp_store", "memory");
-            // One connection: SQLite has one writer anyway, and with several connections writers
+            let opening = |e: sea_orm::sqlx::Error| {
+                Error::Database(DbErr::Custom(format!("opening SQLite: {e}")))
+            };
+            // One writer: SQLite has one writer anyway, and with several connections writers
             // sleep in the busy handler while another holds the lock (1.4x slower end to end).
             let pool = SqlitePoolOptions::new()
                 .max_connections(1)
-                .connect_with(options)
+                .connect_with(options.clone())
                 .await
-                .map_err(|e| Error::Database(DbErr::Custom(format!("opening SQLite: {e}"))))?;
-            Ok(Self {
-                conn: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
-            })
+                .map_err(opening)?;
+            let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+            // An in-memory database is private to its connection: no readers beside it.
+            let reads = if url.contains(":memory:") || url.contains("mode=memory") {
+                conn.clone()
+            } else {
+                let readers = SqlitePoolOptions::new()
+                    .max_connections(2)
+                    .connect_with(options.read_only(true))
+                    .await
+                    .map_err(opening)?;
+                SqlxSqliteConnector::from_sqlx_sqlite_pool(readers)
+            };
+            Ok(Self { conn, reads })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut options = ConnectOptions::new(url.to_owned());
             options
@@ -65,8 +81,10 @@ impl Database {
                 .min_connections(1)
                 .connect_timeout(Duration::from_secs(10))
                 .sqlx_logging(false);
+            let conn = sea_orm::Database::connect(options).await?;
             Ok(Self {
-                conn: sea_orm::Database::connect(options).await?,
+                reads: conn.clone(),
+                conn,
             })
         } else {
             Err(Error::Config(

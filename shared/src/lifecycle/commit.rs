@@ -115,19 +115,30 @@ enum Op {
 #[derive(Debug, Clone)]
 pub struct Commits {
     db: DatabaseConnection,
+    /// Where reads go (on SQLite, beside the one writer).
+    reads: DatabaseConnection,
     /// `None` when the database cannot return updated rows: each update then goes alone.
     tx: Option<mpsc::UnboundedSender<Op>>,
 }
 
 impl Commits {
     /// Starts the writer (it ends when the last handle is dropped).
-    pub fn spawn(db: DatabaseConnection) -> Self {
+    pub fn spawn(database: &crate::db::Database) -> Self {
+        let (db, reads) = (database.conn.clone(), database.reads.clone());
         if !tasks::batches(&db) {
-            return Self { db, tx: None };
+            return Self {
+                db,
+                reads,
+                tx: None,
+            };
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write(db.clone(), rx));
-        Self { db, tx: Some(tx) }
+        tokio::spawn(write(db.clone(), reads.clone(), rx));
+        Self {
+            db,
+            reads,
+            tx: Some(tx),
+        }
     }
 
     /// Sends `op` to the writer; hands it back when there is none.
@@ -151,7 +162,7 @@ impl Commits {
     pub async fn read(&self, id: Uuid) -> Result<Option<Model>> {
         let (reply, answer) = oneshot::channel();
         if self.send(Op::Read { id, reply }).is_err() {
-            return crate::db::tasks::find(&self.db, id).await;
+            return crate::db::tasks::find(&self.reads, id).await;
         }
         answer.await.unwrap_or_else(|_| Err(gone()))
     }
@@ -245,9 +256,9 @@ impl Batch {
     }
 
     /// Independent statements on pooled connections.
-    async fn run(self, db: DatabaseConnection) {
+    async fn run(self, db: DatabaseConnection, reads: DatabaseConnection) {
         tokio::join!(
-            read_batch(&db, self.reads),
+            read_batch(&reads, self.reads),
             start_batch(&db, self.starts),
             held_start_batch(&db, self.held_starts),
             fused_batch(&db, self.fused),
@@ -256,7 +267,11 @@ impl Batch {
     }
 }
 
-async fn write(db: DatabaseConnection, mut rx: mpsc::UnboundedReceiver<Op>) {
+async fn write(
+    db: DatabaseConnection,
+    reads: DatabaseConnection,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+) {
     let in_flight = Arc::new(Semaphore::new(in_flight(&db)));
     let mut ops = Vec::with_capacity(MAX_BATCH);
     let mut held: HashMap<Uuid, Held> = HashMap::new();
@@ -309,9 +324,9 @@ async fn write(db: DatabaseConnection, mut rx: mpsc::UnboundedReceiver<Op>) {
         if batch.is_empty() {
             continue;
         }
-        let db = db.clone();
+        let (db, reads) = (db.clone(), reads.clone());
         tokio::spawn(async move {
-            batch.run(db).await;
+            batch.run(db, reads).await;
             drop(permit);
         });
     }
@@ -597,7 +612,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_callers_each_get_their_own_answer() {
         let db = database().await;
-        let commits = Commits::spawn(db.conn.clone());
+        let commits = Commits::spawn(&db);
         let agent = Some(Uuid::new_v4());
         let mut ids = Vec::new();
         for _ in 0..40 {

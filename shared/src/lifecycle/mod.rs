@@ -121,10 +121,10 @@ impl Delivery {
 
 impl Lifecycle {
     /// Starts the group committer (it ends with the last clone). Needs a Tokio runtime.
-    pub fn new(db: DatabaseConnection, bus: Arc<dyn EventBus>) -> Self {
-        let commits = commit::Commits::spawn(db.clone());
+    pub fn new(database: &crate::db::Database, bus: Arc<dyn EventBus>) -> Self {
+        let commits = commit::Commits::spawn(database);
         Self {
-            db,
+            db: database.conn.clone(),
             bus,
             commits,
             deliveries: None,
