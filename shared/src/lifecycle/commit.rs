@@ -92,10 +92,6 @@ enum Op {
         agent: Option<Uuid>,
         reply: StartReply,
     },
-    Read {
-        id: Uuid,
-        reply: StartReply,
-    },
     Hold(Held),
     Flush {
         id: Uuid,
@@ -119,25 +115,31 @@ pub struct Commits {
     reads: DatabaseConnection,
     /// `None` when the database cannot return updated rows: each update then goes alone.
     tx: Option<mpsc::UnboundedSender<Op>>,
+    /// Reads, batched by their own loop so they never wait behind a write.
+    read_tx: mpsc::UnboundedSender<(Uuid, StartReply)>,
 }
 
 impl Commits {
     /// Starts the writer (it ends when the last handle is dropped).
     pub fn spawn(database: &crate::db::Database) -> Self {
         let (db, reads) = (database.conn.clone(), database.reads.clone());
+        let (read_tx, read_rx) = mpsc::unbounded_channel();
+        tokio::spawn(read(reads.clone(), read_rx));
         if !tasks::batches(&db) {
             return Self {
                 db,
                 reads,
                 tx: None,
+                read_tx,
             };
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write(db.clone(), reads.clone(), rx));
+        tokio::spawn(write(db.clone(), rx));
         Self {
             db,
             reads,
             tx: Some(tx),
+            read_tx,
         }
     }
 
@@ -161,7 +163,7 @@ impl Commits {
     /// The task's row, read together with the other jobs delivered now.
     pub async fn read(&self, id: Uuid) -> Result<Option<Model>> {
         let (reply, answer) = oneshot::channel();
-        if self.send(Op::Read { id, reply }).is_err() {
+        if self.read_tx.send((id, reply)).is_err() {
             return crate::db::tasks::find(&self.reads, id).await;
         }
         answer.await.unwrap_or_else(|_| Err(gone()))
@@ -239,7 +241,6 @@ fn shared_error(e: &Error) -> Error {
 /// One batch's work, by kind.
 #[derive(Default)]
 struct Batch {
-    reads: Vec<(Uuid, StartReply)>,
     starts: Vec<(Uuid, Option<Uuid>, StartReply)>,
     held_starts: Vec<Held>,
     fused: Vec<(Held, Value, FinishReply)>,
@@ -248,17 +249,15 @@ struct Batch {
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.reads.is_empty()
-            && self.starts.is_empty()
+        self.starts.is_empty()
             && self.held_starts.is_empty()
             && self.fused.is_empty()
             && self.completes.is_empty()
     }
 
     /// Independent statements on pooled connections.
-    async fn run(self, db: DatabaseConnection, reads: DatabaseConnection) {
+    async fn run(self, db: DatabaseConnection) {
         tokio::join!(
-            read_batch(&reads, self.reads),
             start_batch(&db, self.starts),
             held_start_batch(&db, self.held_starts),
             fused_batch(&db, self.fused),
@@ -267,11 +266,31 @@ impl Batch {
     }
 }
 
-async fn write(
-    db: DatabaseConnection,
-    reads: DatabaseConnection,
-    mut rx: mpsc::UnboundedReceiver<Op>,
-) {
+/// Reads in batches: whatever queued while the last batch was out goes in the next, a couple
+/// at a time (on SQLite, one per read-only connection).
+async fn read(reads: DatabaseConnection, mut rx: mpsc::UnboundedReceiver<(Uuid, StartReply)>) {
+    let in_flight = Arc::new(Semaphore::new(2));
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let reads = reads.clone();
+        let taken = std::mem::take(&mut batch);
+        tokio::spawn(async move {
+            read_batch(&reads, taken).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn write(db: DatabaseConnection, mut rx: mpsc::UnboundedReceiver<Op>) {
     let in_flight = Arc::new(Semaphore::new(in_flight(&db)));
     let mut ops = Vec::with_capacity(MAX_BATCH);
     let mut held: HashMap<Uuid, Held> = HashMap::new();
@@ -297,7 +316,6 @@ async fn write(
         for op in ops.drain(..) {
             match op {
                 Op::Start { id, agent, reply } => batch.starts.push((id, agent, reply)),
-                Op::Read { id, reply } => batch.reads.push((id, reply)),
                 Op::Hold(h) => {
                     held.insert(h.id, h);
                 }
@@ -324,9 +342,9 @@ async fn write(
         if batch.is_empty() {
             continue;
         }
-        let (db, reads) = (db.clone(), reads.clone());
+        let db = db.clone();
         tokio::spawn(async move {
-            batch.run(db, reads).await;
+            batch.run(db).await;
             drop(permit);
         });
     }
