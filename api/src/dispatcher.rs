@@ -53,9 +53,13 @@ pub struct Dispatcher {
     /// The leader lock, in distributed mode.
     redis: Option<ConnectionManager>,
     wake: Notify,
+    /// New work was written: the next round is a full one.
+    woken: std::sync::atomic::AtomicBool,
     /// Estimated jobs waiting per queue (refreshed from the database every tick).
     waiting: Mutex<HashMap<String, i64>>,
     paused: RwLock<HashSet<String>>,
+    /// Queues the last full round found due work for, which refills between rounds top up.
+    due: Mutex<Vec<String>>,
     instance: String,
     /// Whether the last tick held the leader lock; cluster-wide duties (alerts, cluster metrics)
     /// follow the same leader.
@@ -77,8 +81,10 @@ impl Dispatcher {
             lifecycle,
             redis,
             wake: Notify::new(),
+            woken: std::sync::atomic::AtomicBool::new(false),
             waiting: Mutex::new(HashMap::new()),
             paused: RwLock::new(HashSet::new()),
+            due: Mutex::new(Vec::new()),
             instance: Uuid::new_v4().to_string(),
             leading: std::sync::atomic::AtomicBool::new(false),
         })
@@ -86,6 +92,7 @@ impl Dispatcher {
 
     /// Asks for a tick now (new work was written).
     pub fn wake(&self) {
+        self.woken.store(true, std::sync::atomic::Ordering::Relaxed);
         self.wake.notify_one();
     }
 
@@ -140,7 +147,8 @@ impl Dispatcher {
                 }
                 // Lost attempts and silent agents are looked for at the normal pace; refills
                 // in between only push.
-                let upkeep = last_upkeep.elapsed() >= TICK;
+                let woken = me.woken.swap(false, std::sync::atomic::Ordering::Relaxed);
+                let upkeep = woken || last_upkeep.elapsed() >= TICK;
                 if upkeep {
                     last_upkeep = Instant::now();
                 }
@@ -156,31 +164,58 @@ impl Dispatcher {
         });
     }
 
-    /// One round; true when some queue was left with more due work than it had room for.
+    /// One round; true when some queue was left with more due work than it had room for. A
+    /// full round (`upkeep`) counts from the database what waits in each queue and which queues
+    /// have due work; a refill in between only tops up those queues, asking the queue backend
+    /// how much it still holds (cheap) instead of the database (a count over the waiting rows).
     async fn tick(&self, upkeep: bool, check_lost: bool) -> mcp_shared::Result<bool> {
-        self.refresh().await?;
         let db = &self.db.conn;
-        // Every replica refreshes its view of the queues, so its create fast path stays usable.
-        let mut waiting = dispatch::outstanding_by_queue(db).await?;
+        if upkeep {
+            self.refresh().await?;
+            // Every replica refreshes its view of the queues, so its create fast path stays
+            // usable.
+            *self.waiting.lock().await = dispatch::outstanding_by_queue(db).await?;
+        }
         let leading = self.lead().await;
         self.leading
             .store(leading, std::sync::atomic::Ordering::Relaxed);
         if !leading {
-            *self.waiting.lock().await = waiting;
             return Ok(false);
         }
         if upkeep {
             self.release_lost().await?;
-        }
-        if check_lost {
-            self.owe_lost_pushes(&waiting).await?;
+            if check_lost {
+                let waiting = self.waiting.lock().await.clone();
+                self.owe_lost_pushes(&waiting).await?;
+            }
+            let paused: Vec<String> = self.paused.read().await.iter().cloned().collect();
+            *self.due.lock().await = dispatch::queues_with_due(db, &paused).await?;
         }
         // Per queue, so a full or paused queue never holds up the others.
-        let paused: Vec<String> = self.paused.read().await.iter().cloned().collect();
+        let due = self.due.lock().await.clone();
         let mut more = false;
-        for queue in dispatch::queues_with_due(db, &paused).await? {
-            let room = self.queue.capacity() - *waiting.get(&queue).unwrap_or(&0);
-            if room <= 0 {
+        for queue in due {
+            let Some(name) = QueueName::parse(&queue) else {
+                tracing::error!(
+                    queue,
+                    "tasks name a queue that is not `mcp:{{capability}}:{{tier}}`"
+                );
+                continue;
+            };
+            if !upkeep && self.paused.read().await.contains(&queue) {
+                continue;
+            }
+            let waiting = if upkeep {
+                *self.waiting.lock().await.get(&queue).unwrap_or(&0)
+            } else {
+                match self.queue.held(&name).await? {
+                    Some(held) => held as i64,
+                    None => *self.waiting.lock().await.get(&queue).unwrap_or(&0),
+                }
+            };
+            let room = self.queue.capacity() - waiting;
+            // Topping up a nearly full queue is not worth a round trip.
+            if room <= 0 || (!upkeep && room < self.queue.capacity() / 4) {
                 more = true;
                 continue;
             }
@@ -190,13 +225,6 @@ impl Dispatcher {
             }
             // A full page means more may be due behind it.
             more |= ids.len() as i64 == room;
-            let Some(name) = QueueName::parse(&queue) else {
-                tracing::error!(
-                    queue,
-                    "tasks name a queue that is not `mcp:{{capability}}:{{tier}}`"
-                );
-                continue;
-            };
             dispatch::mark_enqueued(db, &ids, Some(Utc::now())).await?;
             for (i, chunk) in ids.chunks(500).enumerate() {
                 let jobs = chunk.iter().map(|id| Job::now(*id)).collect();
@@ -206,9 +234,8 @@ impl Dispatcher {
                     return Err(e);
                 }
             }
-            *waiting.entry(queue).or_insert(0) += ids.len() as i64;
+            *self.waiting.lock().await.entry(queue).or_insert(0) += ids.len() as i64;
         }
-        *self.waiting.lock().await = waiting;
         Ok(more)
     }
 

@@ -22,8 +22,11 @@ use crate::{
     gate::PriorityGate,
 };
 
-/// Jobs fetched per backend round trip.
-const FETCH_BATCH: usize = 32;
+/// Jobs fetched per backend round trip: as many as the process can run at once (each fetch is
+/// a round trip, and the jobs fetched wait in this process), within these bounds.
+fn fetch_batch(slots: usize) -> usize {
+    slots.clamp(32, 512)
+}
 
 /// How long a job to deliver again waits before it is pushed back onto the embedded queue.
 const REDELIVER_DELAY: Duration = Duration::from_millis(500);
@@ -186,7 +189,7 @@ impl QueueWorker {
                     .heartbeat_interval(settings.worker_heartbeat)
                     .missed_heartbeats(settings.worker_missed_heartbeats)
                     .lock_tasks(false)
-                    .batch_size(FETCH_BATCH);
+                    .batch_size(fetch_batch(concurrency));
                 let backend = queue
                     .storage(&self.queue)
                     .with_config(config)
