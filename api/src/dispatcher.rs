@@ -55,10 +55,10 @@ pub struct Dispatcher {
     wake: Notify,
     /// New work was written: the next round is a full one.
     woken: std::sync::atomic::AtomicBool,
-    /// Estimated jobs waiting per queue (refreshed from the database every tick).
+    /// Jobs each queue's backend holds, as last asked (what the create fast path has room for).
     waiting: Mutex<HashMap<String, i64>>,
     paused: RwLock<HashSet<String>>,
-    /// Queues the last full round found due work for, which refills between rounds top up.
+    /// Queues the last full round found waiting tasks in, which refills between rounds top up.
     due: Mutex<Vec<String>>,
     instance: String,
     /// Whether the last tick held the leader lock; cluster-wide duties (alerts, cluster metrics)
@@ -165,17 +165,26 @@ impl Dispatcher {
     }
 
     /// One round; true when some queue was left with more due work than it had room for. A
-    /// full round (`upkeep`) counts from the database what waits in each queue and which queues
-    /// have due work; a refill in between only tops up those queues, asking the queue backend
-    /// how much it still holds (cheap) instead of the database (a count over the waiting rows).
+    /// full round (`upkeep`) also finds which queues have waiting tasks; a refill in between only
+    /// tops those up. What a queue holds is asked of its backend (the job record there), never
+    /// counted from the task rows.
     async fn tick(&self, upkeep: bool, check_lost: bool) -> mcp_shared::Result<bool> {
         let db = &self.db.conn;
         if upkeep {
             self.refresh().await?;
-            // Every replica refreshes its view of the queues, so its create fast path stays
-            // usable.
-            *self.waiting.lock().await = dispatch::outstanding_by_queue(db).await?;
+            *self.due.lock().await = dispatch::queues_with_waiting(db).await?;
         }
+        let queues = self.due.lock().await.clone();
+        // Every replica keeps its view of the queues, so its create fast path stays usable.
+        let mut held = HashMap::new();
+        for queue in &queues {
+            if let Some(name) = QueueName::parse(queue)
+                && let Some(n) = self.queue.held(&name).await?
+            {
+                held.insert(queue.clone(), n as i64);
+            }
+        }
+        self.waiting.lock().await.extend(held.clone());
         let leading = self.lead().await;
         self.leading
             .store(leading, std::sync::atomic::Ordering::Relaxed);
@@ -185,16 +194,12 @@ impl Dispatcher {
         if upkeep {
             self.release_lost().await?;
             if check_lost {
-                let waiting = self.waiting.lock().await.clone();
-                self.owe_lost_pushes(&waiting).await?;
+                self.owe_lost_pushes(&held).await?;
             }
-            let paused: Vec<String> = self.paused.read().await.iter().cloned().collect();
-            *self.due.lock().await = dispatch::queues_with_due(db, &paused).await?;
         }
         // Per queue, so a full or paused queue never holds up the others.
-        let due = self.due.lock().await.clone();
         let mut more = false;
-        for queue in due {
+        for queue in queues {
             let Some(name) = QueueName::parse(&queue) else {
                 tracing::error!(
                     queue,
@@ -202,18 +207,10 @@ impl Dispatcher {
                 );
                 continue;
             };
-            if !upkeep && self.paused.read().await.contains(&queue) {
+            if self.paused.read().await.contains(&queue) {
                 continue;
             }
-            let waiting = if upkeep {
-                *self.waiting.lock().await.get(&queue).unwrap_or(&0)
-            } else {
-                match self.queue.held(&name).await? {
-                    Some(held) => held as i64,
-                    None => *self.waiting.lock().await.get(&queue).unwrap_or(&0),
-                }
-            };
-            let room = self.queue.capacity() - waiting;
+            let room = self.queue.capacity() - held.get(&queue).copied().unwrap_or(0);
             // Topping up a nearly full queue is not worth a round trip.
             if room <= 0 || (!upkeep && room < self.queue.capacity() / 4) {
                 more = true;
@@ -256,19 +253,14 @@ impl Dispatcher {
     }
 
     /// Pushed long ago and not started: lost only if the backend holds fewer jobs for the queue
-    /// than we pushed; otherwise the queue is just long, and pushing again would only pile up
-    /// duplicates.
-    async fn owe_lost_pushes(&self, waiting: &HashMap<String, i64>) -> mcp_shared::Result<()> {
+    /// than the task rows say were pushed; otherwise the queue is just long, and pushing again
+    /// would only pile up duplicates.
+    async fn owe_lost_pushes(&self, held: &HashMap<String, i64>) -> mcp_shared::Result<()> {
         let lost_after =
             chrono::Duration::from_std(self.settings.redeliver_after).unwrap_or_default();
-        for (queue, pushed) in waiting {
-            let Some(name) = QueueName::parse(queue) else {
-                continue;
-            };
-            let missing = match self.queue.held(&name).await? {
-                Some(held) => (*pushed - held as i64).max(0) as u64,
-                None => i64::MAX as u64,
-            };
+        for (queue, held) in held {
+            let pushed = dispatch::pushed_in_queue(&self.db.conn, queue).await? as i64;
+            let missing = (pushed - held).max(0) as u64;
             if missing == 0 {
                 continue;
             }

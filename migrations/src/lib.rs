@@ -14,6 +14,7 @@ mod m20261125_000010_task_traceparent;
 mod m20261206_000011_embedded_queue_in_memory;
 mod m20261206_000012_task_indexes;
 mod m20261206_000013_idempotency_key_index;
+mod m20261206_000014_waiting_index;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_embedded_queue_in_memory::Migration),
             Box::new(m20261206_000012_task_indexes::Migration),
             Box::new(m20261206_000013_idempotency_key_index::Migration),
+            Box::new(m20261206_000014_waiting_index::Migration),
         ]
     }
 }

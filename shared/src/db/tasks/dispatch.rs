@@ -1,5 +1,5 @@
-//! What the dispatcher reads and marks: due tasks whose job is owed, jobs pushed but not started,
-//! and the due tasks an agent may claim.
+//! What the dispatcher reads and marks: the queues with waiting tasks, due tasks whose job is
+//! owed, jobs pushed but not started, and the due tasks an agent may claim.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -17,29 +17,32 @@ use crate::{
 
 /// Due (no `run_at` in the future) and owed a push.
 fn due_unenqueued_filter(q: sea_orm::Select<Entity>) -> sea_orm::Select<Entity> {
-    q.filter(partial::condition(partial::OWED))
+    q.filter(partial::condition(partial::WAITING))
+        .filter(Column::EnqueuedAt.is_null())
         .filter(Column::RunAt.is_null().or(Column::RunAt.lte(Utc::now())))
 }
 
-/// Queues that have due tasks whose job the dispatcher still owes (waiting, scheduled or
-/// retrying tasks with no `run_at` in the future), leaving out `skip` (paused queues).
-pub async fn queues_with_due(db: &impl ConnectionTrait, skip: &[String]) -> Result<Vec<String>> {
-    #[derive(FromQueryResult)]
-    struct Row {
-        queue: String,
-    }
-    let mut q = due_unenqueued_filter(Entity::find());
-    if !skip.is_empty() {
-        q = q.filter(Column::Queue.is_not_in(skip.iter().cloned()));
-    }
-    let rows = q
-        .select_only()
-        .column(Column::Queue)
-        .group_by(Column::Queue)
-        .into_model::<Row>()
-        .all(db)
+/// The queues that have waiting tasks, read as a loose scan of the waiting index: one probe per
+/// queue, however many tasks wait.
+pub async fn queues_with_waiting(db: &impl ConnectionTrait) -> Result<Vec<String>> {
+    let sql = format!(
+        "WITH RECURSIVE q(queue) AS ( \
+             SELECT MIN(queue) FROM tasks WHERE {waiting} \
+             UNION ALL \
+             SELECT (SELECT MIN(queue) FROM tasks WHERE {waiting} AND queue > q.queue) \
+             FROM q WHERE q.queue IS NOT NULL \
+         ) SELECT queue FROM q WHERE queue IS NOT NULL",
+        waiting = partial::WAITING
+    );
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            sql,
+        ))
         .await?;
-    Ok(rows.into_iter().map(|r| r.queue).collect())
+    rows.iter()
+        .map(|r| r.try_get::<String>("", "queue").map_err(Into::into))
+        .collect()
 }
 
 /// The oldest due tasks of one queue whose job the dispatcher still owes.
@@ -60,6 +63,18 @@ pub async fn due_in_queue(db: &impl ConnectionTrait, queue: &str, limit: u64) ->
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
+/// How many waiting tasks of `queue` are marked as pushed: what its queue backend should hold.
+/// A scan of the queue's waiting tasks, for the occasional check for lost pushes.
+pub async fn pushed_in_queue(db: &impl ConnectionTrait, queue: &str) -> Result<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(Entity::find()
+        .filter(partial::condition(partial::WAITING))
+        .filter(Column::Queue.eq(queue))
+        .filter(Column::EnqueuedAt.is_not_null())
+        .count(db)
+        .await?)
+}
+
 /// Records that these tasks' jobs were (or are about to be) pushed.
 pub async fn mark_enqueued(
     db: &impl ConnectionTrait,
@@ -76,27 +91,6 @@ pub async fn mark_enqueued(
     Ok(())
 }
 
-/// Pushed but not yet started, per queue: what waits in the queue backend right now.
-pub async fn outstanding_by_queue(
-    db: &impl ConnectionTrait,
-) -> Result<std::collections::HashMap<String, i64>> {
-    #[derive(FromQueryResult)]
-    struct Row {
-        queue: String,
-        n: i64,
-    }
-    let rows = Entity::find()
-        .select_only()
-        .column(Column::Queue)
-        .column_as(Column::Id.count(), "n")
-        .filter(partial::condition(partial::PUSHED))
-        .group_by(Column::Queue)
-        .into_model::<Row>()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.queue, r.n)).collect())
-}
-
 /// Owes again the push of every waiting task: the single node's embedded queue starts empty.
 /// Returns how many were owed.
 pub async fn forget_all_pushes(db: &impl ConnectionTrait) -> Result<u64> {
@@ -105,7 +99,8 @@ pub async fn forget_all_pushes(db: &impl ConnectionTrait) -> Result<u64> {
             Column::EnqueuedAt,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
-        .filter(partial::condition(partial::PUSHED))
+        .filter(partial::condition(partial::WAITING))
+        .filter(Column::EnqueuedAt.is_not_null())
         .exec(db)
         .await?
         .rows_affected)
@@ -124,7 +119,7 @@ pub async fn forget_stale_pushes(
     let stale: Vec<Uuid> = Entity::find()
         .select_only()
         .column(Column::Id)
-        .filter(partial::condition(partial::PUSHED))
+        .filter(partial::condition(partial::WAITING))
         .filter(Column::Queue.eq(queue))
         .filter(Column::EnqueuedAt.lt(pushed_before))
         .order_by_asc(Column::EnqueuedAt)
@@ -148,30 +143,20 @@ pub async fn forget_stale_pushes(
     Ok(owed)
 }
 
-/// Due, waiting tasks on these queues, oldest first (candidates for an agent's claim): those
-/// owed a push and those pushed, each read by its own index, merged.
+/// Due, waiting tasks on these queues, oldest first (candidates for an agent's claim).
 pub async fn claimable(
     db: &impl ConnectionTrait,
     queues: &[String],
     limit: u64,
 ) -> Result<Vec<tasks::Model>> {
     let now = Utc::now();
-    let due = |which: &'static str| {
-        Entity::find()
-            .filter(partial::condition(which))
-            .filter(Column::Queue.is_in(queues.iter().cloned()))
-            .filter(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
-            .filter(Column::CancelRequested.eq(false))
-            .limit(limit)
-    };
-    let mut found = due(partial::OWED).order_by_asc(Column::Id).all(db).await?;
-    found.extend(
-        due(partial::PUSHED)
-            .order_by_asc(Column::EnqueuedAt)
-            .all(db)
-            .await?,
-    );
-    found.sort_by_key(|t| t.id);
-    found.truncate(limit as usize);
-    Ok(found)
+    Ok(Entity::find()
+        .filter(partial::condition(partial::WAITING))
+        .filter(Column::Queue.is_in(queues.iter().cloned()))
+        .filter(Column::RunAt.is_null().or(Column::RunAt.lte(now)))
+        .filter(Column::CancelRequested.eq(false))
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
 }

@@ -1,14 +1,12 @@
-//! The conditions of the partial indexes on `tasks` (migration `m20261206_000012_task_indexes`),
-//! written once. A query that should use one repeats its condition as literal SQL: SQLite only
+//! The conditions of the partial indexes on `tasks` (migrations `m20261206_000012_task_indexes`
+//! and `m20261206_000014_waiting_index`), written once. A query that should use one repeats its condition as literal SQL: SQLite only
 //! uses a partial index whose condition the query states word for word, and PostgreSQL's cached
 //! generic plans cannot see bound values, so `status IN ($1, $2)` would not do for either.
 
 use sea_orm::sea_query::{Expr, SimpleExpr};
 
-/// Due work the dispatcher owes a push (`idx_tasks_owed`, by queue and id).
-pub const OWED: &str = "status IN ('pending', 'scheduled', 'failed') AND enqueued_at IS NULL";
-/// Work pushed to the queue backend and not started (`idx_tasks_pushed`, by queue and push time).
-pub const PUSHED: &str = "status IN ('pending', 'scheduled', 'failed') AND enqueued_at IS NOT NULL";
+/// Waiting tasks, pushed to their queue or not (`idx_tasks_waiting`, by queue and id).
+pub const WAITING: &str = "status IN ('pending', 'scheduled', 'failed')";
 /// Running attempts (`idx_tasks_running`, by lease expiry).
 pub const RUNNING: &str = "status = 'running'";
 /// What agents hold (`idx_tasks_held`, by agent).
@@ -55,17 +53,10 @@ mod tests {
         for (sql, index) in [
             (
                 format!(
-                    "SELECT id FROM tasks WHERE {} AND queue = 'q' ORDER BY id LIMIT 10",
-                    super::OWED
+                    "SELECT id FROM tasks WHERE {} AND queue = 'q' AND enqueued_at IS NULL ORDER BY id LIMIT 10",
+                    super::WAITING
                 ),
-                "idx_tasks_owed",
-            ),
-            (
-                format!(
-                    "SELECT queue, count(*) FROM tasks WHERE {} GROUP BY queue",
-                    super::PUSHED
-                ),
-                "idx_tasks_pushed",
+                "idx_tasks_waiting",
             ),
             (
                 format!(
