@@ -80,7 +80,10 @@ impl App {
 
     /// As [`App::start_with`], with PostgreSQL writing durably (`fsync` on), as in production:
     /// for the benchmarks, whose figures must not come from a database that skips its syncs.
-    #[allow(dead_code, reason = "used by the benchmarks, not by the black-box tests")]
+    #[allow(
+        dead_code,
+        reason = "used by the benchmarks, not by the black-box tests"
+    )]
     pub async fn start_durable(mode: Mode, extra_env: &[(&str, &str)]) -> Self {
         Self::start_opts(mode, extra_env, true).await
     }
