@@ -54,6 +54,8 @@ pub trait EventBus: Send + Sync + fmt::Debug {
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
     /// Retained events published after `after`, oldest first, at most [`MAX_REPLAY`].
     async fn replay(&self, after: EventId) -> Result<Vec<Event>>;
+    /// The id of the oldest event still retained (`None`: none is).
+    async fn oldest(&self) -> Result<Option<EventId>>;
     /// Publishes without waiting for the outcome (see [`emit`]); a failure is logged.
     async fn send(&self, event: Event) {
         let kind = event.kind;
@@ -142,6 +144,11 @@ impl EventBus for InProcessBus {
             .take(MAX_REPLAY)
             .map(|e| (**e).clone())
             .collect())
+    }
+
+    async fn oldest(&self) -> Result<Option<EventId>> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(state.1.front().and_then(|e| EventId::parse(&e.id)))
     }
 }
 
@@ -255,6 +262,13 @@ impl EventBus for RedisStreamBus {
             .xrange_count(EVENT_STREAM, format!("({after}"), "+", MAX_REPLAY)
             .await?;
         Ok(reply.ids.into_iter().filter_map(decode).collect())
+    }
+
+    async fn oldest(&self) -> Result<Option<EventId>> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply =
+            conn.xrange_count(EVENT_STREAM, "-", "+", 1).await?;
+        Ok(reply.ids.first().and_then(|e| EventId::parse(&e.id)))
     }
 }
 

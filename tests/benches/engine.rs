@@ -5,7 +5,9 @@
 //! - end-to-end no-op throughput: batch submit → queue → worker → completed row, one worker
 //!   process (and two, distributed); BullMQ: `addBulk` → one worker process, concurrency 50;
 //! - enqueue → handler start, one task at a time at ~250/s, idle workers;
-//! - critical-task latency behind a 10,000-task low backlog.
+//! - critical-task latency behind a 10,000-task low backlog;
+//! - for each throughput run, its cost per task: CPU by process, PostgreSQL commits and row
+//!   writes, Redis commands.
 //!
 //! Durability, as run here: ours commits every task row and transition to PostgreSQL (`fsync`
 //! on, synchronous commit) or SQLite (WAL, `synchronous=NORMAL`: a committed transition survives
@@ -32,7 +34,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use helpers::{App, Mode, servers::Redis, wait_for};
+use helpers::{App, Mode, cost, servers::Redis, wait_for};
 use measure::{percentile, submit_to_start};
 use serde_json::{Value, json};
 
@@ -78,9 +80,9 @@ async fn last_finished(app: &App, ids: &[String]) -> chrono::DateTime<chrono::Ut
 }
 
 /// Batch submit of `n` tasks and the time until all are completed: (enqueue rate, end-to-end
-/// rate). Completion is polled slowly, so as not to load the server being measured, and timed
-/// by the server's own clock.
-async fn throughput(mode: Mode, workers: usize, n: usize) -> (f64, f64) {
+/// rate, what it cost per task). Completion is polled slowly, so as not to load the server being
+/// measured, and timed by the server's own clock.
+async fn throughput(mode: Mode, workers: usize, n: usize) -> (f64, f64, String) {
     let mut app = App::start_durable(
         mode,
         &[("RUST_LOG", "warn"), ("MCP_WORKER_CONCURRENCY", "1024")],
@@ -90,6 +92,7 @@ async fn throughput(mode: Mode, workers: usize, n: usize) -> (f64, f64) {
         app.start_worker(&[]);
     }
     let base = app.processed("generic").await;
+    let before = cost::snapshot(&app).await;
     let t0 = chrono::Utc::now();
     let (submit_time, ids) = submit(&app, n, "low").await;
     // Counting from the task rows is a scan of the table: once a second is enough, since the
@@ -105,9 +108,11 @@ async fn throughput(mode: Mode, workers: usize, n: usize) -> (f64, f64) {
     })
     .await;
     let elapsed = (last_finished(&app, &ids).await - t0).to_std().unwrap();
+    let after = cost::snapshot(&app).await;
     (
         n as f64 / submit_time.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64(),
+        cost::per_task(&before, &after, n),
     )
 }
 
@@ -246,9 +251,9 @@ async fn main() {
             &[1]
         };
         for &w in workers {
-            let (enqueue, e2e) = throughput(mode, w, n).await;
+            let (enqueue, e2e, cost) = throughput(mode, w, n).await;
             println!(
-                "  {name:<34} {w} worker process(es): batch enqueue {enqueue:>8.0} tasks/s{}, end to end {e2e:>7.0} tasks/s{}",
+                "  {name:<34} {w} worker process(es): batch enqueue {enqueue:>8.0} tasks/s{}, end to end {e2e:>7.0} tasks/s{}\n{cost}",
                 ratio(enqueue, their("enqueue", "rate")),
                 ratio(e2e, their("e2e", "rate")),
             );

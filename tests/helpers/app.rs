@@ -276,6 +276,12 @@ impl App {
         wait_serving(&self.http, child, &port_file, &log).await
     }
 
+    /// PostgreSQL's postmaster pid (distributed mode).
+    #[allow(dead_code, reason = "used by the benchmarks' cost figures")]
+    pub fn postgres_pid(&self) -> Option<u32> {
+        self._postgres.as_ref()?.postmaster_pid()
+    }
+
     /// The main API process's pid (the benchmarks read its memory use).
     #[allow(dead_code)]
     pub fn api_pid(&self) -> u32 {

@@ -1,6 +1,8 @@
 //! Starting servers and the application, and waiting for things.
 
 pub mod app;
+#[allow(dead_code, reason = "used by the benchmarks only")]
+pub mod cost;
 pub mod servers;
 pub mod soak;
 pub mod synth;

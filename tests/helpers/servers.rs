@@ -247,6 +247,13 @@ impl Postgres {
         pg
     }
 
+    /// The postmaster's pid (its backends are its children), from the data directory.
+    #[allow(dead_code, reason = "used by the benchmarks' cost figures")]
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let pid_file = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")).ok()?;
+        pid_file.lines().next()?.trim().parse().ok()
+    }
+
     fn run(&self, tool: &str, args: &[&str]) {
         let exe = self.bin.join(tool);
         let mut cmd = match &self.run_as {

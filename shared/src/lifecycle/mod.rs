@@ -407,8 +407,15 @@ impl Lifecycle {
     /// Releases attempts that were lost (a lease expired, a worker went silent or was
     /// deregistered): each is a failed attempt, decided by [`after_failure`]. Returns how many.
     pub async fn release_lost(&self, which: Lost, reason: &str) -> Result<usize> {
+        // An attempt whose agent died is due again at once (the task did nothing wrong, and
+        // the attempt still counts, so a task that kills its worker still ends dead); one that
+        // outlived its lease backs off like a failure.
+        let at_once = !matches!(which, Lost::ExpiredLeases);
         let released = transitions::release_lost(&self.db, which, reason, |t, now| {
-            after_failure(t, true, now)
+            match after_failure(t, true, now) {
+                (TaskStatus::Failed, Some(_)) if at_once => (TaskStatus::Failed, Some(now)),
+                decided => decided,
+            }
         })
         .await?;
         for task in &released {
@@ -507,19 +514,14 @@ impl Lifecycle {
         }
         let mut sent = std::collections::HashSet::new();
         let from = EventId(since.timestamp_millis().max(0) as u64, 0);
+        if self.bus.oldest().await?.is_some_and(|oldest| oldest > from) {
+            // Trimmed past `since`: what is missing cannot be told from what was trimmed, so
+            // some events may go out twice (consumers key them by task).
+            tracing::warn!(%agent, "the event stream no longer reaches back to the worker's last transitions");
+        }
         let mut after = from;
         loop {
             let page = self.bus.replay(after).await?;
-            if after == from
-                && page
-                    .first()
-                    .and_then(|e| EventId::parse(&e.id))
-                    .is_some_and(|first| first.0 > from.0 + 1000)
-            {
-                // The stream was trimmed past `since`: what is missing cannot be told from what
-                // was trimmed, so some events may go out twice (consumers key them by task).
-                tracing::warn!(%agent, "the event stream no longer reaches back to the worker's last transitions");
-            }
             sent.extend(page.iter().filter_map(|e| Some((e.task_id?, e.kind))));
             match page.last().and_then(|e| EventId::parse(&e.id)) {
                 Some(last) if page.len() >= MAX_REPLAY => after = last,
