@@ -814,3 +814,60 @@ async fn behind_a_trusted_proxy_login_limits_count_the_forwarded_client() {
         "the audit trail names the forwarded client: {records:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_development_server_keeps_its_generated_secrets_across_restarts() {
+    // Empty counts as unset: the development server generates both secrets.
+    let mut app = App::start_with(
+        Mode::SingleNode,
+        &[("MCP_SECRET_KEY", ""), ("JWT_SECRET_KEY", "")],
+    )
+    .await;
+    let kept = app.dir.path().join("mcp.db.secrets");
+    let text = std::fs::read_to_string(&kept).expect("the secrets are kept beside the database");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only the owner may read them");
+    }
+    let values: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(_, v)| v.trim().to_string())
+        .collect();
+    assert_eq!(values.len(), 2, "{kept:?} holds both secrets");
+
+    const SECRET: &str = "kept-CANARY-9e1f";
+    let (agent, key) = app
+        .register_agent(json!({"name": "keeper", "type": "external_api", "capabilities": ["analysis"],
+            "configuration": {"api_keys": {"upstream": SECRET}}}))
+        .await;
+    let payload = json!({"patient": {"ssn": "123-45-6789"}});
+    let task = app
+        .create_task(json!({"type": "generic", "required_capabilities": ["analysis"],
+            "payload": payload, "sensitive_fields": ["/patient/ssn"]}))
+        .await;
+    assert!(task["payload"]["patient"]["ssn"]["$sealed"].is_string());
+    assert_eq!(verify(&app).await["valid"], true);
+
+    app.restart_api_with(&[]).await;
+    // The token issued before the restart is still good, the agent key still opens its door,
+    // the sealed field still opens for its runner, and the audit chain still verifies.
+    let (s, b) = app.admin("GET", "/api/v1/tasks?limit=1", None).await;
+    assert_eq!(s, 200, "the JWT key was kept: {b}");
+    let claimed = claim(&app, &agent, &key).await;
+    assert_eq!(claimed["payload"], payload, "the field key was kept");
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], true, "the audit key was kept: {v}");
+    assert_eq!(
+        std::fs::read_to_string(&kept).unwrap(),
+        text,
+        "the same secrets"
+    );
+    let log = std::fs::read_to_string(app.dir.path().join("api.log")).unwrap();
+    assert!(
+        values.iter().all(|v| !log.contains(v.as_str())),
+        "generated secrets are never logged"
+    );
+    assert!(log.contains("mcp.db.secrets"), "the log names the file");
+}

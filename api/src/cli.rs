@@ -91,8 +91,15 @@ pub fn main() -> ExitCode {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     if settings.ephemeral_secrets {
         tracing::warn!(
-            "development mode: MCP_SECRET_KEY and JWT_SECRET_KEY are not set, so ephemeral secrets \
-             were generated; tokens and encrypted fields will not survive a restart"
+            "development mode with an in-memory database: MCP_SECRET_KEY and JWT_SECRET_KEY are \
+             not set, so secrets were generated for this process; tokens and encrypted fields \
+             will not survive a restart"
+        );
+    } else if let Some(path) = &settings.secrets_file {
+        tracing::info!(
+            file = %path.display(),
+            "development mode: generated secrets are kept in this file (mode 0600) and reused at \
+             every start; set MCP_SECRET_KEY and JWT_SECRET_KEY to use your own"
         );
     }
     let app = Application::build(settings).await?;
