@@ -75,10 +75,24 @@ impl App {
     }
 
     pub async fn start_with(mode: Mode, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_opts(mode, extra_env, false).await
+    }
+
+    /// As [`App::start_with`], with PostgreSQL writing durably (`fsync` on), as in production:
+    /// for the benchmarks, whose figures must not come from a database that skips its syncs.
+    #[allow(
+        dead_code,
+        reason = "used by the benchmarks, not by the black-box tests"
+    )]
+    pub async fn start_durable(mode: Mode, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_opts(mode, extra_env, true).await
+    }
+
+    async fn start_opts(mode: Mode, extra_env: &[(&str, &str)], durable: bool) -> Self {
         let dir = TempDir::new("app");
         let (redis, postgres) = match mode {
             Mode::SingleNode => (None, None),
-            Mode::Distributed => (Some(Redis::start()), Some(Postgres::start())),
+            Mode::Distributed => (Some(Redis::start()), Some(Postgres::start(durable))),
         };
         let mut env: Vec<(String, String)> = vec![
             ("MCP_HOST".into(), "127.0.0.1".into()),

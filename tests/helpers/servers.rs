@@ -161,7 +161,8 @@ fn pg_bin() -> PathBuf {
 }
 
 impl Postgres {
-    pub fn start() -> Self {
+    /// A throwaway cluster; `durable` keeps `fsync` on (the tests turn it off for speed).
+    pub fn start(durable: bool) -> Self {
         let bin = pg_bin();
         let dir = TempDir::new("pg");
         let is_root = Command::new("id")
@@ -201,9 +202,10 @@ impl Postgres {
             ],
         );
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
             pg.port,
-            pg.dir.path().display()
+            pg.dir.path().display(),
+            if durable { "on" } else { "off" }
         );
         let log = pg.dir.path().join("pg.log");
         pg.run(

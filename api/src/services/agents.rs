@@ -137,6 +137,7 @@ pub async fn register(
             last_seen: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),
+            heartbeat_ms: Set(None),
         },
     )
     .await
@@ -215,12 +216,14 @@ pub async fn deregister(state: &AppState, id: Uuid) -> Result<u64, ApiError> {
 
 /// Marks silent agents stale, then offline, and reports each transition once.
 pub async fn sweep(state: &AppState) -> mcp_shared::Result<usize> {
-    let now = Utc::now();
-    let stale_before =
-        now - chrono::Duration::from_std(state.settings.agent_stale_after()).unwrap_or_default();
-    let offline_before =
-        now - chrono::Duration::from_std(state.settings.agent_offline_after()).unwrap_or_default();
-    let moved = agents::sweep_silent(&state.db.conn, stale_before, offline_before).await?;
+    let s = &state.settings;
+    let moved = agents::sweep_silent(
+        &state.db.conn,
+        s.agent_heartbeat,
+        s.agent_stale_after_missed,
+        s.agent_offline_after_missed,
+    )
+    .await?;
     for t in &moved {
         tracing::info!(agent = %t.agent.name, from = %t.from, to = %t.to, "agent went silent");
         if t.to == AgentStatus::Stale {
@@ -385,8 +388,13 @@ pub async fn allocate(
 /// Runs [`sweep`] until `shutdown`. Safe on every replica at once: each transition is a
 /// conditional update that only one sweeper wins.
 pub fn spawn_sweeper(state: AppState, shutdown: CancellationToken) {
-    let period = (state.settings.agent_heartbeat / 2)
-        .clamp(Duration::from_millis(100), Duration::from_secs(5));
+    // Often enough to notice the fastest beating agents (worker processes) falling silent.
+    let period = (state
+        .settings
+        .agent_heartbeat
+        .min(state.settings.worker_heartbeat)
+        / 2)
+    .clamp(Duration::from_millis(100), Duration::from_secs(5));
     spawn_every(period, shutdown, move || {
         let state = state.clone();
         async move {
