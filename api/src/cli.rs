@@ -2,7 +2,13 @@
 
 use std::{io::Read, process::ExitCode};
 
-use mcp_shared::{Settings, auth::Role, crypto, db::users, telemetry};
+use mcp_shared::{
+    Settings,
+    auth::Role,
+    crypto,
+    db::{audit, users},
+    telemetry,
+};
 
 use crate::{
     services::{
@@ -145,12 +151,31 @@ fn key_ring(settings: &Settings) -> anyhow::Result<crypto::KeyRing> {
     Ok(crypto::KeyRing::from_settings(settings)?)
 }
 
+/// The audit chain as the server sees it: its head in Redis or beside the SQLite database, its
+/// checkpoints in the artifact store.
+async fn audit_chain(settings: &Settings, ring: &crypto::KeyRing) -> anyhow::Result<audit::Chain> {
+    let redis = match &settings.redis_url {
+        Some(url) => Some(mcp_shared::queue::connect_redis(url.expose()).await?),
+        None => None,
+    };
+    let artifacts = mcp_shared::artifacts::open(&settings.artifact_store)?;
+    Ok(audit::Chain::from_settings(
+        settings,
+        std::sync::Arc::new(ring.clone()),
+        redis,
+        Some(artifacts),
+    ))
+}
+
 async fn keys_status(settings: Settings) -> anyhow::Result<()> {
     let ring = key_ring(&settings)?;
     let db = connect_and_migrate(&settings).await?;
     println!("active key: {}", ring.active_key_id());
     for (key, (tasks, agents)) in keys::status(&db).await? {
         println!("sealed by {key}: {tasks} tasks, {agents} agents");
+    }
+    for (key, n) in audit::mac_counts(&db.conn).await? {
+        println!("audit chain keyed by {key}: {n} records and anchors");
     }
     Ok(())
 }
@@ -167,12 +192,14 @@ async fn keys_rotate(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
     };
     let ring = key_ring(&settings)?;
     let db = connect_and_migrate(&settings).await?;
-    let report = keys::rotate(&db, &ring, batch).await?;
+    let chain = audit_chain(&settings, &ring).await?;
+    let report = keys::rotate(&db, &ring, &chain, batch).await?;
     println!(
-        "re-sealed under {}: {} tasks, {} agents; {} unreadable",
+        "re-sealed under {}: {} tasks, {} agents, {} audit records and anchors; {} unreadable",
         ring.active_key_id(),
         report.tasks,
         report.agents,
+        report.audit,
         report.unreadable
     );
     anyhow::ensure!(

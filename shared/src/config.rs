@@ -751,7 +751,11 @@ mod tests {
             .collect();
         let sets: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         assert!(sets.windows(2).all(|w| w[0] == w[1]));
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no partial files");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no partial files"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

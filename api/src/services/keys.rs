@@ -1,5 +1,6 @@
-//! Field-key rotation: re-seals, in batches and while the service runs, every value an older key
-//! sealed (agent configuration secrets, sensitive task fields) under the active key. Each write
+//! Key rotation: re-seals, in batches and while the service runs, every value an older key
+//! sealed (agent configuration secrets, sensitive task fields) under the active key, and
+//! re-authenticates the audit chain's records and anchors under it. Each write
 //! is conditional on the value it read, so a concurrent change is never overwritten; older keys
 //! must stay configured until a run reports nothing left.
 
@@ -39,11 +40,19 @@ pub async fn status(
 pub struct Rotation {
     pub tasks: u64,
     pub agents: u64,
-    /// Values no configured key opens: they stay as they are.
+    /// Audit records and anchors re-authenticated under the active key.
+    pub audit: u64,
+    /// Values no configured key opens (or audit MACs no configured key proves): they stay as
+    /// they are.
     pub unreadable: u64,
 }
 
-pub async fn rotate(db: &Database, ring: &KeyRing, batch: u64) -> mcp_shared::Result<Rotation> {
+pub async fn rotate(
+    db: &Database,
+    ring: &KeyRing,
+    chain: &audit::Chain,
+    batch: u64,
+) -> mcp_shared::Result<Rotation> {
     let active = ring.active_key_id().to_string();
     let mut report = Rotation::default();
     let mut after = None;
@@ -96,8 +105,12 @@ pub async fn rotate(db: &Database, ring: &KeyRing, batch: u64) -> mcp_shared::Re
             }
         }
     }
+    let (rekeyed, refused) = audit::rekey(db, chain, batch).await?;
+    report.audit = rekeyed;
+    report.unreadable += refused;
     audit::append(
         db,
+        chain,
         vec![audit::AuditEntry {
             actor: "system:keys".into(),
             action: "keys.rotate".into(),
@@ -112,6 +125,7 @@ pub async fn rotate(db: &Database, ring: &KeyRing, batch: u64) -> mcp_shared::Re
             details: Some(json!({
                 "tasks": report.tasks,
                 "agents": report.agents,
+                "audit": report.audit,
                 "unreadable": report.unreadable,
             })),
         }],

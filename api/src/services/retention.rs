@@ -32,7 +32,7 @@ pub async fn run_once(state: &AppState) -> mcp_shared::Result<Purged> {
         purged.agents = agents::purge_stale_before(&state.db.conn, cutoff).await?;
     }
     if let Some(keep) = state.settings.audit_retention {
-        purged.audit_records = audit::purge_before(&state.db, now - keep).await?;
+        purged.audit_records = audit::purge_before(&state.db, &state.chain, now - keep).await?;
     }
     if purged != Purged::default() {
         tracing::info!(
