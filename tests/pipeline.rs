@@ -808,6 +808,23 @@ async fn the_s3_artifact_store_gives_the_same_outputs() {
         assert!(keys.contains(&key), "{key} missing from {keys:?}");
     }
     assert!(!app.dir.path().join("artifacts").exists());
+    // Every object is sealed: the bucket never holds conversation text in clear.
+    let mut read = 0;
+    for key in &keys {
+        let Some(bytes) = s3.object(key).await else {
+            continue;
+        };
+        read += 1;
+        assert!(bytes.starts_with(b"MCPSEAL1"), "{key} is not sealed");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("messages"),
+            "{key} holds records in clear"
+        );
+    }
+    assert!(
+        read >= 4,
+        "the dataset and the exports were read back: {read} of {keys:?}"
+    );
 }
 
 #[tokio::test]
@@ -1039,4 +1056,122 @@ async fn idempotency_keys_replay_executions_singly_and_in_batches() {
         assert_eq!(e["data"]["priority"], want, "{e}");
         assert!(e["data"]["idempotency_key"].is_string(), "{e}");
     }
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            if entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                files.push(entry.path());
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn conversation_data_is_encrypted_at_rest_and_read_back_through_the_store() {
+    const CANARY: &str = "lighthouse-keeper-CANARY-7f3a";
+    let mut app = App::start(Mode::SingleNode).await;
+    // Realistic conversations, each carrying the canary in its first turn.
+    let dataset = String::from_utf8(crate::helpers::synth::ndjson(3, 300))
+        .unwrap()
+        .replace("\"content\":\"", &format!("\"content\":\"{CANARY} "));
+    assert!(dataset.contains(CANARY));
+    let id = execute(
+        &app,
+        "application/x-ndjson",
+        dataset.into_bytes(),
+        json!({"shard_size": 50}),
+    )
+    .await;
+    let done = app.wait_execution(&id, Duration::from_secs(180)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // Readers get the data in clear, through the store.
+    for format in ["jsonl", "chat_jsonl", "csv"] {
+        let (status, text) = app.results(&id, format).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains(CANARY), "{format} export reads back in clear");
+    }
+
+    // On disk, nothing is: not the dataset, the shards, the exports, the report, the staging
+    // area, nor the database beside them.
+    let leaks = files_containing(app.dir.path(), CANARY.as_bytes());
+    let leaks: Vec<_> = leaks
+        .into_iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "log"))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "conversation text in clear on disk: {leaks:?}"
+    );
+    let artifacts = app.dir.path().join("artifacts");
+    let stored = files_under(&artifacts);
+    assert!(stored.len() > 10, "{stored:?}");
+    for file in &stored {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            bytes.starts_with(b"MCPSEAL1"),
+            "{} is not sealed",
+            file.display()
+        );
+    }
+
+    // Rotate: a new key first in the ring; `keys status` counts what the old key still holds,
+    // `keys rotate` re-encrypts it while the server runs, and everything still reads.
+    let (ok, entry) = app.run_api_command(&["keys", "generate", "--id", "k2"]);
+    assert!(ok, "{entry}");
+    app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", entry.trim())])
+        .await;
+    let (ok, before) = app.run_api_command(&["keys", "status"]);
+    assert!(ok, "{before}");
+    let old = before
+        .lines()
+        .find(|l| l.starts_with("artifacts sealed by") && !l.contains("by k2"))
+        .unwrap_or_else(|| panic!("the old key's artifacts are counted: {before}"));
+    let (ok, out) = app.run_api_command(&["keys", "rotate"]);
+    assert!(ok, "{out}");
+    let (ok, after) = app.run_api_command(&["keys", "status"]);
+    assert!(ok, "{after}");
+    assert!(
+        !after.contains(old),
+        "nothing left under the old key: {after}"
+    );
+    assert!(after.contains("artifacts sealed by k2"), "{after}");
+    for file in files_under(&artifacts) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            bytes.starts_with(b"MCPSEAL1\x02k2"),
+            "{} is not sealed by k2",
+            file.display()
+        );
+    }
+    let (status, text) = app.results(&id, "jsonl").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(CANARY), "re-encrypted exports still read");
+    assert!(files_containing(&artifacts, CANARY.as_bytes()).is_empty());
 }

@@ -1,9 +1,10 @@
 //! The `mcp-api` command line: `serve` (the default), `migrate`, `admin create`, `openapi`.
 
-use std::{io::Read, process::ExitCode};
+use std::{io::Read, process::ExitCode, sync::Arc};
 
 use mcp_shared::{
     Settings,
+    artifacts::ArtifactStore,
     auth::Role,
     crypto,
     db::{audit, users},
@@ -24,10 +25,11 @@ const USAGE: &str = "usage:
   mcp-api admin create --username NAME --password-stdin [--role admin|operator|viewer]
                                   create a user, reading the password from standard input
   mcp-api keys generate [--id ID] print a new field-encryption key entry for MCP_ENCRYPTION_KEYS
-  mcp-api keys status             how many sealed values each key sealed
+  mcp-api keys status             how many values, artifacts and audit rows each key holds
   mcp-api keys rotate [--batch-size N]
-                                  re-seal every value under the first MCP_ENCRYPTION_KEYS key, in
-                                  batches, while the service runs; retire older keys afterwards
+                                  re-seal every value and artifact, and re-key the audit chain,
+                                  under the first MCP_ENCRYPTION_KEYS key, in batches, while the
+                                  service runs; retire older keys afterwards
   mcp-api openapi                 print the OpenAPI document
   mcp-api --version";
 
@@ -153,18 +155,18 @@ fn key_ring(settings: &Settings) -> anyhow::Result<crypto::KeyRing> {
 
 /// The audit chain as the server sees it: its head in Redis or beside the SQLite database, its
 /// checkpoints in the artifact store.
-async fn audit_chain(settings: &Settings, ring: &crypto::KeyRing) -> anyhow::Result<audit::Chain> {
+async fn audit_chain(
+    settings: &Settings,
+    ring: &crypto::KeyRing,
+) -> anyhow::Result<(audit::Chain, Arc<dyn ArtifactStore>)> {
     let redis = match &settings.redis_url {
         Some(url) => Some(mcp_shared::queue::connect_redis(url.expose()).await?),
         None => None,
     };
-    let artifacts = mcp_shared::artifacts::open(&settings.artifact_store)?;
-    Ok(audit::Chain::from_settings(
-        settings,
-        std::sync::Arc::new(ring.clone()),
-        redis,
-        Some(artifacts),
-    ))
+    let ring = Arc::new(ring.clone());
+    let artifacts = mcp_shared::artifacts::open(&settings.artifact_store, ring.clone())?;
+    let chain = audit::Chain::from_settings(settings, ring, redis, Some(artifacts.clone()));
+    Ok((chain, artifacts))
 }
 
 async fn keys_status(settings: Settings) -> anyhow::Result<()> {
@@ -176,6 +178,10 @@ async fn keys_status(settings: Settings) -> anyhow::Result<()> {
     }
     for (key, n) in audit::mac_counts(&db.conn).await? {
         println!("audit chain keyed by {key}: {n} records and anchors");
+    }
+    let (_, artifacts) = audit_chain(&settings, &ring).await?;
+    for (key, n) in keys::artifact_status(artifacts.as_ref()).await? {
+        println!("artifacts sealed by {key}: {n}");
     }
     Ok(())
 }
@@ -192,13 +198,14 @@ async fn keys_rotate(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
     };
     let ring = key_ring(&settings)?;
     let db = connect_and_migrate(&settings).await?;
-    let chain = audit_chain(&settings, &ring).await?;
-    let report = keys::rotate(&db, &ring, &chain, batch).await?;
+    let (chain, artifacts) = audit_chain(&settings, &ring).await?;
+    let report = keys::rotate(&db, &ring, &chain, artifacts.as_ref(), batch).await?;
     println!(
-        "re-sealed under {}: {} tasks, {} agents, {} audit records and anchors; {} unreadable",
+        "re-sealed under {}: {} tasks, {} agents, {} artifacts, {} audit records and anchors; {} unreadable",
         ring.active_key_id(),
         report.tasks,
         report.agents,
+        report.artifacts,
         report.audit,
         report.unreadable
     );

@@ -143,10 +143,10 @@ impl Application {
                 }
             };
 
-        let artifacts = mcp_shared::artifacts::open(&settings.artifact_store)?;
+        let cipher = Arc::new(KeyRing::from_settings(&settings)?);
+        let artifacts = mcp_shared::artifacts::open(&settings.artifact_store, cipher.clone())?;
         let routes = route_templates();
         let lifecycle = Lifecycle::new(&db, bus.clone());
-        let cipher = Arc::new(KeyRing::from_settings(&settings)?);
         let chain = mcp_shared::db::audit::Chain::from_settings(
             &settings,
             cipher.clone(),
