@@ -1175,3 +1175,107 @@ async fn conversation_data_is_encrypted_at_rest_and_read_back_through_the_store(
     assert!(text.contains(CANARY), "re-encrypted exports still read");
     assert!(files_containing(&artifacts, CANARY.as_bytes()).is_empty());
 }
+
+#[tokio::test]
+async fn retention_purges_datasets_stage_outputs_exports_results_and_task_errors() {
+    // Data finished longer ago than ~8.6 s is purged every second.
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("AGENT_DATA_RETENTION_DAYS", "0.0001"),
+            ("MCP_RETENTION_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await;
+    let (status, body) = app
+        .upload("application/x-ndjson", crate::helpers::synth::ndjson(9, 60))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let dataset = body["data"]["dataset_id"].as_str().unwrap().to_string();
+    let id = app
+        .start_execution(&body["data"]["dataset_id"], json!({"shard_size": 20}))
+        .await;
+    let done = app.wait_execution(&id, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done["results"].is_object(), "{done}");
+    let failing = app
+        .create_task(json!({"type": "generic", "payload": {"fail": true}, "max_attempts": 1}))
+        .await;
+    let failing = failing["id"].as_str().unwrap().to_string();
+    let dead = app
+        .wait_status(&failing, "dead", Duration::from_secs(30))
+        .await;
+    assert!(dead["error"].is_string(), "{dead}");
+    let artifacts = app.dir.path().join("artifacts");
+    let execution_dir = artifacts.join(format!("executions/{id}"));
+    let dataset_file = artifacts.join(format!("datasets/{dataset}.ndjson"));
+    assert!(dataset_file.exists());
+    assert!(
+        files_under(&execution_dir).len() > 5,
+        "stage outputs and exports are stored"
+    );
+
+    wait_for(
+        "the execution's data to be purged",
+        Duration::from_secs(60),
+        || async {
+            let (_, b) = app
+                .admin("GET", &format!("/api/v1/pipeline/{id}"), None)
+                .await;
+            let left = files_under(&execution_dir).len();
+            if b["data"]["results"].is_null() && left == 0 && !dataset_file.exists() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{left} files left, dataset {}: {b}",
+                    dataset_file.exists()
+                ))
+            }
+        },
+    )
+    .await;
+    let (status, _) = app.results(&id, "jsonl").await;
+    assert_eq!(status, 404, "the export is gone");
+    let (status, _) = app
+        .admin("GET", &format!("/api/v1/pipeline/{id}/report"), None)
+        .await;
+    assert_eq!(status, 404, "the report is gone");
+    let task = wait_for(
+        "the dead task's error to be purged",
+        Duration::from_secs(30),
+        || async {
+            let (_, b) = app
+                .admin("GET", &format!("/api/v1/tasks/{failing}"), None)
+                .await;
+            if b["data"]["error"].is_null() && b["data"]["message"].is_null() {
+                Ok(b["data"].clone())
+            } else {
+                Err(b.to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(task["status"], "dead", "the row itself stays");
+    // Each pass that removed anything left its record in the audit trail, with the counts.
+    let (_, b) = app
+        .admin(
+            "GET",
+            "/api/v1/audit?action=retention.purge&limit=100",
+            None,
+        )
+        .await;
+    let passes = b["data"].as_array().unwrap().clone();
+    let total = |k: &str| {
+        passes
+            .iter()
+            .map(|r| r["details"][k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert!(
+        total("executions") >= 1 && total("datasets") >= 1,
+        "{passes:?}"
+    );
+    assert!(total("artifacts") >= 6, "{passes:?}");
+    let (_, v) = app.admin("GET", "/api/v1/audit/verify", None).await;
+    assert_eq!(v["data"]["valid"], true, "{v}");
+}

@@ -239,6 +239,7 @@ fn new_row(
         artifact_key: mcp_shared::artifacts::keys::dataset(id, format),
         created_by: Some(created_by.into()),
         created_at: Utc::now(),
+        purged_at: None,
     }
 }
 
