@@ -401,6 +401,27 @@ impl App {
             .query(url, query)
     }
 
+    /// SIGKILLs the longest-running worker process (so kills followed by starts rotate through
+    /// all of them).
+    #[allow(dead_code, reason = "used by the soak test and benchmark only")]
+    pub fn kill_oldest_worker(&mut self) {
+        if !self.workers.is_empty() {
+            let mut c = self.workers.remove(0);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILLs the longest-running API replica (not the main API process).
+    #[allow(dead_code, reason = "used by the soak test and benchmark only")]
+    pub fn kill_oldest_replica(&mut self) {
+        if !self.replicas.is_empty() {
+            let mut c = self.replicas.remove(0);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// SIGKILLs the most recently started worker process.
     pub fn kill_worker(&mut self) {
         if let Some(mut c) = self.workers.pop() {

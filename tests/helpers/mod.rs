@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod servers;
+pub mod soak;
 pub mod synth;
 pub mod wait;
 pub mod ws;

@@ -123,10 +123,32 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// SIGKILLs the server.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Deletes what a stopped server persisted, so the next [`Redis::spawn`] starts empty, as
+    /// after losing the machine it ran on.
+    #[allow(dead_code, reason = "used by the recovery tests and benchmark only")]
+    pub fn wipe(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "stop the server before wiping its data"
+        );
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            let path = entry.path();
+            if path.file_name() == Some("redis.log".as_ref()) {
+                continue;
+            }
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
         }
     }
 }

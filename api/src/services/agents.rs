@@ -226,6 +226,12 @@ pub async fn sweep(state: &AppState) -> mcp_shared::Result<usize> {
     .await?;
     for t in &moved {
         tracing::info!(agent = %t.agent.name, from = %t.from, to = %t.to, "agent went silent");
+        // What it finished in its last moments may not have been reported yet; looked at again
+        // when it goes offline, in case the replica that saw it go stale died meanwhile.
+        let since = t.agent.last_seen - chrono::Duration::seconds(2);
+        if let Err(e) = state.lifecycle.republish_outcomes(t.agent.id, since).await {
+            tracing::error!(agent = %t.agent.name, error = %e, "could not check the outcomes a silent agent reported");
+        }
         if t.to == AgentStatus::Stale {
             // Its running attempts are lost: count them and let the dispatcher route them again.
             let lost = state
