@@ -1069,9 +1069,24 @@ async fn a_single_node_publishes_its_audit_head_and_a_cli_append_under_load_keep
         "the checkpoint to reach the newest record",
         Duration::from_secs(30),
         || async {
-            let text = std::fs::read_to_string(&checkpoint).map_err(|e| e.to_string())?;
-            let c: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-            if c["id"] == newest { Ok(()) } else { Err(text) }
+            // Sealed like every artifact: opened here with the service's key ring.
+            let bytes = std::fs::read(&checkpoint).map_err(|e| e.to_string())?;
+            assert!(bytes.starts_with(b"MCPSEAL1"), "the checkpoint is sealed");
+            let secret = &app
+                .env
+                .iter()
+                .find(|(k, _)| k == "MCP_SECRET_KEY")
+                .unwrap()
+                .1;
+            let ring = mcp_shared::crypto::KeyRing::new(secret, None).unwrap();
+            let text =
+                mcp_shared::sealed_stream::open_all(&ring, &bytes).map_err(|e| e.to_string())?;
+            let c: Value = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+            if c["id"] == newest {
+                Ok(())
+            } else {
+                Err(c.to_string())
+            }
         },
     )
     .await;
