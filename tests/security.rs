@@ -678,6 +678,10 @@ async fn sensitive_fields_are_sealed_and_keys_rotate_while_the_service_runs() {
         ok && out.contains("active key: k2") && !out.contains("by k1"),
         "{out}"
     );
+    assert!(
+        out.contains("audit chain keyed by k2"),
+        "audit rows re-keyed: {out}"
+    );
 
     // Retire k1: everything still opens.
     app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", k2.as_str())])
@@ -692,6 +696,11 @@ async fn sensitive_fields_are_sealed_and_keys_rotate_while_the_service_runs() {
     assert_eq!(rotations.len(), 1);
     assert_eq!(rotations[0]["target"], "k2");
     assert_eq!(rotations[0]["outcome"], "success");
+    let v = verify(&app).await;
+    assert_eq!(
+        v["valid"], true,
+        "the re-keyed audit chain verifies with k2 alone: {v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -813,4 +822,310 @@ async fn behind_a_trusted_proxy_login_limits_count_the_forwarded_client() {
         records.iter().any(|r| r["details"]["ip"] == "10.0.0.2"),
         "the audit trail names the forwarded client: {records:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_development_server_keeps_its_generated_secrets_across_restarts() {
+    // Empty counts as unset: the development server generates both secrets.
+    let mut app = App::start_with(
+        Mode::SingleNode,
+        &[("MCP_SECRET_KEY", ""), ("JWT_SECRET_KEY", "")],
+    )
+    .await;
+    let kept = app.dir.path().join("mcp.db.secrets");
+    let text = std::fs::read_to_string(&kept).expect("the secrets are kept beside the database");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only the owner may read them");
+    }
+    let values: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(_, v)| v.trim().to_string())
+        .collect();
+    assert_eq!(values.len(), 2, "{kept:?} holds both secrets");
+
+    const SECRET: &str = "kept-CANARY-9e1f";
+    let (agent, key) = app
+        .register_agent(
+            json!({"name": "keeper", "type": "external_api", "capabilities": ["analysis"],
+            "configuration": {"api_keys": {"upstream": SECRET}}}),
+        )
+        .await;
+    let payload = json!({"patient": {"ssn": "123-45-6789"}});
+    let task = app
+        .create_task(
+            json!({"type": "generic", "required_capabilities": ["analysis"],
+            "payload": payload, "sensitive_fields": ["/patient/ssn"]}),
+        )
+        .await;
+    assert!(task["payload"]["patient"]["ssn"]["$sealed"].is_string());
+    assert_eq!(verify(&app).await["valid"], true);
+
+    app.restart_api_with(&[]).await;
+    // The token issued before the restart is still good, the agent key still opens its door,
+    // the sealed field still opens for its runner, and the audit chain still verifies.
+    let (s, b) = app.admin("GET", "/api/v1/tasks?limit=1", None).await;
+    assert_eq!(s, 200, "the JWT key was kept: {b}");
+    let claimed = claim(&app, &agent, &key).await;
+    assert_eq!(claimed["payload"], payload, "the field key was kept");
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], true, "the audit key was kept: {v}");
+    assert_eq!(
+        std::fs::read_to_string(&kept).unwrap(),
+        text,
+        "the same secrets"
+    );
+    let log = std::fs::read_to_string(app.dir.path().join("api.log")).unwrap();
+    assert!(
+        values.iter().all(|v| !log.contains(v.as_str())),
+        "generated secrets are never logged"
+    );
+    assert!(log.contains("mcp.db.secrets"), "the log names the file");
+}
+
+/// The audit chain as an attacker with the database, and the code, but not the key would
+/// rebuild it: `rows` (oldest first) from `from` on, with `edit` applied to the first.
+fn rechain(
+    rows: &[Value],
+    from: usize,
+    edit: impl Fn(&mut Value),
+) -> Vec<(i64, Value, String, String)> {
+    use mcp_shared::db::audit::{AuditEntry, record_hash};
+    let entry = |r: &Value| AuditEntry {
+        actor: r["actor"].as_str().unwrap().into(),
+        action: r["action"].as_str().unwrap().into(),
+        target: r["target"].as_str().map(Into::into),
+        outcome: r["outcome"].as_str().unwrap().into(),
+        request_id: r["request_id"].as_str().map(Into::into),
+        details: r.get("details").cloned().filter(|d| !d.is_null()),
+    };
+    let at = |r: &Value| r["occurred_at"].as_str().unwrap().parse().unwrap();
+    // The attacker's recomputation is faithful: an untouched record hashes to what it holds.
+    let r = &rows[from];
+    assert_eq!(
+        record_hash(r["prev_hash"].as_str().unwrap(), at(r), &entry(r)),
+        r["hash"].as_str().unwrap()
+    );
+    let mut prev = rows[from]["prev_hash"].as_str().unwrap().to_string();
+    let mut out = Vec::new();
+    for (i, r) in rows[from..].iter().enumerate() {
+        let mut r = r.clone();
+        if i == 0 {
+            edit(&mut r);
+        }
+        let hash = record_hash(&prev, at(&r), &entry(&r));
+        out.push((
+            r["id"].as_i64().unwrap(),
+            r.clone(),
+            prev.clone(),
+            hash.clone(),
+        ));
+        prev = hash;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_keyed_audit_chain_shows_re_chaining_forged_anchors_and_truncation() {
+    let mut app = App::start(Mode::Distributed).await;
+    for n in 0..8 {
+        app.create_task(
+            json!({"type": "generic", "payload": {"n": n}, "run_at": "2100-01-01T00:00:00Z"}),
+        )
+        .await;
+    }
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], true, "{v}");
+    let rows = audit(&app, "limit=500").await;
+    assert!(rows.len() >= 8, "{rows:?}");
+    let last = rows.last().unwrap()["id"].as_i64().unwrap();
+    // Reads are not audited, so the trail stands still while it is tampered with and restored.
+    app.sql("CREATE TABLE audit_backup AS SELECT * FROM audit_records");
+    let restore = |app: &App| {
+        app.sql("DELETE FROM audit_records; INSERT INTO audit_records SELECT * FROM audit_backup");
+    };
+
+    // Edit a record and re-chain everything after it, hashes and links right: no key, no MAC.
+    let victim = rows[2]["id"].as_i64().unwrap();
+    for (id, r, prev, hash) in rechain(&rows, 2, |r| r["actor"] = json!("mallory")) {
+        app.sql(&format!(
+            "UPDATE audit_records SET actor = '{}', prev_hash = '{prev}', hash = '{hash}' WHERE id = {id}",
+            r["actor"].as_str().unwrap()
+        ));
+    }
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], false, "a re-chained trail is caught: {v}");
+    assert_eq!(v["first_broken_id"], victim, "{v}");
+    assert!(v["problem"].as_str().unwrap().contains("MAC"), "{v}");
+    restore(&app);
+    assert_eq!(verify(&app).await["valid"], true, "restored");
+
+    // Delete the newest records: the head published in Redis still names the last one.
+    app.sql(
+        "DELETE FROM audit_records WHERE id IN (SELECT id FROM audit_records ORDER BY id DESC LIMIT 3)",
+    );
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], false, "a truncated trail is caught: {v}");
+    assert_eq!(v["first_broken_id"], last, "{v}");
+    assert!(v["problem"].as_str().unwrap().contains("truncated"), "{v}");
+    restore(&app);
+    assert_eq!(verify(&app).await["valid"], true, "restored");
+
+    // Forge a retention anchor to hide the deletion of the oldest records, as an unkeyed
+    // anchor from before the chain was keyed would look. Caught, and a restart does not key it.
+    let cut = &rows[3];
+    let mut anchor = mcp_shared::entities::audit_anchors::Model {
+        id: 1,
+        purged_through_id: cut["id"].as_i64().unwrap(),
+        anchor_hash: cut["hash"].as_str().unwrap().into(),
+        records_purged: 4,
+        purged_at: chrono::Utc::now(),
+        prev_hash: None,
+        hash: None,
+        key_id: None,
+        mac: None,
+    };
+    let hash = mcp_shared::db::audit::anchor_hash("genesis", &anchor);
+    anchor.hash = Some(hash.clone());
+    app.sql(&format!(
+        "DELETE FROM audit_records WHERE id <= {}; \
+         INSERT INTO audit_anchors (purged_through_id, anchor_hash, records_purged, purged_at, prev_hash, hash) \
+         VALUES ({}, '{}', 4, '{}', 'genesis', '{hash}')",
+        anchor.purged_through_id,
+        anchor.purged_through_id,
+        anchor.anchor_hash,
+        anchor.purged_at.to_rfc3339(),
+    ));
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], false, "a forged anchor is caught: {v}");
+    assert!(v["problem"].as_str().unwrap().contains("anchor"), "{v}");
+    app.restart_api_with(&[]).await;
+    let v = verify(&app).await;
+    assert_eq!(
+        v["valid"], false,
+        "a restart does not launder the forged anchor: {v}"
+    );
+    app.sql("DELETE FROM audit_anchors");
+    restore(&app);
+    assert_eq!(verify(&app).await["valid"], true, "restored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_node_publishes_its_audit_head_and_a_cli_append_under_load_keeps_one_chain() {
+    let app = App::start_with(Mode::SingleNode, &[("MCP_AUDIT_CHECKPOINT_SECS", "1")]).await;
+    // Requests and `mcp-api keys rotate` (a second process appending to the same SQLite chain)
+    // at once: one chain, every record in it.
+    let load = async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..6 {
+            let http = app.http.clone();
+            let base = app.base.clone();
+            let token = app.admin_token.clone();
+            tasks.spawn(async move {
+                for n in 0..25 {
+                    let r = http
+                        .post(format!("{base}/api/v1/tasks"))
+                        .bearer_auth(&token)
+                        .json(&json!({"type": "generic", "payload": {"w": worker, "n": n},
+                            "run_at": "2100-01-01T00:00:00Z"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 201);
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+    };
+    // Four processes at a time, each rotating four times: appends from five processes at once.
+    let rotations = async {
+        tokio::task::block_in_place(|| {
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        for _ in 0..4 {
+                            let (ok, out) = app.run_api_command(&["keys", "rotate"]);
+                            assert!(ok, "{out}");
+                        }
+                    });
+                }
+            })
+        });
+    };
+    tokio::join!(load, rotations);
+    let v = verify(&app).await;
+    assert_eq!(
+        v["valid"], true,
+        "appends from two processes keep one chain: {v}"
+    );
+    assert!(v["records_checked"].as_u64().unwrap() >= 166, "{v}");
+    assert_eq!(audit(&app, "action=keys.rotate").await.len(), 16);
+
+    // The head is published beside the database, signed; the checkpoint reaches the store.
+    let rows = audit(&app, "limit=1000").await;
+    let newest = rows.last().unwrap()["id"].as_i64().unwrap();
+    let head_file = app.dir.path().join("mcp.db.audit-head");
+    let head: Value = serde_json::from_str(&std::fs::read_to_string(&head_file).unwrap()).unwrap();
+    assert_eq!(head["id"], newest, "{head}");
+    assert!(head["mac"].as_str().unwrap().len() == 64, "{head}");
+    let checkpoint = app.dir.path().join("artifacts/audit/checkpoint.json");
+    wait_for(
+        "the checkpoint to reach the newest record",
+        Duration::from_secs(30),
+        || async {
+            // Sealed like every artifact: opened here with the service's key ring.
+            let bytes = std::fs::read(&checkpoint).map_err(|e| e.to_string())?;
+            assert!(bytes.starts_with(b"MCPSEAL1"), "the checkpoint is sealed");
+            let secret = &app
+                .env
+                .iter()
+                .find(|(k, _)| k == "MCP_SECRET_KEY")
+                .unwrap()
+                .1;
+            let ring = mcp_shared::crypto::KeyRing::new(secret, None).unwrap();
+            let text =
+                mcp_shared::sealed_stream::open_all(&ring, &bytes).map_err(|e| e.to_string())?;
+            let c: Value = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+            if c["id"] == newest {
+                Ok(())
+            } else {
+                Err(c.to_string())
+            }
+        },
+    )
+    .await;
+
+    // A head file not signed by the key is refused.
+    let original = std::fs::read_to_string(&head_file).unwrap();
+    let mut forged = head.clone();
+    forged["mac"] = json!("0".repeat(64));
+    std::fs::write(&head_file, forged.to_string()).unwrap();
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert!(v["problem"].as_str().unwrap().contains("not signed"), "{v}");
+    std::fs::write(&head_file, &original).unwrap();
+    assert_eq!(verify(&app).await["valid"], true);
+
+    // Delete the newest records from the database file: the published head names one of them.
+    app.sqlite(&format!(
+        "DELETE FROM audit_records WHERE id > {}",
+        newest - 2
+    ))
+    .await;
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["first_broken_id"], newest, "{v}");
+    assert!(
+        v["problem"].as_str().unwrap().contains("published head"),
+        "{v}"
+    );
+    // Delete the head file too: the checkpoint in the artifact store still shows it.
+    std::fs::remove_file(&head_file).unwrap();
+    let v = verify(&app).await;
+    assert_eq!(v["valid"], false, "{v}");
+    assert!(v["problem"].as_str().unwrap().contains("checkpoint"), "{v}");
 }

@@ -261,10 +261,10 @@ impl Drop for RequestRecord {
 
 /// After a group failed: each record alone, so one bad record cannot cost the others; a record
 /// the database still refuses is replaced by a marker, so the trail shows the gap.
-async fn write_one_by_one(db: &Database, entries: Vec<AuditEntry>) {
+async fn write_one_by_one(db: &Database, chain: &audit::Chain, entries: Vec<AuditEntry>) {
     for entry in entries {
         let action = entry.action.clone();
-        if audit::append(db, vec![entry]).await.is_ok() {
+        if audit::append(db, chain, vec![entry]).await.is_ok() {
             continue;
         }
         let marker = AuditEntry {
@@ -275,7 +275,7 @@ async fn write_one_by_one(db: &Database, entries: Vec<AuditEntry>) {
             request_id: None,
             details: Some(json!({"action": action})),
         };
-        if let Err(e) = audit::append(db, vec![marker]).await {
+        if let Err(e) = audit::append(db, chain, vec![marker]).await {
             tracing::error!(error = %e, action, "audit record not written");
         }
     }
@@ -291,9 +291,9 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Starts the writer on the current runtime.
-    pub fn start(db: Database, routes: Arc<RouteTemplates>) -> Self {
+    pub fn start(db: Database, chain: audit::Chain, routes: Arc<RouteTemplates>) -> Self {
         let (tx, rx) = mpsc::channel(16 * MAX_GROUP);
-        tokio::spawn(write_groups(db, rx));
+        tokio::spawn(write_groups(db, chain, rx));
         Self { tx, routes }
     }
 
@@ -308,13 +308,13 @@ impl AuditLog {
     }
 }
 
-async fn write_groups(db: Database, mut rx: mpsc::Receiver<Pending>) {
+async fn write_groups(db: Database, chain: audit::Chain, mut rx: mpsc::Receiver<Pending>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
         let (entries, waiters): (Vec<_>, Vec<_>) = group.drain(..).unzip();
         let mut attempt = 0;
         loop {
-            match audit::append(&db, entries.clone()).await {
+            match audit::append(&db, &chain, entries.clone()).await {
                 Ok(()) => {
                     for w in waiters {
                         let _ = w.send(());
@@ -329,7 +329,7 @@ async fn write_groups(db: Database, mut rx: mpsc::Receiver<Pending>) {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, records = entries.len(), "audit group not written; writing one by one");
-                    write_one_by_one(&db, entries).await;
+                    write_one_by_one(&db, &chain, entries).await;
                     for w in waiters {
                         let _ = w.send(());
                     }

@@ -1,8 +1,15 @@
 //! The `mcp-api` command line: `serve` (the default), `migrate`, `admin create`, `openapi`.
 
-use std::{io::Read, process::ExitCode};
+use std::{io::Read, process::ExitCode, sync::Arc};
 
-use mcp_shared::{Settings, auth::Role, crypto, db::users, telemetry};
+use mcp_shared::{
+    Settings,
+    artifacts::ArtifactStore,
+    auth::Role,
+    crypto,
+    db::{audit, users},
+    telemetry,
+};
 
 use crate::{
     services::{
@@ -18,10 +25,11 @@ const USAGE: &str = "usage:
   mcp-api admin create --username NAME --password-stdin [--role admin|operator|viewer]
                                   create a user, reading the password from standard input
   mcp-api keys generate [--id ID] print a new field-encryption key entry for MCP_ENCRYPTION_KEYS
-  mcp-api keys status             how many sealed values each key sealed
+  mcp-api keys status             how many values, artifacts and audit rows each key holds
   mcp-api keys rotate [--batch-size N]
-                                  re-seal every value under the first MCP_ENCRYPTION_KEYS key, in
-                                  batches, while the service runs; retire older keys afterwards
+                                  re-seal every value and artifact, and re-key the audit chain,
+                                  under the first MCP_ENCRYPTION_KEYS key, in batches, while the
+                                  service runs; retire older keys afterwards
   mcp-api openapi                 print the OpenAPI document
   mcp-api --version";
 
@@ -91,8 +99,15 @@ pub fn main() -> ExitCode {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     if settings.ephemeral_secrets {
         tracing::warn!(
-            "development mode: MCP_SECRET_KEY and JWT_SECRET_KEY are not set, so ephemeral secrets \
-             were generated; tokens and encrypted fields will not survive a restart"
+            "development mode with an in-memory database: MCP_SECRET_KEY and JWT_SECRET_KEY are \
+             not set, so secrets were generated for this process; tokens and encrypted fields \
+             will not survive a restart"
+        );
+    } else if let Some(path) = &settings.secrets_file {
+        tracing::info!(
+            file = %path.display(),
+            "development mode: generated secrets are kept in this file (mode 0600) and reused at \
+             every start; set MCP_SECRET_KEY and JWT_SECRET_KEY to use your own"
         );
     }
     let app = Application::build(settings).await?;
@@ -138,12 +153,35 @@ fn key_ring(settings: &Settings) -> anyhow::Result<crypto::KeyRing> {
     Ok(crypto::KeyRing::from_settings(settings)?)
 }
 
+/// The audit chain as the server sees it: its head in Redis or beside the SQLite database, its
+/// checkpoints in the artifact store.
+async fn audit_chain(
+    settings: &Settings,
+    ring: &crypto::KeyRing,
+) -> anyhow::Result<(audit::Chain, Arc<dyn ArtifactStore>)> {
+    let redis = match &settings.redis_url {
+        Some(url) => Some(mcp_shared::queue::connect_redis(url.expose()).await?),
+        None => None,
+    };
+    let ring = Arc::new(ring.clone());
+    let artifacts = mcp_shared::artifacts::open(&settings.artifact_store, ring.clone())?;
+    let chain = audit::Chain::from_settings(settings, ring, redis, Some(artifacts.clone()));
+    Ok((chain, artifacts))
+}
+
 async fn keys_status(settings: Settings) -> anyhow::Result<()> {
     let ring = key_ring(&settings)?;
     let db = connect_and_migrate(&settings).await?;
     println!("active key: {}", ring.active_key_id());
     for (key, (tasks, agents)) in keys::status(&db).await? {
         println!("sealed by {key}: {tasks} tasks, {agents} agents");
+    }
+    for (key, n) in audit::mac_counts(&db.conn).await? {
+        println!("audit chain keyed by {key}: {n} records and anchors");
+    }
+    let (_, artifacts) = audit_chain(&settings, &ring).await?;
+    for (key, n) in keys::artifact_status(artifacts.as_ref()).await? {
+        println!("artifacts sealed by {key}: {n}");
     }
     Ok(())
 }
@@ -160,12 +198,15 @@ async fn keys_rotate(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
     };
     let ring = key_ring(&settings)?;
     let db = connect_and_migrate(&settings).await?;
-    let report = keys::rotate(&db, &ring, batch).await?;
+    let (chain, artifacts) = audit_chain(&settings, &ring).await?;
+    let report = keys::rotate(&db, &ring, &chain, artifacts.as_ref(), batch).await?;
     println!(
-        "re-sealed under {}: {} tasks, {} agents; {} unreadable",
+        "re-sealed under {}: {} tasks, {} agents, {} artifacts, {} audit records and anchors; {} unreadable",
         ring.active_key_id(),
         report.tasks,
         report.agents,
+        report.artifacts,
+        report.audit,
         report.unreadable
     );
     anyhow::ensure!(

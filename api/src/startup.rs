@@ -143,9 +143,24 @@ impl Application {
                 }
             };
 
-        let artifacts = mcp_shared::artifacts::open(&settings.artifact_store)?;
+        let cipher = Arc::new(KeyRing::from_settings(&settings)?);
+        let artifacts = mcp_shared::artifacts::open(&settings.artifact_store, cipher.clone())?;
         let routes = route_templates();
         let lifecycle = Lifecycle::new(&db, bus.clone());
+        let chain = mcp_shared::db::audit::Chain::from_settings(
+            &settings,
+            cipher.clone(),
+            redis_conn.clone(),
+            Some(artifacts.clone()),
+        );
+        // Records written before the chain was keyed get their MACs, once their chain holds.
+        let keyed = mcp_shared::db::audit::key_unkeyed(&db, &chain).await?;
+        if keyed > 0 {
+            tracing::info!(
+                keyed,
+                "audit records written before the chain was keyed are keyed"
+            );
+        }
         let state = AppState {
             jwt: Arc::new(JwtKeys::new(
                 &settings.jwt_secret_key,
@@ -157,7 +172,7 @@ impl Application {
             queue: queue.clone(),
             lifecycle: lifecycle.clone(),
             bus: bus.clone(),
-            cipher: Arc::new(KeyRing::from_settings(&settings)?),
+            cipher,
             directory: AgentDirectory::new(),
             dispatcher: Dispatcher::new(
                 settings.clone(),
@@ -169,7 +184,8 @@ impl Application {
             redis: redis_conn.clone(),
             artifacts: artifacts.clone(),
             connections: Default::default(),
-            audit: AuditLog::start(db.clone(), routes.clone()),
+            audit: AuditLog::start(db.clone(), chain.clone(), routes.clone()),
+            chain,
             guard: Guard::new(&settings, redis_conn.clone()),
             observability: Observability::new(&settings, routes.clone(), &shutdown),
         };
@@ -179,6 +195,7 @@ impl Application {
         state.directory.spawn_sync(db.clone(), shutdown.clone());
         agents::spawn_sweeper(state.clone(), shutdown.clone());
         retention::spawn(state.clone(), shutdown.clone());
+        spawn_audit_checkpoints(&state, shutdown.clone());
 
         users::bootstrap_admin(&db, settings.is_production()).await?;
 
@@ -312,6 +329,23 @@ fn write_port_file(path: &Path, address: &str) -> anyhow::Result<()> {
     std::fs::write(&partial, format!("{address}\n"))?;
     std::fs::rename(&partial, path)?;
     Ok(())
+}
+
+/// Now and then, the audit chain's newest record, signed, goes to the artifact store: a second
+/// place outside the database that a truncation of the trail must also get past.
+fn spawn_audit_checkpoints(state: &AppState, shutdown: CancellationToken) {
+    let Some(period) = state.settings.audit_checkpoint_interval else {
+        return;
+    };
+    let (db, chain) = (state.db.clone(), state.chain.clone());
+    mcp_shared::shutdown::spawn_every(period, shutdown, move || {
+        let (db, chain) = (db.clone(), chain.clone());
+        async move {
+            if let Err(e) = chain.write_checkpoint(&db.conn).await {
+                tracing::warn!(error = %e, "audit checkpoint not written; retrying next interval");
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Group-commits audit records.
     pub audit: AuditLog,
+    /// The audit chain's keys and where its head is published.
+    pub chain: mcp_shared::db::audit::Chain,
     /// Rate limits, login lockouts and revoked tokens.
     pub guard: Guard,
     /// Metrics, the request window and alerts.

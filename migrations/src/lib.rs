@@ -16,6 +16,8 @@ mod m20261206_000012_task_indexes;
 mod m20261206_000013_idempotency_key_index;
 mod m20261206_000014_waiting_index;
 mod m20261206_000015_agent_heartbeat;
+mod m20261210_000020_audit_keys;
+mod m20261210_000021_retention_marks;
 
 pub struct Migrator;
 
@@ -34,6 +36,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_idempotency_key_index::Migration),
             Box::new(m20261206_000014_waiting_index::Migration),
             Box::new(m20261206_000015_agent_heartbeat::Migration),
+            Box::new(m20261210_000020_audit_keys::Migration),
+            Box::new(m20261210_000021_retention_marks::Migration),
         ]
     }
 }

@@ -1,15 +1,24 @@
 //! The artifact store seam: where datasets, stage outputs and exports live. Jobs carry artifact
 //! keys, never the data. The local-directory store is the default; a distributed deployment
-//! points every process at the same shared volume.
+//! points every process at the same shared volume, or at an S3-compatible store.
+//!
+//! Every store [`open`] returns encrypts at rest: a [`SealedStore`] seals what is put in it
+//! (AES-256-GCM in authenticated chunks, [`crate::sealed_stream`]) under the key ring's
+//! artifact key, and opens what is read from it, so every reader goes through the store.
 
 use std::{
     path::{Path, PathBuf},
     pin::Pin,
+    sync::Arc,
 };
 
 use tokio::io::AsyncRead;
 
-use crate::{Error, Result};
+use crate::{
+    Error, Result,
+    crypto::KeyRing,
+    sealed_stream::{self, Sealer},
+};
 
 /// Every artifact key, in one place: what lives where in the store.
 pub mod keys {
@@ -63,17 +72,160 @@ pub trait ArtifactStore: Send + Sync + std::fmt::Debug {
     async fn reader(&self, key: &str) -> Result<ArtifactReader>;
     /// Where uploads are staged before [`ArtifactStore::put_file`].
     fn staging_dir(&self) -> PathBuf;
+    /// A sealer for a file staged for [`ArtifactStore::put_file`], so that the staged file is
+    /// never in clear on disk either; `None` when the store keeps data as it is given.
+    fn sealer(&self) -> Option<Sealer> {
+        None
+    }
+    /// Every artifact key under `prefix` (`""` for all), staging excluded.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Removes an artifact; a missing one is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// The key that sealed the artifact `key`; `None` when it is stored in clear.
+    async fn sealed_by(&self, _key: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Seals `key` anew under the active key (key rotation, or data stored before encryption);
+    /// false when it already was, or when the store does not seal.
+    async fn reseal(&self, _key: &str) -> Result<bool> {
+        Ok(false)
+    }
     async fn ping(&self) -> Result<()>;
 }
 
 /// The store `MCP_ARTIFACT_STORE` names: `s3://bucket/prefix` for an S3-compatible store
 /// (credentials, region and endpoint from the standard `AWS_*` variables), otherwise a directory
 /// path (the default, `./data/artifacts`).
-pub fn open(location: &str) -> Result<std::sync::Arc<dyn ArtifactStore>> {
-    if location.starts_with("s3://") {
-        return Ok(std::sync::Arc::new(S3Store::from_env(location)?));
+/// What is stored is sealed under `ring`'s artifact key.
+pub fn open(location: &str, ring: Arc<KeyRing>) -> Result<Arc<dyn ArtifactStore>> {
+    let inner: Arc<dyn ArtifactStore> = if location.starts_with("s3://") {
+        Arc::new(S3Store::from_env(location)?)
+    } else {
+        Arc::new(LocalDirStore::new(location)?)
+    };
+    Ok(Arc::new(SealedStore { inner, ring }))
+}
+
+/// Encryption at rest over another store: seals on the way in, opens on the way out. Data the
+/// store holds from before encryption (no header) is read as it is, until `mcp-api keys rotate`
+/// seals it.
+#[derive(Debug)]
+pub struct SealedStore {
+    inner: Arc<dyn ArtifactStore>,
+    ring: Arc<KeyRing>,
+}
+
+impl SealedStore {
+    pub fn new(inner: Arc<dyn ArtifactStore>, ring: Arc<KeyRing>) -> Self {
+        Self { inner, ring }
     }
-    Ok(std::sync::Arc::new(LocalDirStore::new(location)?))
+}
+
+#[async_trait::async_trait]
+impl ArtifactStore for SealedStore {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        let sealed = sealed_stream::seal_all(&self.ring, &bytes)?;
+        drop(bytes);
+        self.inner.put(key, sealed).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let bytes = self.inner.get(key).await?;
+        sealed_stream::open_all(&self.ring, &bytes)
+    }
+
+    async fn put_file(&self, key: &str, path: &Path) -> Result<()> {
+        if sealed_stream::file_is_sealed(path).await? {
+            return self.inner.put_file(key, path).await;
+        }
+        // Staged in clear by a caller that did not seal as it wrote: seal it first.
+        let sealed = partial_path(path);
+        let result = async {
+            sealed_stream::seal_file(&self.ring, path, &sealed).await?;
+            tokio::fs::remove_file(path).await?;
+            self.inner.put_file(key, &sealed).await
+        }
+        .await;
+        tokio::fs::remove_file(&sealed).await.ok();
+        result
+    }
+
+    async fn reader(&self, key: &str) -> Result<ArtifactReader> {
+        let inner = self.inner.reader(key).await?;
+        sealed_stream::open_reader(self.ring.clone(), inner).await
+    }
+
+    fn staging_dir(&self) -> PathBuf {
+        self.inner.staging_dir()
+    }
+
+    fn sealer(&self) -> Option<Sealer> {
+        Some(Sealer::new(&self.ring))
+    }
+
+    /// The key that sealed the artifact `key`, `None` when it is in clear.
+    async fn sealed_by(&self, key: &str) -> Result<Option<String>> {
+        use tokio::io::AsyncReadExt;
+        let mut r = self.inner.reader(key).await?;
+        let mut prefix = vec![0u8; sealed_stream::MAGIC.len() + 1 + 255];
+        let mut n = 0;
+        while n < prefix.len() {
+            let got = r.read(&mut prefix[n..]).await?;
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
+        Ok(sealed_stream::key_id_of(&prefix[..n]))
+    }
+
+    /// Seals `key` anew under the active key (rotation, or data stored before encryption),
+    /// streaming through a staged file. Returns false when it already was.
+    async fn reseal(&self, key: &str) -> Result<bool> {
+        if self.sealed_by(key).await?.as_deref() == Some(self.ring.active_key_id()) {
+            return Ok(false);
+        }
+        let mut reader = self.reader(key).await?;
+        let staging = self.inner.staging_dir();
+        tokio::fs::create_dir_all(&staging).await?;
+        let path = staging.join(format!("{}.reseal", uuid::Uuid::now_v7()));
+        let written = async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut out = tokio::io::BufWriter::new(tokio::fs::File::create(&path).await?);
+            let mut sealer = Sealer::new(&self.ring);
+            let mut buf = vec![0u8; 4 * sealed_stream::CHUNK];
+            let mut sealed = Vec::new();
+            loop {
+                let n = reader.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                sealed.clear();
+                sealer.push(&buf[..n], &mut sealed)?;
+                out.write_all(&sealed).await?;
+            }
+            sealed.clear();
+            sealer.finish(&mut sealed)?;
+            out.write_all(&sealed).await?;
+            out.flush().await?;
+            self.inner.put_file(key, &path).await
+        }
+        .await;
+        tokio::fs::remove_file(&path).await.ok();
+        written.map(|()| true)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.list(prefix).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(key).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
 }
 
 fn partial_path(path: &Path) -> PathBuf {
@@ -169,6 +321,49 @@ impl ArtifactStore for LocalDirStore {
 
     fn staging_dir(&self) -> PathBuf {
         self.root.join(".staging")
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            let mut dirs = vec![root.clone()];
+            while let Some(dir) = dirs.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    let name = entry.file_name();
+                    let name = name.to_string_lossy();
+                    if name.starts_with('.') || name.ends_with(".partial") {
+                        continue;
+                    }
+                    if entry.file_type()?.is_dir() {
+                        dirs.push(entry.path());
+                    } else if let Ok(rel) = entry.path().strip_prefix(&root) {
+                        let key = rel.to_string_lossy().replace('\\', "/");
+                        if key.starts_with(&prefix) && check_key(&key).is_ok() {
+                            keys.push(key);
+                        }
+                    }
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+        .map_err(|e| Error::Artifact(e.to_string()))?
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        match tokio::fs::remove_file(self.path(key)?).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     async fn ping(&self) -> Result<()> {
@@ -275,6 +470,30 @@ impl ArtifactStore for S3Store {
 
     fn staging_dir(&self) -> PathBuf {
         self.staging.clone()
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        let prefix = prefix.trim_end_matches('/');
+        let at = (!prefix.is_empty()).then(|| object_store::path::Path::from(prefix));
+        let mut keys: Vec<String> = self
+            .store
+            .list(at.as_ref())
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .map_err(s3_error)?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        use object_store::ObjectStore;
+        match self.store.delete(&Self::path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(s3_error(e)),
+        }
     }
 
     async fn ping(&self) -> Result<()> {

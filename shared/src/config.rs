@@ -52,8 +52,13 @@ pub struct Settings {
     pub secret_key: Secret,
     /// `JWT_SECRET_KEY`: HMAC key for access and refresh tokens.
     pub jwt_secret_key: Secret,
-    /// True when the two secrets above were generated for this process only (development).
+    /// True when one of the two secrets above was generated (development) and is not kept
+    /// anywhere: it dies with the process (an in-memory database has nowhere to keep it).
     pub ephemeral_secrets: bool,
+    /// Where the secrets generated in development are kept (beside a SQLite database file, or
+    /// in `MCP_STATE_DIR` for another database), so that a restart keeps tokens, agent keys,
+    /// sealed fields and the audit chain's key. Set by [`Settings::from_env`].
+    pub secrets_file: Option<std::path::PathBuf>,
     /// `JWT_ACCESS_TOKEN_EXPIRES` in seconds.
     pub jwt_access_ttl: Duration,
     /// `JWT_REFRESH_TOKEN_EXPIRES` in seconds.
@@ -75,6 +80,9 @@ pub struct Settings {
     pub audit_retention: Option<Duration>,
     /// `MCP_RETENTION_INTERVAL_SECS`: how often the retention purge runs.
     pub retention_interval: Duration,
+    /// `MCP_AUDIT_CHECKPOINT_SECS`: how often the audit chain's signed head is also written to
+    /// the artifact store (0: never).
+    pub audit_checkpoint_interval: Option<Duration>,
     /// `MCP_ENCRYPTION_KEYS`: `id:base64key,…` (32-byte AES keys); the first seals, all open.
     /// Unset: one key derived from `MCP_SECRET_KEY`.
     pub encryption_keys: Option<Secret>,
@@ -180,8 +188,62 @@ pub struct Settings {
 
 impl Settings {
     /// Reads the process environment. Call once at start and pass the result down.
+    /// In development, secrets that are not set are generated once and kept in a file (mode
+    /// 0600) beside the database, then reused by every later start and by every command.
     pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        let lookup = |name: &str| std::env::var(name).ok();
+        let mut settings = Self::from_lookup(lookup)?;
+        settings.keep_generated_secrets(lookup)?;
+        Ok(settings)
+    }
+
+    /// Where generated development secrets live: beside a SQLite database file
+    /// (`./data/mcp.db` → `./data/mcp.db.secrets`), or in `MCP_STATE_DIR` for another database.
+    /// `None` for an in-memory database, whose data does not outlive the process either.
+    pub fn generated_secrets_path(&self) -> Option<std::path::PathBuf> {
+        match sqlite_file(self.database_url.expose()) {
+            Some(Some(file)) => {
+                let mut name = file.into_os_string();
+                name.push(".secrets");
+                Some(name.into())
+            }
+            Some(None) => None,
+            None => Some(self.state_dir.join("generated.secrets")),
+        }
+    }
+
+    /// Where a single node publishes the audit chain's signed head, beside its SQLite database
+    /// file (`./data/mcp.db` → `./data/mcp.db.audit-head`). `None` for another database (the
+    /// distributed mode publishes it in Redis) or an in-memory one.
+    pub fn audit_head_path(&self) -> Option<std::path::PathBuf> {
+        let mut name = sqlite_file(self.database_url.expose())??.into_os_string();
+        name.push(".audit-head");
+        Some(name.into())
+    }
+
+    /// Replaces the secrets [`Settings::from_lookup`] generated for this process with the ones
+    /// kept in [`Settings::generated_secrets_path`], generating and keeping them on first use.
+    fn keep_generated_secrets(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        if !self.ephemeral_secrets || self.environment == Environment::Production {
+            return Ok(());
+        }
+        let Some(path) = self.generated_secrets_path() else {
+            return Ok(());
+        };
+        let kept = kept_secrets::load_or_create(&path, &GENERATED_SECRETS)?;
+        let unset = |name: &str| get(name).is_none_or(|v| v.trim().is_empty());
+        for (name, value) in kept {
+            match name.as_str() {
+                "MCP_SECRET_KEY" if unset("MCP_SECRET_KEY") => self.secret_key = Secret::new(value),
+                "JWT_SECRET_KEY" if unset("JWT_SECRET_KEY") => {
+                    self.jwt_secret_key = Secret::new(value)
+                }
+                _ => {}
+            }
+        }
+        self.ephemeral_secrets = false;
+        self.secrets_file = Some(path);
+        Ok(())
     }
 
     /// Builds settings from any lookup function (the environment, or a map in tests).
@@ -314,6 +376,7 @@ impl Settings {
             secret_key,
             jwt_secret_key,
             ephemeral_secrets,
+            secrets_file: None,
             jwt_access_ttl: Duration::from_secs(parse(&var, "JWT_ACCESS_TOKEN_EXPIRES", 3600)?),
             jwt_refresh_ttl: Duration::from_secs(parse(&var, "JWT_REFRESH_TOKEN_EXPIRES", 86400)?),
             database_url: Secret::new(
@@ -327,6 +390,10 @@ impl Settings {
             retention_interval: Duration::from_secs(
                 parse::<u64>(&var, "MCP_RETENTION_INTERVAL_SECS", 3600)?.max(1),
             ),
+            audit_checkpoint_interval: match parse::<u64>(&var, "MCP_AUDIT_CHECKPOINT_SECS", 300)? {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
             encryption_keys: var("MCP_ENCRYPTION_KEYS")
                 .filter(|v| !v.trim().is_empty())
                 .map(Secret::new),
@@ -428,6 +495,122 @@ impl Settings {
     }
 }
 
+/// The secrets development mode generates when they are not set.
+const GENERATED_SECRETS: [&str; 2] = ["MCP_SECRET_KEY", "JWT_SECRET_KEY"];
+
+/// The database file a SQLite URL names: `None` when the URL is not SQLite, `Some(None)` for an
+/// in-memory database.
+fn sqlite_file(url: &str) -> Option<Option<std::path::PathBuf>> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+        return Some(None);
+    }
+    Some(Some(path.into()))
+}
+
+/// Generated development secrets, kept in a file only the owner may read.
+mod kept_secrets {
+    use std::{collections::BTreeMap, io::Write, path::Path};
+
+    use crate::{Error, Result};
+
+    /// The secrets in `path` (`NAME=value` lines). When the file does not exist yet, generates
+    /// `names` and writes them there first (mode 0600, created whole: two processes starting
+    /// at once agree on one set).
+    pub fn load_or_create(path: &Path, names: &[&str]) -> Result<BTreeMap<String, String>> {
+        let unreadable = |e: std::io::Error| {
+            Error::Config(format!(
+                "the generated development secrets in {} cannot be used ({e}); set MCP_SECRET_KEY and JWT_SECRET_KEY, or remove the file",
+                path.display()
+            ))
+        };
+        loop {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    check_private(path)?;
+                    let kept = parse(&text);
+                    if let Some(missing) = names.iter().find(|n| !kept.contains_key(**n)) {
+                        return Err(Error::Config(format!(
+                            "{} does not hold {missing}; remove the file to generate new development secrets",
+                            path.display()
+                        )));
+                    }
+                    return Ok(kept);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(unreadable(e)),
+            }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(unreadable)?;
+            }
+            let generated: BTreeMap<String, String> = names
+                .iter()
+                .map(|n| (n.to_string(), crate::crypto::random_token(32)))
+                .collect();
+            let mut partial = path.as_os_str().to_owned();
+            partial.push(format!(".{}.partial", uuid::Uuid::new_v4().simple()));
+            let partial = std::path::PathBuf::from(partial);
+            let written = write_private(&partial, &generated).and_then(|()| {
+                // A hard link never replaces an existing file: of two processes generating at
+                // once, the first to link wins and the other reads what it kept.
+                std::fs::hard_link(&partial, path)
+            });
+            let _ = std::fs::remove_file(&partial);
+            match written {
+                Ok(()) => return Ok(generated),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(unreadable(e)),
+            }
+        }
+    }
+
+    fn parse(text: &str) -> BTreeMap<String, String> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect()
+    }
+
+    fn write_private(path: &Path, secrets: &BTreeMap<String, String>) -> std::io::Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path)?;
+        let mut text = String::from(
+            "# Generated for development by TechDeck MCP: keep private, never commit.\n",
+        );
+        for (name, value) in secrets {
+            text.push_str(&format!("{name}={value}\n"));
+        }
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    }
+
+    /// Refuses a secrets file other users may read, as ssh refuses such a key.
+    fn check_private(path: &Path) -> Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(Error::Config(format!(
+                    "{} may be read by other users (mode {:o}); run `chmod 600` on it",
+                    path.display(),
+                    mode & 0o777
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A retention period in days (fractions allowed, so tests can use seconds); 0 means forever.
 fn days(
     var: &impl Fn(&str) -> Option<String>,
@@ -501,6 +684,79 @@ mod tests {
         assert!(s.embedded_workers);
         assert!(!s.distributed());
         assert_eq!(s.task_execution_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn generated_secrets_are_kept_beside_the_database_and_reused() {
+        let dir = std::env::temp_dir().join(format!("mcp-secrets-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/mcp.db?mode=rwc", dir.display());
+        let load = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![("DATABASE_URL", url.as_str())];
+            pairs.extend_from_slice(extra);
+            let map: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let get = |k: &str| map.get(k).cloned();
+            let mut s = Settings::from_lookup(get).unwrap();
+            s.keep_generated_secrets(get).unwrap();
+            s
+        };
+        let first = load(&[]);
+        let path = dir.join("mcp.db.secrets");
+        assert_eq!(first.secrets_file.as_deref(), Some(path.as_path()));
+        assert!(!first.ephemeral_secrets);
+        let second = load(&[]);
+        assert_eq!(first.secret_key, second.secret_key, "kept across starts");
+        assert_eq!(first.jwt_secret_key, second.jwt_secret_key);
+        assert_ne!(first.secret_key, first.jwt_secret_key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let map: HashMap<String, String> = [("DATABASE_URL".to_string(), url.clone())].into();
+            let get = |k: &str| map.get(k).cloned();
+            let mut s = Settings::from_lookup(get).unwrap();
+            let err = s.keep_generated_secrets(get).unwrap_err().to_string();
+            assert!(err.contains("chmod 600"), "{err}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        // A secret that is set wins over the kept one.
+        let set = load(&[("JWT_SECRET_KEY", "from-the-environment")]);
+        assert_eq!(set.jwt_secret_key.expose(), "from-the-environment");
+        assert_eq!(set.secret_key, first.secret_key);
+        // An in-memory database keeps nothing.
+        let map: HashMap<String, String> =
+            [("DATABASE_URL".to_string(), "sqlite::memory:".to_string())].into();
+        let get = |k: &str| map.get(k).cloned();
+        let mut mem = Settings::from_lookup(get).unwrap();
+        mem.keep_generated_secrets(get).unwrap();
+        assert!(mem.ephemeral_secrets && mem.secrets_file.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn two_processes_generating_at_once_agree() {
+        let dir = std::env::temp_dir().join(format!("mcp-secrets-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("x.secrets");
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    kept_secrets::load_or_create(&path, &GENERATED_SECRETS).unwrap()
+                })
+            })
+            .collect();
+        let sets: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(sets.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no partial files"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

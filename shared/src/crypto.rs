@@ -89,6 +89,9 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub struct FieldCipher {
     key_id: String,
     cipher: Aes256Gcm,
+    /// The key itself, from which the other uses' keys are derived (never used directly for
+    /// anything but sealing fields, and never printed).
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for FieldCipher {
@@ -109,7 +112,20 @@ impl FieldCipher {
 
     fn with_key(key_id: String, key: &[u8; 32]) -> Self {
         let cipher = <Aes256Gcm as KeyInit>::new_from_slice(key).expect("32-byte key");
-        Self { key_id, cipher }
+        Self {
+            key_id,
+            cipher,
+            key: *key,
+        }
+    }
+
+    /// A key for another use, derived from this one: the same id names it.
+    fn subkey(&self, purpose: Purpose) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&self.key)
+            .expect("hmac takes any key length");
+        mac.update(b"techdeck-mcp/");
+        mac.update(purpose.label().as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     pub fn key_id(&self) -> &str {
@@ -160,6 +176,25 @@ pub fn sealed_key_id(sealed: &str) -> Option<&str> {
     match (parts.next(), parts.next(), parts.next()) {
         (Some("v1"), Some(id), Some(_)) => Some(id),
         _ => None,
+    }
+}
+
+/// What a key of the ring is used for besides sealing fields: each use gets its own key, derived
+/// from the ring's key and named by the same id, so one rotation rotates them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// HMAC-SHA256 of the audit chain's records, anchors and published heads.
+    AuditChain,
+    /// AES-256-GCM of the artifact store's chunks (datasets, stage outputs, exports, reports).
+    Artifacts,
+}
+
+impl Purpose {
+    fn label(self) -> &'static str {
+        match self {
+            Self::AuditChain => "audit-chain",
+            Self::Artifacts => "artifacts",
+        }
     }
 }
 
@@ -239,6 +274,19 @@ impl KeyRing {
             .open(sealed)
     }
 
+    /// The active key's id and its key for `purpose`.
+    pub fn active_subkey(&self, purpose: Purpose) -> (&str, [u8; 32]) {
+        (self.keys[0].key_id(), self.keys[0].subkey(purpose))
+    }
+
+    /// The key for `purpose` of the ring's key named `id`, if the ring holds it.
+    pub fn subkey(&self, id: &str, purpose: Purpose) -> Option<[u8; 32]> {
+        self.keys
+            .iter()
+            .find(|k| k.key_id() == id)
+            .map(|k| k.subkey(purpose))
+    }
+
     /// Re-seals under the active key; `None` when it already is.
     pub fn reseal(&self, sealed: &str) -> Result<Option<String>> {
         if sealed_key_id(sealed) == Some(self.active_key_id()) {
@@ -306,6 +354,23 @@ mod tests {
         assert_eq!(old.open(&derived).unwrap(), b"legacy");
         assert!(KeyRing::new("root", Some("bad")).is_err());
         assert!(KeyRing::new("root", Some("k:c2hvcnQ=")).is_err());
+    }
+
+    #[test]
+    fn subkeys_differ_by_purpose_and_key_and_follow_the_id() {
+        let ring = KeyRing::new("root", Some(&KeyRing::generate_entry("k1"))).unwrap();
+        let (id, audit) = ring.active_subkey(Purpose::AuditChain);
+        assert_eq!(id, "k1");
+        assert_eq!(ring.subkey("k1", Purpose::AuditChain), Some(audit));
+        assert_ne!(ring.subkey("k1", Purpose::Artifacts), Some(audit));
+        let derived = FieldCipher::from_root_secret("root");
+        assert_eq!(
+            ring.subkey(derived.key_id(), Purpose::AuditChain),
+            Some(derived.subkey(Purpose::AuditChain)),
+            "the key derived from MCP_SECRET_KEY has its subkeys too"
+        );
+        assert_ne!(derived.subkey(Purpose::AuditChain), audit);
+        assert!(ring.subkey("k9", Purpose::AuditChain).is_none());
     }
 
     #[test]

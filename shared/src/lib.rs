@@ -16,7 +16,8 @@
 //!    stop signal, and periodic work that stops with it).
 //! 3. Events and the three seams: [`domain::event`] (events, built from entity rows with sealed
 //!    fields masked), [`queue`] (where jobs wait; explicit queue names), [`bus`] (where events
-//!    travel), [`artifacts`] (where data lives).
+//!    travel), [`artifacts`] (where data lives; sealed as it is stored, in the chunked format of
+//!    [`sealed_stream`]).
 //! 4. [`db`]: connecting, and the queries that read and change state, one module per table
 //!    family.
 //! 5. [`lifecycle`]: every task transition, decided and published in one place (where a task
@@ -43,6 +44,7 @@ pub mod otlp;
 pub mod pii;
 pub mod queue;
 pub mod sanitize;
+pub mod sealed_stream;
 pub mod sealing;
 pub mod shutdown;
 pub mod telemetry;

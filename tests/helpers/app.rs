@@ -373,6 +373,26 @@ impl App {
         body["data"]["execution_id"].as_str().unwrap().to_string()
     }
 
+    /// Runs SQL statements against the app's SQLite database file (single-node mode), from
+    /// outside the server, as anyone with access to the file could.
+    #[allow(dead_code)]
+    pub async fn sqlite(&self, statements: &str) {
+        use sea_orm::ConnectionTrait;
+        let url = &self
+            .env
+            .iter()
+            .find(|(k, _)| k == "DATABASE_URL")
+            .unwrap()
+            .1;
+        assert!(
+            url.starts_with("sqlite:"),
+            "SQLite access is for the single-node mode"
+        );
+        let conn = sea_orm::Database::connect(url.as_str()).await.unwrap();
+        conn.execute_unprepared(statements).await.unwrap();
+        conn.close().await.unwrap();
+    }
+
     /// Runs SQL against the app's PostgreSQL database (distributed mode only).
     pub fn sql(&self, query: &str) -> String {
         let url = &self

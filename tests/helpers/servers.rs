@@ -397,6 +397,21 @@ impl S3 {
         .collect()
     }
 
+    /// The stored bytes of the object `key`, when an anonymous GET may read it (moto refuses
+    /// some, such as `*.json` objects).
+    #[allow(dead_code)]
+    pub async fn object(&self, key: &str) -> Option<Vec<u8>> {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/{}/{key}", self.endpoint(), self.bucket))
+            .send()
+            .await
+            .unwrap();
+        if !resp.status().is_success() {
+            return None;
+        }
+        Some(resp.bytes().await.unwrap().to_vec())
+    }
+
     /// Keys in the bucket under `prefix` (S3 ListObjectsV2).
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
         let xml = reqwest::Client::new()

@@ -83,13 +83,14 @@ pub async fn run_standalone(
     let client = redis::Client::open(url.expose())?;
     let queue = mcp_shared::queue::RedisQueue::new(conn.clone());
     let bus: Arc<dyn EventBus> = mcp_shared::bus::RedisStreamBus::publisher(conn);
+    let cipher = Arc::new(mcp_shared::crypto::KeyRing::from_settings(&settings)?);
     let deps = WorkerDeps {
         lifecycle: Lifecycle::new(&db, bus.clone()),
         db,
         bus,
         queue: Arc::new(queue.clone()),
-        artifacts: mcp_shared::artifacts::open(&settings.artifact_store)?,
-        cipher: Arc::new(mcp_shared::crypto::KeyRing::from_settings(&settings)?),
+        artifacts: mcp_shared::artifacts::open(&settings.artifact_store, cipher.clone())?,
+        cipher,
         settings: Arc::new(settings),
         agent_id: None,
     };

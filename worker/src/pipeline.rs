@@ -427,13 +427,20 @@ impl StageRun {
         let formats = self.options.export_formats.clone();
         let staging = self.store.staging_dir();
         tokio::fs::create_dir_all(&staging).await?;
+        // Unique per run: a duplicate delivery running the same export at once writes its own
+        // files (each sealed under its own salt), and the last to finish replaces the artifact.
+        let run = uuid::Uuid::now_v7().simple();
         let paths: Vec<_> = formats
             .iter()
-            .map(|f| staging.join(format!("{execution}-{}", f.file_name())))
+            .map(|f| staging.join(format!("{execution}-{run}-{}", f.file_name())))
             .collect();
         let mut writers = Vec::new();
         for (f, p) in formats.iter().zip(&paths) {
-            let file = std::io::BufWriter::new(std::fs::File::create(p)?);
+            // Sealed as it is written: the export is never on disk in clear.
+            let file = mcp_shared::sealed_stream::SealWriter::new(
+                std::io::BufWriter::new(std::fs::File::create(p)?),
+                self.store.sealer(),
+            );
             writers.push(stages::export::FormatWriter::new(*f, file)?);
         }
         let mut total = 0u64;
@@ -462,7 +469,7 @@ impl StageRun {
             }
         }
         for (w, (f, p)) in writers.into_iter().zip(formats.iter().zip(&paths)) {
-            let mut file = w.finish()?;
+            let mut file = w.finish()?.finish()?;
             std::io::Write::flush(&mut file)?;
             drop(file);
             self.store.put_file(&keys::export(execution, *f), p).await?;

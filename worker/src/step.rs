@@ -52,13 +52,14 @@ impl Stepper {
         let bus: Arc<dyn EventBus> = InProcessBus::new();
         let events = bus.subscribe();
         let queue = MemoryQueue::new();
+        let cipher = Arc::new(mcp_shared::crypto::KeyRing::from_settings(&settings)?);
         let deps = WorkerDeps {
             lifecycle: Lifecycle::new(&db, bus.clone()),
             db,
             bus,
             queue: Arc::new(queue.clone()),
-            artifacts: mcp_shared::artifacts::open(&artifacts.to_string_lossy())?,
-            cipher: Arc::new(mcp_shared::crypto::KeyRing::from_settings(&settings)?),
+            artifacts: mcp_shared::artifacts::open(&artifacts.to_string_lossy(), cipher.clone())?,
+            cipher,
             settings: Arc::new(settings),
             agent_id: Some(Uuid::now_v7()),
         };

@@ -276,6 +276,7 @@ async fn a_dead_pipeline_shard_fails_its_execution() {
             shards: 1,
             idempotency_key: None,
             request_hash: None,
+            purged_at: None,
         },
         60,
     )

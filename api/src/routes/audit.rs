@@ -62,9 +62,13 @@ impl From<audit_records::Model> for AuditRecordView {
 pub struct AuditVerification {
     pub valid: bool,
     pub records_checked: u64,
-    /// The first record that was edited, or that follows a deleted one.
+    /// The first record that was edited, forged, or that follows a deleted one; after a
+    /// truncation, the id the published head names.
     #[oai(skip_serializing_if_is_none)]
     pub first_broken_id: Option<i64>,
+    /// What is wrong, when the chain is not valid.
+    #[oai(skip_serializing_if_is_none)]
+    pub problem: Option<String>,
 }
 
 #[derive(ApiResponse)]
@@ -117,7 +121,8 @@ impl AuditApi {
         )))
     }
 
-    /// Recompute every record's hash and link: detects an edited or deleted record.
+    /// Recompute every record's hash, link and MAC, and find the published head in the chain:
+    /// detects an edited, forged or deleted record and a truncated trail.
     #[oai(path = "/audit/verify", method = "get")]
     async fn verify(&self, state: Data<&AppState>, auth: Auth) -> ApiResult<AuditVerifyResponse> {
         auth.0.require(Permission::AuditRead)?;
@@ -126,6 +131,7 @@ impl AuditApi {
             valid: v.valid,
             records_checked: v.records_checked,
             first_broken_id: v.first_broken_id,
+            problem: v.problem,
         })))
     }
 }

@@ -13,9 +13,9 @@ pub async fn list(state: &AppState, filter: &ListFilter) -> Result<Vec<Model>, A
 
 /// Recomputes every record's hash and link; a broken chain is logged as an error.
 pub async fn verify(state: &AppState) -> Result<Verification, ApiError> {
-    let v = audit::verify(&state.db.conn).await?;
+    let v = audit::verify(&state.db.conn, &state.chain).await?;
     if !v.valid {
-        tracing::error!(first_broken_id = ?v.first_broken_id, "audit chain verification failed");
+        tracing::error!(first_broken_id = ?v.first_broken_id, problem = ?v.problem, "audit chain verification failed");
     }
     Ok(v)
 }

@@ -177,7 +177,7 @@ pub async fn upload(
         .map_err(ApiError::internal)?;
     let id = Uuid::now_v7();
     let path = staging.join(format!("{id}.upload"));
-    let result = stream_to(&path, body, format, limit).await;
+    let result = stream_to(&path, body, format, limit, state.artifacts.sealer()).await;
     let (bytes, sha256, records) = match result {
         Ok(v) => v,
         Err(e) => {
@@ -239,6 +239,7 @@ fn new_row(
         artifact_key: mcp_shared::artifacts::keys::dataset(id, format),
         created_by: Some(created_by.into()),
         created_at: Utc::now(),
+        purged_at: None,
     }
 }
 
@@ -247,7 +248,11 @@ async fn stream_to(
     body: poem::Body,
     format: DatasetFormat,
     limit: u64,
+    mut sealer: Option<mcp_shared::sealed_stream::Sealer>,
 ) -> Result<(u64, String, u64), ApiError> {
+    // With a sealer, the staged file is sealed as it is written: the upload is never on disk in
+    // clear.
+    let mut sealed = Vec::new();
     let mut file = tokio::io::BufWriter::new(
         tokio::fs::File::create(path)
             .await
@@ -270,7 +275,19 @@ async fn stream_to(
         }
         hasher.update(&chunk);
         counter.feed(&chunk);
-        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+        match &mut sealer {
+            Some(s) => {
+                sealed.clear();
+                s.push(&chunk, &mut sealed).map_err(ApiError::internal)?;
+                file.write_all(&sealed).await.map_err(ApiError::internal)?;
+            }
+            None => file.write_all(&chunk).await.map_err(ApiError::internal)?,
+        }
+    }
+    if let Some(s) = sealer {
+        sealed.clear();
+        s.finish(&mut sealed).map_err(ApiError::internal)?;
+        file.write_all(&sealed).await.map_err(ApiError::internal)?;
     }
     file.flush().await.map_err(ApiError::internal)?;
     let records = counter.finish()?;

@@ -1,9 +1,12 @@
-//! Field-key rotation: re-seals, in batches and while the service runs, every value an older key
-//! sealed (agent configuration secrets, sensitive task fields) under the active key. Each write
+//! Key rotation: re-seals, in batches and while the service runs, every value an older key
+//! sealed (agent configuration secrets, sensitive task fields) under the active key, and
+//! re-authenticates the audit chain's records and anchors under it, and re-encrypts the artifact
+//! store (datasets, stage outputs, exports, reports) under it. Each write
 //! is conditional on the value it read, so a concurrent change is never overwritten; older keys
 //! must stay configured until a run reports nothing left.
 
 use mcp_shared::{
+    artifacts::ArtifactStore,
     crypto::{KeyRing, sealed_key_id},
     db::{Database, agents, audit, tasks},
     sealing,
@@ -35,15 +38,46 @@ pub async fn status(
     Ok(counts)
 }
 
+/// How many artifacts each key sealed (`clear`: stored before artifacts were encrypted).
+pub async fn artifact_status(
+    store: &dyn ArtifactStore,
+) -> mcp_shared::Result<std::collections::BTreeMap<String, u64>> {
+    let mut counts = std::collections::BTreeMap::new();
+    for key in store.list("").await? {
+        match store.sealed_by(&key).await {
+            Ok(by) => {
+                *counts
+                    .entry(by.unwrap_or_else(|| "clear".into()))
+                    .or_default() += 1
+            }
+            // Gone since it was listed (a retention purge, an overwrite).
+            Err(mcp_shared::Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(counts)
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {
     pub tasks: u64,
     pub agents: u64,
-    /// Values no configured key opens: they stay as they are.
+    /// Audit records and anchors re-authenticated under the active key.
+    pub audit: u64,
+    /// Artifacts sealed anew under the active key (or sealed for the first time).
+    pub artifacts: u64,
+    /// Values no configured key opens (or audit MACs no configured key proves): they stay as
+    /// they are.
     pub unreadable: u64,
 }
 
-pub async fn rotate(db: &Database, ring: &KeyRing, batch: u64) -> mcp_shared::Result<Rotation> {
+pub async fn rotate(
+    db: &Database,
+    ring: &KeyRing,
+    chain: &audit::Chain,
+    store: &dyn ArtifactStore,
+    batch: u64,
+) -> mcp_shared::Result<Rotation> {
     let active = ring.active_key_id().to_string();
     let mut report = Rotation::default();
     let mut after = None;
@@ -96,8 +130,24 @@ pub async fn rotate(db: &Database, ring: &KeyRing, batch: u64) -> mcp_shared::Re
             }
         }
     }
+    // Artifacts, one at a time, streaming: each is read through the store (opened with the key
+    // that sealed it), sealed again under the active key, and replaced whole.
+    for key in store.list("").await? {
+        match store.reseal(&key).await {
+            Ok(true) => report.artifacts += 1,
+            Ok(false) | Err(mcp_shared::Error::NotFound(_)) => {}
+            Err(e) => {
+                tracing::warn!(artifact = %key, error = %e, "artifact not re-sealed");
+                report.unreadable += 1;
+            }
+        }
+    }
+    let (rekeyed, refused) = audit::rekey(db, chain, batch).await?;
+    report.audit = rekeyed;
+    report.unreadable += refused;
     audit::append(
         db,
+        chain,
         vec![audit::AuditEntry {
             actor: "system:keys".into(),
             action: "keys.rotate".into(),
@@ -112,6 +162,8 @@ pub async fn rotate(db: &Database, ring: &KeyRing, batch: u64) -> mcp_shared::Re
             details: Some(json!({
                 "tasks": report.tasks,
                 "agents": report.agents,
+                "audit": report.audit,
+                "artifacts": report.artifacts,
                 "unreadable": report.unreadable,
             })),
         }],

@@ -1,13 +1,17 @@
-//! Retention: on a schedule, clears finished tasks' payloads and results and the data of agents
-//! long gone (`AGENT_DATA_RETENTION_DAYS`), and purges audit records past their own retention
-//! (`MCP_AUDIT_RETENTION_DAYS`), anchoring the chain where it was cut.
+//! Retention: on a schedule, past `AGENT_DATA_RETENTION_DAYS`, clears finished tasks' payloads,
+//! results, errors and messages, the data of agents long gone, uploaded datasets (their bytes in
+//! the artifact store), and finished pipeline executions' stage outputs, exports, reports,
+//! results and errors; and purges audit records past their own retention
+//! (`MCP_AUDIT_RETENTION_DAYS`), anchoring the chain where it was cut. Each pass that removed
+//! anything is itself audited, with the counts.
 //!
 //! Safe on every replica at once: the data purges are conditional updates that skip what is
-//! already purged, and the audit purge serialises with appends on the chain's lock.
+//! already purged (deleting an artifact twice is harmless), and the audit purge serialises with
+//! appends on the chain's lock.
 
 use chrono::Utc;
 use mcp_shared::{
-    db::{agents, audit, tasks},
+    db::{agents, audit, pipelines, tasks},
     shutdown::spawn_every,
 };
 use serde_json::json;
@@ -20,7 +24,52 @@ use crate::state::AppState;
 pub struct Purged {
     pub tasks: u64,
     pub agents: u64,
+    pub datasets: u64,
+    pub executions: u64,
+    /// Artifacts deleted: datasets' bytes, stage outputs, exports and reports.
+    pub artifacts: u64,
     pub audit_records: u64,
+}
+
+const BATCH: u64 = 200;
+
+/// Datasets and executions past `cutoff`: their artifacts first, then the mark, so a pass that
+/// stops half-way is finished by the next one.
+async fn purge_pipeline_data(
+    state: &AppState,
+    cutoff: chrono::DateTime<Utc>,
+    purged: &mut Purged,
+) -> mcp_shared::Result<()> {
+    let store = &state.artifacts;
+    loop {
+        let ids = pipelines::purgeable_executions(&state.db.conn, cutoff, BATCH).await?;
+        if ids.is_empty() {
+            break;
+        }
+        for id in ids {
+            for key in store.list(&format!("executions/{id}/")).await? {
+                store.delete(&key).await?;
+                purged.artifacts += 1;
+            }
+            if pipelines::mark_execution_purged(&state.db.conn, id).await? {
+                purged.executions += 1;
+            }
+        }
+    }
+    loop {
+        let rows = pipelines::purgeable_datasets(&state.db.conn, cutoff, BATCH).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in rows {
+            store.delete(&row.artifact_key).await?;
+            purged.artifacts += 1;
+            if pipelines::mark_dataset_purged(&state.db.conn, row.id).await? {
+                purged.datasets += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub async fn run_once(state: &AppState) -> mcp_shared::Result<Purged> {
@@ -30,14 +79,18 @@ pub async fn run_once(state: &AppState) -> mcp_shared::Result<Purged> {
         let cutoff = now - keep;
         purged.tasks = tasks::maintenance::purge_finished_before(&state.db.conn, cutoff).await?;
         purged.agents = agents::purge_stale_before(&state.db.conn, cutoff).await?;
+        purge_pipeline_data(state, cutoff, &mut purged).await?;
     }
     if let Some(keep) = state.settings.audit_retention {
-        purged.audit_records = audit::purge_before(&state.db, now - keep).await?;
+        purged.audit_records = audit::purge_before(&state.db, &state.chain, now - keep).await?;
     }
     if purged != Purged::default() {
         tracing::info!(
             tasks = purged.tasks,
             agents = purged.agents,
+            datasets = purged.datasets,
+            executions = purged.executions,
+            artifacts = purged.artifacts,
             audit_records = purged.audit_records,
             "retention purge"
         );
@@ -52,6 +105,9 @@ pub async fn run_once(state: &AppState) -> mcp_shared::Result<Purged> {
                 details: Some(json!({
                     "tasks": purged.tasks,
                     "agents": purged.agents,
+                    "datasets": purged.datasets,
+                    "executions": purged.executions,
+                    "artifacts": purged.artifacts,
                     "audit_records": purged.audit_records,
                 })),
             })

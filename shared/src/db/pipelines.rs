@@ -442,5 +442,92 @@ pub fn new_execution(
         shards: 0,
         idempotency_key: None,
         request_hash: None,
+        purged_at: None,
     }
+}
+
+/// Retention, executions: up to `limit` that finished (completed, failed or cancelled) before
+/// `cutoff` and are not purged yet.
+pub async fn purgeable_executions(
+    db: &impl ConnectionTrait,
+    cutoff: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<Uuid>> {
+    use sea_orm::{QuerySelect, sea_query::Expr};
+    Ok(executions::Entity::find()
+        .select_only()
+        .column(executions::Column::Id)
+        .filter(Expr::cust("purged_at IS NULL"))
+        .filter(executions::Column::FinishedAt.lt(cutoff))
+        .filter(executions::Column::Status.is_in([
+            PipelineStatus::Completed.as_str(),
+            PipelineStatus::Failed.as_str(),
+            PipelineStatus::Cancelled.as_str(),
+        ]))
+        .order_by_asc(executions::Column::FinishedAt)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
+/// Retention, executions: clears the results and error of `id` and its stage runs' errors, and
+/// marks it purged (its artifacts are removed first, by the caller). False when it already was.
+pub async fn mark_execution_purged(db: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+    let now = Utc::now();
+    stage_runs::Entity::update_many()
+        .col_expr(
+            stage_runs::Column::Error,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(stage_runs::Column::ExecutionId.eq(id))
+        .exec(db)
+        .await?;
+    let res = executions::Entity::update_many()
+        .col_expr(
+            executions::Column::Results,
+            Expr::value(Option::<Value>::None),
+        )
+        .col_expr(
+            executions::Column::Error,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(executions::Column::PurgedAt, Expr::value(now))
+        .filter(executions::Column::Id.eq(id))
+        .filter(Expr::cust("purged_at IS NULL"))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Retention, datasets: up to `limit` uploaded before `cutoff`, not purged yet, and not the input
+/// of an execution still pending or running.
+pub async fn purgeable_datasets(
+    db: &impl ConnectionTrait,
+    cutoff: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<datasets::Model>> {
+    use sea_orm::QuerySelect;
+    Ok(datasets::Entity::find()
+        .filter(Expr::cust("purged_at IS NULL"))
+        .filter(datasets::Column::CreatedAt.lt(cutoff))
+        .filter(Expr::cust(
+            "NOT EXISTS (SELECT 1 FROM pipeline_executions e WHERE e.dataset_id = datasets.id \
+             AND e.status IN ('pending', 'running'))",
+        ))
+        .order_by_asc(datasets::Column::CreatedAt)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Retention, datasets: marks `id` purged (its artifact is removed first, by the caller).
+pub async fn mark_dataset_purged(db: &impl ConnectionTrait, id: Uuid) -> Result<bool> {
+    let res = datasets::Entity::update_many()
+        .col_expr(datasets::Column::PurgedAt, Expr::value(Utc::now()))
+        .filter(datasets::Column::Id.eq(id))
+        .filter(Expr::cust("purged_at IS NULL"))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
 }

@@ -12,6 +12,13 @@ pub struct Model {
     pub anchor_hash: String,
     pub records_purged: i64,
     pub purged_at: DateTimeUtc,
+    /// The previous anchor's `hash` (or `genesis`): anchors form their own chain.
+    pub prev_hash: Option<String>,
+    /// SHA-256 over this anchor's fields and `prev_hash`.
+    pub hash: Option<String>,
+    /// The key whose HMAC of `hash` is `mac`, as on records.
+    pub key_id: Option<String>,
+    pub mac: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,6 +1,7 @@
 use sea_orm::entity::prelude::*;
 
-/// One audited action. `hash` covers this record and `prev_hash`, chaining the trail.
+/// One audited action. `hash` covers this record and `prev_hash`, chaining the trail; `mac`
+/// authenticates `hash` under a secret key, so the chain cannot be rebuilt without it.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "audit_records")]
 pub struct Model {
@@ -15,6 +16,10 @@ pub struct Model {
     pub details: Option<Json>,
     pub prev_hash: String,
     pub hash: String,
+    /// The key (of the ring) whose HMAC of `hash` is `mac`; `None` only on rows written before
+    /// the chain was keyed, until the API keys them at its next start.
+    pub key_id: Option<String>,
+    pub mac: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

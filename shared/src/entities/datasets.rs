@@ -15,6 +15,8 @@ pub struct Model {
     pub artifact_key: String,
     pub created_by: Option<String>,
     pub created_at: DateTimeUtc,
+    /// When retention removed the data (set once; the row stays).
+    pub purged_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -28,6 +28,8 @@ pub struct Model {
     /// Hash of the request that created the execution, to tell a replay from a different
     /// request under the same key.
     pub request_hash: Option<String>,
+    /// When retention removed the data (set once; the row stays).
+    pub purged_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,8 +14,8 @@ use crate::{
     entities::tasks::{self, Column, Entity},
 };
 
-/// Retention: clears the payload and result of tasks that finished before `cutoff`. Sealed
-/// fields go with the payload. Returns how many tasks were purged.
+/// Retention: clears the payload, result, error and message of tasks that finished before
+/// `cutoff`. Sealed fields go with the payload. Returns how many tasks were purged.
 pub async fn purge_finished_before(
     db: &impl ConnectionTrait,
     cutoff: DateTime<Utc>,
@@ -38,6 +38,8 @@ pub async fn purge_finished_before(
                 Column::Result,
                 Expr::value(Option::<serde_json::Value>::None),
             )
+            .col_expr(Column::Error, Expr::value(Option::<String>::None))
+            .col_expr(Column::Message, Expr::value(Option::<String>::None))
             .col_expr(Column::SealedKey, Expr::value(Option::<String>::None))
             .col_expr(Column::PurgedAt, Expr::value(Utc::now()))
             .filter(Column::Id.is_in(ids))
