@@ -277,6 +277,7 @@ impl Application {
             .at("/ws/pipeline/updates", get(ws::pipeline_updates))
             .at("/ws/system/events", get(ws::system_events))
             .at("/metrics", get(metrics::metrics))
+            .at("/mcp", crate::mcp::McpEndpoint::new(&self.state))
             .nest("/", api)
             .data(self.state.clone())
             .with_if(cors.is_some(), cors.unwrap_or_default())

@@ -1,6 +1,7 @@
 //! Starting servers and the application, and waiting for things.
 
 pub mod app;
+pub mod mcp;
 pub mod servers;
 pub mod synth;
 pub mod wait;
