@@ -424,6 +424,7 @@ async fn mcp_single_node_tools_tasks_errors_and_roles() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_distributed_pipeline_resumes_on_another_replica() {
     let mut app = App::start(Mode::Distributed).await;
+    app.start_stage_workers(1).await;
     let admin = bearer(&app.admin_token);
     let replica = format!("http://127.0.0.1:{}", app.start_replica().await);
     let (s, dataset) = app
