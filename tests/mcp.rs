@@ -342,6 +342,32 @@ async fn mcp_single_node_tools_tasks_errors_and_roles() {
         "{waited}"
     );
 
+    // Without the extension, a pipeline run with wait reports stage progress as it goes.
+    let records: Vec<Value> = (0..30)
+        .map(|i| json!({"question": format!("How do I keep a streak going, day {i}?"),
+                        "answer": format!("Plan a small step for day {i} and write it down before bed.")}))
+        .collect();
+    let run = session(
+        &app.base,
+        &admin,
+        json!({"tasks": false, "steps": [{"op": "call", "tool": "run_pipeline", "progress": true,
+               "args": {"records": records, "wait": true, "wait_timeout_ms": 120000,
+                        "options": {"shard_size": 10}}}]}),
+    )
+    .await;
+    let run = &run["results"][0];
+    assert_eq!(ok(run)["execution"]["status"], "completed", "{run}");
+    let reports = run["progress"].as_array().unwrap();
+    assert!(!reports.is_empty(), "progress notifications: {run}");
+    let last = reports.last().unwrap();
+    assert_eq!(last["progress"], 100.0, "{run}");
+    assert!(
+        reports
+            .iter()
+            .any(|r| r["message"].as_str().unwrap_or("").contains("stage")),
+        "{run}"
+    );
+
     // Resources and prompts.
     let res = session(
         &app.base,
@@ -376,6 +402,43 @@ async fn mcp_single_node_tools_tasks_errors_and_roles() {
         sorted(&["run_dataset_and_summarise", "triage_dead_tasks"])
     );
     assert!(r[4]["text"].as_str().unwrap().contains("limit 5"), "{res}");
+
+    // Subscriptions: a task submitted while listening is reported updated, as is its queue.
+    let scheduled_later = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let waiting = one(
+        &app.base,
+        &admin,
+        json!({"op": "call", "tool": "submit_task",
+               "args": {"type": "generic", "payload": {"watched": true},
+                        "run_at": scheduled_later}}),
+    )
+    .await;
+    let watched = ok(&waiting)["task"]["id"].as_str().unwrap().to_string();
+    let listened = one(
+        &app.base,
+        &admin,
+        json!({"op": "listen",
+               "uris": [format!("task://{watched}"), "queue://mcp:generic", "nothing://x"],
+               "then": [{"op": "call", "tool": "cancel_task", "args": {"task_id": watched}}],
+               "timeout": 20}),
+    )
+    .await;
+    assert_eq!(
+        names(&listened["honored"]),
+        sorted(&["queue://mcp:generic", &format!("task://{watched}")]),
+        "{listened}"
+    );
+    assert_eq!(
+        ok(&listened["then"][0])["task"]["status"],
+        "cancelled",
+        "{listened}"
+    );
+    let updated = names(&listened["updated"]);
+    assert!(
+        updated.contains(&format!("task://{watched}"))
+            && updated.contains(&"queue://mcp:generic".to_string()),
+        "{listened}"
+    );
 
     // Queues: pause is idempotent and visible to REST; resume undoes it.
     let paused = session(

@@ -11,6 +11,7 @@ result per step. Steps:
     {"op": "tools"}                                  -> tool names
     {"op": "tool_schemas"}                           -> {name: inputSchema}
     {"op": "call", "tool": N, "args": {...}}         -> {"is_error", "structured", "text"}
+        with "progress": true, also the progress notifications received: "progress": [...]
     {"op": "call_task", "tool": N, "args": {...}}    -> the task handle (tasks extension)
     {"op": "task_get", "id": ID}                     -> tasks/get result, or {"error": ...}
     {"op": "task_cancel", "id": ID}                  -> {} or {"error": ...}
@@ -19,6 +20,11 @@ result per step. Steps:
     {"op": "resources"} / {"op": "templates"}        -> uris
     {"op": "read", "uri": U}                         -> the resource's JSON, or {"error": ...}
     {"op": "prompts"} / {"op": "prompt", "name": N, "args": {...}}
+    {"op": "listen", "uris": [...], "then": [steps], "timeout": S}
+                                                     -> subscriptions/listen to the URIs, runs the
+                                                        steps, then collects resource updates
+                                                        until every honoured URI was updated:
+                                                        {"honored", "then", "updated"}
 
 With "tasks": false at the top ({"tasks": false, "steps": [...]}) the client does not declare
 the tasks extension; with "mode": "legacy" it uses the 2025-11-25 `initialize` handshake.
@@ -114,8 +120,21 @@ async def step(client: Client, s: dict[str, Any]) -> Any:
             return {t.name: t.input_schema for t in (await client.list_tools()).tools}
         if op == "call":
             await client.list_tools()
-            r = await session.call_tool(s["tool"], s.get("args", {}), allow_claimed=True)
-            return _call_result(r)
+            progress: list[dict[str, Any]] = []
+
+            async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                progress.append({"progress": value, "total": total, "message": message})
+
+            r = await session.call_tool(
+                s["tool"],
+                s.get("args", {}),
+                progress_callback=on_progress if s.get("progress") else None,
+                allow_claimed=True,
+            )
+            out = _call_result(r)
+            if s.get("progress"):
+                out["progress"] = progress
+            return out
         if op == "call_task":
             await client.list_tools()
             r = await session.call_tool(s["tool"], s.get("args", {}), allow_claimed=True)
@@ -144,6 +163,21 @@ async def step(client: Client, s: dict[str, Any]) -> Any:
         if op == "read":
             r = await client.read_resource(s["uri"])
             return json.loads(r.contents[0].text)
+        if op == "listen":
+            async with client.listen(resource_subscriptions=s["uris"]) as sub:
+                honored = sorted(sub.honored.resource_subscriptions or [])
+                wanted = set(honored)
+                then = [await step(client, t) for t in s.get("then", [])]
+                updated: list[str] = []
+                try:
+                    async with asyncio.timeout(s.get("timeout", 30)):
+                        async for event in sub:
+                            updated.append(str(getattr(event, "uri", type(event).__name__)))
+                            if wanted <= set(updated):
+                                break
+                except TimeoutError:
+                    pass
+                return {"honored": honored, "then": then, "updated": updated}
         if op == "prompts":
             return [p.name for p in (await client.list_prompts()).prompts]
         if op == "prompt":

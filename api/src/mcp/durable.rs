@@ -307,3 +307,51 @@ pub async fn wait_task(
         }
     }
 }
+
+/// Waits until the execution ends or `timeout` passes, sending progress notifications (overall
+/// progress, and the current stage with its records) when the request asked for them; returns
+/// the execution as it is then.
+pub async fn wait_execution(
+    state: &AppState,
+    id: Uuid,
+    timeout: Duration,
+    context: &RequestContext<RoleServer>,
+) -> Result<Execution, ApiError> {
+    let Some(token) = context.meta.get_progress_token() else {
+        return pipelines::wait(state, id, timeout).await;
+    };
+    let mut events = state.bus.subscribe();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut reported = (-1, String::new());
+    loop {
+        let (execution, stages, progress) = pipelines::progress(state, id).await?;
+        let stage = execution.current_stage.clone().unwrap_or_default();
+        if (progress, stage.clone()) != reported {
+            let detail = stages
+                .iter()
+                .find(|s| s.stage.as_str() == stage)
+                .map(|s| format!(", {} of {} records", s.records_out, s.records_in))
+                .unwrap_or_default();
+            let mut note = ProgressNotificationParam::new(token.clone(), f64::from(progress))
+                .with_total(100.0);
+            note.message = Some(format!("{}: stage {stage}{detail}", execution.status));
+            let _ = context.peer.notify_progress(note).await;
+            reported = (progress, stage);
+        }
+        if tools::execution_ended(&execution.status) {
+            return Ok(execution);
+        }
+        loop {
+            let relevant = tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(ev) => ev.execution_id == Some(id),
+                    Err(_) => true,
+                },
+                () = tokio::time::sleep_until(deadline) => return pipelines::find(state, id).await,
+            };
+            if relevant {
+                break;
+            }
+        }
+    }
+}

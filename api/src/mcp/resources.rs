@@ -1,18 +1,28 @@
 //! Resources and prompts. Resources are read-only JSON views of the records the tools return:
 //! `task://{id}`, `pipeline://{id}`, `pipeline://{id}/report` and `queue://{name}`; the queues
-//! are listed, the rest are reached through the templates. Prompts give a model a worked plan
-//! for two common jobs.
+//! are listed, the rest are reached through the templates. A client subscribes with
+//! `subscriptions/listen` (protocol 2026-07-28: one streamed request, so it needs no session and
+//! any replica serves it) and is sent `notifications/resources/updated` as the event bus reports
+//! changes. Prompts give a model a worked plan for two common jobs.
 
-use mcp_shared::auth::Permission;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use mcp_shared::{auth::Permission, domain::event::EventType};
 use poem_openapi::types::ToJSON;
 use rmcp::{
     ErrorData as McpError,
     model::{
         GetPromptRequestParams, GetPromptResult, ListResourcesResult, Prompt, PromptArgument,
         PromptMessage, ReadResourceResult, Resource, ResourceContents, ResourceTemplate, Role,
+        SubscriptionFilter,
     },
+    service::SubscriptionContext,
 };
 use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use super::tools;
@@ -130,6 +140,102 @@ pub async fn read(
     Ok(ReadResourceResult::new(vec![
         ResourceContents::text(text, uri).with_mime_type(JSON),
     ]))
+}
+
+/// The permission reading a resource needs, or `None` for a URI that names none of ours.
+fn permission_for(uri: &str) -> Option<Permission> {
+    if let Some(rest) = uri.strip_prefix("task://") {
+        return rest.parse::<Uuid>().ok().map(|_| Permission::TaskRead);
+    }
+    if let Some(rest) = uri.strip_prefix("pipeline://") {
+        let id = rest.strip_suffix("/report").unwrap_or(rest);
+        return id.parse::<Uuid>().ok().map(|_| Permission::PipelineRead);
+    }
+    uri.strip_prefix("queue://")
+        .filter(|name| !name.is_empty())
+        .map(|_| Permission::SystemRead)
+}
+
+/// The subscriptions the server honours: resource updates for URIs of ours.
+pub fn accepted(requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+    let uris: Vec<String> = requested
+        .resource_subscriptions
+        .iter()
+        .flatten()
+        .filter(|uri| permission_for(uri).is_some())
+        .cloned()
+        .collect();
+    let mut filter = SubscriptionFilter::new();
+    filter.resource_subscriptions = Some(uris);
+    Some(filter)
+}
+
+/// The shortest gap between two updates of one queue (every task event changes some count).
+const QUEUE_UPDATE_GAP: Duration = Duration::from_millis(500);
+
+/// Streams `notifications/resources/updated` for the subscribed URIs the caller may read, from
+/// the event bus, until the client cancels the request or goes away.
+pub async fn listen(
+    state: &AppState,
+    principal: &Principal,
+    subscription: SubscriptionContext,
+) -> Result<(), McpError> {
+    let uris: Vec<String> = subscription
+        .accepted()
+        .resource_subscriptions
+        .iter()
+        .flatten()
+        .filter(|uri| permission_for(uri).is_some_and(|p| principal.role.allows(p)))
+        .cloned()
+        .collect();
+    let mut events = state.bus.subscribe();
+    let mut queue_sent: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let event = tokio::select! {
+            () = subscription.cancelled() => return Ok(()),
+            ev = events.recv() => ev,
+        };
+        let changed: Vec<&String> = match &event {
+            Ok(ev) => uris
+                .iter()
+                .filter(|uri| {
+                    let task = ev.task_id.map(|id| format!("task://{id}"));
+                    let execution = ev.execution_id.map(|id| format!("pipeline://{id}"));
+                    let report_ready = matches!(ev.kind, EventType::PipelineCompleted);
+                    Some(uri.as_str()) == task.as_deref()
+                        || Some(uri.as_str()) == execution.as_deref()
+                        || (report_ready
+                            && execution
+                                .as_deref()
+                                .is_some_and(|e| uri.strip_suffix("/report") == Some(e)))
+                        || (uri.starts_with("queue://") && ev.task_id.is_some())
+                })
+                .collect(),
+            // Missed events: everything may have changed.
+            Err(RecvError::Lagged(_)) => uris.iter().collect(),
+            Err(RecvError::Closed) => return Ok(()),
+        };
+        for uri in changed {
+            if uri.starts_with("queue://") {
+                let now = Instant::now();
+                if queue_sent
+                    .get(uri)
+                    .is_some_and(|at| now.duration_since(*at) < QUEUE_UPDATE_GAP)
+                {
+                    continue;
+                }
+                queue_sent.insert(uri.clone(), now);
+            }
+            if subscription
+                .sink()
+                .notify_resource_updated(uri.clone())
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+    }
 }
 
 pub fn prompts() -> Vec<Prompt> {

@@ -12,6 +12,7 @@ use mcp_shared::{
     auth::Permission,
     domain::{
         agent::{AgentStatus, AgentType},
+        pipeline::PipelineStatus,
         task::{Priority, TaskStatus, TaskType},
     },
     entities::tasks::Model,
@@ -603,7 +604,7 @@ async fn run(call: &Call<'_>, name: &str, arguments: Value) -> Result<Outcome, A
                 return Ok(Outcome::Task(durable::created_for_execution(&execution)));
             }
             let execution = if req.wait.unwrap_or(false) {
-                pipelines::wait(state, execution.id, timeout).await?
+                durable::wait_execution(state, execution.id, timeout, call.context).await?
             } else {
                 execution
             };
@@ -691,6 +692,11 @@ pub async fn execution_json(state: &AppState, id: Uuid) -> Result<Value, ApiErro
         "execution": to_json(ExecutionView::from(e)),
         "progress": progress,
     }))
+}
+
+/// Whether an execution's status is final.
+pub fn execution_ended(status: &str) -> bool {
+    PipelineStatus::parse(status).is_some_and(PipelineStatus::is_terminal)
 }
 
 /// The arguments without `fields`, and those fields apart (they do not change what is asked
