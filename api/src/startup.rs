@@ -337,6 +337,8 @@ mod tests {
         );
         assert_eq!(routes.template("/ws/tasks/abc"), "/ws/tasks/{id}");
         assert_eq!(routes.template("/metrics"), "/metrics");
+        assert_eq!(routes.template("/mcp"), "/mcp");
+        assert_eq!(routes.allowed_methods("/mcp"), "POST");
         assert_eq!(routes.template("/docs/index.css"), "/docs");
         assert_eq!(routes.template("/wp-admin/x.php"), UNMATCHED);
         assert_eq!(routes.template("/api/v1/tasks/"), UNMATCHED);
