@@ -59,6 +59,7 @@ async fn main() {
             last_seen: now,
             updated_at: now,
             deleted_at: None,
+            heartbeat_ms: None,
         })
         .await;
     }

@@ -41,6 +41,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// workers is topped up before they run dry.
 const REFILL: Duration = Duration::from_millis(5);
 const LEADER_KEY: &str = "mcp:dispatcher:leader";
+/// Kept in Redis beside the jobs: when it is gone, so are the jobs (Redis restarted empty).
+const JOBS_MARKER_KEY: &str = "mcp:dispatcher:jobs";
 const LEADER_TTL_MS: u64 = 3000;
 
 #[derive(Debug)]
@@ -192,6 +194,7 @@ impl Dispatcher {
             return Ok(false);
         }
         if upkeep {
+            self.owe_pushes_if_jobs_were_lost().await?;
             self.release_lost().await?;
             if check_lost {
                 self.owe_lost_pushes(&held).await?;
@@ -249,6 +252,28 @@ impl Dispatcher {
             self.lifecycle.release_lost(which, reason).await?;
         }
         self.lifecycle.unassign_from_silent_agents().await?;
+        Ok(())
+    }
+
+    /// A queue backend that lost its contents (Redis restarted empty) lost every job pushed to
+    /// it: all of them are owed again at once, instead of after `MCP_REDELIVER_AFTER_MS`. Told by
+    /// a marker kept in Redis with the jobs: absent means they went together.
+    async fn owe_pushes_if_jobs_were_lost(&self) -> mcp_shared::Result<()> {
+        let Some(mut conn) = self.redis.clone() else {
+            return Ok(());
+        };
+        let set: Option<String> = redis::cmd("SET")
+            .arg(JOBS_MARKER_KEY)
+            .arg(&self.instance)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await?;
+        if set.is_some() {
+            let owed = dispatch::forget_all_pushes(&self.db.conn).await?;
+            if owed > 0 {
+                tracing::warn!(owed, "the queue backend lost its jobs; pushing them again");
+            }
+        }
         Ok(())
     }
 

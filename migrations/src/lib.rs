@@ -15,6 +15,7 @@ mod m20261206_000011_embedded_queue_in_memory;
 mod m20261206_000012_task_indexes;
 mod m20261206_000013_idempotency_key_index;
 mod m20261206_000014_waiting_index;
+mod m20261206_000015_agent_heartbeat;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_task_indexes::Migration),
             Box::new(m20261206_000013_idempotency_key_index::Migration),
             Box::new(m20261206_000014_waiting_index::Migration),
+            Box::new(m20261206_000015_agent_heartbeat::Migration),
         ]
     }
 }

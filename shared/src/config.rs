@@ -157,16 +157,18 @@ pub struct Settings {
     /// `MCP_QUEUE_POLL_MS`: how often an idle worker looks for jobs it was not woken for
     /// (pushes wake idle workers at once; this bounds pickup of scheduled jobs).
     pub queue_poll_interval: Duration,
-    /// `MCP_WORKER_HEARTBEAT_MS`: a worker's heartbeat; its in-flight jobs return to the queue
-    /// after `MCP_WORKER_MISSED_HEARTBEATS` of them are missed.
+    /// `MCP_WORKER_HEARTBEAT_MS`: a worker process's heartbeat, to the queue backend and as an
+    /// agent; after `MCP_WORKER_MISSED_HEARTBEATS` missed ones its fetched jobs return to the
+    /// queue, and after `MCP_AGENT_STALE_AFTER_MISSED` its running attempts are released.
     pub worker_heartbeat: Duration,
     /// `MCP_WORKER_MISSED_HEARTBEATS`.
     pub worker_missed_heartbeats: usize,
     /// `MCP_STARVATION_MS`: a job waiting this long for an execution slot is served before more
     /// urgent tiers, so low-priority work still moves under sustained urgent load.
     pub starvation_after: Duration,
-    /// `MCP_REDELIVER_AFTER_MS`: a job pushed this long ago whose task never started is presumed
-    /// lost (say, fetched by a worker that was then killed) and pushed again.
+    /// `MCP_REDELIVER_AFTER_MS`: when a queue backend holds fewer jobs than were pushed to it, the
+    /// ones pushed this long ago whose task never started are presumed lost (say, pushed by an
+    /// API process that died before the push reached the backend) and pushed again.
     pub redeliver_after: Duration,
     /// `MCP_AGENT_HEARTBEAT_MS`: how often agents (and worker processes) are expected to beat.
     pub agent_heartbeat: Duration,
@@ -222,7 +224,7 @@ impl Settings {
                 "JWT_ALGORITHM must be HS256 (the only algorithm this server signs with), got {alg:?}"
             )));
         }
-        let worker_heartbeat = Duration::from_millis(parse(&var, "MCP_WORKER_HEARTBEAT_MS", 5000)?);
+        let worker_heartbeat = Duration::from_millis(parse(&var, "MCP_WORKER_HEARTBEAT_MS", 1000)?);
         if worker_heartbeat < Duration::from_secs(1) {
             // The queue library compares worker heartbeats in whole seconds: a shorter period
             // makes live workers look dead to each other.
@@ -396,7 +398,7 @@ impl Settings {
             worker_heartbeat,
             worker_missed_heartbeats: parse(&var, "MCP_WORKER_MISSED_HEARTBEATS", 3)?,
             starvation_after: Duration::from_millis(parse(&var, "MCP_STARVATION_MS", 2000)?),
-            redeliver_after: Duration::from_millis(parse(&var, "MCP_REDELIVER_AFTER_MS", 120_000)?),
+            redeliver_after: Duration::from_millis(parse(&var, "MCP_REDELIVER_AFTER_MS", 5_000)?),
             agent_heartbeat: Duration::from_millis(parse(&var, "MCP_AGENT_HEARTBEAT_MS", 10_000)?),
             agent_stale_after_missed: parse(&var, "MCP_AGENT_STALE_AFTER_MISSED", 3)?,
             agent_offline_after_missed: parse(&var, "MCP_AGENT_OFFLINE_AFTER_MISSED", 10)?,

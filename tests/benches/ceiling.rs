@@ -1,5 +1,6 @@
 //! The ceiling of the fixed stack, each part alone, on a throwaway redis-server (append-only,
-//! `appendfsync always`, as the black-box tests and the engine benchmark run it) and PostgreSQL:
+//! `appendfsync always`, as the black-box tests and the engine benchmark run it) and PostgreSQL
+//! (`fsync` on, as the engine benchmark runs it):
 //! - apalis-redis 1.0 alone: no-op jobs pushed the way the dispatcher pushes them (chunks of
 //!   500, at most 2,000 waiting) and drained by one process with the worker pool's configuration
 //!   (no task locking, 32 jobs per fetch, 64 concurrent), with no SQL at all;
@@ -279,7 +280,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000);
     let redis = servers::Redis::start();
-    let pg = servers::Postgres::start();
+    let pg = servers::Postgres::start(true);
     println!("ceiling of the fixed stack, release build, {n} no-op jobs or task rows");
     for round in 1..=2 {
         let rate = apalis_alone(&redis.url(), n).await;

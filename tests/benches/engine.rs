@@ -7,10 +7,10 @@
 //! - enqueue → handler start, one task at a time at ~250/s, idle workers;
 //! - critical-task latency behind a 10,000-task low backlog.
 //!
-//! Durability, as run here: ours commits every task row and transition to PostgreSQL (fsync on)
-//! or SQLite (WAL, `synchronous=NORMAL`) before reporting it, and runs Redis with
-//! `appendfsync always`; BullMQ keeps everything in Redis, run here without persistence (its
-//! fastest setting).
+//! Durability, as run here: ours commits every task row and transition to PostgreSQL (`fsync`
+//! on, synchronous commit) or SQLite (WAL, `synchronous=NORMAL`: a committed transition survives
+//! a process kill) before reporting it, and runs Redis with `appendfsync always`; BullMQ keeps
+//! everything in Redis, run here without persistence (its fastest setting).
 //!
 //! Run: `cargo build --release --workspace --bins && cargo bench -p mcp-tests --bench engine`
 //! (`MCP_BENCH_PARTS=distributed,single,latency,bullmq` picks parts, all by default;
@@ -81,7 +81,7 @@ async fn last_finished(app: &App, ids: &[String]) -> chrono::DateTime<chrono::Ut
 /// rate). Completion is polled slowly, so as not to load the server being measured, and timed
 /// by the server's own clock.
 async fn throughput(mode: Mode, workers: usize, n: usize) -> (f64, f64) {
-    let mut app = App::start_with(
+    let mut app = App::start_durable(
         mode,
         &[("RUST_LOG", "warn"), ("MCP_WORKER_CONCURRENCY", "1024")],
     )
@@ -262,7 +262,7 @@ async fn main() {
         ("distributed", Mode::Distributed),
         ("single node", Mode::SingleNode),
     ] {
-        let app = App::start_with(mode, &[("RUST_LOG", "warn")]).await;
+        let app = App::start_durable(mode, &[("RUST_LOG", "warn")]).await;
         let steady = enqueue_to_start(&app, "medium", 500).await;
         let (p50, p99) = (percentile(&steady, 0.5), percentile(&steady, 0.99));
         println!(

@@ -75,10 +75,24 @@ impl App {
     }
 
     pub async fn start_with(mode: Mode, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_opts(mode, extra_env, false).await
+    }
+
+    /// As [`App::start_with`], with PostgreSQL writing durably (`fsync` on), as in production:
+    /// for the benchmarks, whose figures must not come from a database that skips its syncs.
+    #[allow(
+        dead_code,
+        reason = "used by the benchmarks, not by the black-box tests"
+    )]
+    pub async fn start_durable(mode: Mode, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_opts(mode, extra_env, true).await
+    }
+
+    async fn start_opts(mode: Mode, extra_env: &[(&str, &str)], durable: bool) -> Self {
         let dir = TempDir::new("app");
         let (redis, postgres) = match mode {
             Mode::SingleNode => (None, None),
-            Mode::Distributed => (Some(Redis::start()), Some(Postgres::start())),
+            Mode::Distributed => (Some(Redis::start()), Some(Postgres::start(durable))),
         };
         let mut env: Vec<(String, String)> = vec![
             ("MCP_HOST".into(), "127.0.0.1".into()),
@@ -365,6 +379,27 @@ impl App {
             .as_ref()
             .expect("SQL access is for the distributed mode")
             .query(url, query)
+    }
+
+    /// SIGKILLs the longest-running worker process (so kills followed by starts rotate through
+    /// all of them).
+    #[allow(dead_code, reason = "used by the soak test and benchmark only")]
+    pub fn kill_oldest_worker(&mut self) {
+        if !self.workers.is_empty() {
+            let mut c = self.workers.remove(0);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILLs the longest-running API replica (not the main API process).
+    #[allow(dead_code, reason = "used by the soak test and benchmark only")]
+    pub fn kill_oldest_replica(&mut self) {
+        if !self.replicas.is_empty() {
+            let mut c = self.replicas.remove(0);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGKILLs the most recently started worker process.

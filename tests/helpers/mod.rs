@@ -3,6 +3,7 @@
 pub mod app;
 pub mod mcp;
 pub mod servers;
+pub mod soak;
 pub mod synth;
 pub mod wait;
 pub mod ws;

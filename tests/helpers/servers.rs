@@ -123,10 +123,32 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// SIGKILLs the server.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Deletes what a stopped server persisted, so the next [`Redis::spawn`] starts empty, as
+    /// after losing the machine it ran on.
+    #[allow(dead_code, reason = "used by the recovery tests and benchmark only")]
+    pub fn wipe(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "stop the server before wiping its data"
+        );
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            let path = entry.path();
+            if path.file_name() == Some("redis.log".as_ref()) {
+                continue;
+            }
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
         }
     }
 }
@@ -161,7 +183,8 @@ fn pg_bin() -> PathBuf {
 }
 
 impl Postgres {
-    pub fn start() -> Self {
+    /// A throwaway cluster; `durable` keeps `fsync` on (the tests turn it off for speed).
+    pub fn start(durable: bool) -> Self {
         let bin = pg_bin();
         let dir = TempDir::new("pg");
         let is_root = Command::new("id")
@@ -201,9 +224,10 @@ impl Postgres {
             ],
         );
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
             pg.port,
-            pg.dir.path().display()
+            pg.dir.path().display(),
+            if durable { "on" } else { "off" }
         );
         let log = pg.dir.path().join("pg.log");
         pg.run(

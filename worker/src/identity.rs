@@ -60,6 +60,7 @@ pub async fn register(
             last_seen: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),
+            heartbeat_ms: Set(Some(deps.settings.worker_heartbeat.as_millis() as i32)),
         },
     )
     .await?;
@@ -76,8 +77,11 @@ pub async fn heartbeat_until(
     stop: CancellationToken,
     pool: CancellationToken,
 ) {
-    let mut tick =
-        tokio::time::interval(deps.settings.agent_heartbeat.max(Duration::from_millis(50)));
+    let mut tick = tokio::time::interval(
+        deps.settings
+            .worker_heartbeat
+            .max(Duration::from_millis(50)),
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -138,6 +138,7 @@ pub async fn register(
             last_seen: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),
+            heartbeat_ms: Set(None),
         },
     )
     .await
@@ -216,14 +217,22 @@ pub async fn deregister(state: &AppState, id: Uuid) -> Result<u64, ApiError> {
 
 /// Marks silent agents stale, then offline, and reports each transition once.
 pub async fn sweep(state: &AppState) -> mcp_shared::Result<usize> {
-    let now = Utc::now();
-    let stale_before =
-        now - chrono::Duration::from_std(state.settings.agent_stale_after()).unwrap_or_default();
-    let offline_before =
-        now - chrono::Duration::from_std(state.settings.agent_offline_after()).unwrap_or_default();
-    let moved = agents::sweep_silent(&state.db.conn, stale_before, offline_before).await?;
+    let s = &state.settings;
+    let moved = agents::sweep_silent(
+        &state.db.conn,
+        s.agent_heartbeat,
+        s.agent_stale_after_missed,
+        s.agent_offline_after_missed,
+    )
+    .await?;
     for t in &moved {
         tracing::info!(agent = %t.agent.name, from = %t.from, to = %t.to, "agent went silent");
+        // What it finished in its last moments may not have been reported yet; looked at again
+        // when it goes offline, in case the replica that saw it go stale died meanwhile.
+        let since = t.agent.last_seen - chrono::Duration::seconds(2);
+        if let Err(e) = state.lifecycle.republish_outcomes(t.agent.id, since).await {
+            tracing::error!(agent = %t.agent.name, error = %e, "could not check the outcomes a silent agent reported");
+        }
         if t.to == AgentStatus::Stale {
             // Its running attempts are lost: count them and let the dispatcher route them again.
             let lost = state
@@ -386,8 +395,13 @@ pub async fn allocate(
 /// Runs [`sweep`] until `shutdown`. Safe on every replica at once: each transition is a
 /// conditional update that only one sweeper wins.
 pub fn spawn_sweeper(state: AppState, shutdown: CancellationToken) {
-    let period = (state.settings.agent_heartbeat / 2)
-        .clamp(Duration::from_millis(100), Duration::from_secs(5));
+    // Often enough to notice the fastest beating agents (worker processes) falling silent.
+    let period = (state
+        .settings
+        .agent_heartbeat
+        .min(state.settings.worker_heartbeat)
+        / 2)
+    .clamp(Duration::from_millis(100), Duration::from_secs(5));
     spawn_every(period, shutdown, move || {
         let state = state.clone();
         async move {

@@ -116,37 +116,50 @@ pub struct Transition {
     pub to: AgentStatus,
 }
 
-/// Moves silent agents to `stale`, and long-silent ones to `offline`. Every move is a
-/// conditional update, so several replicas can sweep at once and each transition happens (and
-/// is reported) exactly once.
+/// The fastest beat an agent may declare: silence is looked for no finer than this.
+const FASTEST_BEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Marks agents that missed `stale_after` of their beats `stale`, and stale ones that missed
+/// `offline_after` `offline` (each agent by its own beat, `default_beat` for those that declare
+/// none). Each move is a conditional update, so concurrent sweepers move each agent once.
 pub async fn sweep_silent(
     db: &impl ConnectionTrait,
-    stale_before: DateTime<Utc>,
-    offline_before: DateTime<Utc>,
+    default_beat: std::time::Duration,
+    stale_after: u32,
+    offline_after: u32,
 ) -> Result<Vec<Transition>> {
     let mut moved = Vec::new();
     let steps = [
         (
             vec![AgentStatus::Active, AgentStatus::Busy, AgentStatus::Paused],
-            stale_before,
+            stale_after,
             AgentStatus::Stale,
         ),
         (
             vec![AgentStatus::Stale],
-            offline_before,
+            offline_after,
             AgentStatus::Offline,
         ),
     ];
-    for (from, before, to) in steps {
+    for (from, missed, to) in steps {
+        let now = Utc::now();
+        // Silent for at least `missed` of the fastest beats; each is then judged by its own.
+        let earliest = now - chrono::Duration::from_std(FASTEST_BEAT * missed).unwrap_or_default();
         let candidates = Entity::find()
             .filter(Column::Status.is_in(from.iter().map(|s| s.as_str())))
-            .filter(Column::LastSeen.lt(before))
+            .filter(Column::LastSeen.lt(earliest))
             .filter(Column::DeletedAt.is_null())
             .limit(1000)
             .all(db)
             .await?;
         for agent in candidates {
-            let now = Utc::now();
+            let beat = agent.heartbeat_ms.map_or(default_beat, |ms| {
+                std::time::Duration::from_millis(Ord::max(ms, 1) as u64)
+            });
+            let before = now - chrono::Duration::from_std(beat * missed).unwrap_or_default();
+            if agent.last_seen >= before {
+                continue;
+            }
             let res = Entity::update_many()
                 .col_expr(Column::Status, Expr::value(to.as_str()))
                 .col_expr(Column::UpdatedAt, Expr::value(now))

@@ -26,6 +26,9 @@ pub struct Model {
     /// Bumped on every change, so directories on other replicas can sync incrementally.
     pub updated_at: DateTimeUtc,
     pub deleted_at: Option<DateTimeUtc>,
+    /// How often this agent beats, when it says (built-in workers); `None`: the deployment's
+    /// `MCP_AGENT_HEARTBEAT_MS`. Silence is measured in these beats.
+    pub heartbeat_ms: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

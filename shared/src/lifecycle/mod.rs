@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use crate::{
     Result,
-    bus::{EventBus, emit},
+    bus::{EventBus, EventId, MAX_REPLAY, emit},
     db::{
         self,
         tasks::transitions::{self, Holder, Lost},
@@ -40,6 +40,25 @@ use crate::{
     domain::{event::Event, pipeline::Stage, task::TaskStatus},
     entities::tasks::Model as Task,
 };
+
+/// The event that reported a finished attempt, rebuilt from its row.
+fn outcome_event(task: &Task) -> Event {
+    match TaskStatus::parse(&task.status) {
+        Some(TaskStatus::Completed) => {
+            let ran_ms = match (task.started_at, task.finished_at) {
+                (Some(from), Some(to)) => (to - from).num_milliseconds(),
+                _ => 0,
+            };
+            Event::task_completed(
+                task,
+                task.result.clone().unwrap_or(serde_json::Value::Null),
+                ran_ms,
+            )
+        }
+        Some(to) => Event::task_attempt_failed(task, to, task.error.as_deref().unwrap_or_default()),
+        None => Event::task_attempt_failed(task, TaskStatus::Dead, "unknown status"),
+    }
+}
 
 /// Exponential backoff with full jitter after a failed or lost attempt: between half of and the
 /// whole of 2^attempt seconds, capped at 10 minutes.
@@ -473,6 +492,54 @@ impl Lifecycle {
             tracing::warn!(task_id = %id, "assigned agent went silent before claiming; routing again");
         }
         Ok(moved)
+    }
+
+    /// A worker process fell silent (killed): the outcome events of the attempts it finished
+    /// last may have died with it, committed but still queued to be sent. Publishes again, from
+    /// the task rows, the outcome of each attempt it finished since `since` that the event
+    /// stream does not hold, waiting for each to be stored. Call before releasing its running
+    /// attempts (their events are not in the stream yet either). Returns how many were
+    /// published.
+    pub async fn republish_outcomes(&self, agent: Uuid, since: DateTime<Utc>) -> Result<usize> {
+        let finished = transitions::finished_by(&self.db, agent, since).await?;
+        if finished.is_empty() {
+            return Ok(0);
+        }
+        let mut sent = std::collections::HashSet::new();
+        let from = EventId(since.timestamp_millis().max(0) as u64, 0);
+        let mut after = from;
+        loop {
+            let page = self.bus.replay(after).await?;
+            if after == from
+                && page
+                    .first()
+                    .and_then(|e| EventId::parse(&e.id))
+                    .is_some_and(|first| first.0 > from.0 + 1000)
+            {
+                // The stream was trimmed past `since`: what is missing cannot be told from what
+                // was trimmed, so some events may go out twice (consumers key them by task).
+                tracing::warn!(%agent, "the event stream no longer reaches back to the worker's last transitions");
+            }
+            sent.extend(page.iter().filter_map(|e| Some((e.task_id?, e.kind))));
+            match page.last().and_then(|e| EventId::parse(&e.id)) {
+                Some(last) if page.len() >= MAX_REPLAY => after = last,
+                _ => break,
+            }
+        }
+        let mut published = 0;
+        for task in &finished {
+            let event = outcome_event(task);
+            if sent.contains(&(task.id, event.kind)) {
+                continue;
+            }
+            // Sent and confirmed before the agent's attempts are released.
+            self.bus.publish(event).await?;
+            published += 1;
+        }
+        if published > 0 {
+            tracing::warn!(%agent, published, "published again the outcomes a killed worker had not sent");
+        }
+        Ok(published)
     }
 
     /// An agent was deregistered: its running attempts are lost (and counted), the tasks

@@ -219,6 +219,23 @@ where
     case.finally(Expr::col(otherwise)).into()
 }
 
+/// The attempts `agent` finished (completed, failed or dead) since `since`, oldest first, at
+/// most 10,000.
+pub async fn finished_by(
+    db: &impl ConnectionTrait,
+    agent: Uuid,
+    since: DateTime<Utc>,
+) -> Result<Vec<tasks::Model>> {
+    Ok(Entity::find()
+        .filter(partial::condition(partial::AGENT_FINISHED))
+        .filter(Column::AgentId.eq(agent))
+        .filter(Column::FinishedAt.gte(since))
+        .order_by_asc(Column::FinishedAt)
+        .limit(10_000)
+        .all(db)
+        .await?)
+}
+
 /// The rows of these tasks (those that exist), in no particular order.
 pub async fn find_many(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<tasks::Model>> {
     if ids.is_empty() {
