@@ -17,6 +17,7 @@ mod docs;
 mod engine;
 mod errors;
 mod fuzz;
+mod mcp;
 mod mcpctl;
 mod observability;
 mod pipeline;

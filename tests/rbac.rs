@@ -169,6 +169,28 @@ const MATRIX: &[(&str, &str, Rule)] = &[
     // reading (only the listed paths are open; the dashboard page itself holds no data).
     ("GET", "/metrics", Perm("system.read")),
     ("GET", "/dashboard", Open),
+    // The MCP endpoint: any authenticated caller; each tool then needs its permission
+    // (`MCP_TOOLS`), checked by `mcp_matrix`.
+    ("POST", "/mcp", Authenticated),
+];
+
+/// The MCP tools and the permission each needs: that of the REST operation it mirrors.
+const MCP_TOOLS: &[(&str, &str)] = &[
+    ("submit_task", "task.create"),
+    ("submit_batch", "task.create"),
+    ("get_task", "task.read"),
+    ("list_tasks", "task.read"),
+    ("cancel_task", "task.create"),
+    ("retry_task", "task.create"),
+    ("run_pipeline", "pipeline.execute"),
+    ("get_execution", "pipeline.read"),
+    ("get_execution_report", "pipeline.read"),
+    ("list_queues", "system.read"),
+    ("pause_queue", "task.assign"),
+    ("resume_queue", "task.assign"),
+    ("discover_agents", "agent.discover"),
+    ("get_agent_health", "agent.basic"),
+    ("system_health", "system.read"),
 ];
 
 /// Operations that revoke the credentials they are called with.
@@ -484,6 +506,7 @@ async fn every_operation_and_channel_enforces_the_permission_table() {
     let fx = Fixture::start().await;
     let mut failures = operations_matrix(&fx).await;
     failures.extend(channels_matrix(&fx).await);
+    failures.extend(mcp_matrix(&fx).await);
     assert!(
         failures.is_empty(),
         "{} of the checks failed:\n{}",
@@ -809,4 +832,66 @@ async fn sse_status(app: &App, path: &str, authorization: Option<&str>) -> (u16,
         return (status, String::new());
     }
     (status, resp.text().await.unwrap_or_default())
+}
+
+/// `/mcp`: no credentials → 401; each role's `tools/list` is exactly the tools its permissions
+/// allow, and calling any other tool answers the tool error `forbidden`.
+async fn mcp_matrix(fx: &Fixture) -> Vec<String> {
+    let mut failures = Vec::new();
+    let status = fx
+        .app
+        .http
+        .post(format!("{}/mcp", fx.app.base))
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    if status != 401 {
+        failures.push(format!("POST /mcp without credentials: {status}, want 401"));
+    }
+    let mut callers: Vec<(&str, Caller)> = USER_ROLES.iter().map(|r| (*r, fx.user(r))).collect();
+    callers.push(("agent", fx.agent(&fx.me, "agent")));
+    for (role, caller) in callers {
+        let authorization = caller.authorization.unwrap();
+        let mut want: Vec<&str> = MCP_TOOLS
+            .iter()
+            .filter(|(_, p)| role_has(role, p))
+            .map(|(t, _)| *t)
+            .collect();
+        want.sort();
+        let denied: Vec<&str> = MCP_TOOLS
+            .iter()
+            .filter(|(_, p)| !role_has(role, p))
+            .map(|(t, _)| *t)
+            .collect();
+        let mut steps = vec![json!({"op": "tools"})];
+        steps.extend(
+            denied
+                .iter()
+                .map(|t| json!({"op": "call", "tool": t, "args": {}})),
+        );
+        let out = crate::helpers::mcp::session(&fx.app.base, &authorization, json!(steps)).await;
+        let results = out["results"].as_array().unwrap();
+        let mut listed: Vec<&str> = results[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        listed.sort();
+        if listed != want {
+            failures.push(format!(
+                "MCP tools/list as {role}: {listed:?}, want {want:?}"
+            ));
+        }
+        for (tool, result) in denied.iter().zip(&results[1..]) {
+            if result["structured"]["error"]["code"] != "forbidden" {
+                failures.push(format!("MCP {tool} as {role}: {result}, want forbidden"));
+            }
+        }
+    }
+    failures
 }

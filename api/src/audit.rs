@@ -44,6 +44,11 @@ pub async fn scope<F: Future>(note: Arc<Mutex<Note>>, fut: F) -> F::Output {
     NOTE.scope(note, fut).await
 }
 
+/// The current request's note, to carry it into work the request hands to another task.
+pub fn current_note() -> Option<Arc<Mutex<Note>>> {
+    NOTE.try_with(Clone::clone).ok()
+}
+
 fn with_note(f: impl FnOnce(&mut Note)) {
     let _ = NOTE.try_with(|n| {
         if let Ok(mut n) = n.lock() {

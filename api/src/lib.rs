@@ -46,6 +46,7 @@ pub mod dashboard;
 pub mod directory;
 pub mod dispatcher;
 pub mod error;
+pub mod mcp;
 pub mod middleware;
 pub mod observability;
 pub mod payload;

@@ -294,6 +294,7 @@ impl Application {
             .at("/ws/pipeline/updates", get(ws::pipeline_updates))
             .at("/ws/system/events", get(ws::system_events))
             .at("/metrics", get(metrics::metrics))
+            .at("/mcp", crate::mcp::McpEndpoint::new(&self.state))
             .nest("/", api)
             .data(self.state.clone())
             .with_if(cors.is_some(), cors.unwrap_or_default())
@@ -370,6 +371,8 @@ mod tests {
         );
         assert_eq!(routes.template("/ws/tasks/abc"), "/ws/tasks/{id}");
         assert_eq!(routes.template("/metrics"), "/metrics");
+        assert_eq!(routes.template("/mcp"), "/mcp");
+        assert_eq!(routes.allowed_methods("/mcp"), "POST");
         assert_eq!(routes.template("/docs/index.css"), "/docs");
         assert_eq!(routes.template("/wp-admin/x.php"), UNMATCHED);
         assert_eq!(routes.template("/api/v1/tasks/"), UNMATCHED);

@@ -6,16 +6,17 @@
 /// The label of any path that matches no route (scanners, typos): one series, not one per path.
 pub const UNMATCHED: &str = "unmatched";
 
-/// Routes that live beside the OpenAPI service.
-const EXTRA_ROUTES: &[&str] = &[
-    "/metrics",
-    "/openapi.json",
-    "/docs",
-    "/ws/tasks/{id}",
-    "/ws/agents/status",
-    "/ws/tasks/progress",
-    "/ws/pipeline/updates",
-    "/ws/system/events",
+/// Routes that live beside the OpenAPI service, with their method.
+const EXTRA_ROUTES: &[(&str, &str)] = &[
+    ("/metrics", "GET"),
+    ("/openapi.json", "GET"),
+    ("/docs", "GET"),
+    ("/ws/tasks/{id}", "GET"),
+    ("/ws/agents/status", "GET"),
+    ("/ws/tasks/progress", "GET"),
+    ("/ws/pipeline/updates", "GET"),
+    ("/ws/system/events", "GET"),
+    ("/mcp", "POST"),
 ];
 
 /// The known route templates, split into segments; `{…}` matches any one segment.
@@ -42,9 +43,9 @@ impl RouteTemplates {
                 (path.clone(), methods)
             })
             .collect();
-        for extra in EXTRA_ROUTES {
+        for (extra, method) in EXTRA_ROUTES {
             if !paths.iter().any(|(p, _)| p == extra) {
-                paths.push((extra.to_string(), vec!["GET"]));
+                paths.push((extra.to_string(), vec![*method]));
             }
         }
         paths.sort();

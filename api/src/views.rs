@@ -3,10 +3,15 @@
 
 use chrono::{DateTime, Utc};
 use mcp_shared::{
-    domain::{pipeline::Stage, task::Priority},
-    entities::tasks::Model,
+    domain::{
+        agent::{AgentStatus, AgentType},
+        pipeline::Stage,
+        task::{Priority, TaskType},
+    },
+    entities::{pipeline_executions::Model as Execution, tasks::Model},
 };
 use poem_openapi::Object;
+use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -205,4 +210,124 @@ pub struct StageView {
     pub progress: i32,
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
+}
+
+#[derive(Object, Clone)]
+pub struct CapabilityView {
+    pub name: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub version: Option<String>,
+}
+
+#[derive(Object)]
+pub struct AgentView {
+    pub id: Uuid,
+    pub name: String,
+    #[oai(rename = "type")]
+    pub agent_type: AgentType,
+    pub capabilities: Vec<CapabilityView>,
+    pub status: AgentStatus,
+    pub max_concurrency: i32,
+    /// Running tasks plus reserved slots.
+    pub current_load: i64,
+    pub metadata: Value,
+    pub registered_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+#[derive(Object)]
+pub struct AgentHealth {
+    pub agent_id: Uuid,
+    pub status: AgentStatus,
+    /// 0..1: 1 when beating on time with spare capacity.
+    pub overall_health: f64,
+    /// Heartbeats received over heartbeats expected since registration, in percent.
+    pub availability_percentage: f64,
+    pub last_seen: DateTime<Utc>,
+    pub last_health_check: DateTime<Utc>,
+    pub heartbeat_age_ms: i64,
+}
+
+// A request to create one task: the body of `POST /tasks`, an item of `POST /tasks/batch`, and
+// the arguments of the MCP `submit_task` tool.
+#[derive(Object, Deserialize)]
+pub struct CreateTaskRequest {
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub task_type: TaskType,
+    /// Default `medium`.
+    pub priority: Option<Priority>,
+    /// Capabilities a worker or agent must have; the first picks the queue. Default: the type's.
+    #[serde(default)]
+    pub required_capabilities: Option<Vec<String>>,
+    /// Free-form input for the handler (a JSON object).
+    pub payload: Value,
+    /// Repeating a request with the same key and body returns the same task (200).
+    pub idempotency_key: Option<String>,
+    /// Run no earlier than this time (RFC 3339).
+    pub run_at: Option<DateTime<Utc>>,
+    /// Default `TASK_EXECUTION_TIMEOUT`.
+    pub timeout_seconds: Option<u32>,
+    /// 1–100, default 3.
+    pub max_attempts: Option<u32>,
+    /// JSON Pointers (`/credentials/token`) to payload values that are secret or personal: they
+    /// are encrypted at rest (AES-256-GCM), shown as `{"$sealed": "<key id>"}` when the task is
+    /// read, and handed in clear only to the worker or agent that runs the task. At most 32.
+    #[serde(default)]
+    pub sensitive_fields: Option<Vec<String>>,
+}
+
+#[derive(Object)]
+pub struct ExecutionView {
+    pub execution_id: Uuid,
+    pub status: String,
+    pub priority: String,
+    pub created_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub results: Option<Value>,
+    #[oai(skip_serializing_if_is_none)]
+    pub metrics: Option<Value>,
+    /// Why a failed execution failed: the stage, shard and reason.
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub dataset_id: Option<Uuid>,
+    #[oai(skip_serializing_if_is_none)]
+    pub current_stage: Option<String>,
+    pub options: Value,
+    /// The key the execution was started with, if any.
+    #[oai(skip_serializing_if_is_none)]
+    pub idempotency_key: Option<String>,
+}
+
+impl From<Execution> for ExecutionView {
+    fn from(e: Execution) -> Self {
+        Self {
+            execution_id: e.id,
+            status: e.status,
+            priority: e.priority,
+            created_at: e.created_at,
+            finished_at: e.finished_at,
+            results: e.results,
+            metrics: e.metrics,
+            error: e.error,
+            dataset_id: e.dataset_id,
+            current_stage: e.current_stage,
+            options: e.options,
+            idempotency_key: e.idempotency_key,
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct ExecutionProgress {
+    pub execution_id: Uuid,
+    pub status: String,
+    /// 0–100 over all six stages.
+    pub progress: i32,
+    #[oai(skip_serializing_if_is_none)]
+    pub current_stage: Option<String>,
+    pub stages: Vec<StageView>,
 }

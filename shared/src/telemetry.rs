@@ -30,7 +30,7 @@ use crate::sanitize;
 /// (the second call does nothing), which keeps tests simple.
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,apalis=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,apalis=warn,rmcp=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
         registry

@@ -3,6 +3,7 @@
 pub mod app;
 #[allow(dead_code, reason = "used by the benchmarks only")]
 pub mod cost;
+pub mod mcp;
 pub mod servers;
 pub mod soak;
 pub mod synth;

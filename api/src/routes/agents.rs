@@ -23,7 +23,7 @@ use super::{ApiTags, Envelope, ListEnvelope, ok, page};
 use crate::{
     audit,
     auth::Auth,
-    directory::{self, AgentEntry},
+    directory,
     error::{ApiError, ApiResult},
     payload::ApiJson,
     services::{
@@ -31,7 +31,7 @@ use crate::{
         capabilities, runs,
     },
     state::AppState,
-    views::{self, TaskView},
+    views::{self, AgentHealth, AgentView, TaskView},
 };
 
 pub struct AgentsApi;
@@ -53,71 +53,11 @@ pub struct RegisterAgentRequest {
     pub configuration: Option<Value>,
 }
 
-#[derive(Object, Clone)]
-pub struct CapabilityView {
-    pub name: String,
-    #[oai(skip_serializing_if_is_none)]
-    pub version: Option<String>,
-}
-
-#[derive(Object)]
-pub struct AgentView {
-    pub id: Uuid,
-    pub name: String,
-    #[oai(rename = "type")]
-    pub agent_type: AgentType,
-    pub capabilities: Vec<CapabilityView>,
-    pub status: AgentStatus,
-    pub max_concurrency: i32,
-    /// Running tasks plus reserved slots.
-    pub current_load: i64,
-    pub metadata: Value,
-    pub registered_at: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
-}
-
-impl From<&AgentEntry> for AgentView {
-    fn from(e: &AgentEntry) -> Self {
-        Self {
-            id: e.model.id,
-            name: e.model.name.clone(),
-            agent_type: e.agent_type,
-            capabilities: e
-                .capabilities
-                .iter()
-                .map(|c| CapabilityView {
-                    name: c.name.clone(),
-                    version: c.version.clone(),
-                })
-                .collect(),
-            status: e.status,
-            max_concurrency: e.model.max_concurrency,
-            current_load: e.load(),
-            metadata: e.model.metadata.clone(),
-            registered_at: e.model.registered_at,
-            last_seen: e.model.last_seen,
-        }
-    }
-}
-
 #[derive(Object)]
 pub struct Registered {
     pub agent: AgentView,
     /// Shown once; store it now. Send it as `Authorization: Agent <key>`.
     pub agent_key: String,
-}
-
-#[derive(Object)]
-pub struct AgentHealth {
-    pub agent_id: Uuid,
-    pub status: AgentStatus,
-    /// 0..1: 1 when beating on time with spare capacity.
-    pub overall_health: f64,
-    /// Heartbeats received over heartbeats expected since registration, in percent.
-    pub availability_percentage: f64,
-    pub last_seen: DateTime<Utc>,
-    pub last_health_check: DateTime<Utc>,
-    pub heartbeat_age_ms: i64,
 }
 
 #[derive(Object, Deserialize)]
@@ -352,32 +292,7 @@ impl AgentsApi {
     ) -> ApiResult<HealthResponse> {
         auth.0.require(Permission::AgentBasic)?;
         auth.0.require_self_if_agent(id.0)?;
-        let e = service::find(&state, id.0).await?;
-        let now = Utc::now();
-        let interval_ms = state.settings.agent_heartbeat.as_millis().max(1) as f64;
-        let age_ms = (now - e.model.last_seen).num_milliseconds().max(0);
-        let lifetime_ms = (now - e.model.registered_at).num_milliseconds().max(0) as f64;
-        let expected = (lifetime_ms / interval_ms).floor().max(1.0);
-        let availability =
-            ((e.model.heartbeat_count as f64 + 1.0) / (expected + 1.0)).min(1.0) * 100.0;
-        let freshness = (1.0
-            - age_ms as f64 / state.settings.agent_stale_after().as_millis().max(1) as f64)
-            .clamp(0.0, 1.0);
-        let headroom = (1.0 - e.load_ratio()).clamp(0.0, 1.0);
-        let overall = match e.status {
-            AgentStatus::Offline => 0.0,
-            AgentStatus::Stale => 0.2 * freshness,
-            _ => 0.7 * freshness + 0.3 * headroom,
-        };
-        Ok(HealthResponse::Ok(ok(AgentHealth {
-            agent_id: e.model.id,
-            status: e.status,
-            overall_health: (overall * 1000.0).round() / 1000.0,
-            availability_percentage: (availability * 10.0).round() / 10.0,
-            last_seen: e.model.last_seen,
-            last_health_check: now,
-            heartbeat_age_ms: age_ms,
-        })))
+        Ok(HealthResponse::Ok(ok(service::health(&state, id.0).await?)))
     }
 
     /// The agent reports it is alive (only the agent itself).

@@ -7,7 +7,6 @@ use mcp_shared::{
         pipeline::{DatasetFormat, ExportFormat, PipelineStatus},
         task::Priority,
     },
-    entities::pipeline_executions::Model as Execution,
 };
 use poem::{Body, Request, RequestBody, web::Data};
 use poem_openapi::{
@@ -33,7 +32,7 @@ use crate::{
         pipelines::{self as service, ExecuteRequest, Started},
     },
     state::AppState,
-    views::StageView,
+    views::{ExecutionProgress, ExecutionView},
 };
 
 pub struct PipelineApi;
@@ -100,61 +99,6 @@ pub struct DatasetView {
 pub struct ExecutionAccepted {
     pub execution_id: Uuid,
     pub status: String,
-}
-
-#[derive(Object)]
-pub struct ExecutionView {
-    pub execution_id: Uuid,
-    pub status: String,
-    pub priority: String,
-    pub created_at: DateTime<Utc>,
-    #[oai(skip_serializing_if_is_none)]
-    pub finished_at: Option<DateTime<Utc>>,
-    #[oai(skip_serializing_if_is_none)]
-    pub results: Option<Value>,
-    #[oai(skip_serializing_if_is_none)]
-    pub metrics: Option<Value>,
-    /// Why a failed execution failed: the stage, shard and reason.
-    #[oai(skip_serializing_if_is_none)]
-    pub error: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    pub dataset_id: Option<Uuid>,
-    #[oai(skip_serializing_if_is_none)]
-    pub current_stage: Option<String>,
-    pub options: Value,
-    /// The key the execution was started with, if any.
-    #[oai(skip_serializing_if_is_none)]
-    pub idempotency_key: Option<String>,
-}
-
-impl From<Execution> for ExecutionView {
-    fn from(e: Execution) -> Self {
-        Self {
-            execution_id: e.id,
-            status: e.status,
-            priority: e.priority,
-            created_at: e.created_at,
-            finished_at: e.finished_at,
-            results: e.results,
-            metrics: e.metrics,
-            error: e.error,
-            dataset_id: e.dataset_id,
-            current_stage: e.current_stage,
-            options: e.options,
-            idempotency_key: e.idempotency_key,
-        }
-    }
-}
-
-#[derive(Object)]
-pub struct ExecutionProgress {
-    pub execution_id: Uuid,
-    pub status: String,
-    /// 0–100 over all six stages.
-    pub progress: i32,
-    #[oai(skip_serializing_if_is_none)]
-    pub current_stage: Option<String>,
-    pub stages: Vec<StageView>,
 }
 
 #[derive(Object, serde::Deserialize)]

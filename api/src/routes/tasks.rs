@@ -28,37 +28,10 @@ use crate::{
         tasks::{self as service, Created, ListFilter, NewTask},
     },
     state::AppState,
-    views::{self, TaskView},
+    views::{self, CreateTaskRequest, TaskView},
 };
 
 pub struct TasksApi;
-
-#[derive(Object, Deserialize)]
-pub struct CreateTaskRequest {
-    #[oai(rename = "type")]
-    #[serde(rename = "type")]
-    pub task_type: TaskType,
-    /// Default `medium`.
-    pub priority: Option<Priority>,
-    /// Capabilities a worker or agent must have; the first picks the queue. Default: the type's.
-    #[serde(default)]
-    pub required_capabilities: Option<Vec<String>>,
-    /// Free-form input for the handler (a JSON object).
-    pub payload: Value,
-    /// Repeating a request with the same key and body returns the same task (200).
-    pub idempotency_key: Option<String>,
-    /// Run no earlier than this time (RFC 3339).
-    pub run_at: Option<DateTime<Utc>>,
-    /// Default `TASK_EXECUTION_TIMEOUT`.
-    pub timeout_seconds: Option<u32>,
-    /// 1–100, default 3.
-    pub max_attempts: Option<u32>,
-    /// JSON Pointers (`/credentials/token`) to payload values that are secret or personal: they
-    /// are encrypted at rest (AES-256-GCM), shown as `{"$sealed": "<key id>"}` when the task is
-    /// read, and handed in clear only to the worker or agent that runs the task. At most 32.
-    #[serde(default)]
-    pub sensitive_fields: Option<Vec<String>>,
-}
 
 #[derive(Object)]
 pub struct TaskStatusView {
@@ -196,7 +169,7 @@ impl TasksApi {
         body: ApiJson<CreateTaskRequest>,
     ) -> ApiResult<CreateTaskResponse> {
         auth.0.require(Permission::TaskCreate)?;
-        let new = to_new_task(body.0, Priority::Medium);
+        let new = NewTask::from_request(body.0, Priority::Medium);
         Ok(match service::create(&state, new, &auth.0.actor()).await? {
             Created::New(t) => {
                 audit::note(
@@ -301,7 +274,9 @@ impl TasksApi {
         }
         let parsed = items
             .into_iter()
-            .map(|v| from_value::<CreateTaskRequest>(v).map(|r| to_new_task(r, Priority::Low)))
+            .map(|v| {
+                from_value::<CreateTaskRequest>(v).map(|r| NewTask::from_request(r, Priority::Low))
+            })
             .collect();
         let (ids, rejected) = service::create_batch(&state, parsed, &auth.0.actor()).await?;
         audit::note(
@@ -465,18 +440,4 @@ fn reporting_agent(auth: &Auth) -> ApiResult<Uuid> {
     auth.0
         .agent_id()
         .ok_or_else(|| ApiError::forbidden("only the agent a task is routed to reports on it"))
-}
-
-fn to_new_task(r: CreateTaskRequest, default_priority: Priority) -> NewTask {
-    NewTask {
-        task_type: r.task_type,
-        priority: r.priority.unwrap_or(default_priority),
-        required_capabilities: r.required_capabilities.unwrap_or_default(),
-        payload: r.payload,
-        idempotency_key: r.idempotency_key,
-        run_at: r.run_at,
-        timeout_seconds: r.timeout_seconds,
-        max_attempts: r.max_attempts,
-        sensitive_fields: r.sensitive_fields.unwrap_or_default(),
-    }
 }

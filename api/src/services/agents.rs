@@ -27,6 +27,7 @@ use crate::{
     error::{ApiError, ErrorCode},
     services::capabilities,
     state::AppState,
+    views::{AgentHealth, AgentView, CapabilityView},
 };
 
 /// Configuration keys whose values are secrets: sealed at rest, never returned.
@@ -409,4 +410,57 @@ pub fn spawn_sweeper(state: AppState, shutdown: CancellationToken) {
             }
         }
     });
+}
+
+impl From<&AgentEntry> for AgentView {
+    fn from(e: &AgentEntry) -> Self {
+        Self {
+            id: e.model.id,
+            name: e.model.name.clone(),
+            agent_type: e.agent_type,
+            capabilities: e
+                .capabilities
+                .iter()
+                .map(|c| CapabilityView {
+                    name: c.name.clone(),
+                    version: c.version.clone(),
+                })
+                .collect(),
+            status: e.status,
+            max_concurrency: e.model.max_concurrency,
+            current_load: e.load(),
+            metadata: e.model.metadata.clone(),
+            registered_at: e.model.registered_at,
+            last_seen: e.model.last_seen,
+        }
+    }
+}
+
+/// An agent's health: heartbeat freshness and availability since registration, and headroom.
+pub async fn health(state: &AppState, id: Uuid) -> Result<AgentHealth, ApiError> {
+    let e = find(state, id).await?;
+    let now = Utc::now();
+    let interval_ms = state.settings.agent_heartbeat.as_millis().max(1) as f64;
+    let age_ms = (now - e.model.last_seen).num_milliseconds().max(0);
+    let lifetime_ms = (now - e.model.registered_at).num_milliseconds().max(0) as f64;
+    let expected = (lifetime_ms / interval_ms).floor().max(1.0);
+    let availability = ((e.model.heartbeat_count as f64 + 1.0) / (expected + 1.0)).min(1.0) * 100.0;
+    let freshness = (1.0
+        - age_ms as f64 / state.settings.agent_stale_after().as_millis().max(1) as f64)
+        .clamp(0.0, 1.0);
+    let headroom = (1.0 - e.load_ratio()).clamp(0.0, 1.0);
+    let overall = match e.status {
+        AgentStatus::Offline => 0.0,
+        AgentStatus::Stale => 0.2 * freshness,
+        _ => 0.7 * freshness + 0.3 * headroom,
+    };
+    Ok(AgentHealth {
+        agent_id: e.model.id,
+        status: e.status,
+        overall_health: (overall * 1000.0).round() / 1000.0,
+        availability_percentage: (availability * 10.0).round() / 10.0,
+        last_seen: e.model.last_seen,
+        last_health_check: now,
+        heartbeat_age_ms: age_ms,
+    })
 }

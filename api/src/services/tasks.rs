@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::{
     error::{ApiError, ErrorCode},
     state::AppState,
+    views::CreateTaskRequest,
 };
 
 /// A validated request to create one task.
@@ -54,6 +55,21 @@ const MAX_TIMEOUT_SECONDS: u32 = 7 * 24 * 3600;
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 impl NewTask {
+    /// The task a client's request asks for, with the priority it gets when none is named.
+    pub fn from_request(r: CreateTaskRequest, default_priority: Priority) -> Self {
+        Self {
+            task_type: r.task_type,
+            priority: r.priority.unwrap_or(default_priority),
+            required_capabilities: r.required_capabilities.unwrap_or_default(),
+            payload: r.payload,
+            idempotency_key: r.idempotency_key,
+            run_at: r.run_at,
+            timeout_seconds: r.timeout_seconds,
+            max_attempts: r.max_attempts,
+            sensitive_fields: r.sensitive_fields.unwrap_or_default(),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ApiError> {
         if mcp_shared::sealing::contains_marker(&self.payload) {
             return Err(ApiError::invalid_field(
