@@ -508,17 +508,23 @@ impl Lifecycle {
     /// attempts (their events are not in the stream yet either). Returns how many were
     /// published.
     pub async fn republish_outcomes(&self, agent: Uuid, since: DateTime<Utc>) -> Result<usize> {
+        // Only what the stream still covers can be checked: an outcome from before its oldest
+        // event is left alone (sending it again could only duplicate what was trimmed).
+        let mut since = since;
+        if let Some(oldest) = self.bus.oldest().await? {
+            let horizon =
+                DateTime::<Utc>::from_timestamp_millis(oldest.0 as i64 + 1).unwrap_or(since);
+            if horizon > since {
+                tracing::warn!(%agent, "the event stream no longer reaches back to all of the worker's last transitions");
+                since = horizon;
+            }
+        }
         let finished = transitions::finished_by(&self.db, agent, since).await?;
         if finished.is_empty() {
             return Ok(0);
         }
         let mut sent = std::collections::HashSet::new();
         let from = EventId(since.timestamp_millis().max(0) as u64, 0);
-        if self.bus.oldest().await?.is_some_and(|oldest| oldest > from) {
-            // Trimmed past `since`: what is missing cannot be told from what was trimmed, so
-            // some events may go out twice (consumers key them by task).
-            tracing::warn!(%agent, "the event stream no longer reaches back to the worker's last transitions");
-        }
         let mut after = from;
         loop {
             let page = self.bus.replay(after).await?;
