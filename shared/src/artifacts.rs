@@ -8,11 +8,8 @@
 
 use std::{
     path::{Path, PathBuf},
-    pin::Pin,
     sync::Arc,
 };
-
-use tokio::io::AsyncRead;
 
 use crate::{
     Error, Result,
@@ -58,7 +55,7 @@ pub mod keys {
 }
 
 /// A byte stream read from the store.
-pub type ArtifactReader = Pin<Box<dyn AsyncRead + Send>>;
+pub type ArtifactReader = sealed_stream::Reader;
 
 #[async_trait::async_trait]
 pub trait ArtifactStore: Send + Sync + std::fmt::Debug {

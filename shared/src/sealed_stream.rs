@@ -28,6 +28,9 @@ use crate::{
     crypto::{KeyRing, Purpose, keyed_hash},
 };
 
+/// A byte stream being read (an artifact, opened or not).
+pub type Reader = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+
 pub const MAGIC: &[u8; 8] = b"MCPSEAL1";
 /// Plaintext bytes per chunk.
 pub const CHUNK: usize = 64 * 1024;
@@ -264,10 +267,7 @@ async fn read_full(r: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> std::io:
 }
 
 /// A reader that opens `inner` as it is read; data written in clear passes through.
-pub async fn open_reader(
-    ring: Arc<KeyRing>,
-    mut inner: crate::artifacts::ArtifactReader,
-) -> Result<crate::artifacts::ArtifactReader> {
+pub async fn open_reader(ring: Arc<KeyRing>, mut inner: Reader) -> Result<Reader> {
     let mut prefix = vec![0u8; MAGIC.len() + 1];
     let n = read_full(&mut inner, &mut prefix).await?;
     prefix.truncate(n);

@@ -26,7 +26,7 @@ use rmcp::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::tools::{self, error_object};
+use super::results::{self, error_object};
 use crate::{
     audit,
     error::{ApiError, ErrorCode},
@@ -136,7 +136,7 @@ async fn find(state: &AppState, principal: &Principal, id: &str) -> Result<Recor
     match task_service::find(state, id).await {
         Ok(task) => {
             principal.require(Permission::TaskRead)?;
-            tools::visible_task(principal, task.clone())?;
+            results::visible_task(principal, task.clone())?;
             Ok(Record::Task(task))
         }
         Err(e) if e.code == ErrorCode::NotFound => {
@@ -168,7 +168,7 @@ pub async fn get(
             );
             let payload = match status {
                 McpStatus::Completed => {
-                    let view = tools::visible_task(principal, t).map_err(protocol_error)?;
+                    let view = results::visible_task(principal, t).map_err(protocol_error)?;
                     TaskPayload::Completed {
                         result: call_result(view),
                     }
@@ -201,7 +201,7 @@ pub async fn get(
             let payload = match status {
                 McpStatus::Completed => TaskPayload::Completed {
                     result: call_result(
-                        tools::execution_json(state, e.id)
+                        results::execution_json(state, e.id)
                             .await
                             .map_err(protocol_error)?,
                     ),
@@ -227,7 +227,7 @@ pub async fn get(
 
 /// A completed tool call's result, as `tasks/get` carries it.
 fn call_result(structured: Value) -> JsonObject {
-    object(serde_json::to_value(tools::success(structured)).unwrap_or(Value::Null))
+    object(serde_json::to_value(results::success(structured)).unwrap_or(Value::Null))
 }
 
 /// `tasks/cancel`: cancels the task or execution (cancelling a cancelled one is harmless).
@@ -338,7 +338,7 @@ pub async fn wait_execution(
             let _ = context.peer.notify_progress(note).await;
             reported = (progress, stage);
         }
-        if tools::execution_ended(&execution.status) {
+        if results::execution_ended(&execution.status) {
             return Ok(execution);
         }
         loop {

@@ -21,6 +21,7 @@
 
 mod durable;
 mod resources;
+mod results;
 pub mod schema;
 mod tools;
 

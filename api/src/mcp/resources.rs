@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::tools;
+use super::results;
 use crate::{
     error::ApiError,
     principal::Principal,
@@ -87,7 +87,7 @@ pub async fn list(
 }
 
 fn protocol(e: ApiError) -> McpError {
-    let data = tools::error_object(&e);
+    let data = results::error_object(&e);
     if e.code == crate::error::ErrorCode::NotFound {
         McpError::resource_not_found(e.message, Some(data))
     } else {
@@ -109,7 +109,7 @@ pub async fn read(
         if let Some(rest) = uri.strip_prefix("task://") {
             principal.require(Permission::TaskRead)?;
             let task = task_service::find(state, id(rest)?).await?;
-            return tools::visible_task(principal, task);
+            return results::visible_task(principal, task);
         }
         if let Some(rest) = uri.strip_prefix("pipeline://") {
             principal.require(Permission::PipelineRead)?;
@@ -119,7 +119,7 @@ pub async fn read(
                     let report = pipelines::report(state, execution).await?;
                     Ok(json!({"execution_id": execution, "report": report}))
                 }
-                None => tools::execution_json(state, id(rest)?).await,
+                None => results::execution_json(state, id(rest)?).await,
             };
         }
         if let Some(name) = uri.strip_prefix("queue://") {

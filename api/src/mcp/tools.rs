@@ -12,17 +12,15 @@ use mcp_shared::{
     auth::Permission,
     domain::{
         agent::{AgentStatus, AgentType},
-        pipeline::PipelineStatus,
         task::{Priority, TaskStatus, TaskType},
     },
-    entities::tasks::Model,
 };
-use poem_openapi::{Object, types::ToJSON};
+use poem_openapi::Object;
 use rmcp::{
     ErrorData as McpError, RoleServer,
     model::{
-        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CreateTaskResult,
-        JsonObject, Tool, ToolAnnotations,
+        CallToolRequestParams, CallToolResponse, CreateTaskResult, JsonObject, Tool,
+        ToolAnnotations,
     },
     service::RequestContext,
 };
@@ -30,7 +28,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{durable, schema};
+use super::{
+    durable,
+    results::{error_object, execution_json, failure, success, to_json, visible_task},
+    schema,
+};
 use crate::{
     audit,
     directory::Query,
@@ -43,7 +45,7 @@ use crate::{
         tasks::{self as task_service, Created, ListFilter, NewTask},
     },
     state::AppState,
-    views::{self, CreateTaskRequest, ExecutionProgress, ExecutionView, TaskView},
+    views::{self, CreateTaskRequest, ExecutionView, TaskView},
 };
 
 /// Longest a tool waits for a task or execution to end before answering with its state.
@@ -388,46 +390,6 @@ pub async fn call(
     })
 }
 
-pub fn success(value: Value) -> CallToolResult {
-    let text = serde_json::to_string_pretty(&value).unwrap_or_default();
-    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-    result.structured_content = Some(value);
-    result
-}
-
-/// The error as an MCP tool error: the REST envelope's `{code, message, details}`.
-pub fn failure(e: &ApiError) -> CallToolResult {
-    let error = error_object(e);
-    let mut result = CallToolResult::error(vec![ContentBlock::text(format!(
-        "{}: {}",
-        e.code, e.message
-    ))]);
-    result.structured_content = Some(json!({ "error": error }));
-    result
-}
-
-pub fn error_object(e: &ApiError) -> Value {
-    let mut error = json!({"code": e.code.as_str(), "message": e.message});
-    if let Some(details) = &e.details {
-        error["details"] = details.clone();
-    }
-    error
-}
-
-fn to_json<T: ToJSON>(view: T) -> Value {
-    view.to_json().unwrap_or(Value::Null)
-}
-
-/// The task view, or 403 for an agent asking about a task not routed to it.
-pub fn visible_task(principal: &Principal, task: Model) -> Result<Value, ApiError> {
-    match principal.agent_id() {
-        Some(me) if task.agent_id != Some(me) => {
-            Err(ApiError::forbidden("this task is not routed to you"))
-        }
-        _ => Ok(json!({ "task": to_json(TaskView::from(task)) })),
-    }
-}
-
 /// A key for a mutating call that came without one: the same caller with the same arguments
 /// gets the same key.
 fn derived_key(state: &AppState, principal: &Principal, tool: &str, arguments: &Value) -> String {
@@ -676,27 +638,6 @@ async fn run(call: &Call<'_>, name: &str, arguments: Value) -> Result<Outcome, A
         }
         other => Err(ApiError::not_found(&format!("tool {other:?}"))),
     }
-}
-
-/// An execution with its per-stage progress.
-pub async fn execution_json(state: &AppState, id: Uuid) -> Result<Value, ApiError> {
-    let (e, stages, progress) = pipelines::progress(state, id).await?;
-    let progress = to_json(ExecutionProgress {
-        execution_id: e.id,
-        status: e.status.clone(),
-        progress,
-        current_stage: e.current_stage.clone(),
-        stages,
-    });
-    Ok(json!({
-        "execution": to_json(ExecutionView::from(e)),
-        "progress": progress,
-    }))
-}
-
-/// Whether an execution's status is final.
-pub fn execution_ended(status: &str) -> bool {
-    PipelineStatus::parse(status).is_some_and(PipelineStatus::is_terminal)
 }
 
 /// The arguments without `fields`, and those fields apart (they do not change what is asked
