@@ -278,3 +278,35 @@ async fn a_typed_task_needing_other_capabilities_goes_to_an_agent() {
     assert_eq!(claimed["data"]["id"], task["id"]);
     assert_eq!(claimed["data"]["payload"], json!({"free": "form"}));
 }
+
+/// A built-in handler running past the task's timeout fails the attempt, which is retried until
+/// the attempts run out.
+async fn a_task_past_its_timeout_is_retried_then_dead(mode: Mode) {
+    let app = App::start(mode).await;
+    let task = app
+        .create_task(json!({"type": "generic", "payload": {"sleep_ms": 60_000},
+                            "timeout_seconds": 1, "max_attempts": 2}))
+        .await;
+    let dead = app
+        .wait_status(
+            task["id"].as_str().unwrap(),
+            "dead",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(dead["attempt"], 2, "{dead}");
+    assert!(
+        dead["error"].as_str().unwrap_or("").contains("timed out"),
+        "{dead}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_past_its_timeout_is_retried_then_dead_single_node() {
+    a_task_past_its_timeout_is_retried_then_dead(Mode::SingleNode).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_past_its_timeout_is_retried_then_dead_distributed() {
+    a_task_past_its_timeout_is_retried_then_dead(Mode::Distributed).await;
+}
