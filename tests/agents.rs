@@ -19,6 +19,9 @@ async fn discover(app: &App, query: &str) -> Vec<Value> {
 
 async fn agent_surface(mode: Mode) -> App {
     let app = App::start(mode).await;
+    // A capability of the test's own: the built-in workers, which register as agents too, serve
+    // every task type's capability and would show up in discovery.
+    app.define_capability("translation").await;
 
     // Registration: key shown once, secrets sealed and never returned, PII redacted.
     let (s, b) = app
@@ -123,7 +126,7 @@ async fn agent_surface(mode: Mode) -> App {
     // The agent acts on its own record with its key, and only on its own.
     let (other, other_key) = app
         .register_agent(
-            json!({"name": "exporter-1", "type": "data_processor", "capabilities": ["export"]}),
+            json!({"name": "exporter-1", "type": "data_processor", "capabilities": ["translation"]}),
         )
         .await;
     let (s, b) = app
@@ -265,8 +268,8 @@ async fn agent_surface(mode: Mode) -> App {
     assert_eq!(v["data"]["valid"], true);
 
     // Discovery: all capabilities required, healthy first, then least loaded.
-    let (a, _) = app.register_agent(json!({"name": "proc-a", "type": "data_processor", "capabilities": ["processing", "export"], "max_concurrency": 10})).await;
-    let (b_id, _) = app.register_agent(json!({"name": "proc-b", "type": "data_processor", "capabilities": ["processing", "export"], "max_concurrency": 10})).await;
+    let (a, _) = app.register_agent(json!({"name": "proc-a", "type": "data_processor", "capabilities": ["processing", "translation"], "max_concurrency": 10})).await;
+    let (b_id, _) = app.register_agent(json!({"name": "proc-b", "type": "data_processor", "capabilities": ["processing", "translation"], "max_concurrency": 10})).await;
     let (s, alloc) = app
         .admin(
             "POST",
@@ -284,7 +287,7 @@ async fn agent_surface(mode: Mode) -> App {
         )
         .await;
     assert_eq!(s, 422);
-    let found = discover(&app, "capability=processing&capability=export").await;
+    let found = discover(&app, "capability=processing&capability=translation").await;
     let order: Vec<&str> = found.iter().map(|a| a["id"].as_str().unwrap()).collect();
     assert_eq!(
         order,
@@ -292,10 +295,10 @@ async fn agent_surface(mode: Mode) -> App {
         "least loaded first: {found:?}"
     );
     assert_eq!(found[1]["current_load"], 6);
-    let both = discover(&app, "capability=export").await;
+    let both = discover(&app, "capability=translation").await;
     assert_eq!(both.len(), 3, "exporter-1 too: {both:?}");
     assert!(
-        discover(&app, "capability=export&type=validation")
+        discover(&app, "capability=translation&type=validation")
             .await
             .is_empty()
     );
@@ -318,7 +321,7 @@ async fn agent_surface(mode: Mode) -> App {
     let (s, _) = app
         .call(
             "GET",
-            "/api/v1/agents/discover?capability=export",
+            "/api/v1/agents/discover?capability=translation",
             Some(&viewer),
             None,
         )
@@ -379,7 +382,7 @@ async fn agent_surface_distributed() {
     assert_eq!(count("agent.deregister"), 2);
     assert_eq!(count("agent.allocate"), 1);
     assert_eq!(count("agent.capabilities"), 2);
-    assert_eq!(count("capability.create"), 1);
+    assert_eq!(count("capability.create"), 2);
     assert_eq!(count("user.create"), 1);
     let broken = app.sql(
         "SELECT count(*) FROM (SELECT prev_hash, lag(hash) OVER (ORDER BY id) AS prev FROM audit_records) t \

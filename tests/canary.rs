@@ -241,6 +241,8 @@ struct Agent {
 
 /// Registration with PII in metadata and secrets in configuration; the agent key in use.
 async fn seed_agent(app: &App, c: &mut Canaries, token: &str) -> Agent {
+    // A capability of the test's own, so the built-in workers never take the agent's tasks.
+    app.define_capability("sentiment").await;
     let tag = c.tag.clone();
     let email = c.add(
         "agent metadata e-mail",
@@ -285,7 +287,7 @@ async fn seed_agent(app: &App, c: &mut Canaries, token: &str) -> Agent {
             Some(json!({
                 "name": name,
                 "type": "external_api",
-                "capabilities": ["analysis"],
+                "capabilities": ["sentiment"],
                 "max_concurrency": 4,
                 "metadata": {
                     "owner": format!("contact {email} or call {phone}"),
@@ -454,7 +456,7 @@ async fn seed_tasks(app: &App, c: &mut Canaries, token: &str, agent: &Agent) {
                 "POST",
                 "/api/v1/tasks",
                 Some(token),
-                Some(json!({"type": "analysis", "required_capabilities": ["analysis"], "payload": payload, "max_attempts": 1})),
+                Some(json!({"type": "analysis", "required_capabilities": ["sentiment"], "payload": payload, "max_attempts": 1})),
             )
             .await;
         assert_eq!(s, 201, "{b}");

@@ -170,8 +170,12 @@ async fn register_agent(app: &App, name: &str, caps: Value) -> (String, String) 
 
 async fn agent_flow(mode: Mode) {
     let app = App::start(mode).await;
-    let (agent, key) = register_agent(&app, "analyst", json!(["analysis", "validation"])).await;
-    let (_, other_key) = register_agent(&app, "other", json!(["export"])).await;
+    // Capabilities of the test's own, so the built-in workers never take these tasks.
+    for name in ["sentiment", "tone", "translation"] {
+        app.define_capability(name).await;
+    }
+    let (agent, key) = register_agent(&app, "analyst", json!(["sentiment", "tone"])).await;
+    let (_, other_key) = register_agent(&app, "other", json!(["translation"])).await;
 
     // Nothing to claim yet: 204 after the wait.
     let (s, _) = app.claim(&agent, &key, 200).await;
@@ -206,7 +210,7 @@ async fn agent_flow(mode: Mode) {
     // it waits, and the answer must be the task either way.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = app
-        .create_task(json!({"type": "analysis", "required_capabilities": ["analysis", "validation"], "payload": {"q": 1}}))
+        .create_task(json!({"type": "analysis", "required_capabilities": ["sentiment", "tone"], "payload": {"q": 1}}))
         .await;
     let (s, claimed, waited) = claim.await.unwrap();
     assert_eq!(s, 200, "{claimed}");
@@ -291,7 +295,7 @@ async fn agent_flow(mode: Mode) {
 
     // A task needing a capability the agent lacks is not claimed by it.
     let foreign = app
-        .create_task(json!({"type": "analysis", "required_capabilities": ["analysis", "export"], "payload": {}}))
+        .create_task(json!({"type": "analysis", "required_capabilities": ["sentiment", "translation"], "payload": {}}))
         .await;
     let (s, _) = app.claim(&agent, &key, 300).await;
     assert_eq!(s, 204);
@@ -299,13 +303,13 @@ async fn agent_flow(mode: Mode) {
 
     // Explicit assignment routes to the agent; it claims it; a failure is retried, then dead.
     let t = app
-        .create_task(json!({"type": "validation", "payload": {}, "max_attempts": 1}))
+        .create_task(json!({"type": "validation", "required_capabilities": ["tone"], "payload": {}, "max_attempts": 1}))
         .await;
     let (s, b) = app
         .admin(
             "POST",
             &format!("/api/v1/tasks/{}/assign", id(&t)),
-            Some(json!({"criteria": {"capabilities": ["validation"]}})),
+            Some(json!({"criteria": {"capabilities": ["tone"]}})),
         )
         .await;
     assert_eq!(s, 200, "{b}");
@@ -334,7 +338,9 @@ async fn agent_flow(mode: Mode) {
 
     // Cancelling a running agent task: the agent learns at its next progress report.
     let t = app
-        .create_task(json!({"type": "validation", "payload": {}}))
+        .create_task(
+            json!({"type": "validation", "required_capabilities": ["tone"], "payload": {}}),
+        )
         .await;
     let (s, _) = app
         .admin(
@@ -372,7 +378,7 @@ async fn agent_flow(mode: Mode) {
     // No agent fits → 409 no_suitable_agent.
     let t = app
         .create_task(
-            json!({"type": "generic", "required_capabilities": ["bias_detection"], "payload": {}}),
+            json!({"type": "generic", "required_capabilities": ["summarization"], "payload": {}}),
         )
         .await;
     let (s, b) = app
@@ -758,9 +764,9 @@ async fn a_task_that_crashes_its_worker_ends_dead() {
 /// A task needing several capabilities runs only on a worker that has them all.
 #[tokio::test(flavor = "multi_thread")]
 async fn multi_capability_tasks_go_only_to_workers_with_all_of_them() {
-    let mut app = App::start(Mode::Distributed).await; // its worker serves `generic` only
+    let mut app = App::start(Mode::Distributed).await; // its worker serves the built-in types
     let both = app
-        .create_task(json!({"type": "generic", "required_capabilities": ["generic", "analysis"], "payload": {}}))
+        .create_task(json!({"type": "generic", "required_capabilities": ["generic", "sentiment"], "payload": {}}))
         .await;
     // A plain task submitted after it completes on the generic worker; the combined one is left.
     let plain = app
@@ -770,7 +776,7 @@ async fn multi_capability_tasks_go_only_to_workers_with_all_of_them() {
         .await;
     let waiting = status_of(&app, &id(&both)).await;
     assert_eq!(waiting["status"], "pending", "{waiting}");
-    app.start_worker(&["--capabilities", "generic,analysis"]);
+    app.start_worker(&["--capabilities", "generic,sentiment"]);
     let done = app
         .wait_status(&id(&both), "completed", Duration::from_secs(20))
         .await;
@@ -788,7 +794,7 @@ async fn multi_capability_tasks_go_only_to_workers_with_all_of_them() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert!(
-        caps.contains(&"analysis") && caps.contains(&"generic"),
+        caps.contains(&"sentiment") && caps.contains(&"generic"),
         "{agent}"
     );
 }
@@ -841,9 +847,10 @@ async fn an_assigned_task_is_not_taken_by_a_worker() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failure_after_a_cancel_request_ends_cancelled() {
     let app = App::start(Mode::SingleNode).await;
-    let (agent, key) = register_agent(&app, "canceller", json!(["validation"])).await;
+    app.define_capability("moderation").await;
+    let (agent, key) = register_agent(&app, "canceller", json!(["moderation"])).await;
     let t = app
-        .create_task(json!({"type": "validation", "payload": {}, "max_attempts": 5}))
+        .create_task(json!({"type": "validation", "required_capabilities": ["moderation"], "payload": {}, "max_attempts": 5}))
         .await;
     let (s, b) = app
         .as_agent(

@@ -9,7 +9,9 @@
 mod helpers;
 
 mod agents;
+mod assignment;
 mod auth;
+mod builtin_tasks;
 mod canary;
 mod dashboard;
 mod deployment;

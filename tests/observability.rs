@@ -743,14 +743,16 @@ async fn an_agent_that_keeps_failing_raises_an_alert() {
     )
     .await;
     let mut ws = system_events(&app).await;
+    // A capability of the test's own, so the built-in workers never take these tasks.
+    app.define_capability("sentiment").await;
     let (agent, key) = app
         .register_agent(
-            json!({"name": "flaky-analyst", "type": "ai_model", "capabilities": ["analysis"]}),
+            json!({"name": "flaky-analyst", "type": "ai_model", "capabilities": ["sentiment"]}),
         )
         .await;
     // Five attempts (the minimum before a rate means anything), all failed.
     for i in 0..5 {
-        app.create_task(json!({"type": "analysis", "payload": {"i": i}}))
+        app.create_task(json!({"type": "analysis", "required_capabilities": ["sentiment"], "payload": {"i": i}}))
             .await;
         let (code, task) = app.claim(&agent, &key, 5000).await;
         assert_eq!(code, 200, "{task}");
@@ -771,4 +773,52 @@ async fn an_agent_that_keeps_failing_raises_an_alert() {
     assert_eq!(raised["subject"]["name"], "flaky-analyst");
     // Once the failures leave the window, it clears.
     next_alert(&mut ws, &key_of, "cleared").await;
+}
+
+/// `ENABLE_DETAILED_METRICS` adds attempt outcomes per task type and per agent; off, those
+/// series are left out while the others still count.
+#[tokio::test(flavor = "multi_thread")]
+async fn detailed_metrics_count_outcomes_per_type_and_agent() {
+    for detailed in ["true", "false"] {
+        let app = App::start_with(Mode::SingleNode, &[("ENABLE_DETAILED_METRICS", detailed)]).await;
+        let task = app
+            .create_task(json!({"type": "generic", "payload": {"detailed": detailed}}))
+            .await;
+        let done = app
+            .wait_status(
+                task["id"].as_str().unwrap(),
+                "completed",
+                Duration::from_secs(30),
+            )
+            .await;
+        let agent = done["agent_id"].as_str().unwrap();
+        if detailed == "true" {
+            wait_metric(
+                &app,
+                r#"mcp_task_outcomes_total{type="generic",outcome="completed"}"#,
+                |v| v >= 1.0,
+            )
+            .await;
+            wait_metric(
+                &app,
+                &format!(
+                    r#"mcp_agent_task_outcomes_total{{agent_id="{agent}",outcome="completed"}}"#
+                ),
+                |v| v >= 1.0,
+            )
+            .await;
+        } else {
+            let text = wait_metric(
+                &app,
+                r#"mcp_task_duration_seconds_count{type="generic"}"#,
+                |v| v >= 1.0,
+            )
+            .await;
+            assert!(
+                !text.contains("mcp_task_outcomes_total")
+                    && !text.contains("mcp_agent_task_outcomes_total"),
+                "{text}"
+            );
+        }
+    }
 }

@@ -254,12 +254,15 @@ impl Fixture {
             let token = app.login(&username, &password).await;
             users.push((role, username, password, token));
         }
-        // `analysis` is served by no embedded worker, so the task below waits for `me`.
-        let me = register(&app, "rbac-me", "analysis").await;
-        let other = register(&app, "rbac-other", "validation").await;
-        let disposable = register(&app, "rbac-disposable", "validation").await;
+        // `sentiment` is the test's own capability, served by no built-in worker, so the task
+        // below waits for `me`.
+        app.define_capability("sentiment").await;
+        app.define_capability("tone").await;
+        let me = register(&app, "rbac-me", "sentiment").await;
+        let other = register(&app, "rbac-other", "tone").await;
+        let disposable = register(&app, "rbac-disposable", "tone").await;
         let task = app
-            .create_task(json!({"type": "analysis", "payload": {"rbac": true}}))
+            .create_task(json!({"type": "analysis", "required_capabilities": ["sentiment"], "payload": {"rbac": true}}))
             .await;
         let my_task = task["id"].as_str().unwrap().to_string();
         let (s, b) = app.claim(&me.id, &me.key, 10000).await;

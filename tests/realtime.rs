@@ -106,9 +106,10 @@ async fn protocol_subscribe_unsubscribe_ping_and_bad_input() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_sees_only_its_own_tasks() {
     let app = App::start(Mode::SingleNode).await;
+    app.define_capability("sentiment").await;
     let (agent_id, key) = app
         .register_agent(
-            json!({"name": "rt-agent", "type": "ai_model", "capabilities": ["analysis"]}),
+            json!({"name": "rt-agent", "type": "ai_model", "capabilities": ["sentiment"]}),
         )
         .await;
     let mut ws = connect(&app, "/ws/tasks/progress", &key).await;
@@ -129,7 +130,7 @@ async fn an_agent_sees_only_its_own_tasks() {
     // Its own task: claimed and completed over HTTP, seen on the socket.
     let mine = app
         .create_task(
-            json!({"type": "generic", "required_capabilities": ["analysis"], "payload": {}}),
+            json!({"type": "generic", "required_capabilities": ["sentiment"], "payload": {}}),
         )
         .await;
     let (status, claimed) = app.claim(&agent_id, &key, 10000).await;

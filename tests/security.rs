@@ -582,12 +582,13 @@ async fn sensitive_fields_are_sealed_and_keys_rotate_while_the_service_runs() {
     const SSN: &str = "123-45-6789";
     const TOKEN: &str = "sk-live-CANARY-7f3a9c";
     const AGENT_SECRET: &str = "agent-secret-CANARY-51d2";
+    app.define_capability("sentiment").await;
     let (s, b) = app
         .admin(
             "POST",
             "/api/v1/agents/register",
             Some(
-                json!({"name": "vault", "type": "external_api", "capabilities": ["analysis"],
+                json!({"name": "vault", "type": "external_api", "capabilities": ["sentiment"],
                         "configuration": {"region": "eu", "api_keys": {"upstream": AGENT_SECRET}}}),
             ),
         )
@@ -598,7 +599,7 @@ async fn sensitive_fields_are_sealed_and_keys_rotate_while_the_service_runs() {
 
     let payload = json!({"patient": {"ssn": SSN, "name": "Ann"}, "token": TOKEN});
     let request = |n: u32| {
-        json!({"type": "generic", "required_capabilities": ["analysis"], "payload": payload,
+        json!({"type": "generic", "required_capabilities": ["sentiment"], "payload": payload,
                "sensitive_fields": ["/patient/ssn", "/token"], "idempotency_key": format!("sealed-{n}")})
     };
     let (s, b) = app.admin("POST", "/api/v1/tasks", Some(request(1))).await;
@@ -847,16 +848,17 @@ async fn a_development_server_keeps_its_generated_secrets_across_restarts() {
     assert_eq!(values.len(), 2, "{kept:?} holds both secrets");
 
     const SECRET: &str = "kept-CANARY-9e1f";
+    app.define_capability("sentiment").await;
     let (agent, key) = app
         .register_agent(
-            json!({"name": "keeper", "type": "external_api", "capabilities": ["analysis"],
+            json!({"name": "keeper", "type": "external_api", "capabilities": ["sentiment"],
             "configuration": {"api_keys": {"upstream": SECRET}}}),
         )
         .await;
     let payload = json!({"patient": {"ssn": "123-45-6789"}});
     let task = app
         .create_task(
-            json!({"type": "generic", "required_capabilities": ["analysis"],
+            json!({"type": "generic", "required_capabilities": ["sentiment"],
             "payload": payload, "sensitive_fields": ["/patient/ssn"]}),
         )
         .await;

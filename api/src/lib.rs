@@ -29,7 +29,8 @@
 //!    service may call another, never in a circle (`runs` → `agents` → `capabilities`). Task
 //!    transitions are [`mcp_shared::lifecycle`]'s: the task services only call it.
 //! 4. The request edge: [`auth`] (the security scheme, resolving credentials through the
-//!    sessions service) and [`payload`] (JSON bodies with 400/422/413); then the handlers,
+//!    sessions service) and [`payload`] (JSON bodies with 400/422/413; the per-type task payload
+//!    and result schemas are [`task_schemas`]); then the handlers,
 //!    [`routes`] (one module per resource, plus `/metrics`) and [`ws`] (WebSocket channels). A
 //!    handler holds the request and response shapes, the permission check and the service call,
 //!    and names the audit action. Handlers never import each other: what two share is in
@@ -57,6 +58,7 @@ pub mod services;
 pub mod slow_clients;
 pub mod startup;
 pub mod state;
+pub mod task_schemas;
 pub mod templates;
 pub mod views;
 pub mod ws;

@@ -38,7 +38,7 @@ use crate::{
         system::SystemApi, tasks::TasksApi, users::UsersApi,
     },
     security::Guard,
-    services::{agents, monitoring, retention, users},
+    services::{agents, assignments, monitoring, retention, users},
     slow_clients::HeaderDeadlineAcceptor,
     state::AppState,
     templates::RouteTemplates,
@@ -195,6 +195,7 @@ impl Application {
         state.directory.spawn_sync(db.clone(), shutdown.clone());
         agents::spawn_sweeper(state.clone(), shutdown.clone());
         retention::spawn(state.clone(), shutdown.clone());
+        assignments::spawn(state.clone(), shutdown.clone());
         spawn_audit_checkpoints(&state, shutdown.clone());
 
         users::bootstrap_admin(&db, settings.is_production()).await?;
@@ -211,7 +212,10 @@ impl Application {
                 artifacts: artifacts.clone(),
                 cipher: state.cipher.clone(),
             };
-            let capabilities = mcp_worker::embedded_capabilities();
+            let capabilities = settings
+                .embedded_capabilities
+                .clone()
+                .unwrap_or_else(mcp_worker::embedded_capabilities);
             let token = shutdown.clone();
             background.push(tokio::spawn(async move {
                 if let Err(e) = pool::run(deps, source, capabilities, token).await {

@@ -60,7 +60,7 @@ pub struct TaskView {
     pub required_capabilities: Value,
     pub payload: Value,
     #[oai(skip_serializing_if_is_none)]
-    pub result: Option<Value>,
+    pub result: Option<crate::task_schemas::TaskResult>,
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
     #[oai(skip_serializing_if_is_none)]
@@ -114,7 +114,7 @@ impl TaskView {
             status: m.status,
             required_capabilities: m.required_capabilities,
             payload: m.payload,
-            result: m.result,
+            result: m.result.map(crate::task_schemas::TaskResult),
             error: m.error,
             message: m.message,
             progress: m.progress,
@@ -260,8 +260,8 @@ pub struct CreateTaskRequest {
     /// Capabilities a worker or agent must have; the first picks the queue. Default: the type's.
     #[serde(default)]
     pub required_capabilities: Option<Vec<String>>,
-    /// Free-form input for the handler (a JSON object).
-    pub payload: Value,
+    /// Input for the handler (a JSON object); its schema depends on `type`.
+    pub payload: crate::task_schemas::TaskPayload,
     /// Repeating a request with the same key and body returns the same task (200).
     pub idempotency_key: Option<String>,
     /// Run no earlier than this time (RFC 3339).

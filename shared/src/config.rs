@@ -69,6 +69,10 @@ pub struct Settings {
     pub redis_url: Option<Secret>,
     /// `MCP_EMBEDDED_WORKERS`: run the workers inside the API process (default: true without Redis).
     pub embedded_workers: bool,
+    /// `MCP_EMBEDDED_CAPABILITIES`: what the embedded workers serve, comma-separated (`generic`,
+    /// the typed task types' capabilities, `stage_*`); unset means all of them. Tasks needing a
+    /// capability left out wait for an external agent.
+    pub embedded_capabilities: Option<Vec<String>>,
     /// `ENCRYPT_AGENT_DATA`.
     pub encrypt_agent_data: bool,
     /// `AGENT_DATA_RETENTION_DAYS`: finished tasks' payloads and results, and the data of agents
@@ -384,6 +388,13 @@ impl Settings {
             ),
             redis_url,
             embedded_workers: parse_bool(&var, "MCP_EMBEDDED_WORKERS", embedded_default)?,
+            embedded_capabilities: var("MCP_EMBEDDED_CAPABILITIES").map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(String::from)
+                    .collect()
+            }),
             encrypt_agent_data: parse_bool(&var, "ENCRYPT_AGENT_DATA", true)?,
             agent_data_retention: days(&var, "AGENT_DATA_RETENTION_DAYS", 90.0)?,
             audit_retention: days(&var, "MCP_AUDIT_RETENTION_DAYS", 6.0 * 365.0)?,

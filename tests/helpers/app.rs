@@ -463,6 +463,22 @@ impl App {
         )
     }
 
+    /// Adds an operator-defined capability (for tests whose agents must not race the built-in
+    /// workers, which serve every task type's own capability); a name already defined is fine.
+    pub async fn define_capability(&self, name: &str) {
+        let (status, b) = self
+            .admin(
+                "POST",
+                "/api/v1/capabilities",
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert!(
+            status == 201 || status == 409,
+            "capability {name} not defined: {b}"
+        );
+    }
+
     /// The agent's long-poll claim, waiting up to `wait_ms`; whatever the answer.
     pub async fn claim(&self, agent_id: &str, key: &str, wait_ms: u64) -> (u16, Value) {
         let path = format!("/api/v1/agents/{agent_id}/tasks/claim?wait_ms={wait_ms}");

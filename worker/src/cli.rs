@@ -1,6 +1,7 @@
 //! The command line shared by `mcp-worker` and the stage binaries (`mcp-worker-ingestion`, …):
-//! `--capabilities a,b` and `--stages a,b` (or `--stages all`) pick the queues, together; without
-//! either, the binary's default. A stage named with `--stages ingestion` is served as the
+//! `--capabilities a,b` (or `--capabilities all`: `generic` and every typed task type) and
+//! `--stages a,b` (or `--stages all`) pick the queues, together; without either, the binary's
+//! default. A stage named with `--stages ingestion` is served as the
 //! capability `stage_ingestion`.
 
 use std::process::ExitCode;
@@ -39,7 +40,15 @@ pub fn main(program: &str, defaults: &[String]) -> ExitCode {
                             }
                         }
                     } else {
-                        capabilities.extend(names.map(String::from));
+                        for name in names {
+                            if name == "all" {
+                                capabilities.extend(
+                                    crate::DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()),
+                                );
+                            } else {
+                                capabilities.push(name.to_string());
+                            }
+                        }
                     }
                 }
                 None => {
@@ -49,7 +58,7 @@ pub fn main(program: &str, defaults: &[String]) -> ExitCode {
             },
             other => {
                 eprintln!(
-                    "{program}: unexpected argument {other:?}\nusage: {program} [--capabilities a,b,...] [--stages all | ingestion,standardization,...]"
+                    "{program}: unexpected argument {other:?}\nusage: {program} [--capabilities all | a,b,...] [--stages all | ingestion,standardization,...]"
                 );
                 return ExitCode::from(2);
             }

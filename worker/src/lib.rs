@@ -50,10 +50,28 @@ pub struct WorkerDeps {
     pub cipher: Arc<mcp_shared::crypto::KeyRing>,
 }
 
-/// Capabilities a worker serves when started without a list.
-pub const DEFAULT_CAPABILITIES: &[&str] = &["generic"];
+/// The default capabilities of the typed task types, whose tasks the built-in handlers run.
+pub const TYPED_CAPABILITIES: &[&str] = &[
+    "bias_detection",
+    "validation",
+    "analysis",
+    "export",
+    "pipeline_processing",
+];
 
-/// What the single-node API process serves: generic work and every pipeline stage.
+/// Capabilities a worker serves when started without a list: `generic` and every typed task
+/// type's default capability.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "generic",
+    "bias_detection",
+    "validation",
+    "analysis",
+    "export",
+    "pipeline_processing",
+];
+
+/// What the single-node API process serves: generic work, the typed task types and every
+/// pipeline stage.
 pub fn embedded_capabilities() -> Vec<String> {
     DEFAULT_CAPABILITIES
         .iter()

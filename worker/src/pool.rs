@@ -80,8 +80,14 @@ pub async fn run(
         deps.settings.starvation_after,
     );
     let mut handles = Vec::new();
-    // Each capability alone, and every combination of them (tasks needing several).
-    for key in served_keys(&capabilities) {
+    // Each capability alone, and every combination of them (tasks needing several), except
+    // that a typed task type's own capability is served alone: a typed task needing more than
+    // its type's capability is for an agent, never for the built-in handler.
+    let (typed, combinable): (Vec<String>, Vec<String>) = capabilities
+        .iter()
+        .cloned()
+        .partition(|c| crate::TYPED_CAPABILITIES.contains(&c.as_str()));
+    for key in served_keys(&combinable).into_iter().chain(typed) {
         for queue in QueueName::tiers(&key) {
             let worker = QueueWorker {
                 name: format!("{instance}:{queue}"),

@@ -92,12 +92,20 @@ struct EventFed {
     task_durations: BTreeMap<String, Histogram>,
     retries: u64,
     dead_letters: u64,
+    /// Assignments released because the agent did not claim them in time.
+    assignments_expired: u64,
+    /// With detailed metrics: (task type, outcome) → attempts.
+    outcomes_by_type: BTreeMap<(String, &'static str), u64>,
+    /// With detailed metrics: (agent id, outcome) → attempts.
+    outcomes_by_agent: BTreeMap<(String, &'static str), u64>,
     /// stage → (records in, records out).
     pipeline_records: BTreeMap<String, (u64, u64)>,
 }
 
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// `ENABLE_DETAILED_METRICS`: also count attempt outcomes per task type and per agent.
+    detailed: bool,
     http: Mutex<HashMap<HttpKey, Histogram>>,
     events: Mutex<EventFed>,
     /// alert kind → times this replica raised it.
@@ -109,6 +117,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Metrics {
+    /// Metrics with or without the detailed per-type and per-agent outcome series.
+    pub fn new(detailed: bool) -> Self {
+        Self {
+            detailed,
+            ..Default::default()
+        }
+    }
+
     pub fn observe_request(&self, route: &'static str, method: &str, status: u16, seconds: f64) {
         lock(&self.http)
             .entry((route, method.to_string(), status))
@@ -130,6 +146,33 @@ impl Metrics {
 
     pub fn task_dead(&self) {
         lock(&self.events).dead_letters += 1;
+    }
+
+    /// One attempt's outcome (`completed`, `failed`, `dead`), counted per task type and per agent
+    /// when detailed metrics are on.
+    pub fn task_outcome(
+        &self,
+        task_type: Option<&str>,
+        agent: Option<String>,
+        outcome: &'static str,
+    ) {
+        if !self.detailed {
+            return;
+        }
+        let mut events = lock(&self.events);
+        if let Some(t) = task_type {
+            *events
+                .outcomes_by_type
+                .entry((t.to_string(), outcome))
+                .or_default() += 1;
+        }
+        if let Some(a) = agent {
+            *events.outcomes_by_agent.entry((a, outcome)).or_default() += 1;
+        }
+    }
+
+    pub fn assignment_expired(&self) {
+        lock(&self.events).assignments_expired += 1;
     }
 
     pub fn stage_completed(&self, stage: &str, records_in: u64, records_out: u64) {
@@ -268,6 +311,48 @@ impl Metrics {
                 &[("type", task_type)],
             );
         }
+        if self.detailed {
+            header(
+                &mut out,
+                "mcp_task_outcomes_total",
+                "Attempt outcomes by task type (completed, failed: will be retried, dead).",
+                "counter",
+            );
+            for ((task_type, outcome), n) in &events.outcomes_by_type {
+                sample(
+                    &mut out,
+                    "mcp_task_outcomes_total",
+                    &[("type", task_type), ("outcome", outcome)],
+                    *n as f64,
+                );
+            }
+            header(
+                &mut out,
+                "mcp_agent_task_outcomes_total",
+                "Attempt outcomes by the agent (or built-in worker) that ran them.",
+                "counter",
+            );
+            for ((agent, outcome), n) in &events.outcomes_by_agent {
+                sample(
+                    &mut out,
+                    "mcp_agent_task_outcomes_total",
+                    &[("agent_id", agent), ("outcome", outcome)],
+                    *n as f64,
+                );
+            }
+        }
+        header(
+            &mut out,
+            "mcp_task_assignments_expired_total",
+            "Assignments released to their queue because the agent did not claim them within AGENT_ASSIGNMENT_TIMEOUT.",
+            "counter",
+        );
+        sample(
+            &mut out,
+            "mcp_task_assignments_expired_total",
+            &[],
+            events.assignments_expired as f64,
+        );
         header(
             &mut out,
             "mcp_task_retries_total",

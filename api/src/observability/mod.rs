@@ -58,7 +58,7 @@ impl Observability {
         }
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "mcp-api".into());
         Arc::new(Self {
-            metrics: metrics::Metrics::default(),
+            metrics: metrics::Metrics::new(settings.enable_detailed_metrics),
             requests: window::Window::new(settings.health_window),
             routes,
             alerts: alerts::Alerts::new(settings.health_window, webhook),
@@ -75,6 +75,11 @@ impl Observability {
         let data = &event.data;
         match event.kind {
             EventType::TaskCompleted => {
+                self.metrics.task_outcome(
+                    data["type"].as_str(),
+                    event.agent_id.map(|a| a.to_string()),
+                    "completed",
+                );
                 if let (Some(t), Some(ms)) = (data["type"].as_str(), data["duration_ms"].as_i64()) {
                     self.metrics.task_completed(t, ms.max(0) as f64 / 1000.0);
                 }
@@ -83,6 +88,15 @@ impl Observability {
                 }
             }
             EventType::TaskFailed | EventType::TaskDead => {
+                self.metrics.task_outcome(
+                    data["type"].as_str(),
+                    event.agent_id.map(|a| a.to_string()),
+                    if event.kind == EventType::TaskDead {
+                        "dead"
+                    } else {
+                        "failed"
+                    },
+                );
                 if event.kind == EventType::TaskDead {
                     self.metrics.task_dead();
                 } else {
@@ -92,6 +106,7 @@ impl Observability {
                     self.alerts.observe_agent(agent, false, Some(true));
                 }
             }
+            EventType::TaskUnassigned => self.metrics.assignment_expired(),
             EventType::StageCompleted => {
                 if let Some(stage) = data["stage"].as_str() {
                     self.metrics.stage_completed(

@@ -2,6 +2,7 @@
 //! database call and every event the API publishes; each takes the [`AppState`] it works on.
 
 pub mod agents;
+pub mod assignments;
 pub mod audit;
 pub mod capabilities;
 pub mod datasets;

@@ -11,6 +11,7 @@ use mcp_shared::{
     db::{self, tasks},
     domain::{
         agent::valid_capability,
+        builtin,
         event::Event,
         task::{Priority, TaskStatus, TaskType},
     },
@@ -61,7 +62,7 @@ impl NewTask {
             task_type: r.task_type,
             priority: r.priority.unwrap_or(default_priority),
             required_capabilities: r.required_capabilities.unwrap_or_default(),
-            payload: r.payload,
+            payload: r.payload.0,
             idempotency_key: r.idempotency_key,
             run_at: r.run_at,
             timeout_seconds: r.timeout_seconds,
@@ -171,6 +172,11 @@ impl NewTask {
                 "payload",
                 "payload must be a JSON object",
             ));
+        }
+        // A typed task that a built-in handler will run must carry what the handler needs.
+        if builtin::runs_builtin(self.task_type, &self.required_capabilities) {
+            builtin::parse(self.task_type, &self.payload)
+                .map_err(|e| ApiError::invalid_field(&e.field, e.message))?;
         }
         Ok(())
     }
@@ -492,8 +498,13 @@ pub struct Criteria {
     pub min_health: Option<f64>,
 }
 
+/// What a built-in worker process's agent record says in `metadata.kind`.
+pub const BUILTIN_WORKER_KIND: &str = "builtin_worker";
+
 /// Picks the healthiest, least-loaded agent that has every capability the task needs (and the
-/// criteria ask for), and routes the task to it.
+/// criteria ask for) and claims assigned work (an external agent, not a built-in worker), and
+/// routes the task to it. An assignment not claimed within `AGENT_ASSIGNMENT_TIMEOUT` goes back
+/// to the queue (see [`super::assignments`]).
 pub async fn assign(
     state: &AppState,
     id: Uuid,
@@ -530,8 +541,11 @@ pub async fn assign(
             limit: 50,
         })
         .await;
+    // Built-in worker processes register as agents but take work only from their queues, never
+    // by claim: an assignment to one would wait for nothing.
     let chosen = candidates.into_iter().find(|e| {
-        criteria.agent_id.is_none_or(|want| want == e.model.id)
+        e.model.metadata["kind"] != BUILTIN_WORKER_KIND
+            && criteria.agent_id.is_none_or(|want| want == e.model.id)
             && e.load() < e.model.max_concurrency as i64
             && (1.0 - e.load_ratio()) >= min_load_headroom
     });

@@ -21,6 +21,7 @@ string_enum!(
         AgentDeregistered => "agent.deregistered",
         TaskCreated => "task.created",
         TaskAssigned => "task.assigned",
+        TaskUnassigned => "task.unassigned",
         TaskStarted => "task.started",
         TaskProgress => "task.progress",
         TaskCompleted => "task.completed",
@@ -147,6 +148,17 @@ impl Event {
         .for_agent(Some(agent))
     }
 
+    /// `task.unassigned`: the agent it was assigned to did not claim it within
+    /// `AGENT_ASSIGNMENT_TIMEOUT`; it is back in its queue for any agent or worker.
+    pub fn task_unassigned(task: &Task, agent: Option<Uuid>, reason: &str) -> Self {
+        Self::about(
+            EventType::TaskUnassigned,
+            task,
+            json!({"task_id": task.id, "agent_id": agent, "status": "pending", "reason": reason}),
+        )
+        .for_agent(agent)
+    }
+
     /// `task.started`: an attempt began (the row is `running`, its lease taken).
     pub fn task_started(task: &Task) -> Self {
         Self::about(
@@ -203,7 +215,8 @@ impl Event {
         Self::about(
             kind,
             task,
-            json!({"task_id": task.id, "status": to, "error": error, "attempt": task.attempt}),
+            json!({"task_id": task.id, "status": to, "error": error, "attempt": task.attempt,
+                   "type": task.task_type}),
         )
     }
 

@@ -1,6 +1,7 @@
 //! Types the API, the workers and the database agree on.
 
 pub mod agent;
+pub mod builtin;
 pub mod event;
 pub mod pipeline;
 pub mod task;

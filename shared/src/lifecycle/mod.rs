@@ -493,6 +493,23 @@ impl Lifecycle {
 
     /// Tasks assigned to agents that went silent before claiming them go back to pending. No
     /// attempt was made, so none is counted.
+    /// Assignments not claimed within `timeout` are released to their queues, each with a
+    /// `task.unassigned` event. Returns the tasks as they were assigned.
+    pub async fn release_unclaimed(&self, timeout: std::time::Duration) -> Result<Vec<Task>> {
+        let before = Utc::now()
+            - chrono::Duration::from_std(timeout).unwrap_or_else(|_| chrono::Duration::days(1));
+        let moved = transitions::unassign_unclaimed(&self.db, before).await?;
+        for task in &moved {
+            tracing::warn!(task_id = %task.id, agent_id = ?task.agent_id, "assignment not claimed in time; back to its queue");
+            emit(
+                self.bus.as_ref(),
+                Event::task_unassigned(task, task.agent_id, "assignment_timeout"),
+            )
+            .await;
+        }
+        Ok(moved)
+    }
+
     pub async fn unassign_from_silent_agents(&self) -> Result<Vec<Uuid>> {
         let moved = transitions::unassign(&self.db, Lost::HeldBySilentAgents).await?;
         for id in &moved {

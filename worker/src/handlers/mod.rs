@@ -1,6 +1,7 @@
 //! Task handlers by task type. A handler gets the task row and returns its result, or an error
 //! that counts as a failed attempt.
 
+pub mod builtin;
 pub mod failure;
 mod generic;
 
@@ -15,15 +16,16 @@ pub async fn run(
     task: &Model,
 ) -> Result<Value, HandlerError> {
     match task_type {
-        // A pipeline shard carries its stage; other pipeline_processing tasks are generic work.
+        // A pipeline shard carries its stage; other pipeline_processing tasks carry their
+        // records inline and run all six stages at once.
         TaskType::PipelineProcessing if task.stage.is_some() => {
             crate::pipeline::run_shard(deps, task).await
         }
-        TaskType::Generic
-        | TaskType::PipelineProcessing
+        TaskType::Generic => generic::run(task).await,
+        TaskType::PipelineProcessing
         | TaskType::BiasDetection
         | TaskType::Validation
         | TaskType::Analysis
-        | TaskType::Export => generic::run(task).await,
+        | TaskType::Export => builtin::run(task_type, &task.payload).await,
     }
 }

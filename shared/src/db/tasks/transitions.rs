@@ -572,6 +572,40 @@ pub async fn unassign(db: &impl ConnectionTrait, which: Lost) -> Result<Vec<Uuid
     Ok(moved)
 }
 
+/// Assigned tasks not claimed since `before` go back to their queues (`pending`, no agent, owed
+/// a push). Returns each task as it was (with the agent it was assigned to).
+pub async fn unassign_unclaimed(
+    db: &impl ConnectionTrait,
+    before: DateTime<Utc>,
+) -> Result<Vec<tasks::Model>> {
+    let stale: Vec<tasks::Model> = Entity::find()
+        .filter(Column::Status.eq(TaskStatus::Assigned.as_str()))
+        .filter(Column::UpdatedAt.lt(before))
+        .limit(1000)
+        .all(db)
+        .await?;
+    let mut moved = Vec::new();
+    for task in stale {
+        let res = Entity::update_many()
+            .col_expr(Column::Status, Expr::value(TaskStatus::Pending.as_str()))
+            .col_expr(Column::AgentId, Expr::value(Option::<Uuid>::None))
+            .col_expr(
+                Column::EnqueuedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(Column::Id.eq(task.id))
+            .filter(Column::Status.eq(TaskStatus::Assigned.as_str()))
+            .filter(Column::UpdatedAt.eq(task.updated_at))
+            .exec(db)
+            .await?;
+        if res.rows_affected == 1 {
+            moved.push(task);
+        }
+    }
+    Ok(moved)
+}
+
 /// Cancels a task that is not running: pending, scheduled, assigned or failed → cancelled.
 /// A running task gets `cancel_requested` instead. Returns the row after the change.
 pub async fn cancel(db: &impl ConnectionTrait, id: Uuid) -> Result<tasks::Model> {
