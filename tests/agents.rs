@@ -242,11 +242,12 @@ async fn agent_surface(mode: Mode) -> App {
             .any(|c| c["name"] == "sentiment"),
         "{cat}"
     );
+    // Granting a capability is an operator's; the agent itself may only narrow (see
+    // an_agent_cannot_widen_its_own_capabilities).
     let (s, b) = app
-        .as_agent(
+        .admin(
             "POST",
             &format!("/api/v1/agents/{id}/capabilities"),
-            &key,
             Some(json!({"capabilities": ["validation", "sentiment"]})),
         )
         .await;
