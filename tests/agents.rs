@@ -245,11 +245,12 @@ async fn agent_surface(mode: Mode) -> App {
             .any(|c| c["name"] == "sentiment"),
         "{cat}"
     );
+    // Granting a capability is an operator's; the agent itself may only narrow (see
+    // an_agent_cannot_widen_its_own_capabilities).
     let (s, b) = app
-        .as_agent(
+        .admin(
             "POST",
             &format!("/api/v1/agents/{id}/capabilities"),
-            &key,
             Some(json!({"capabilities": ["validation", "sentiment"]})),
         )
         .await;
@@ -521,4 +522,57 @@ async fn deregistering_an_agent_requeues_its_unfinished_tasks() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_cannot_widen_its_own_capabilities() {
+    let app = App::start(Mode::SingleNode).await;
+    let (id, key) = app
+        .register_agent(json!({"name": "narrow-1", "type": "data_processor",
+                                "capabilities": ["analysis", "validation"]}))
+        .await;
+    let path = format!("/api/v1/agents/{id}/capabilities");
+    for (mode, caps) in [("add", json!(["generic"])), ("replace", json!(["generic"]))] {
+        let (s, b) = app
+            .as_agent(
+                "POST",
+                &path,
+                &key,
+                Some(json!({"capabilities": caps, "mode": mode})),
+            )
+            .await;
+        assert_eq!(s, 403, "an agent granting itself a queue ({mode}): {b}");
+        assert_eq!(b["error"]["code"], "forbidden");
+    }
+    let (_, b) = app
+        .admin("GET", &format!("/api/v1/agents/{id}"), None)
+        .await;
+    let names: Vec<&str> = b["data"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["analysis", "validation"]);
+
+    // Narrowing is the agent's own business; widening is an operator's.
+    let (s, b) = app
+        .as_agent(
+            "POST",
+            &path,
+            &key,
+            Some(json!({"capabilities": ["analysis"], "mode": "replace"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["capabilities"].as_array().unwrap().len(), 1);
+    let (s, b) = app
+        .admin(
+            "POST",
+            &path,
+            Some(json!({"capabilities": ["generic"], "mode": "add"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["data"]["capabilities"].as_array().unwrap().len(), 2);
 }

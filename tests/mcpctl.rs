@@ -340,8 +340,15 @@ async fn mcpctl_logs_in_submits_watches_and_reports_exit_codes() {
         table.stdout
     );
 
+    // Logout ends the session on the server too: the stored tokens no longer work.
+    let session = read_json(&ctl.credentials());
     ctl.run(&["logout"]).await.expect(0);
     ctl.run(&["queues"]).await.expect(3);
+    let access = session["access_token"].as_str().unwrap();
+    let (s, b) = app.call("GET", "/api/v1/queues", Some(access), None).await;
+    assert_eq!(s, 401, "the logged-out access token: {b}");
+    let (s, b) = app.refresh(&session["refresh_token"]).await;
+    assert_eq!(s, 401, "the logged-out refresh token: {b}");
 }
 
 /// Tasks waiting at tier low on `capability`, counted from the task rows by `GET /queues`.

@@ -898,3 +898,19 @@ async fn mcp_matrix(fx: &Fixture) -> Vec<String> {
     }
     failures
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_cannot_be_given_the_agent_role() {
+    let app = App::start(Mode::SingleNode).await;
+    let (s, b) = app
+        .admin(
+            "POST",
+            "/api/v1/users",
+            Some(json!({"username": "fake-agent", "password": "fake-agent-password-1", "role": "agent"})),
+        )
+        .await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["error"]["details"]["field"], "role", "{b}");
+    let (s, _) = app.try_login("fake-agent", "fake-agent-password-1").await;
+    assert_eq!(s, 401, "no such user was created");
+}

@@ -204,6 +204,125 @@ async fn connection_limit_and_dead_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_replay_flood_is_refused_and_closed_while_others_keep_receiving() {
+    let app = App::start(Mode::SingleNode).await;
+    // Retained events for every replay to read.
+    let tasks: Vec<Value> = (0..200)
+        .map(|i| json!({"type": "generic", "payload": {"i": i}}))
+        .collect();
+    let (s, b) = app
+        .admin("POST", "/api/v1/tasks/batch", Some(json!({"tasks": tasks})))
+        .await;
+    assert_eq!(s, 202, "{b}");
+
+    let mut reader = connect(&app, "/ws/tasks/progress", &app.admin_token).await;
+    next_of_type(&mut reader, "snapshot", Duration::from_secs(5)).await;
+    let (completions, mut completed) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = reader.next().await {
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "task.completed" {
+                    let _ = completions.send(v["data"]["task_id"].as_str().unwrap().to_string());
+                }
+            }
+        }
+    });
+
+    let flooder = connect(&app, "/ws/tasks/progress", &app.admin_token).await;
+    let (mut flood_tx, mut flood_rx) = flooder.split();
+    // 3,000 replaying subscribes, each with a filter of its own, as fast as the socket takes them.
+    let sender = tokio::spawn(async move {
+        for _ in 0..3000 {
+            let msg = json!({"action": "subscribe", "since": "0-0",
+                             "criteria": {"agent_id": uuid::Uuid::now_v7()}});
+            if flood_tx.send(Message::text(msg.to_string())).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (mut snapshots, mut refused) = (0, 0);
+    let close = receive_until(
+        "the flooding client to be closed",
+        Duration::from_secs(60),
+        async || flood_rx.next().await,
+        |msg| match msg {
+            Ok(Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "snapshot" {
+                    snapshots += 1;
+                } else if v["type"] == "error.occurred" && v["data"]["code"] == "rate_limited" {
+                    refused += 1;
+                }
+                None
+            }
+            Ok(Message::Close(frame)) => Some(frame.map(|f| u16::from(f.code))),
+            Ok(_) => None,
+            // Closed while the flood was still arriving: the reset may overtake the close frame.
+            Err(_) => Some(None),
+        },
+    )
+    .await;
+    assert!(
+        matches!(close, Some(1008) | None),
+        "a client that keeps flooding is closed: {close:?}"
+    );
+    // Error frames came first, unless the reset of the closed connection overtook them.
+    assert!(
+        refused > 0 || close.is_none(),
+        "messages over the rate get error frames"
+    );
+    assert!(
+        snapshots < 200,
+        "{snapshots} subscribes of the flood were served"
+    );
+    let _ = sender.await;
+
+    // The other client still gets the events of new tasks.
+    let marker = app
+        .create_task(json!({"type": "generic", "payload": {"marker": true}}))
+        .await;
+    let marker = marker["id"].as_str().unwrap().to_string();
+    receive_until(
+        "the reading client to see the new task complete",
+        Duration::from_secs(30),
+        async || completed.recv().await,
+        |id| (id == marker).then_some(()),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_holds_a_bounded_number_of_subscriptions() {
+    let app = App::start(Mode::SingleNode).await;
+    let mut ws = connect(&app, "/ws/tasks/progress", &app.admin_token).await;
+    next_of_type(&mut ws, "snapshot", Duration::from_secs(5)).await;
+    // A client within the message rate (10 a second): its pace is what is tested, not a wait.
+    let mut pace = tokio::time::interval(Duration::from_millis(150));
+    let mut last = Value::Null;
+    for i in 0..33 {
+        pace.tick().await;
+        let msg = json!({"action": "subscribe", "criteria": {"agent_id": uuid::Uuid::now_v7()}});
+        send(&mut ws, msg).await;
+        last = receive_until(
+            "a reply to a subscribe",
+            Duration::from_secs(10),
+            async || ws.next().await,
+            |m| match m.expect("socket error") {
+                Message::Text(t) => Some(serde_json::from_str::<Value>(&t).unwrap()),
+                _ => None,
+            },
+        )
+        .await;
+        if i < 32 {
+            assert_eq!(last["type"], "snapshot", "subscription {i}: {last}");
+        }
+    }
+    assert_eq!(last["type"], "error.occurred", "{last}");
+    assert_eq!(last["data"]["code"], "too_many_subscriptions");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn events_reach_clients_of_either_replica_and_resume_with_since() {
     let mut app = App::start(Mode::Distributed).await;
     let port_b = app.start_replica().await;
@@ -448,4 +567,82 @@ async fn server_sent_events_filter_and_resume() {
     assert_eq!(status, 422, "{body}");
     let (status, _) = app.call("GET", "/api/v1/events", None, None).await;
     assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_end_when_their_credentials_are_revoked() {
+    let app = App::start_with(Mode::SingleNode, &[("MCP_WS_PING_MS", "300")]).await;
+    let token = app
+        .login(
+            crate::helpers::app::ADMIN,
+            crate::helpers::app::ADMIN_PASSWORD,
+        )
+        .await;
+    let mut ws = connect(&app, "/ws/system/events", &token).await;
+    next_of_type(&mut ws, "snapshot", Duration::from_secs(5)).await;
+    let sse = app
+        .http
+        .get(format!("{}/api/v1/events", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let (agent_id, key) = app
+        .register_agent(
+            json!({"name": "rt-gone", "type": "ai_model", "capabilities": ["analysis"]}),
+        )
+        .await;
+    let mut agent_ws = connect(&app, "/ws/tasks/progress", &key).await;
+    next_of_type(&mut agent_ws, "snapshot", Duration::from_secs(5)).await;
+
+    let (s, b) = app
+        .call("POST", "/api/v1/auth/logout", Some(&token), Some(json!({})))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (code, reason) = close_frame(&mut ws, Duration::from_secs(10)).await;
+    assert_eq!(code, 4401, "{reason}");
+    // The event stream ends too.
+    let mut body = sse.bytes_stream();
+    receive_until(
+        "the event stream to end",
+        Duration::from_secs(10),
+        async || Some(body.next().await),
+        |chunk| matches!(chunk, None | Some(Err(_))).then_some(()),
+    )
+    .await;
+
+    let (s, b) = app
+        .admin("DELETE", &format!("/api/v1/agents/{agent_id}"), None)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (code, reason) = close_frame(&mut agent_ws, Duration::from_secs(10)).await;
+    assert_eq!(code, 4401, "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_shows_a_sealed_result_as_rest_does() {
+    let app = App::start(Mode::SingleNode).await;
+    let task = app
+        .create_task(
+            json!({"type": "generic", "payload": {"secret": "s3cr3t-value-42", "n": 1},
+                            "sensitive_fields": ["/secret"]}),
+        )
+        .await;
+    let id = task["id"].as_str().unwrap();
+    let done = app
+        .wait_status(id, "completed", Duration::from_secs(30))
+        .await;
+    let rest = done["result"].clone();
+    assert!(
+        !rest.is_null(),
+        "the generic handler echoes its input: {done}"
+    );
+    let mut ws = connect(&app, &format!("/ws/tasks/{id}"), &app.admin_token).await;
+    let (snapshot, _) = next_of_type(&mut ws, "snapshot", Duration::from_secs(5)).await;
+    assert_eq!(snapshot["data"]["result"], rest, "{snapshot}");
+    assert!(
+        !snapshot.to_string().contains("v1:"),
+        "no sealed ciphertext in a snapshot: {snapshot}"
+    );
 }

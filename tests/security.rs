@@ -1131,3 +1131,134 @@ async fn a_single_node_publishes_its_audit_head_and_a_cli_append_under_load_keep
     assert_eq!(v["valid"], false, "{v}");
     assert!(v["problem"].as_str().unwrap().contains("checkpoint"), "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_and_lockout_fail_closed_while_redis_is_down() {
+    let mut app = App::start_with(Mode::Distributed, &[("MCP_LOGIN_MAX_FAILURES", "3")]).await;
+    let (s, b) = app.try_login(ADMIN, ADMIN_PASSWORD).await;
+    assert_eq!(s, 200, "{b}");
+    let revoked = b["data"]["access_token"].as_str().unwrap().to_string();
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/v1/auth/logout",
+            Some(&revoked),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = app
+        .call("GET", "/api/v1/tasks?limit=1", Some(&revoked), None)
+        .await;
+    assert_eq!(s, 401);
+
+    app.redis.as_mut().unwrap().stop();
+    // Whether a token was revoked cannot be checked: refused, as a dependency outage.
+    for token in [&revoked, &app.admin_token] {
+        let r = app
+            .send("GET", "/api/v1/tasks?limit=1", Some(token), None)
+            .await;
+        assert_eq!(
+            r.status(),
+            503,
+            "a bearer token while revocations are unknown"
+        );
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry >= 1);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["success"], false);
+        assert_eq!(body["error"]["code"], "dependency_unavailable", "{body}");
+        assert!(body["request_id"].is_string());
+    }
+    // Nor can a lockout or a login limit: logins are refused before the password is checked.
+    for password in ["wrong-password-0", ADMIN_PASSWORD] {
+        let r = app
+            .send(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": ADMIN, "password": password})),
+            )
+            .await;
+        assert_eq!(r.status(), 503, "a login while lockouts are unknown");
+        assert!(r.headers().contains_key("retry-after"));
+    }
+
+    // Back again, the revocation still holds and the rest works.
+    app.redis.as_mut().unwrap().spawn();
+    wait_for(
+        "requests to be served again",
+        Duration::from_secs(30),
+        || async {
+            let (s, b) = app.admin("GET", "/api/v1/tasks?limit=1", None).await;
+            if s == 200 {
+                Ok(())
+            } else {
+                Err(format!("{s} {b}"))
+            }
+        },
+    )
+    .await;
+    let (s, _) = app
+        .call("GET", "/api/v1/tasks?limit=1", Some(&revoked), None)
+        .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_node_keeps_revocations_and_lockouts_across_a_restart() {
+    let mut app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("MCP_LOGIN_MAX_FAILURES", "1"),
+            ("MCP_LOGIN_RATE_LIMIT_PER_MINUTE", "0"),
+        ],
+    )
+    .await;
+    let (s, b) = app.try_login(ADMIN, ADMIN_PASSWORD).await;
+    assert_eq!(s, 200, "{b}");
+    let revoked = b["data"]["access_token"].as_str().unwrap().to_string();
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/v1/auth/logout",
+            Some(&revoked),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    app.create_user_cli("locky", "locky-password-1", "viewer");
+    // Failures while locked are refused without being counted, so each waits out the lock
+    // before the next: 2 s, 4 s, 8 s; the fourth leaves the username locked for 16 s.
+    for _ in 0..4 {
+        wait_for(
+            "the login to be checked",
+            Duration::from_secs(20),
+            || async {
+                match app.try_login("locky", "wrong-password-0").await {
+                    (401, _) => Ok(()),
+                    (s, b) => Err(format!("{s} {b}")),
+                }
+            },
+        )
+        .await;
+    }
+    let (s, _) = app.try_login("locky", "locky-password-1").await;
+    assert_eq!(s, 429, "locked");
+
+    app.restart_api_with(&[]).await;
+    let (s, b) = app
+        .call("GET", "/api/v1/tasks?limit=1", Some(&revoked), None)
+        .await;
+    assert_eq!(s, 401, "the logged-out token after a restart: {b}");
+    let (s, b) = app.try_login("locky", "locky-password-1").await;
+    assert_eq!(s, 429, "the lockout after a restart: {b}");
+    let (s, _) = app
+        .call("GET", "/api/v1/tasks?limit=1", Some(&app.admin_token), None)
+        .await;
+    assert_eq!(s, 200, "other sessions survive the restart");
+}

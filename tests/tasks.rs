@@ -194,3 +194,36 @@ async fn named_channels_carry_their_events() {
     let (reg, _) = next_of_type(&mut agents, "agent.registered", Duration::from_secs(15)).await;
     assert_eq!(reg["data"]["name"], "a1");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotency_key_is_the_creators_alone() {
+    let app = App::start(Mode::SingleNode).await;
+    app.create_user_cli("other-op", "other-op-password-1", "operator");
+    let other = app.login("other-op", "other-op-password-1").await;
+    let body = |ssn: &str| {
+        json!({"type": "generic", "payload": {"ssn": ssn, "run": false}, "sensitive_fields": ["/ssn"],
+               "idempotency_key": "visit-2026-12-07", "run_at": "2099-01-01T00:00:00Z"})
+    };
+    let (s, b) = app
+        .admin("POST", "/api/v1/tasks", Some(body("078-05-1120")))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let id = b["data"]["id"].clone();
+    // The creator replays it.
+    let (s, b) = app
+        .admin("POST", "/api/v1/tasks", Some(body("078-05-1120")))
+        .await;
+    assert_eq!((s, &b["data"]["id"]), (200, &id), "{b}");
+    // Someone else gets one answer whether the guess is right or wrong, and never the task.
+    let mut answers = Vec::new();
+    for guess in ["078-05-1120", "000-00-0000"] {
+        let (s, b) = app
+            .call("POST", "/api/v1/tasks", Some(&other), Some(body(guess)))
+            .await;
+        assert_eq!(s, 409, "{b}");
+        assert_eq!(b["error"]["code"], "idempotency_key_reused");
+        assert!(!b.to_string().contains(id.as_str().unwrap()), "{b}");
+        answers.push(b["error"].clone());
+    }
+    assert_eq!(answers[0], answers[1], "a replay is no oracle");
+}

@@ -63,7 +63,7 @@ error_codes! {
     NotFound = NOT_FOUND, "not_found", "unknown id or route";
     MethodNotAllowed = METHOD_NOT_ALLOWED, "method_not_allowed", "the route exists with another method (`Allow` lists them)";
     IllegalTransition = CONFLICT, "illegal_transition", "the current state forbids it; `details.current_status` says which";
-    IdempotencyKeyReused = CONFLICT, "idempotency_key_reused", "the same `idempotency_key` with a different body; `details.task_id` or `details.execution_id` names what the key made";
+    IdempotencyKeyReused = CONFLICT, "idempotency_key_reused", "the same `idempotency_key` with a different body (`details.task_id` or `details.execution_id` names what the key made), or a task key another user or agent already used (no details)";
     NoSuitableAgent = CONFLICT, "no_suitable_agent", "assignment found no healthy agent with spare capacity";
     TaskCancelled = CONFLICT, "task_cancelled", "an agent's progress report on a task that was cancelled: stop working on it";
     AgentNameTaken = CONFLICT, "agent_name_taken", "an agent with this name is already registered";

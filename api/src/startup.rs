@@ -186,7 +186,11 @@ impl Application {
             connections: Default::default(),
             audit: AuditLog::start(db.clone(), chain.clone(), routes.clone()),
             chain,
-            guard: Guard::new(&settings, redis_conn.clone()),
+            guard: Guard::new(&settings, redis_conn.clone()).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the revoked tokens and lockouts kept beside the database: {e}"
+                )
+            })?,
             observability: Observability::new(&settings, routes.clone(), &shutdown),
         };
         monitoring::spawn(state.clone(), shutdown.clone());

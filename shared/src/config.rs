@@ -225,6 +225,15 @@ impl Settings {
         Some(name.into())
     }
 
+    /// Where a single node keeps its revoked tokens and login lockouts across restarts, beside
+    /// its SQLite database file (`./data/mcp.db` → `./data/mcp.db.revocations`). `None` for
+    /// another database (the distributed mode keeps them in Redis) or an in-memory one.
+    pub fn security_flags_path(&self) -> Option<std::path::PathBuf> {
+        let mut name = sqlite_file(self.database_url.expose())??.into_os_string();
+        name.push(".revocations");
+        Some(name.into())
+    }
+
     /// Replaces the secrets [`Settings::from_lookup`] generated for this process with the ones
     /// kept in [`Settings::generated_secrets_path`], generating and keeping them on first use.
     fn keep_generated_secrets(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     batch::{self, Kind},
     client::Client,
-    config::{Config, Flags, Output},
+    config::{Config, Credentials, Flags, Output},
     error::{Error, Exit, Result},
     output::table,
     watch,
@@ -25,7 +25,7 @@ usage: mcpctl [--url URL] [--token TOKEN] [-o human|json] [--config PATH] COMMAN
 commands:
   login [--username NAME] [--password-stdin]
                         log in and store the session (password from stdin, MCP_PASSWORD, or a prompt)
-  logout                forget the stored session
+  logout                end the session on the server and forget it here
   submit --type TYPE [--priority critical|high|medium|low] [--capability NAME]...
          [--payload JSON|@FILE|-] [--idempotency-key KEY] [--run-at RFC3339]
          [--timeout-seconds N] [--max-attempts N]
@@ -176,7 +176,7 @@ async fn run(args: Vec<String>) -> Result<Exit> {
     args.rest.remove(0);
     match first.as_str() {
         "login" => login(&config, args).await,
-        "logout" => logout(&config, args),
+        "logout" => logout(&config, args).await,
         "submit" => submit(&config, args).await,
         "batch" => batch_cmd(&config, args).await,
         "watch" => match args.positionals()?.as_slice() {
@@ -286,12 +286,31 @@ async fn login(config: &Config, mut args: Args) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn logout(config: &Config, args: Args) -> Result<Exit> {
+async fn logout(config: &Config, args: Args) -> Result<Exit> {
     args.positionals()?;
     let path = config.credentials_path();
+    let stored = Credentials::load(&path).ok().flatten();
+    // The server revokes the session (every token of the login) first; the local copy goes
+    // either way, so a server that cannot be reached does not leave the session on disk.
+    let told = match stored {
+        Some(creds) if creds.url == config.url && config.token.is_none() => {
+            let body = json!({"refresh_token": creds.refresh_token});
+            match Client::authenticated(config) {
+                Ok(mut client) => client
+                    .call(Method::POST, "/api/v1/auth/logout", Some(&body))
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        _ => Ok(()),
+    };
     match std::fs::remove_file(&path) {
-        Ok(()) => eprintln!("logged out"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => eprintln!("not logged in"),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("not logged in");
+            return Ok(Exit::Ok);
+        }
         Err(e) => {
             return Err(Error::usage(format!(
                 "cannot remove {}: {e}",
@@ -299,7 +318,24 @@ fn logout(config: &Config, args: Args) -> Result<Exit> {
             )));
         }
     }
-    Ok(Exit::Ok)
+    match told {
+        Ok(()) => {
+            eprintln!("logged out");
+            Ok(Exit::Ok)
+        }
+        // An expired session is already over; anything else may have left it usable.
+        Err(e) if e.exit == Exit::Auth => {
+            eprintln!("logged out (the session had already ended)");
+            Ok(Exit::Ok)
+        }
+        Err(e) => Err(Error::new(
+            e.exit,
+            format!(
+                "the stored session was removed, but the server did not revoke it: {}",
+                e.message
+            ),
+        )),
+    }
 }
 
 /// `--payload`: inline JSON, `@FILE`, or `-` for stdin.

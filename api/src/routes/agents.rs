@@ -320,7 +320,8 @@ impl AgentsApi {
         })))
     }
 
-    /// Replace or add capabilities (validated against the catalog).
+    /// Replace or add capabilities (validated against the catalog). Needs `agent.register`; an
+    /// agent may only narrow its own (403 for one it does not hold).
     #[oai(path = "/agents/:id/capabilities", method = "post")]
     async fn capabilities(
         &self,
@@ -345,7 +346,8 @@ impl AgentsApi {
                 ));
             }
         };
-        let agent = service::set_capabilities(&state, id.0, incoming, add).await?;
+        let narrow_only = auth.0.agent_id().is_some();
+        let agent = service::set_capabilities(&state, id.0, incoming, add, narrow_only).await?;
         audit::note(
             "agent.capabilities",
             Some(id.0.to_string()),

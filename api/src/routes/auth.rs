@@ -100,8 +100,8 @@ impl AuthApi {
         }
     }
 
-    /// Log out: revokes the access token used for this call at once (on every replica) and, when
-    /// given, the refresh token and every token descended from the same login.
+    /// Log out: revokes the access token used for this call at once (on every replica), and every
+    /// access and refresh token of the same login, with or without `refresh_token` in the body.
     #[oai(path = "/logout", method = "post")]
     async fn logout(
         &self,

@@ -29,7 +29,10 @@ use super::ApiTags;
 use crate::{
     auth::Auth,
     error::{ApiError, ApiResult},
-    services::events::{self as service, Filter},
+    services::{
+        events::{self as service, Filter},
+        sessions,
+    },
     state::AppState,
 };
 
@@ -133,6 +136,7 @@ impl EventsApi {
     ) -> ApiResult<EventsResponse> {
         let principal = auth.0;
         principal.require(Permission::TaskRead)?;
+        let principal_for_end = principal.clone();
         if execution_id.0.is_some() {
             principal.require(Permission::PipelineRead)?;
         }
@@ -211,7 +215,13 @@ impl EventsApi {
             *ended = v["type"] == "lagged";
             std::future::ready(Some(v))
         });
-        let stream = history.chain(live).boxed();
+        // Logged out, expired, disabled or deregistered: the stream ends within a ping interval.
+        let ended = sessions::credentials_end(
+            state.0.clone(),
+            principal_for_end,
+            state.settings.ws_ping_interval,
+        );
+        let stream = history.chain(live).take_until(ended).boxed();
         Ok(EventsResponse(sse_stream(stream)))
     }
 }

@@ -43,18 +43,24 @@ fn user_key(username: &str) -> String {
 }
 
 impl Guard {
-    pub fn new(settings: &Settings, redis: Option<ConnectionManager>) -> Self {
-        Self {
-            counters: Counters::new(redis),
+    pub fn new(settings: &Settings, redis: Option<ConnectionManager>) -> std::io::Result<Self> {
+        let flags_file = if redis.is_none() {
+            settings.security_flags_path()
+        } else {
+            None
+        };
+        Ok(Self {
+            counters: Counters::new(redis, flags_file)?,
             per_principal: settings.rate_limit_per_minute,
             logins_per_ip: settings.login_rate_limit_per_minute,
             max_failures: settings.login_max_failures,
-        }
+        })
     }
 
     /// Admits an authenticated request: its access token must not be revoked, and its principal
-    /// must be within the rate limit. When the shared store is down, requests are admitted (and
-    /// the outage logged) rather than refused: availability over a brief gap in limiting.
+    /// must be within the rate limit. When the shared store is down, a token that could have
+    /// been revoked is refused (503): revocation fails closed. A principal without one (an
+    /// agent key) is admitted and the outage logged: the plain request count fails open.
     pub async fn admit(&self, principal: &Principal) -> Result<(), ApiError> {
         let window = if self.per_principal == 0 {
             Duration::ZERO
@@ -69,10 +75,14 @@ impl Guard {
             flags.push(format!("revoked-family:{family}"));
         }
         let counter = format!("rl:{}:{}", principal.role.as_str(), principal.id);
-        let Some((count, revoked)) =
-            available(self.counters.hit_and_check(&counter, window, &flags).await)
-        else {
-            return Ok(());
+        let answer = self.counters.hit_and_check(&counter, window, &flags).await;
+        let (count, revoked) = match answer {
+            Ok(answer) => answer,
+            Err(e) if !flags.is_empty() => return Err(store_down(&e, "token revocation check")),
+            Err(e) => {
+                tracing::warn!(error = %e, "rate-limit store unavailable");
+                return Ok(());
+            }
         };
         if revoked {
             return Err(ApiError::unauthorized(
@@ -100,8 +110,12 @@ impl Guard {
     ) -> Result<(), ApiError> {
         if self.logins_per_ip > 0 {
             let ip = ip.map_or_else(|| "unknown".to_string(), address_block);
-            let count = available(self.counters.hit(&format!("login-ip:{ip}"), WINDOW).await);
-            if let Some(count) = count.filter(|c| c.hits > u64::from(self.logins_per_ip)) {
+            let count = self
+                .counters
+                .hit(&format!("login-ip:{ip}"), WINDOW)
+                .await
+                .map_err(|e| store_down(&e, "login rate limit"))?;
+            if count.hits > u64::from(self.logins_per_ip) {
                 tracing::warn!(%ip, "login rate limit exceeded");
                 audit::note_security_event("auth.login_rate_limited", None);
                 return Err(rate_limited(
@@ -114,12 +128,12 @@ impl Guard {
             }
         }
         if self.max_failures > 0 {
-            let lock = available(
-                self.counters
-                    .flag_ttl(&format!("lock:{}", user_key(username)))
-                    .await,
-            );
-            if let Some(left) = lock.flatten() {
+            let lock = self
+                .counters
+                .flag_ttl(&format!("lock:{}", user_key(username)))
+                .await
+                .map_err(|e| store_down(&e, "login lockout check"))?;
+            if let Some(left) = lock {
                 tracing::warn!("login refused: username locked after repeated failures");
                 audit::note_security_event("auth.login_locked", None);
                 return Err(rate_limited(
@@ -132,19 +146,19 @@ impl Guard {
     }
 
     /// Counts a failed login; past the allowed failures the username is locked for a period
-    /// that doubles with each further failure (2 s, 4 s, 8 s … up to 15 minutes).
-    pub async fn login_failed(&self, username: &str) {
+    /// that doubles with each further failure (2 s, 4 s, 8 s … up to 15 minutes). A failure
+    /// that cannot be counted is a 503: the lockout fails closed.
+    pub async fn login_failed(&self, username: &str) -> Result<(), ApiError> {
         if self.max_failures == 0 {
-            return;
+            return Ok(());
         }
         let key = user_key(username);
-        let count = self
+        let failures = self
             .counters
             .hit(&format!("login-fail:{key}"), FAILURE_WINDOW)
-            .await;
-        let Some(failures) = available(count).map(|c| c.hits) else {
-            return;
-        };
+            .await
+            .map_err(|e| store_down(&e, "login failure count"))?
+            .hits;
         if failures >= u64::from(self.max_failures) {
             let doublings = (failures - u64::from(self.max_failures)).min(20) as u32;
             let lock = (Duration::from_secs(2) * 2u32.pow(doublings)).min(MAX_LOCKOUT);
@@ -153,8 +167,12 @@ impl Guard {
                 lock_seconds = lock.as_secs(),
                 "repeated failed logins: username locked"
             );
-            available(self.counters.set_flag(&format!("lock:{key}"), lock).await);
+            self.counters
+                .set_flag(&format!("lock:{key}"), lock)
+                .await
+                .map_err(|e| store_down(&e, "login lockout"))?;
         }
+        Ok(())
     }
 
     pub async fn login_succeeded(&self, username: &str) {
@@ -191,6 +209,38 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Whether the principal's access token (or its login) was revoked, counting nothing.
+    pub async fn is_revoked(&self, principal: &Principal) -> redis::RedisResult<bool> {
+        let mut flags = Vec::with_capacity(2);
+        if let Some(jti) = principal.token_id {
+            flags.push(format!("revoked:{jti}"));
+        }
+        if let Some(family) = principal.token_family {
+            flags.push(format!("revoked-family:{family}"));
+        }
+        if flags.is_empty() {
+            return Ok(false);
+        }
+        let (_, revoked) = self
+            .counters
+            .hit_and_check("check", Duration::ZERO, &flags)
+            .await?;
+        Ok(revoked)
+    }
+
+    /// Revokes every access token of one login (`family`) until the newest could have expired.
+    pub async fn revoke_family(&self, family: Uuid, access_ttl: Duration) -> Result<(), ApiError> {
+        self.counters
+            .set_flag(
+                &format!("revoked-family:{family}"),
+                access_ttl + Duration::from_secs(5),
+            )
+            .await
+            .map_err(|e| store_down(&e, "token revocation"))
+    }
+}
+
 /// The unit login limits count: an IPv4 address, or an IPv6 /64 (one host can use a whole /64,
 /// so a per-address count would be trivial to dodge).
 fn address_block(ip: std::net::IpAddr) -> String {
@@ -203,12 +253,11 @@ fn address_block(ip: std::net::IpAddr) -> String {
     }
 }
 
-/// A store answer, or `None` with the outage logged: limits give way rather than refuse
-/// requests while Redis is unreachable (availability over a short gap in limiting).
-fn available<T>(answer: redis::RedisResult<T>) -> Option<T> {
-    answer
-        .inspect_err(|e| tracing::warn!(error = %e, "rate-limit store unavailable"))
-        .ok()
+/// The store could not answer a question security depends on: refuse (503 with `Retry-After`)
+/// rather than guess.
+fn store_down(e: &redis::RedisError, what: &str) -> ApiError {
+    tracing::error!(error = %e, what, "security store unavailable: refusing");
+    ApiError::unavailable("rate-limit store")
 }
 
 fn rate_limited(message: impl Into<String>, wait: Duration) -> ApiError {

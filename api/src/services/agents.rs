@@ -298,9 +298,19 @@ pub async fn set_capabilities(
     id: Uuid,
     incoming: Vec<Capability>,
     add: bool,
+    narrow_only: bool,
 ) -> Result<AgentEntry, ApiError> {
     capabilities::require_known(state, &incoming).await?;
     let current = find(state, id).await?;
+    // A capability routes tasks (and their sealed fields) to the agent: only an operator may
+    // grant one. The agent itself may drop what it holds.
+    if narrow_only && let Some(c) = incoming.iter().find(|c| !current.capabilities.contains(c)) {
+        return Err(ApiError::forbidden(format!(
+            "an agent may only narrow its own capabilities; {:?} needs the permission \
+             agent.register (an operator or admin)",
+            c.name
+        )));
+    }
     let mut caps: Vec<Capability> = if add {
         current.capabilities.clone()
     } else {

@@ -84,9 +84,15 @@ pub async fn snapshot(
         if principal.agent_id().is_some() && task.agent_id != principal.agent_id() {
             return Err(NOT_VISIBLE);
         }
+        // Exactly as REST reads show it: a sealed value only names its key.
+        let result = if task.sealed_key.is_some() {
+            task.result.map(mcp_shared::sealing::masked)
+        } else {
+            task.result
+        };
         return Ok(Some(json!({
             "task_id": task.id, "status": task.status, "progress": task.progress,
-            "result": task.result, "error": task.error, "agent_id": task.agent_id,
+            "result": result, "error": task.error, "agent_id": task.agent_id,
             "execution_id": task.execution_id, "stage": task.stage, "updated_at": task.updated_at,
         })));
     }

@@ -60,6 +60,60 @@ pub async fn resolve(state: &AppState, header: &str) -> Result<Principal, ApiErr
     ))
 }
 
+/// Why a long-lived stream (WebSocket, Server-Sent Events) must end: its close code and reason.
+pub struct Ended {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+/// Checks the credentials a stream was opened with, now: the access token has not expired nor
+/// been revoked, the user is not disabled, the agent not deregistered.
+pub async fn still_valid(state: &AppState, principal: &Principal) -> Result<(), Ended> {
+    let ended = |reason| Ended { code: 4401, reason };
+    if principal
+        .token_expires_at
+        .is_some_and(|exp| exp <= chrono::Utc::now().timestamp())
+    {
+        return Err(ended("the token expired; reconnect with a new one"));
+    }
+    match state.guard.is_revoked(principal).await {
+        Ok(false) => {}
+        Ok(true) => return Err(ended("the token was revoked by a logout")),
+        Err(e) => {
+            tracing::warn!(error = %e, "stream credentials cannot be checked: closing");
+            return Err(Ended {
+                code: 1013,
+                reason: "credentials cannot be checked now; reconnect shortly",
+            });
+        }
+    }
+    if principal.role == Role::Agent {
+        if let Ok(None) = agents::find(&state.db.conn, principal.id).await {
+            return Err(ended("the agent was deregistered"));
+        }
+    } else if let Ok(found) = users::find(&state.db.conn, principal.id).await
+        && found.is_none_or(|u| u.disabled)
+    {
+        return Err(ended("the user is disabled"));
+    }
+    Ok(())
+}
+
+/// Resolves once the stream's credentials stop being valid, checking every `every`.
+pub async fn credentials_end(
+    state: AppState,
+    principal: Principal,
+    every: std::time::Duration,
+) -> Ended {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        if let Err(ended) = still_valid(&state, &principal).await {
+            return ended;
+        }
+    }
+}
+
 /// A fresh access and refresh token of one login.
 pub struct Tokens {
     pub access_token: String,
@@ -95,7 +149,7 @@ pub async fn login(
     .map_err(ApiError::internal)?;
     let Some(user) = user.filter(|_| valid) else {
         tracing::warn!("login failed");
-        state.guard.login_failed(username).await;
+        state.guard.login_failed(username).await?;
         return Err(bad_credentials());
     };
     state.guard.login_succeeded(username).await;
@@ -129,6 +183,11 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<Refresh, A
         tokens::Consume::Reused => {
             tracing::warn!(user = %claims.name, "refresh token reused; session family revoked");
             audit::set_actor(format!("{}:{}", claims.role.as_str(), claims.name));
+            // The thief may already hold an access token of the login: those go too.
+            state
+                .guard
+                .revoke_family(family, state.jwt.access_ttl)
+                .await?;
             return Ok(Refresh::Reused { family });
         }
         tokens::Consume::Invalid => {
@@ -147,8 +206,9 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<Refresh, A
     Ok(Refresh::Issued(tokens))
 }
 
-/// Revokes the access token `principal` called with (on every replica) and, when given, the
-/// refresh token and every token descended from the same login. True when anything was revoked.
+/// Revokes the access token `principal` called with (on every replica), every access and refresh
+/// token of the same login (with or without a refresh token in the body) and, when given, the
+/// refresh token's own login. True when anything was revoked.
 pub async fn logout(
     state: &AppState,
     principal: &Principal,
@@ -161,6 +221,9 @@ pub async fn logout(
             .revoke(jti, principal.token_family, exp, state.jwt.access_ttl)
             .await?;
         revoked = true;
+    }
+    if let Some(family) = principal.token_family {
+        tokens::revoke_family(&state.db.conn, family).await?;
     }
     if let Some(token) = refresh_token {
         let claims = state

@@ -223,7 +223,7 @@ pub async fn create(state: &AppState, new: NewTask, created_by: &str) -> Result<
     if let Some(key) = &new.idempotency_key
         && let Some(existing) = tasks::find_by_idempotency_key(&state.db.conn, key).await?
     {
-        return replay(existing, fingerprint.as_deref());
+        return replay(existing, fingerprint.as_deref(), created_by);
     }
 
     let now = Utc::now();
@@ -243,7 +243,7 @@ pub async fn create(state: &AppState, new: NewTask, created_by: &str) -> Result<
             let existing = tasks::find_by_idempotency_key(&state.db.conn, key)
                 .await?
                 .ok_or_else(|| ApiError::internal("unique violation without an existing task"))?;
-            return replay(existing, fingerprint.as_deref());
+            return replay(existing, fingerprint.as_deref(), created_by);
         }
         Err(e) => return Err(e.into()),
     };
@@ -259,7 +259,20 @@ pub async fn create(state: &AppState, new: NewTask, created_by: &str) -> Result<
     Ok(Created::New(task))
 }
 
-fn replay(existing: Model, fingerprint: Option<&str>) -> Result<Created, ApiError> {
+/// The task an idempotency key already names: the same task again when the same principal sends
+/// the same body. Another principal's key is refused whatever the body (and without naming the
+/// task), so a replay cannot be used to test guesses of someone else's sealed values.
+fn replay(
+    existing: Model,
+    fingerprint: Option<&str>,
+    created_by: &str,
+) -> Result<Created, ApiError> {
+    if existing.created_by.as_deref() != Some(created_by) {
+        return Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this idempotency_key is already in use; choose another",
+        ));
+    }
     if existing.request_hash.as_deref() == fingerprint {
         Ok(Created::Existing(existing))
     } else {
@@ -322,7 +335,7 @@ pub async fn create_batch(
     for (index, t, fp) in accepted {
         if let Some(key) = &t.idempotency_key {
             if let Some(prev) = existing.get(key) {
-                match replay(prev.clone(), fp.as_deref()) {
+                match replay(prev.clone(), fp.as_deref(), created_by) {
                     Ok(_) => ids.push(prev.id),
                     Err(error) => rejected.push(Rejected { index, error }),
                 }

@@ -49,6 +49,14 @@ pub async fn create(
 ) -> Result<Model, ApiError> {
     validate_username(username)?;
     validate_password(&password)?;
+    if role == Role::Agent {
+        // An agent is a registered agent with a key, never a login: a user with this role would
+        // hold an agent's reach without being one.
+        return Err(ApiError::invalid_field(
+            "role",
+            "a user's role is admin, operator or viewer; agents register with POST /agents/register",
+        ));
+    }
     let hash = tokio::task::spawn_blocking(move || crypto::hash_password(&password))
         .await
         .map_err(ApiError::internal)??;

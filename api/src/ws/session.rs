@@ -18,8 +18,12 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use super::channel::{Channel, channel_snapshot, render};
 use crate::{
+    error::ErrorCode,
     principal::Principal,
-    services::events::{self as subscriptions, Filter},
+    services::{
+        events::{self as subscriptions, Filter},
+        sessions,
+    },
     state::AppState,
 };
 
@@ -30,6 +34,65 @@ pub const OUTBOUND_BUFFER: usize = 1024;
 pub const OUTBOUND_BYTES: usize = 1024 * 1024;
 /// Largest client message accepted; bigger ones close the connection with 1009.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Subscriptions one connection may hold; a subscribe beyond them is answered with an error.
+pub const MAX_SUBSCRIPTIONS: usize = 32;
+/// Client messages one connection may send in a burst, and per second after it.
+pub const MESSAGE_BURST: u32 = 20;
+pub const MESSAGES_PER_SECOND: u32 = 10;
+/// Messages refused for the rate within [`STRIKE_WINDOW`] after which the connection is closed
+/// with 1008: a client that ignores the error frames is not served further.
+pub const MAX_STRIKES: u32 = 50;
+const STRIKE_WINDOW: Duration = Duration::from_secs(10);
+
+/// A token bucket over the client's messages, and a count of the ones it refused.
+struct MessageBudget {
+    tokens: f64,
+    refilled: tokio::time::Instant,
+    strikes: u32,
+    strikes_since: tokio::time::Instant,
+}
+
+/// What to do with one client message.
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    Handle,
+    Refuse,
+    Close,
+}
+
+impl MessageBudget {
+    fn new() -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            tokens: f64::from(MESSAGE_BURST),
+            refilled: now,
+            strikes: 0,
+            strikes_since: now,
+        }
+    }
+
+    fn admit(&mut self) -> Admission {
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens =
+            (self.tokens + elapsed * f64::from(MESSAGES_PER_SECOND)).min(f64::from(MESSAGE_BURST));
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Admission::Handle;
+        }
+        if now.duration_since(self.strikes_since) > STRIKE_WINDOW {
+            self.strikes = 0;
+            self.strikes_since = now;
+        }
+        self.strikes += 1;
+        if self.strikes > MAX_STRIKES {
+            Admission::Close
+        } else {
+            Admission::Refuse
+        }
+    }
+}
 
 fn close(code: u16, reason: &str) -> Message {
     Message::close_with(CloseCode::from(code), reason.to_string())
@@ -187,6 +250,11 @@ impl Session {
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let mut last_heard = tokio::time::Instant::now();
         let mut resume_check = tokio::time::interval(Duration::from_millis(50));
+        let mut budget = MessageBudget::new();
+        // Logged out, expired, disabled or deregistered: the connection ends within a ping.
+        let credentials_end =
+            sessions::credentials_end(self.state.clone(), self.principal.clone(), ping_every);
+        tokio::pin!(credentials_end);
 
         loop {
             tokio::select! {
@@ -199,9 +267,31 @@ impl Session {
                 incoming = stream.next() => {
                     last_heard = tokio::time::Instant::now();
                     match incoming {
-                        Some(Ok(Message::Text(text))) => {
-                            self.handle(&text, &mut subs, &mut implicit, &mut out).await;
-                        }
+                        Some(Ok(Message::Text(text))) => match budget.admit() {
+                            Admission::Handle => {
+                                if let Err(close_with) =
+                                    self.handle(&text, &mut subs, &mut implicit, &mut out).await
+                                {
+                                    let _ = out.tx.try_send(close_with);
+                                    break;
+                                }
+                            }
+                            Admission::Refuse => out.reply(
+                                error(
+                                    "rate_limited",
+                                    &format!(
+                                        "more than {MESSAGES_PER_SECOND} messages a second (bursts of {MESSAGE_BURST}); \
+                                         this one was ignored, slow down"
+                                    ),
+                                )
+                                .to_string(),
+                            ),
+                            Admission::Close => {
+                                tracing::warn!(actor = %self.principal.actor(), "websocket client flooding: closed");
+                                let _ = out.tx.try_send(close(1008, "too many messages"));
+                                break;
+                            }
+                        },
                         Some(Ok(Message::Binary(_))) => {
                             out.reply(error("unsupported", "send JSON text messages").to_string());
                         }
@@ -214,6 +304,10 @@ impl Session {
                             break;
                         }
                     }
+                }
+                ended = &mut credentials_end => {
+                    let _ = out.tx.try_send(close(ended.code, ended.reason));
+                    break;
                 }
                 _ = resume_check.tick(), if out.lagged => out.try_resume(),
                 _ = ping.tick() => {
@@ -255,7 +349,7 @@ impl Session {
         subs: &mut Vec<Subscription>,
         implicit: &mut bool,
         out: &mut Outbound,
-    ) {
+    ) -> Result<(), Message> {
         let msg: ClientMessage = match serde_json::from_str(text) {
             Ok(m) => m,
             Err(e) => {
@@ -266,7 +360,7 @@ impl Session {
                     )
                     .to_string(),
                 );
-                return;
+                return Ok(());
             }
         };
         match msg.action.as_str() {
@@ -286,17 +380,43 @@ impl Session {
                             )
                             .to_string(),
                         );
-                        return;
+                        return Ok(());
                     }
                     Some(Some(id)) => Some(id),
                     None => None,
                 };
+                let known = subs.iter().any(|s| s.filter == filter);
+                if !known && !*implicit && subs.len() >= MAX_SUBSCRIPTIONS {
+                    out.reply(
+                        error(
+                            "too_many_subscriptions",
+                            &format!(
+                                "a connection holds at most {MAX_SUBSCRIPTIONS} subscriptions; \
+                                 unsubscribe from one first"
+                            ),
+                        )
+                        .to_string(),
+                    );
+                    return Ok(());
+                }
+                if since.is_some() {
+                    // A replay reads up to a page of retained events: it counts against the
+                    // principal's request budget like a REST call, and it must not outlive a
+                    // revocation of the credentials.
+                    if let Err(e) = self.state.guard.admit(&self.principal).await {
+                        if e.code == ErrorCode::Unauthorized {
+                            return Err(close(4401, &e.message));
+                        }
+                        out.reply(error(e.code.as_str(), &e.message).to_string());
+                        return Ok(());
+                    }
+                }
                 let snapshot =
                     match subscriptions::snapshot(&self.state, &self.principal, &filter).await {
                         Ok(s) => s,
                         Err(reason) => {
                             out.reply(error("not_visible", reason).to_string());
-                            return;
+                            return Ok(());
                         }
                     };
                 let authorized = filter.task_id.is_some();
@@ -332,7 +452,7 @@ impl Session {
                                            "data": {"next_since": at.to_string()}})
                                     .to_string(),
                                 );
-                                return;
+                                return Ok(());
                             }
                             replayed_to = replay
                                 .events
@@ -376,5 +496,6 @@ impl Session {
                 .to_string(),
             ),
         }
+        Ok(())
     }
 }
