@@ -356,8 +356,9 @@ impl Fixture {
                 "capabilities": ["validation"],
             }))),
             ("POST", "/api/v1/agents/{id}/heartbeat") => Some(Body::Json(json!({}))),
+            // A capability the agent `me` already holds: an agent may not widen its own reach.
             ("POST", "/api/v1/agents/{id}/capabilities") => Some(Body::Json(
-                json!({"capabilities": ["analysis"], "mode": "add"}),
+                json!({"capabilities": ["sentiment"], "mode": "add"}),
             )),
             ("POST", "/api/v1/agents/{id}/allocate") => Some(Body::Json(json!({"slots": 1}))),
             ("POST", "/api/v1/capabilities") => {

@@ -15,8 +15,6 @@ use poem_openapi::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::services::pipelines::OptionsRequest;
-
 /// One message of a conversation.
 #[derive(Object)]
 pub struct ConversationMessage {
@@ -302,4 +300,25 @@ impl ToJSON for TaskResult {
     fn to_json(&self) -> Option<Value> {
         Some(self.0.clone())
     }
+}
+
+/// Options as a client sends them; every field optional.
+#[derive(Debug, Clone, Default, Deserialize, poem_openapi::Object)]
+#[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
+pub struct OptionsRequest {
+    /// `redact` (default), `reject` or `allow`.
+    pub pii: Option<PiiPolicy>,
+    /// 0..1, default 0.5: records scoring lower are dropped.
+    pub quality_threshold: Option<f64>,
+    /// 0..1, default 0.7: records with a category above it are flagged.
+    pub bias_threshold: Option<f64>,
+    /// Reject (rather than flag) records over `bias_threshold`. Default false.
+    pub reject_biased: Option<bool>,
+    /// 0.9..1, default 0.95: SimHash similarity at which a later record is a near-duplicate.
+    pub near_duplicate_threshold: Option<f64>,
+    /// Default all three: `jsonl`, `chat_jsonl`, `csv`.
+    pub export_formats: Option<Vec<ExportFormat>>,
+    /// Records per shard, 1..100000, default 10000.
+    pub shard_size: Option<u32>,
 }

@@ -12,8 +12,8 @@ use mcp_shared::{
     domain::{
         event::{Event, EventType},
         pipeline::{
-            ExportFormat, MAX_SHARD_SIZE, MIN_SHARD_SIZE, PiiPolicy, PipelineOptions,
-            PipelineStatus, SourceFormat, Stage,
+            ExportFormat, MAX_SHARD_SIZE, MIN_SHARD_SIZE, PipelineOptions, PipelineStatus,
+            SourceFormat, Stage,
         },
         task::{Priority, TaskStatus},
     },
@@ -27,29 +27,9 @@ use crate::{
     error::{ApiError, ErrorCode},
     services::{datasets, tasks::MAX_IDEMPOTENCY_KEY},
     state::AppState,
+    task_schemas::OptionsRequest,
     views::StageView,
 };
-
-/// Options as a client sends them; every field optional.
-#[derive(Debug, Clone, Default, Deserialize, poem_openapi::Object)]
-#[serde(deny_unknown_fields)]
-#[oai(deny_unknown_fields)]
-pub struct OptionsRequest {
-    /// `redact` (default), `reject` or `allow`.
-    pub pii: Option<PiiPolicy>,
-    /// 0..1, default 0.5: records scoring lower are dropped.
-    pub quality_threshold: Option<f64>,
-    /// 0..1, default 0.7: records with a category above it are flagged.
-    pub bias_threshold: Option<f64>,
-    /// Reject (rather than flag) records over `bias_threshold`. Default false.
-    pub reject_biased: Option<bool>,
-    /// 0.9..1, default 0.95: SimHash similarity at which a later record is a near-duplicate.
-    pub near_duplicate_threshold: Option<f64>,
-    /// Default all three: `jsonl`, `chat_jsonl`, `csv`.
-    pub export_formats: Option<Vec<ExportFormat>>,
-    /// Records per shard, 1..100000, default 10000.
-    pub shard_size: Option<u32>,
-}
 
 /// One execution request (`agent-execute`, or an item of `pipeline/batch`).
 #[derive(Debug, Clone, Deserialize, poem_openapi::Object)]
