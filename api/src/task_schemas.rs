@@ -15,6 +15,24 @@ use poem_openapi::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Reading and writing a wrapper of any JSON value: the value as it is (its schema, which
+/// differs by wrapper, is in its `Type` impl).
+macro_rules! json_value_io {
+    ($wrapper:ty) => {
+        impl ParseFromJSON for $wrapper {
+            fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+                Ok(Self(value.unwrap_or_default()))
+            }
+        }
+
+        impl ToJSON for $wrapper {
+            fn to_json(&self) -> Option<Value> {
+                Some(self.0.clone())
+            }
+        }
+    };
+}
+
 /// One message of a conversation.
 #[derive(Object)]
 pub struct ConversationMessage {
@@ -225,17 +243,7 @@ impl Type for TaskPayload {
     }
 }
 
-impl ParseFromJSON for TaskPayload {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        Ok(Self(value.unwrap_or_default()))
-    }
-}
-
-impl ToJSON for TaskPayload {
-    fn to_json(&self) -> Option<Value> {
-        Some(self.0.clone())
-    }
-}
+json_value_io!(TaskPayload);
 
 /// A finished task's result: by `type`, as the built-in handlers write it, or whatever the
 /// agent that ran it reported.
@@ -290,17 +298,7 @@ impl Type for TaskResult {
     }
 }
 
-impl ParseFromJSON for TaskResult {
-    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
-        Ok(Self(value.unwrap_or_default()))
-    }
-}
-
-impl ToJSON for TaskResult {
-    fn to_json(&self) -> Option<Value> {
-        Some(self.0.clone())
-    }
-}
+json_value_io!(TaskResult);
 
 /// Options as a client sends them; every field optional.
 #[derive(Debug, Clone, Default, Deserialize, poem_openapi::Object)]
