@@ -818,3 +818,79 @@ async fn stored_credentials(browser: &Browser) -> Value {
         .await;
     serde_json::from_str(raw.as_str().expect("credentials in sessionStorage")).unwrap()
 }
+
+#[tokio::test]
+async fn dashboard_shows_what_work_nothing_serves_is_waiting_for() {
+    // The embedded workers serve no stage: a pipeline waits on `stage_ingestion`.
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("MCP_EMBEDDED_CAPABILITIES", "generic"),
+            ("MCP_ALERT_INTERVAL_MS", "50"),
+            ("MCP_ALERT_UNSERVED_AFTER_MS", "300"),
+        ],
+    )
+    .await;
+    let (status, dataset) = app
+        .upload("application/x-ndjson", synth::ndjson(5, 20))
+        .await;
+    assert_eq!(status, 201, "{dataset}");
+    let dataset_id = dataset["data"]["dataset_id"].clone();
+    app.start_execution(&dataset_id, json!({})).await;
+    wait_for(
+        "the queue_unserved alert",
+        Duration::from_secs(30),
+        || async {
+            let (_, health) = app.admin("GET", "/api/v1/system/health", None).await;
+            let raised = health["data"]["alerts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["alert"] == "queue_unserved"));
+            if raised {
+                Ok(())
+            } else {
+                Err(health.to_string())
+            }
+        },
+    )
+    .await;
+
+    // Opened after the alert was raised, the page still lists it.
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/dashboard", app.base)).await;
+    browser.type_into("#username", ADMIN).await;
+    browser.type_into("#password", ADMIN_PASSWORD).await;
+    browser.click("#login-submit").await;
+    browser
+        .wait_text(
+            "the raised alert",
+            r#"#alerts li[data-alert="queue_unserved"][data-state="raised"] .alert-message"#,
+            |t| t.contains("stage_ingestion"),
+        )
+        .await;
+
+    // A pipeline started now shows on its card what it waits for.
+    let id = app.start_execution(&dataset_id, json!({})).await;
+    let card = format!(r#"li.pipeline[data-execution-id="{id}"]"#);
+    wait_for(
+        "the card's waiting note",
+        Duration::from_secs(30),
+        || async {
+            match browser
+                .attribute(&card, "data-waiting-for")
+                .await
+                .as_deref()
+            {
+                Some("stage_ingestion") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let note = browser
+        .text(&format!("{card} .waiting"))
+        .await
+        .unwrap_or_default();
+    assert!(note.contains("stage_ingestion"), "{note}");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}

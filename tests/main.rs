@@ -27,3 +27,4 @@ mod rbac;
 mod realtime;
 mod security;
 mod tasks;
+mod unserved;

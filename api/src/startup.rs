@@ -219,7 +219,7 @@ impl Application {
             let capabilities = settings
                 .embedded_capabilities
                 .clone()
-                .unwrap_or_else(mcp_worker::embedded_capabilities);
+                .unwrap_or_else(mcp_worker::builtin_capabilities);
             let token = shutdown.clone();
             background.push(tokio::spawn(async move {
                 if let Err(e) = pool::run(deps, source, capabilities, token).await {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::{error::ApiError, observability::alerts::Alerts};
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
@@ -82,6 +82,10 @@ pub struct TaskView {
     pub execution_id: Option<Uuid>,
     #[oai(skip_serializing_if_is_none)]
     pub stage: Option<String>,
+    /// Set while the task waits on a capability no live worker or agent holds (the
+    /// `queue_unserved` alert): start a worker or register an agent with it.
+    #[oai(skip_serializing_if_is_none)]
+    pub waiting_for: Option<String>,
 }
 
 impl From<Model> for TaskView {
@@ -97,7 +101,37 @@ impl From<Model> for TaskView {
     }
 }
 
+/// What a task in `status` on `queue` waits for, when nothing live can take it.
+pub fn task_waiting_for(status: &str, queue: &str, alerts: &Alerts) -> Option<String> {
+    if status != mcp_shared::domain::task::TaskStatus::Pending.as_str() {
+        return None;
+    }
+    alerts.waiting_for(&mcp_shared::queue::QueueName::parse(queue)?.capability)
+}
+
+/// What an execution waits for, when nothing live serves the stage it is at.
+pub fn execution_waiting_for(e: &Execution, alerts: &Alerts) -> Option<String> {
+    use mcp_shared::domain::pipeline::PipelineStatus;
+    if !matches!(
+        PipelineStatus::parse(&e.status),
+        Some(PipelineStatus::Pending | PipelineStatus::Running)
+    ) {
+        return None;
+    }
+    let stage = e.current_stage.as_deref().and_then(Stage::parse)?;
+    alerts.waiting_for(&stage.capability())
+}
+
 impl TaskView {
+    /// The view for readers: masked as [`From`] does, and naming what it waits for.
+    pub fn read(m: Model, alerts: &Alerts) -> Self {
+        let waiting_for = task_waiting_for(&m.status, &m.queue, alerts);
+        Self {
+            waiting_for,
+            ..Self::from(m)
+        }
+    }
+
     /// The view for the agent about to run the task: sealed fields opened.
     pub fn for_runner(mut m: Model, ring: &mcp_shared::crypto::KeyRing) -> Result<Self, ApiError> {
         if m.sealed_key.is_some() {
@@ -128,6 +162,7 @@ impl TaskView {
             updated_at: m.updated_at,
             execution_id: m.execution_id,
             stage: m.stage,
+            waiting_for: None,
         }
     }
 }
@@ -300,6 +335,21 @@ pub struct ExecutionView {
     /// The key the execution was started with, if any.
     #[oai(skip_serializing_if_is_none)]
     pub idempotency_key: Option<String>,
+    /// Set while the execution waits on a stage no live worker or agent serves (the
+    /// `queue_unserved` alert), e.g. `stage_ingestion`.
+    #[oai(skip_serializing_if_is_none)]
+    pub waiting_for: Option<String>,
+}
+
+impl ExecutionView {
+    /// The view for readers, naming what the execution waits for.
+    pub fn read(e: Execution, alerts: &Alerts) -> Self {
+        let waiting_for = execution_waiting_for(&e, alerts);
+        Self {
+            waiting_for,
+            ..Self::from(e)
+        }
+    }
 }
 
 impl From<Execution> for ExecutionView {
@@ -317,6 +367,7 @@ impl From<Execution> for ExecutionView {
             current_stage: e.current_stage,
             options: e.options,
             idempotency_key: e.idempotency_key,
+            waiting_for: None,
         }
     }
 }
@@ -329,5 +380,8 @@ pub struct ExecutionProgress {
     pub progress: i32,
     #[oai(skip_serializing_if_is_none)]
     pub current_stage: Option<String>,
+    /// As on the execution: the stage capability nothing live serves.
+    #[oai(skip_serializing_if_is_none)]
+    pub waiting_for: Option<String>,
     pub stages: Vec<StageView>,
 }

@@ -140,6 +140,9 @@ pub struct Settings {
     /// `MCP_ALERT_QUEUE_AGE_MS`: a queue whose oldest waiting task is older than this raises an
     /// alert (default 5 minutes).
     pub alert_queue_age: Duration,
+    /// `MCP_ALERT_UNSERVED_AFTER_MS`: work waiting this long on a capability no live worker or
+    /// agent holds raises `queue_unserved` and shows `waiting_for` (default 30 s).
+    pub alert_unserved_after: Duration,
     /// `MCP_ALERT_AGENT_FAILURE_RATE`: an agent whose share of failed attempts in the window
     /// exceeds this (over at least 5 attempts) raises an alert (default 0.5).
     pub alert_agent_failure_rate: f64,
@@ -469,6 +472,11 @@ impl Settings {
             alert_min_requests: parse(&var, "MCP_ALERT_MIN_REQUESTS", 20)?,
             alert_interval,
             alert_queue_age: Duration::from_millis(parse(&var, "MCP_ALERT_QUEUE_AGE_MS", 300_000)?),
+            alert_unserved_after: Duration::from_millis(parse(
+                &var,
+                "MCP_ALERT_UNSERVED_AFTER_MS",
+                30_000,
+            )?),
             alert_agent_failure_rate,
             alert_agent_flaps,
             alert_webhook_url,

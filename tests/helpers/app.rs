@@ -69,6 +69,10 @@ pub struct App {
     pub dir: TempDir,
 }
 
+/// The arguments of the worker a distributed app starts with: every task type but no pipeline
+/// stage, so tests that run stages choose which processes serve them.
+pub const TASK_WORKER: &[&str] = &["--capabilities", "all"];
+
 impl App {
     pub async fn start(mode: Mode) -> Self {
         Self::start_with(mode, &[]).await
@@ -144,7 +148,7 @@ impl App {
         app.start_api();
         app.wait_healthy().await;
         if mode == Mode::Distributed {
-            app.start_worker(&[]);
+            app.start_worker(TASK_WORKER);
         }
         app.admin_token = app.login(ADMIN, ADMIN_PASSWORD).await;
         app
@@ -299,7 +303,7 @@ impl App {
         self.workers
             .retain_mut(|c| c.try_wait().ok().flatten().is_none());
         for _ in 0..dead {
-            self.start_worker(&[]);
+            self.start_worker(TASK_WORKER);
         }
         dead
     }

@@ -42,9 +42,8 @@ pub fn main(program: &str, defaults: &[String]) -> ExitCode {
                     } else {
                         for name in names {
                             if name == "all" {
-                                capabilities.extend(
-                                    crate::DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()),
-                                );
+                                capabilities
+                                    .extend(crate::TASK_CAPABILITIES.iter().map(|c| c.to_string()));
                             } else {
                                 capabilities.push(name.to_string());
                             }

@@ -59,9 +59,8 @@ pub const TYPED_CAPABILITIES: &[&str] = &[
     "pipeline_processing",
 ];
 
-/// Capabilities a worker serves when started without a list: `generic` and every typed task
-/// type's default capability.
-pub const DEFAULT_CAPABILITIES: &[&str] = &[
+/// What `--capabilities all` names: `generic` and every typed task type's default capability.
+pub const TASK_CAPABILITIES: &[&str] = &[
     "generic",
     "bias_detection",
     "validation",
@@ -70,10 +69,12 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
     "pipeline_processing",
 ];
 
-/// What the single-node API process serves: generic work, the typed task types and every
-/// pipeline stage.
-pub fn embedded_capabilities() -> Vec<String> {
-    DEFAULT_CAPABILITIES
+/// Everything the built-in handlers run: generic work, the typed task types and every pipeline
+/// stage. A plain `mcp-worker` and the single node's embedded workers serve all of it unless
+/// told otherwise, so a pipeline submitted to a fresh deployment never waits for a worker that
+/// was never started.
+pub fn builtin_capabilities() -> Vec<String> {
+    TASK_CAPABILITIES
         .iter()
         .map(|c| c.to_string())
         .chain(

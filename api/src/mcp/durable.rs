@@ -136,7 +136,7 @@ async fn find(state: &AppState, principal: &Principal, id: &str) -> Result<Recor
     match task_service::find(state, id).await {
         Ok(task) => {
             principal.require(Permission::TaskRead)?;
-            results::visible_task(principal, task.clone())?;
+            results::visible_task(state, principal, task.clone())?;
             Ok(Record::Task(task))
         }
         Err(e) if e.code == ErrorCode::NotFound => {
@@ -168,7 +168,8 @@ pub async fn get(
             );
             let payload = match status {
                 McpStatus::Completed => {
-                    let view = results::visible_task(principal, t).map_err(protocol_error)?;
+                    let view =
+                        results::visible_task(state, principal, t).map_err(protocol_error)?;
                     TaskPayload::Completed {
                         result: call_result(view),
                     }

@@ -109,7 +109,7 @@ pub async fn read(
         if let Some(rest) = uri.strip_prefix("task://") {
             principal.require(Permission::TaskRead)?;
             let task = task_service::find(state, id(rest)?).await?;
-            return results::visible_task(principal, task);
+            return results::visible_task(state, principal, task);
         }
         if let Some(rest) = uri.strip_prefix("pipeline://") {
             principal.require(Permission::PipelineRead)?;

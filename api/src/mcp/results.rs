@@ -46,19 +46,25 @@ pub fn to_json<T: ToJSON>(view: T) -> Value {
 }
 
 /// The task view, or 403 for an agent asking about a task not routed to it.
-pub fn visible_task(principal: &Principal, task: Model) -> Result<Value, ApiError> {
+pub fn visible_task(
+    state: &AppState,
+    principal: &Principal,
+    task: Model,
+) -> Result<Value, ApiError> {
     match principal.agent_id() {
         Some(me) if task.agent_id != Some(me) => {
             Err(ApiError::forbidden("this task is not routed to you"))
         }
-        _ => Ok(json!({ "task": to_json(TaskView::from(task)) })),
+        _ => Ok(json!({ "task": to_json(TaskView::read(task, &state.observability.alerts)) })),
     }
 }
 
 /// An execution with its per-stage progress.
 pub async fn execution_json(state: &AppState, id: Uuid) -> Result<Value, ApiError> {
     let (e, stages, progress) = pipelines::progress(state, id).await?;
+    let alerts = &state.observability.alerts;
     let progress = to_json(ExecutionProgress {
+        waiting_for: crate::views::execution_waiting_for(&e, alerts),
         execution_id: e.id,
         status: e.status.clone(),
         progress,
@@ -66,7 +72,7 @@ pub async fn execution_json(state: &AppState, id: Uuid) -> Result<Value, ApiErro
         stages,
     });
     Ok(json!({
-        "execution": to_json(ExecutionView::from(e)),
+        "execution": to_json(ExecutionView::read(e, alerts)),
         "progress": progress,
     }))
 }

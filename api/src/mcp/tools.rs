@@ -486,7 +486,7 @@ async fn run(call: &Call<'_>, name: &str, arguments: Value) -> Result<Outcome, A
         "get_task" => {
             let args: TaskIdArguments = from_value(arguments)?;
             let task = task_service::find(state, args.task_id).await?;
-            done(visible_task(principal, task)?)
+            done(visible_task(state, principal, task)?)
         }
         "list_tasks" => {
             let args: ListTasksArguments = from_value(arguments)?;

@@ -11,6 +11,10 @@
 //!   so any replica lists them in `/system/health`, and a new leader takes over the alerts the
 //!   old one raised (clearing them when they end) instead of raising them again.
 //!
+//! `queue_unserved`: work has waited longer than `MCP_ALERT_UNSERVED_AFTER_MS` on a capability
+//! that no live worker or agent holds. Tasks and executions waiting on it name it in
+//! `waiting_for`, so a user who started no worker for a stage sees why nothing moves.
+//!
 //! Agent anomalies, kept simple enough to explain in one line each:
 //! - `agent_unhealthy`: the agent missed its heartbeats (`stale`, or `offline` — critical).
 //! - `agent_flapping`: `MCP_ALERT_AGENT_FLAPS` status changes within the health window.
@@ -31,6 +35,7 @@ use mcp_shared::{
     Settings,
     config::Secret,
     domain::{agent::AgentStatus, event::Event},
+    queue::QueueName,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -46,6 +51,7 @@ const REPLICA_KINDS: &[&str] = &["error_rate", "response_time"];
 /// Alert kinds the leader evaluates for the cluster.
 const CLUSTER_KINDS: &[&str] = &[
     "queue_age",
+    "queue_unserved",
     "agent_unhealthy",
     "agent_flapping",
     "agent_failing",
@@ -278,6 +284,7 @@ impl Alerts {
                 });
             }
         }
+        out.extend(unserved_conditions(s, oldest_waiting, agents));
         // Agents: missed heartbeats.
         let stale_ms = s.agent_stale_after().as_millis() as f64;
         for a in agents {
@@ -362,7 +369,66 @@ impl Alerts {
     }
 }
 
+/// Capability keys with work waiting past the threshold that no live worker or agent can take.
+fn unserved_conditions(
+    s: &Settings,
+    oldest_waiting: &[(String, DateTime<Utc>)],
+    agents: &[AgentEntry],
+) -> Vec<Condition> {
+    // The oldest waiting task per capability key, whatever its tier.
+    let mut oldest: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+    for (queue, since) in oldest_waiting {
+        let Some(name) = QueueName::parse(queue) else {
+            continue;
+        };
+        let entry = oldest.entry(name.capability).or_insert(*since);
+        *entry = (*entry).min(*since);
+    }
+    let live: Vec<Vec<&str>> = agents
+        .iter()
+        .filter(|a| a.status.is_healthy())
+        .map(|a| a.capabilities.iter().map(|c| c.name.as_str()).collect())
+        .collect();
+    let limit_ms = s.alert_unserved_after.as_millis() as f64;
+    let mut out = Vec::new();
+    for (key, since) in oldest {
+        let waited_ms = (Utc::now() - since).num_milliseconds() as f64;
+        if waited_ms <= limit_ms {
+            continue;
+        }
+        let needs: Vec<&str> = key.split('+').collect();
+        if live
+            .iter()
+            .any(|held| needs.iter().all(|n| held.contains(n)))
+        {
+            continue;
+        }
+        out.push(Condition {
+            key: format!("queue_unserved:{key}"),
+            alert: "queue_unserved",
+            severity: "warning",
+            scope: "cluster",
+            message: format!(
+                "work needing {key} has waited {:.1} s and no live worker or agent serves it",
+                waited_ms / 1000.0
+            ),
+            value: waited_ms,
+            threshold: limit_ms,
+            subject: json!({"capability": key, "waiting_for": key}),
+        });
+    }
+    out
+}
+
 impl Alerts {
+    /// The capability `capability`-keyed work is stuck on, if a `queue_unserved` alert is raised
+    /// for it: what tasks and executions report as `waiting_for`.
+    pub fn waiting_for(&self, capability: &str) -> Option<String> {
+        lock(&self.active)
+            .contains_key(&format!("queue_unserved:{capability}"))
+            .then(|| capability.to_string())
+    }
+
     /// Takes in one evaluation's `holding` conditions: raises what started, updates what goes on,
     /// and clears what ended among the alerts `me` owns (cluster ones only when `cluster_known`:
     /// without fresh cluster figures an outage is not a recovery). Returns `(raised, cleared)`.

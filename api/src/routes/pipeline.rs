@@ -32,7 +32,7 @@ use crate::{
         pipelines::{self as service, ExecuteRequest, Started},
     },
     state::AppState,
-    views::{ExecutionProgress, ExecutionView},
+    views::{self, ExecutionProgress, ExecutionView},
 };
 
 pub struct PipelineApi;
@@ -311,7 +311,10 @@ impl PipelineApi {
     ) -> ApiResult<ExecutionResponse> {
         auth.0.require(Permission::PipelineRead)?;
         let e = service::find(&state, execution_id.0).await?;
-        Ok(ExecutionResponse::Ok(ok(e.into())))
+        Ok(ExecutionResponse::Ok(ok(ExecutionView::read(
+            e,
+            &state.observability.alerts,
+        ))))
     }
 
     /// Per-stage state: which agents ran each stage, records in and out, progress.
@@ -325,6 +328,7 @@ impl PipelineApi {
         auth.0.require(Permission::PipelineRead)?;
         let (e, stages, progress) = service::progress(&state, execution_id.0).await?;
         Ok(ProgressResponse::Ok(ok(ExecutionProgress {
+            waiting_for: views::execution_waiting_for(&e, &state.observability.alerts),
             execution_id: e.id,
             status: e.status,
             progress,

@@ -44,6 +44,9 @@ pub struct TaskStatusView {
     pub agent_id: Option<Uuid>,
     pub attempt: i32,
     pub updated_at: DateTime<Utc>,
+    /// Set while the task waits on a capability no live worker or agent holds.
+    #[oai(skip_serializing_if_is_none)]
+    pub waiting_for: Option<String>,
 }
 
 #[derive(Object, Deserialize)]
@@ -211,7 +214,9 @@ impl TasksApi {
         let rows = service::list(&state, &filter).await?;
         let next = views::next_cursor(&rows, limit, |t| t.id.to_string());
         Ok(TaskListResponse::Ok(page(
-            rows.into_iter().map(TaskView::from).collect(),
+            rows.into_iter()
+                .map(|t| TaskView::read(t, &state.observability.alerts))
+                .collect(),
             next,
         )))
     }
@@ -227,7 +232,10 @@ impl TasksApi {
         auth.0.require(Permission::TaskRead)?;
         let task = service::find(&state, id.0).await?;
         visible(&auth, &task)?;
-        Ok(TaskResponse::Ok(ok(task.into())))
+        Ok(TaskResponse::Ok(ok(TaskView::read(
+            task,
+            &state.observability.alerts,
+        ))))
     }
 
     /// A task's status and progress.
@@ -241,7 +249,9 @@ impl TasksApi {
         auth.0.require(Permission::TaskRead)?;
         let t = service::find(&state, id.0).await?;
         visible(&auth, &t)?;
+        let waiting_for = views::task_waiting_for(&t.status, &t.queue, &state.observability.alerts);
         Ok(TaskStatusResponse::Ok(ok(TaskStatusView {
+            waiting_for,
             task_id: t.id,
             status: t.status,
             progress: t.progress,

@@ -380,6 +380,9 @@
   const RANK = { pending: 0, running: 1, completed: 2, failed: 2, cancelled: 2 };
   const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
   const executions = new Map();
+  // Capabilities with a raised `queue_unserved` alert: work waits on them and nothing live
+  // serves them.
+  const unserved = new Set();
 
   function execution(id) {
     let x = executions.get(id);
@@ -418,6 +421,7 @@
     const status = el('span', { class: 'badge', text: '' });
     const overall = el('progress', { max: '100', value: '0', 'aria-label': `Execution ${x.id} overall progress` });
     const error = el('p', { class: 'error', hidden: '' });
+    const waiting = el('p', { class: 'waiting', hidden: '' });
     const stages = {};
     const list = el('ol', { class: 'stages' });
     for (const s of STAGES) {
@@ -434,9 +438,10 @@
       el('h3', {}, 'Execution ', el('code', { text: x.id }), ' ', status),
       overall,
       error,
+      waiting,
       list,
     );
-    return { root, status, overall, error, stages };
+    return { root, status, overall, error, waiting, stages };
   }
 
   function renderExecution(x) {
@@ -460,6 +465,12 @@
     n.overall.value = x.status === 'completed' ? 100 : Math.round(sum / STAGES.length);
     n.error.hidden = !x.error;
     n.error.textContent = x.error ? String(x.error) : '';
+    // The stage it is at, when nothing live serves it: why it does not move.
+    const next = STAGES.find((s) => x.stages[s].status !== 'completed');
+    const waitingFor = !TERMINAL.has(x.status) && next && unserved.has(`stage_${next}`) ? `stage_${next}` : '';
+    n.root.dataset.waitingFor = waitingFor;
+    n.waiting.hidden = !waitingFor;
+    n.waiting.textContent = waitingFor ? `Waiting: no live worker or agent serves ${waitingFor}` : '';
     $('#pipelines-empty').hidden = executions.size > 0;
   }
 
@@ -569,6 +580,12 @@
     const state = d.state || 'raised';
     const severity = d.severity || 'warning';
     const name = d.alert || d.name || 'alert';
+    const capability = d.subject && d.subject.capability;
+    if (name === 'queue_unserved' && capability) {
+      if (state === 'cleared') unserved.delete(capability);
+      else unserved.add(capability);
+      for (const x of executions.values()) renderExecution(x);
+    }
     const item = el(
       'li',
       { class: `alert state-${state}`, 'data-alert': name, 'data-state': state },
@@ -582,6 +599,18 @@
     list.prepend(item);
     while (list.children.length > KEEP_ALERTS) list.lastElementChild.remove();
     $('#alerts-empty').hidden = true;
+  }
+
+  // Alerts raised before the page opened: the live channel only brings changes.
+  async function loadAlerts() {
+    try {
+      const r = await api('GET', '/system/health');
+      for (const a of (r.data && r.data.alerts) || []) {
+        onSystemEvent({ type: 'system.alert', ts: a.raised_at, data: { ...a, state: 'raised' } });
+      }
+    } catch {
+      // The live channel still shows every alert raised from here on.
+    }
   }
 
   // ---- sign in and out
@@ -600,6 +629,7 @@
     loadQueues();
     loadAgents();
     loadRunningExecutions();
+    loadAlerts();
 
     pipelineChannel = new Channel('pipelines', '/ws/pipeline/updates', {
       open: (c) => {
@@ -650,6 +680,7 @@
     agents.clear();
     $('#pipelines').replaceChildren();
     $('#alerts').replaceChildren();
+    unserved.clear();
     for (const note of document.querySelectorAll('.note[role="status"]')) note.textContent = '';
     $('#queues tbody').replaceChildren();
     $('#agents tbody').replaceChildren();
