@@ -576,3 +576,137 @@ async fn an_agent_cannot_widen_its_own_capabilities() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["data"]["capabilities"].as_array().unwrap().len(), 2);
 }
+
+/// Every byte of what the database holds about agents: the PostgreSQL rows as JSON, or the
+/// SQLite files (database and write-ahead log) as they sit on disk.
+fn stored_agent_data(app: &App) -> String {
+    if app.redis.is_some() {
+        return app.sql("SELECT row_to_json(agents)::text FROM agents");
+    }
+    let mut bytes = Vec::new();
+    for file in ["mcp.db", "mcp.db-wal"] {
+        if let Ok(b) = std::fs::read(app.dir.path().join(file)) {
+            bytes.extend(b);
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+async fn agent_data_is_sealed_at_rest_unless_switched_off(mode: Mode) {
+    let mut app = App::start(mode).await;
+    let (sealed_id, _) = app
+        .register_agent(json!({
+            "name": "sealed-agent", "type": "ai_model", "capabilities": ["analysis"],
+            "metadata": {"team": "team-orchid-7731"},
+            "configuration": {"endpoint": "https://models.example/orchid-7731", "api_keys": ["sk-orchid-7731"]},
+        }))
+        .await;
+    // Readers get the metadata opened; the configuration is never returned.
+    let (status, agent) = app
+        .admin("GET", &format!("/api/v1/agents/{sealed_id}"), None)
+        .await;
+    assert_eq!(status, 200, "{agent}");
+    assert_eq!(agent["data"]["metadata"]["team"], "team-orchid-7731");
+    assert!(!agent.to_string().contains("models.example"), "{agent}");
+    let stored = stored_agent_data(&app);
+    assert!(
+        stored.contains("sealed-agent"),
+        "the agents are where we look"
+    );
+    for clear in ["team-orchid", "models.example/orchid", "sk-orchid"] {
+        assert!(!stored.contains(clear), "{clear} is stored in clear");
+    }
+
+    // Switched off: only the secret fields are sealed.
+    app.restart_api_with(&[("ENCRYPT_AGENT_DATA", "false")])
+        .await;
+    app.admin_token = app
+        .login("admin", crate::helpers::app::ADMIN_PASSWORD)
+        .await;
+    app.register_agent(json!({
+        "name": "plain-agent", "type": "ai_model", "capabilities": ["analysis"],
+        "metadata": {"team": "team-lupin-4410"},
+        "configuration": {"endpoint": "https://models.example/lupin-4410", "api_keys": ["sk-lupin-4410"]},
+    }))
+    .await;
+    let stored = stored_agent_data(&app);
+    assert!(
+        stored.contains("team-lupin-4410"),
+        "metadata in clear when off"
+    );
+    assert!(stored.contains("models.example/lupin-4410"));
+    assert!(
+        !stored.contains("sk-lupin"),
+        "secrets are sealed whatever the setting"
+    );
+    // What was sealed before still reads back.
+    let (_, agent) = app
+        .admin("GET", &format!("/api/v1/agents/{sealed_id}"), None)
+        .await;
+    assert_eq!(
+        agent["data"]["metadata"]["team"], "team-orchid-7731",
+        "{agent}"
+    );
+}
+
+#[tokio::test]
+async fn agent_data_is_sealed_at_rest_unless_switched_off_single_node() {
+    agent_data_is_sealed_at_rest_unless_switched_off(Mode::SingleNode).await;
+}
+
+#[tokio::test]
+async fn agent_data_is_sealed_at_rest_unless_switched_off_distributed() {
+    agent_data_is_sealed_at_rest_unless_switched_off(Mode::Distributed).await;
+}
+
+/// The max_concurrency each agent shows through the API.
+async fn concurrency(app: &App, id: &str) -> Value {
+    let (_, agent) = app
+        .admin("GET", &format!("/api/v1/agents/{id}"), None)
+        .await;
+    agent["data"]["max_concurrency"].clone()
+}
+
+/// A row whose `updated_at` moved backwards (edited by hand, or by a replica whose clock is far
+/// behind) is missed by the incremental pull; the directory's full re-read every
+/// `CACHE_TTL_SECONDS` picks it up.
+async fn edit_behind_the_directory(ttl: &str) -> (App, String) {
+    let app = App::start_with(Mode::SingleNode, &[("CACHE_TTL_SECONDS", ttl)]).await;
+    let register = |name: &str| json!({"name": name, "type": "ai_model", "capabilities": ["analysis"], "max_concurrency": 3});
+    let (hidden, _) = app.register_agent(register("edited-quietly")).await;
+    let (seen, _) = app.register_agent(register("edited-loudly")).await;
+    app.sqlite(
+        "UPDATE agents SET max_concurrency = 77, updated_at = '2000-01-01T00:00:00+00:00'
+           WHERE name = 'edited-quietly';
+         UPDATE agents SET max_concurrency = 88, updated_at = '2999-01-01T00:00:00+00:00'
+           WHERE name = 'edited-loudly';",
+    )
+    .await;
+    // Once the loud edit shows, the directory has pulled since both edits.
+    wait_for("the incremental pull", Duration::from_secs(10), || async {
+        match concurrency(&app, &seen).await {
+            v if v == 88 => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    (app, hidden)
+}
+
+#[tokio::test]
+async fn the_agent_directory_is_read_again_in_full_every_cache_ttl() {
+    let (app, hidden) = edit_behind_the_directory("3600").await;
+    assert_eq!(
+        concurrency(&app, &hidden).await,
+        3,
+        "within the TTL, the quiet edit is not seen"
+    );
+    let (app, hidden) = edit_behind_the_directory("1").await;
+    wait_for("the full re-read", Duration::from_secs(10), || async {
+        match concurrency(&app, &hidden).await {
+            v if v == 77 => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+}

@@ -310,3 +310,75 @@ async fn a_task_past_its_timeout_is_retried_then_dead_single_node() {
 async fn a_task_past_its_timeout_is_retried_then_dead_distributed() {
     a_task_past_its_timeout_is_retried_then_dead(Mode::Distributed).await;
 }
+
+/// An agent that claims a task and then goes quiet about it (alive, still beating, but never
+/// reporting) loses the attempt once its lease ends — `TASK_EXECUTION_TIMEOUT` plus the grace
+/// a runner has to report its own timeout — and the task is offered again, then dead.
+async fn a_silent_agent_loses_its_attempts_past_the_timeout(mode: Mode) {
+    let app = App::start_with(mode, &[("TASK_EXECUTION_TIMEOUT", "1")]).await;
+    app.define_capability("slow_review").await;
+    let (agent, key) = app
+        .register_agent(json!({"name": "silent-reviewer", "type": "validation",
+                               "capabilities": ["slow_review"]}))
+        .await;
+    let beating = {
+        let (base, agent, key) = (app.base.clone(), agent.clone(), key.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                let _ = http
+                    .post(format!("{base}/api/v1/agents/{agent}/heartbeat"))
+                    .header("authorization", format!("Agent {key}"))
+                    .json(&json!({}))
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let task = app
+        .create_task(
+            json!({"type": "generic", "required_capabilities": ["slow_review"],
+                            "payload": {}, "max_attempts": 2}),
+        )
+        .await;
+    assert_eq!(
+        task["timeout_seconds"], 1,
+        "the deployment's default: {task}"
+    );
+    let id = task["id"].as_str().unwrap().to_string();
+    for attempt in 1..=2 {
+        let claimed = crate::helpers::wait_for(
+            &format!("attempt {attempt} to be offered"),
+            Duration::from_secs(90),
+            || async {
+                match app.claim(&agent, &key, 5_000).await {
+                    (200, body) if body["data"]["id"] == id.as_str() => Ok(body["data"].clone()),
+                    (status, body) => Err(format!("{status} {body}")),
+                }
+            },
+        )
+        .await;
+        assert_eq!(claimed["attempt"], attempt, "{claimed}");
+    }
+    let dead = app.wait_status(&id, "dead", Duration::from_secs(90)).await;
+    beating.abort();
+    assert_eq!(dead["attempt"], 2, "{dead}");
+    assert!(
+        dead["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("lease expired"),
+        "{dead}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_agent_loses_its_attempts_past_the_timeout_single_node() {
+    a_silent_agent_loses_its_attempts_past_the_timeout(Mode::SingleNode).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_agent_loses_its_attempts_past_the_timeout_distributed() {
+    a_silent_agent_loses_its_attempts_past_the_timeout(Mode::Distributed).await;
+}

@@ -21,7 +21,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let dir = AgentDirectory::new();
+    let dir = AgentDirectory::new(std::time::Duration::from_secs(3600));
     let now = Utc::now();
     // A deterministic mix: every agent has `generic` and two or three stage capabilities.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -53,6 +53,7 @@ async fn main() {
             metadata: json!({}),
             configuration: None,
             configuration_sealed: None,
+            metadata_sealed: None,
             key_hash: format!("h{i}"),
             heartbeat_count: 0,
             registered_at: now,

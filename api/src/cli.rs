@@ -199,7 +199,7 @@ async fn keys_rotate(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
     let ring = key_ring(&settings)?;
     let db = connect_and_migrate(&settings).await?;
     let (chain, artifacts) = audit_chain(&settings, &ring).await?;
-    let report = keys::rotate(&db, &ring, &chain, artifacts.as_ref(), batch).await?;
+    let report = keys::rotate(&db, &ring, &chain, artifacts.as_ref(), batch, true).await?;
     println!(
         "re-sealed under {}: {} tasks, {} agents, {} artifacts, {} audit records and anchors; {} unreadable",
         ring.active_key_id(),

@@ -4,6 +4,8 @@
 //! The database stays the source of truth. Each replica applies its own changes at once and pulls
 //! everyone else's incrementally (rows whose `updated_at` moved, plus current task and allocation
 //! load) every [`SYNC_INTERVAL`], so a change made on one replica is visible on all within that.
+//! Every `CACHE_TTL_SECONDS` the whole index is read again from the database, so nothing the
+//! incremental pull could miss (a replica's clock far behind, a row edited by hand) outlives it.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -126,15 +128,29 @@ pub struct Query {
     pub limit: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AgentDirectory {
     index: RwLock<Index>,
-    synced_at: tokio::sync::Mutex<Option<DateTime<Utc>>>,
+    sync: tokio::sync::Mutex<SyncState>,
+    /// How long an entry may be served without being read again in full.
+    ttl: Duration,
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    /// When the last incremental pull started.
+    pulled_at: Option<DateTime<Utc>>,
+    /// When the index was last rebuilt from every row.
+    rebuilt_at: Option<std::time::Instant>,
 }
 
 impl AgentDirectory {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+    pub fn new(ttl: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            index: RwLock::default(),
+            sync: tokio::sync::Mutex::default(),
+            ttl,
+        })
     }
 
     /// Applies a row this replica just wrote.
@@ -189,15 +205,24 @@ impl AgentDirectory {
         found.into_iter().cloned().collect()
     }
 
-    /// Pulls changes from the database: changed rows, then current loads.
+    /// Pulls changes from the database: changed rows (every row, once the TTL has passed since
+    /// the last full read), then current loads.
     pub async fn sync(&self, db: &Database) -> mcp_shared::Result<()> {
-        let mut synced_at = self.synced_at.lock().await;
+        let mut state = self.sync.lock().await;
         let started = Utc::now();
-        let since = synced_at.map_or(DateTime::<Utc>::UNIX_EPOCH, |t| t - SYNC_OVERLAP);
+        let rebuild = state.rebuilt_at.is_none_or(|at| at.elapsed() >= self.ttl);
+        let since = match state.pulled_at {
+            Some(t) if !rebuild => t - SYNC_OVERLAP,
+            _ => DateTime::<Utc>::UNIX_EPOCH,
+        };
         let changed = agents::changed_since(&db.conn, since).await?;
         let running = agents::running_counts(&db.conn).await?;
         let allocated = agents::allocated_slots(&db.conn).await?;
         let mut index = self.index.write().await;
+        if rebuild {
+            *index = Index::default();
+            state.rebuilt_at = Some(std::time::Instant::now());
+        }
         for model in changed {
             index.upsert(model);
         }
@@ -205,7 +230,7 @@ impl AgentDirectory {
             entry.running = running.get(id).copied().unwrap_or(0);
             entry.allocated = allocated.get(id).copied().unwrap_or(0);
         }
-        *synced_at = Some(started);
+        state.pulled_at = Some(started);
         Ok(())
     }
 

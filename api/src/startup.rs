@@ -173,7 +173,7 @@ impl Application {
             lifecycle: lifecycle.clone(),
             bus: bus.clone(),
             cipher,
-            directory: AgentDirectory::new(),
+            directory: AgentDirectory::new(settings.cache_ttl),
             dispatcher: Dispatcher::new(
                 settings.clone(),
                 db.clone(),
@@ -199,6 +199,7 @@ impl Application {
         state.directory.spawn_sync(db.clone(), shutdown.clone());
         agents::spawn_sweeper(state.clone(), shutdown.clone());
         retention::spawn(state.clone(), shutdown.clone());
+        crate::services::keys::spawn_background(state.clone(), shutdown.clone());
         assignments::spawn(state.clone(), shutdown.clone());
         spawn_audit_checkpoints(&state, shutdown.clone());
 

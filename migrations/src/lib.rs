@@ -18,6 +18,7 @@ mod m20261206_000014_waiting_index;
 mod m20261206_000015_agent_heartbeat;
 mod m20261210_000020_audit_keys;
 mod m20261210_000021_retention_marks;
+mod m20261211_000022_agent_metadata_sealed;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000015_agent_heartbeat::Migration),
             Box::new(m20261210_000020_audit_keys::Migration),
             Box::new(m20261210_000021_retention_marks::Migration),
+            Box::new(m20261211_000022_agent_metadata_sealed::Migration),
         ]
     }
 }

@@ -73,7 +73,8 @@ pub struct Settings {
     /// the typed task types' capabilities, `stage_*`); unset means all of them. Tasks needing a
     /// capability left out wait for an external agent.
     pub embedded_capabilities: Option<Vec<String>>,
-    /// `ENCRYPT_AGENT_DATA`.
+    /// `ENCRYPT_AGENT_DATA`: seal a registered agent's whole `configuration` and `metadata` at
+    /// rest (the secret configuration fields are sealed whatever its value).
     pub encrypt_agent_data: bool,
     /// `AGENT_DATA_RETENTION_DAYS`: finished tasks' payloads and results, and the data of agents
     /// gone offline or deregistered, are purged after this long (days, fractions allowed; 0 keeps
@@ -121,7 +122,8 @@ pub struct Settings {
     pub agent_assignment_timeout: Duration,
     /// `TASK_EXECUTION_TIMEOUT` in seconds: default `timeout_seconds` of a task.
     pub task_execution_timeout: Duration,
-    /// `CACHE_TTL_SECONDS`.
+    /// `CACHE_TTL_SECONDS`: the longest an API replica serves an agent from its in-memory
+    /// directory (discovery, assignment) without reading it again in full from the database.
     pub cache_ttl: Duration,
     /// `ENABLE_DETAILED_METRICS`.
     pub enable_detailed_metrics: bool,
@@ -464,7 +466,12 @@ impl Settings {
                 "TASK_EXECUTION_TIMEOUT",
                 300,
             )?),
-            cache_ttl: Duration::from_secs(parse(&var, "CACHE_TTL_SECONDS", 3600)?),
+            cache_ttl: match parse(&var, "CACHE_TTL_SECONDS", 3600)? {
+                0 => {
+                    return Err(Error::Config("CACHE_TTL_SECONDS must be at least 1".into()));
+                }
+                seconds => Duration::from_secs(seconds),
+            },
             enable_detailed_metrics: parse_bool(&var, "ENABLE_DETAILED_METRICS", true)?,
             alert_threshold_error_rate,
             alert_threshold_response_time: Duration::from_millis(alert_threshold_response_time),

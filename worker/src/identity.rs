@@ -61,6 +61,7 @@ pub async fn register(
             updated_at: Set(now),
             deleted_at: Set(None),
             heartbeat_ms: Set(Some(deps.settings.worker_heartbeat.as_millis() as i32)),
+            metadata_sealed: Set(None),
         },
     )
     .await?;

@@ -622,7 +622,7 @@ async fn run(call: &Call<'_>, name: &str, arguments: Value) -> Result<Outcome, A
             .await;
             let agents: Vec<Value> = found
                 .iter()
-                .map(|e| to_json(views::AgentView::from(e)))
+                .map(|e| to_json(views::AgentView::of(e, &state.cipher)))
                 .collect();
             done(json!({"count": agents.len(), "agents": agents}))
         }

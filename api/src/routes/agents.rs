@@ -232,7 +232,7 @@ impl AgentsApi {
             Some(json!({"name": agent.model.name})),
         );
         Ok(RegisterResponse::Created(ok(Registered {
-            agent: AgentView::from(&agent),
+            agent: AgentView::of(&agent, &state.cipher),
             agent_key: key,
         })))
     }
@@ -262,7 +262,10 @@ impl AgentsApi {
         )
         .await;
         Ok(AgentListResponse::Ok(page(
-            found.iter().map(AgentView::from).collect(),
+            found
+                .iter()
+                .map(|e| AgentView::of(e, &state.cipher))
+                .collect(),
             None,
         )))
     }
@@ -277,8 +280,9 @@ impl AgentsApi {
     ) -> ApiResult<AgentResponse> {
         auth.0.require(Permission::AgentBasic)?;
         auth.0.require_self_if_agent(id.0)?;
-        Ok(AgentResponse::Ok(ok(AgentView::from(
+        Ok(AgentResponse::Ok(ok(AgentView::of(
             &service::find(&state, id.0).await?,
+            &state.cipher,
         ))))
     }
 
@@ -353,7 +357,7 @@ impl AgentsApi {
             Some(id.0.to_string()),
             Some(json!({"capabilities": agent.capabilities})),
         );
-        Ok(AgentResponse::Ok(ok(AgentView::from(&agent))))
+        Ok(AgentResponse::Ok(ok(AgentView::of(&agent, &state.cipher))))
     }
 
     /// Check the agent's capabilities against the catalog.

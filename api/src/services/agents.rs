@@ -113,6 +113,17 @@ pub async fn register(
         );
     }
     let (configuration, sealed) = split_configuration(state, reg.configuration)?;
+    // With ENCRYPT_AGENT_DATA, what an operator says about the agent is sealed at rest too.
+    let metadata_sealed = if state.settings.encrypt_agent_data {
+        let sealed = state
+            .cipher
+            .seal(metadata.to_string().as_bytes())
+            .map_err(ApiError::internal)?;
+        metadata = json!({});
+        Some(sealed)
+    } else {
+        None
+    };
 
     let key = crypto::new_agent_key();
     let now = Utc::now();
@@ -139,6 +150,7 @@ pub async fn register(
             updated_at: Set(now),
             deleted_at: Set(None),
             heartbeat_ms: Set(None),
+            metadata_sealed: Set(metadata_sealed),
         },
     )
     .await
@@ -154,7 +166,8 @@ pub async fn register(
     Ok((find(state, agent.id).await?, key))
 }
 
-/// Splits configuration into the plain part and the sealed secret part.
+/// Splits configuration into the plain part and the sealed secret part; with
+/// `ENCRYPT_AGENT_DATA`, all of it is sealed.
 fn split_configuration(
     state: &AppState,
     configuration: Option<Value>,
@@ -169,9 +182,13 @@ fn split_configuration(
         ));
     };
     let mut secret = Map::new();
-    for key in SECRET_CONFIG_KEYS {
-        if let Some(v) = plain.remove(*key) {
-            secret.insert(key.to_string(), v);
+    if state.settings.encrypt_agent_data {
+        secret = std::mem::take(&mut plain);
+    } else {
+        for key in SECRET_CONFIG_KEYS {
+            if let Some(v) = plain.remove(*key) {
+                secret.insert(key.to_string(), v);
+            }
         }
     }
     let sealed = if secret.is_empty() {
@@ -184,7 +201,8 @@ fn split_configuration(
                 .map_err(ApiError::internal)?,
         )
     };
-    Ok((Some(Value::Object(plain)), sealed))
+    let plain = (!state.settings.encrypt_agent_data).then_some(Value::Object(plain));
+    Ok((plain, sealed))
 }
 
 /// Deregisters: the key stops working, held tasks go back to their queues. Returns how many
@@ -422,8 +440,20 @@ pub fn spawn_sweeper(state: AppState, shutdown: CancellationToken) {
     });
 }
 
-impl From<&AgentEntry> for AgentView {
-    fn from(e: &AgentEntry) -> Self {
+impl AgentView {
+    /// The agent as readers see it: sealed metadata opened (or, if no configured key opens it,
+    /// shown as `{"$sealed": "<key id>"}`).
+    pub fn of(e: &AgentEntry, ring: &mcp_shared::crypto::KeyRing) -> Self {
+        let metadata = match &e.model.metadata_sealed {
+            None => e.model.metadata.clone(),
+            Some(sealed) => ring
+                .open(sealed)
+                .ok()
+                .and_then(|plain| serde_json::from_slice(&plain).ok())
+                .unwrap_or_else(|| {
+                    json!({ mcp_shared::sealing::MARKER: crypto::sealed_key_id(sealed).unwrap_or("?") })
+                }),
+        };
         Self {
             id: e.model.id,
             name: e.model.name.clone(),
@@ -439,7 +469,7 @@ impl From<&AgentEntry> for AgentView {
             status: e.status,
             max_concurrency: e.model.max_concurrency,
             current_load: e.load(),
-            metadata: e.model.metadata.clone(),
+            metadata,
             registered_at: e.model.registered_at,
             last_seen: e.model.last_seen,
         }

@@ -4,16 +4,24 @@
 //! store (datasets, stage outputs, exports, reports) under it. Each write
 //! is conditional on the value it read, so a concurrent change is never overwritten; older keys
 //! must stay configured until a run reports nothing left.
+//!
+//! The server runs it by itself in the background ([`spawn_background`]): keys only change with
+//! a restart, so the replica leading the cluster re-seals once after it starts, and `keys
+//! status` shows what is left meanwhile. `mcp-api keys rotate` runs the same pass on demand.
 
 use mcp_shared::{
     artifacts::ArtifactStore,
     crypto::{KeyRing, sealed_key_id},
-    db::{Database, agents, audit, tasks},
+    db::{
+        Database,
+        agents::{self, SealedField},
+        audit, tasks,
+    },
     sealing,
 };
 use serde_json::json;
 
-/// How many sealed values each key holds: tasks' fields and agents' configurations.
+/// How many sealed values each key holds: tasks' fields, and agents' configurations and metadata.
 pub async fn status(
     db: &Database,
 ) -> mcp_shared::Result<std::collections::BTreeMap<String, (i64, i64)>> {
@@ -23,16 +31,17 @@ pub async fn status(
     }
     let mut after = None;
     loop {
-        let rows = agents::with_sealed_configuration(&db.conn, after, 1_000).await?;
+        let rows = agents::with_sealed_data(&db.conn, after, 1_000).await?;
         let Some(last) = rows.last() else { break };
         after = Some(last.id);
         for row in rows {
-            let key = row
-                .configuration_sealed
-                .as_deref()
-                .and_then(sealed_key_id)
-                .unwrap_or("?");
-            counts.entry(key.to_string()).or_default().1 += 1;
+            for sealed in [&row.configuration_sealed, &row.metadata_sealed]
+                .into_iter()
+                .flatten()
+            {
+                let key = sealed_key_id(sealed).unwrap_or("?");
+                counts.entry(key.to_string()).or_default().1 += 1;
+            }
         }
     }
     Ok(counts)
@@ -71,12 +80,69 @@ pub struct Rotation {
     pub unreadable: u64,
 }
 
+/// How often the background pass is tried again after a failure or values it could not open.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+const BACKGROUND_BATCH: u64 = 200;
+
+/// Re-seals what older keys sealed, in the background, on whichever replica leads: once per
+/// process, then again only while something failed.
+pub fn spawn_background(
+    state: crate::state::AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut wait = std::time::Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if !state.dispatcher.is_leader() {
+                continue;
+            }
+            let done = rotate(
+                &state.db,
+                &state.cipher,
+                &state.chain,
+                state.artifacts.as_ref(),
+                BACKGROUND_BATCH,
+                false,
+            )
+            .await;
+            match done {
+                Ok(report) if report.unreadable == 0 => {
+                    if report != Rotation::default() {
+                        tracing::info!(key = %state.cipher.active_key_id(), tasks = report.tasks,
+                            agents = report.agents, artifacts = report.artifacts,
+                            audit = report.audit, "re-sealed under the active key");
+                    }
+                    return;
+                }
+                Ok(report) => {
+                    tracing::warn!(
+                        unreadable = report.unreadable,
+                        "values sealed by keys no longer configured were left as they are"
+                    );
+                    wait = RETRY_AFTER;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "background re-sealing failed; will try again");
+                    wait = RETRY_AFTER.min(std::time::Duration::from_secs(60));
+                }
+            }
+        }
+    });
+}
+
+/// One pass over everything sealed. `record_noop`: leave an audit record even if nothing was
+/// sealed by another key (an operator's explicit run is recorded; the background pass is not).
 pub async fn rotate(
     db: &Database,
     ring: &KeyRing,
     chain: &audit::Chain,
     store: &dyn ArtifactStore,
     batch: u64,
+    record_noop: bool,
 ) -> mcp_shared::Result<Rotation> {
     let active = ring.active_key_id().to_string();
     let mut report = Rotation::default();
@@ -108,24 +174,28 @@ pub async fn rotate(
     }
     let mut after = None;
     loop {
-        let rows = agents::with_sealed_configuration(&db.conn, after, batch).await?;
+        let rows = agents::with_sealed_data(&db.conn, after, batch).await?;
         let Some(last) = rows.last() else { break };
         after = Some(last.id);
         for row in rows {
-            let Some(old) = row.configuration_sealed else {
-                continue;
-            };
-            match ring.reseal(&old) {
-                Ok(Some(new)) => {
-                    if agents::replace_sealed_configuration(&db.conn, row.id, &old, &new).await? {
-                        report.agents += 1;
+            let sealed = [
+                (SealedField::Configuration, row.configuration_sealed),
+                (SealedField::Metadata, row.metadata_sealed),
+            ];
+            for (field, old) in sealed {
+                let Some(old) = old else { continue };
+                match ring.reseal(&old) {
+                    Ok(Some(new)) => {
+                        if agents::replace_sealed(&db.conn, row.id, field, &old, &new).await? {
+                            report.agents += 1;
+                        }
                     }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(agent_id = %row.id, key = ?sealed_key_id(&old), error = %e,
-                        "sealed agent configuration not rotated");
-                    report.unreadable += 1;
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(agent_id = %row.id, ?field, key = ?sealed_key_id(&old),
+                            error = %e, "sealed agent data not rotated");
+                        report.unreadable += 1;
+                    }
                 }
             }
         }
@@ -145,6 +215,9 @@ pub async fn rotate(
     let (rekeyed, refused) = audit::rekey(db, chain, batch).await?;
     report.audit = rekeyed;
     report.unreadable += refused;
+    if report == Rotation::default() && !record_noop {
+        return Ok(report);
+    }
     audit::append(
         db,
         chain,

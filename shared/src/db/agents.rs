@@ -353,6 +353,7 @@ pub async fn purge_stale_before(db: &impl ConnectionTrait, cutoff: DateTime<Utc>
             Column::ConfigurationSealed,
             Expr::value(Option::<String>::None),
         )
+        .col_expr(Column::MetadataSealed, Expr::value(Option::<String>::None))
         .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(gone)
         // Not yet purged since it went: anything purged later was touched after the cutoff.
@@ -362,31 +363,48 @@ pub async fn purge_stale_before(db: &impl ConnectionTrait, cutoff: DateTime<Utc>
         .rows_affected)
 }
 
-/// Agents with a sealed configuration, after `after` in id order: key rotation and its status
-/// read the key id out of each value (a SQL `LIKE` would treat `_` in key ids as a wildcard).
-pub async fn with_sealed_configuration(
+/// Agents with a sealed configuration or metadata, after `after` in id order: key rotation and
+/// its status read the key id out of each value (a SQL `LIKE` would treat `_` in key ids as a
+/// wildcard).
+pub async fn with_sealed_data(
     db: &impl ConnectionTrait,
     after: Option<Uuid>,
     limit: u64,
 ) -> Result<Vec<agents::Model>> {
-    let mut q = Entity::find().filter(Column::ConfigurationSealed.is_not_null());
+    let mut q = Entity::find().filter(
+        Condition::any()
+            .add(Column::ConfigurationSealed.is_not_null())
+            .add(Column::MetadataSealed.is_not_null()),
+    );
     if let Some(a) = after {
         q = q.filter(Column::Id.gt(a));
     }
     Ok(q.order_by_asc(Column::Id).limit(limit).all(db).await?)
 }
 
-/// Stores a re-sealed configuration, unless it changed since it was read.
-pub async fn replace_sealed_configuration(
+/// Which sealed value of an agent.
+#[derive(Debug, Clone, Copy)]
+pub enum SealedField {
+    Configuration,
+    Metadata,
+}
+
+/// Stores a re-sealed configuration or metadata, unless it changed since it was read.
+pub async fn replace_sealed(
     db: &impl ConnectionTrait,
     id: Uuid,
+    field: SealedField,
     old: &str,
     new: &str,
 ) -> Result<bool> {
+    let column = match field {
+        SealedField::Configuration => Column::ConfigurationSealed,
+        SealedField::Metadata => Column::MetadataSealed,
+    };
     Ok(Entity::update_many()
-        .col_expr(Column::ConfigurationSealed, Expr::value(new))
+        .col_expr(column, Expr::value(new))
         .filter(Column::Id.eq(id))
-        .filter(Column::ConfigurationSealed.eq(old))
+        .filter(column.eq(old))
         .exec(db)
         .await?
         .rows_affected

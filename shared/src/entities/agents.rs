@@ -12,10 +12,12 @@ pub struct Model {
     pub status: String,
     pub max_concurrency: i32,
     pub current_load: i32,
+    /// `{}` while [`Model::metadata_sealed`] holds it (`ENCRYPT_AGENT_DATA`).
     pub metadata: Json,
-    /// Non-secret configuration.
+    /// Non-secret configuration; `None` while `ENCRYPT_AGENT_DATA` seals all of it.
     pub configuration: Option<Json>,
-    /// Secret configuration fields, sealed with AES-256-GCM; never returned.
+    /// Secret configuration fields (with `ENCRYPT_AGENT_DATA`, the whole configuration), sealed
+    /// with AES-256-GCM; never returned.
     pub configuration_sealed: Option<String>,
     /// HMAC-SHA256 of the agent key; the key itself is never stored.
     #[sea_orm(unique)]
@@ -29,6 +31,9 @@ pub struct Model {
     /// How often this agent beats, when it says (built-in workers); `None`: the deployment's
     /// `MCP_AGENT_HEARTBEAT_MS`. Silence is measured in these beats.
     pub heartbeat_ms: Option<i32>,
+    /// The metadata, sealed with AES-256-GCM, when `ENCRYPT_AGENT_DATA` is on; the API opens it
+    /// for readers.
+    pub metadata_sealed: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
