@@ -38,10 +38,16 @@ pub enum Mode {
     Distributed,
 }
 
-/// Where the workspace's binaries are: next to this test executable's `deps/` directory.
+/// Where the workspace's binaries are: `MCP_BIN_DIR` if set (a benchmark comparing another
+/// build), else next to this test executable's `deps/` directory.
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
+    let dir = match std::env::var_os("MCP_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().unwrap();
+            exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf()
+        }
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),
