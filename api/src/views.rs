@@ -78,6 +78,12 @@ pub struct TaskView {
     pub run_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the current (or last) attempt started.
+    #[oai(skip_serializing_if_is_none)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the task reached its final state.
+    #[oai(skip_serializing_if_is_none)]
+    pub finished_at: Option<DateTime<Utc>>,
     #[oai(skip_serializing_if_is_none)]
     pub execution_id: Option<Uuid>,
     #[oai(skip_serializing_if_is_none)]
@@ -160,6 +166,8 @@ impl TaskView {
             run_at: m.run_at,
             created_at: m.created_at,
             updated_at: m.updated_at,
+            started_at: m.started_at,
+            finished_at: m.finished_at,
             execution_id: m.execution_id,
             stage: m.stage,
             waiting_for: None,

@@ -18,7 +18,7 @@ use std::{io::Write, sync::Arc};
 
 use aes_gcm::{
     Aes256Gcm, Nonce,
-    aead::{Aead, KeyInit, Payload},
+    aead::{Aead, AeadInOut, KeyInit, Payload},
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::bytes::Bytes;
@@ -92,17 +92,14 @@ impl Sealer {
     fn seal_chunk(&mut self, plain: &[u8], last: bool, out: &mut Vec<u8>) -> Result<()> {
         let n = nonce(self.counter, last);
         let nonce = Nonce::try_from(&n[..]).map_err(|_| Error::Crypto("bad nonce".into()))?;
-        let sealed = self
+        // Encrypted where it lands in `out`: no buffer per chunk, no second copy.
+        let start = out.len();
+        out.extend_from_slice(plain);
+        let tag = self
             .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plain,
-                    aad: &self.header,
-                },
-            )
+            .encrypt_inout_detached(&nonce, &self.header, (&mut out[start..]).into())
             .map_err(|_| Error::Crypto("encryption failed".into()))?;
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(&tag);
         self.counter += 1;
         Ok(())
     }

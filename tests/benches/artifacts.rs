@@ -51,9 +51,7 @@ async fn main() {
     }
     println!("  upload  {:>7.1} MB/s", median(upload));
 
-    let id = app
-        .start_execution(&dataset_id.unwrap(), json!({}))
-        .await;
+    let id = app.start_execution(&dataset_id.unwrap(), json!({})).await;
     let done = app.wait_execution(&id, Duration::from_secs(1800)).await;
     assert_eq!(done["status"], "completed", "{done}");
     for format in ["jsonl", "csv"] {

@@ -15,9 +15,29 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Milliseconds from sending each create to receiving its `task.started` on
 /// `/ws/tasks/progress`, for `count` tasks `gap` apart; sorted.
 pub async fn submit_to_start(app: &App, priority: &str, count: usize, gap: Duration) -> Vec<f64> {
+    submit_to_start_split(app, priority, count, gap).await.event
+}
+
+/// Where the time of a start goes: the whole trip to the client, and the part the task row
+/// records (`created_at` → `started_at`, the server's own clock). The rest is the event's way
+/// out (stream, fan-out, WebSocket) behind everything else published meanwhile.
+pub struct StartLatency {
+    /// Create sent → `task.started` received; sorted.
+    pub event: Vec<f64>,
+    /// The row's `created_at` → `started_at`; sorted.
+    pub row: Vec<f64>,
+}
+
+pub async fn submit_to_start_split(
+    app: &App,
+    priority: &str,
+    count: usize,
+    gap: Duration,
+) -> StartLatency {
     let url = app.ws_url(&format!("/ws/tasks/progress?token={}", app.admin_token));
     let (mut ws, _) = connect_async(url).await.unwrap();
     let mut samples = Vec::with_capacity(count);
+    let mut ids = Vec::with_capacity(count);
     for i in 0..count {
         tokio::time::sleep(gap).await;
         let t0 = Instant::now();
@@ -25,6 +45,7 @@ pub async fn submit_to_start(app: &App, priority: &str, count: usize, gap: Durat
             .create_task(json!({"type": "generic", "priority": priority, "payload": {"probe": i}}))
             .await;
         let id = task["id"].as_str().unwrap().to_string();
+        ids.push(id.clone());
         loop {
             let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
                 .await
@@ -40,5 +61,22 @@ pub async fn submit_to_start(app: &App, priority: &str, count: usize, gap: Durat
         }
     }
     samples.sort_by(f64::total_cmp);
-    samples
+    let mut row = Vec::with_capacity(count);
+    for id in ids {
+        let (_, t) = app.admin("GET", &format!("/api/v1/tasks/{id}"), None).await;
+        let time = |k: &str| {
+            t["data"][k]
+                .as_str()
+                .and_then(|s| s.parse::<chrono::DateTime<chrono::Utc>>().ok())
+        };
+        // Rows without `started_at` in the view: count only what both ends record.
+        if let (Some(a), Some(b)) = (time("created_at"), time("started_at")) {
+            row.push((b - a).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        }
+    }
+    row.sort_by(f64::total_cmp);
+    StartLatency {
+        event: samples,
+        row,
+    }
 }

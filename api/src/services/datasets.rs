@@ -248,33 +248,60 @@ async fn stream_to(
     body: poem::Body,
     format: DatasetFormat,
     limit: u64,
-    mut sealer: Option<mcp_shared::sealed_stream::Sealer>,
+    sealer: Option<mcp_shared::sealed_stream::Sealer>,
 ) -> Result<(u64, String, u64), ApiError> {
-    // With a sealer, the staged file is sealed as it is written: the upload is never on disk in
-    // clear.
-    let mut sealed = Vec::new();
-    let mut file = tokio::io::BufWriter::new(
-        tokio::fs::File::create(path)
-            .await
-            .map_err(ApiError::internal)?,
-    );
+    // The staged file is written (and sealed) by a task of its own while this one hashes and
+    // counts: the two halves of an upload run side by side instead of one after the other.
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let writer = tokio::spawn(write_staged(path.to_owned(), rx, sealer));
     let mut hasher = Sha256::new();
     let mut counter = RecordCounter::new(format);
     let mut total = 0u64;
-    let mut stream = std::pin::pin!(body.into_bytes_stream());
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidBody,
-                format!("reading the upload failed: {e}"),
-            )
-        })?;
-        total += chunk.len() as u64;
-        if total > limit {
-            return Err(ApiError::payload_too_large(limit as usize));
+    let read = async {
+        let mut stream = std::pin::pin!(body.into_bytes_stream());
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidBody,
+                    format!("reading the upload failed: {e}"),
+                )
+            })?;
+            total += chunk.len() as u64;
+            if total > limit {
+                return Err(ApiError::payload_too_large(limit as usize));
+            }
+            hasher.update(&chunk);
+            counter.feed(&chunk);
+            if tx.send(chunk).await.is_err() {
+                // The writer stopped: its error says why.
+                break;
+            }
         }
-        hasher.update(&chunk);
-        counter.feed(&chunk);
+        Ok(())
+    }
+    .await;
+    drop(tx);
+    let written = writer.await.map_err(ApiError::internal)?;
+    read?;
+    written?;
+    let records = counter.finish()?;
+    Ok((total, hex::encode(hasher.finalize()), records))
+}
+
+/// Writes what arrives on `chunks` to `path`, sealed as it is written when there is a sealer,
+/// so the upload is never on disk in clear.
+async fn write_staged(
+    path: std::path::PathBuf,
+    mut chunks: tokio::sync::mpsc::Receiver<tokio_util::bytes::Bytes>,
+    mut sealer: Option<mcp_shared::sealed_stream::Sealer>,
+) -> Result<(), ApiError> {
+    let mut file = tokio::io::BufWriter::new(
+        tokio::fs::File::create(&path)
+            .await
+            .map_err(ApiError::internal)?,
+    );
+    let mut sealed = Vec::new();
+    while let Some(chunk) = chunks.recv().await {
         match &mut sealer {
             Some(s) => {
                 sealed.clear();
@@ -289,9 +316,7 @@ async fn stream_to(
         s.finish(&mut sealed).map_err(ApiError::internal)?;
         file.write_all(&sealed).await.map_err(ApiError::internal)?;
     }
-    file.flush().await.map_err(ApiError::internal)?;
-    let records = counter.finish()?;
-    Ok((total, hex::encode(hasher.finalize()), records))
+    file.flush().await.map_err(ApiError::internal)
 }
 
 #[cfg(test)]
