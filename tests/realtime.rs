@@ -757,9 +757,8 @@ async fn server_side_errors_reach_system_subscribers(mode: Mode) {
     let ids: Vec<Value> = body["data"]["task_ids"].as_array().unwrap().clone();
     let mine = |e: &Value| e["data"]["code"] == "task_dead" && ids.contains(&e["data"]["task_id"]);
     let held_back = |e: &Value| {
-        if e["data"]["code"] == "errors_suppressed" && e["data"]["kind"] == "task_dead" {
-            e["data"]["suppressed"].as_u64().unwrap_or(0)
-        } else if e["data"]["code"] == "task_dead" {
+        let summary = e["data"]["code"] == "errors_suppressed" && e["data"]["kind"] == "task_dead";
+        if summary || e["data"]["code"] == "task_dead" {
             e["data"]["suppressed"].as_u64().unwrap_or(0)
         } else {
             0

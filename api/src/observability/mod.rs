@@ -7,6 +7,7 @@
 //! - [`http`]: the request middleware, labelling each request with its route template.
 //! - [`window`]: the sliding window of outcomes (error rate, average response time).
 //! - [`alerts`]: the conditions, raised and cleared alerts, the webhook.
+//! - [`agent_health`]: agents' efficiency, performance score and anomalies.
 //! - [`errors`]: the rate limit on broadcast `error.occurred` events, and dependency outages.
 //! - Trace export ([`mcp_shared::otlp`]) starts here when `OTEL_EXPORTER_OTLP_ENDPOINT` is set;
 //!   [`http`] records a server span per request.
@@ -15,6 +16,7 @@
 //! full and folds in with [`Observability::observe`]; queue, task and agent counts are read from
 //! the database and the agent directory at scrape time.
 
+pub mod agent_health;
 pub mod alerts;
 pub mod errors;
 pub mod http;

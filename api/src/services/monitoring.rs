@@ -21,6 +21,7 @@ use crate::{
     directory::{self, AgentEntry},
     error::ApiError,
     observability::{
+        agent_health,
         alerts::{self, Alert},
         errors,
         metrics::ClusterSnapshot,
@@ -195,6 +196,40 @@ async fn oldest_waiting(state: &AppState) -> mcp_shared::Result<Vec<(String, Dat
         .collect())
 }
 
+/// Efficiency is worked out every this many alert evaluations.
+const EFFICIENCY_EVERY: u32 = 5;
+/// Most finished tasks one efficiency evaluation reads; past it, the newest count.
+const EFFICIENCY_MAX_RUNS: u64 = 100_000;
+
+/// The agents below `ALERT_THRESHOLD_EFFICIENCY` over the window, from the task rows.
+async fn efficiency_conditions(
+    state: &AppState,
+    agents: &[AgentEntry],
+) -> mcp_shared::Result<Vec<alerts::Condition>> {
+    let since = Utc::now()
+        - chrono::Duration::from_std(state.settings.health_window)
+            .unwrap_or_else(|_| chrono::Duration::hours(1));
+    let runs = mcp_shared::db::agents::runs_since(&state.db.conn, None, since, EFFICIENCY_MAX_RUNS)
+        .await?;
+    let mut by_agent: std::collections::HashMap<uuid::Uuid, Vec<mcp_shared::db::agents::Run>> =
+        std::collections::HashMap::new();
+    for r in runs {
+        by_agent.entry(r.agent_id).or_default().push(r);
+    }
+    let names: std::collections::HashMap<uuid::Uuid, &str> = agents
+        .iter()
+        .map(|a| (a.model.id, a.model.name.as_str()))
+        .collect();
+    Ok(by_agent
+        .iter()
+        .filter_map(|(id, runs)| {
+            let window = agent_health::Window::of(runs);
+            let name = names.get(id).copied().unwrap_or("unknown");
+            alerts::efficiency_condition(&state.settings, *id, name, &window)
+        })
+        .collect())
+}
+
 /// One evaluation: raises what started, clears what ended, among the alerts this replica owns.
 pub async fn evaluate(state: &AppState) {
     let obs = &state.observability;
@@ -210,6 +245,21 @@ pub async fn evaluate(state: &AppState) {
                         .cluster_conditions(&state.settings, &oldest, &agents),
                 );
                 cluster_known = true;
+                // Efficiency reads the window's task rows: a few times per window is enough,
+                // and keeps a busy cluster's leader from scanning them every second.
+                if obs
+                    .alerts
+                    .efficiency_due(state.settings.alert_interval * EFFICIENCY_EVERY)
+                {
+                    match efficiency_conditions(state, &agents).await {
+                        Ok(c) => obs.alerts.set_efficiency(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "agent efficiency evaluation failed");
+                            cluster_known = false;
+                        }
+                    }
+                }
+                holding.extend(obs.alerts.efficiency_conditions());
             }
             Err(e) => tracing::warn!(error = %e, "cluster alert evaluation failed"),
         }
