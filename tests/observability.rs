@@ -865,7 +865,16 @@ async fn agent_health(app: &App, agent: &str) -> Value {
 /// An agent that fails most of its tasks gets a low performance score, an `error_burst`
 /// anomaly and an `agent_efficiency` alert, cleared once it recovers; a healthy agent gets none.
 async fn efficiency_and_performance(mode: Mode) {
-    let app = App::start_with(mode, &[("MCP_ALERT_INTERVAL_MS", "50")]).await;
+    // A 30 s window: the failures leave it soon enough for the recovery to be seen whatever
+    // the machine's load does to the tasks' timings.
+    let app = App::start_with(
+        mode,
+        &[
+            ("MCP_ALERT_INTERVAL_MS", "50"),
+            ("MCP_HEALTH_WINDOW_MS", "30000"),
+        ],
+    )
+    .await;
     let mut ws = system_events(&app).await;
     app.define_capability("sentiment").await;
     app.define_capability("summarising").await;
@@ -905,6 +914,18 @@ async fn efficiency_and_performance(mode: Mode) {
         "{listed:?}"
     );
 
+    // Both beat now, so their heartbeat regularity does not depend on how long the test took.
+    for (agent, key) in [(&bad, &bad_key), (&good, &good_key)] {
+        let (code, body) = app
+            .as_agent(
+                "POST",
+                &format!("/api/v1/agents/{agent}/heartbeat"),
+                key,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
     let flaky = agent_health(&app, &bad).await;
     let steady = agent_health(&app, &good).await;
     assert_eq!(flaky["tasks_in_window"], 10, "{flaky}");
@@ -936,16 +957,35 @@ async fn efficiency_and_performance(mode: Mode) {
     assert!(steady["performance_score"].as_f64().unwrap() > flaky_score);
     assert_eq!(steady["anomalies"], json!([]), "{steady}");
 
-    // It recovers: enough successes bring its efficiency back over the threshold.
-    run_through(&app, &bad, &bad_key, "sentiment", &[true; 60]).await;
-    let cleared = next_alert(&mut ws, &format!("agent_efficiency:{bad}"), "cleared").await;
+    // It recovers: it completes what it takes, and once its failures are behind it (outweighed,
+    // or out of the window) the alert clears.
+    run_through(&app, &bad, &bad_key, "sentiment", &[true; 10]).await;
+    let key_of = format!("agent_efficiency:{bad}");
+    let cleared = receive_until(
+        "the agent_efficiency alert to clear",
+        Duration::from_secs(90),
+        async || ws.next().await,
+        |msg| {
+            let event = system_alert(msg)?;
+            (event["data"]["key"] == key_of && event["data"]["state"] == "cleared")
+                .then(|| event["data"].clone())
+        },
+    )
+    .await;
     assert_eq!(cleared["subject"]["agent_id"], bad.as_str(), "{cleared}");
     let recovered = agent_health(&app, &bad).await;
     assert!(
-        recovered["efficiency"].as_f64().unwrap() >= 0.8,
+        recovered["efficiency"].as_f64().is_none_or(|e| e >= 0.8),
         "{recovered}"
     );
-    assert_eq!(recovered["anomalies"], json!([]), "{recovered}");
+    assert!(
+        !recovered["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "error_burst"),
+        "{recovered}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
