@@ -386,8 +386,8 @@ pub async fn readiness(state: &AppState) -> Result<(), ApiError> {
 pub struct AlertView {
     /// Unique per subject, e.g. `queue_age:mcp:generic:low`.
     pub key: String,
-    /// `error_rate`, `response_time`, `queue_age`, `agent_unhealthy`, `agent_flapping` or
-    /// `agent_failing`.
+    /// `error_rate`, `response_time`, `queue_age`, `agent_unhealthy`, `agent_flapping`,
+    /// `agent_failing` or `agent_efficiency`.
     pub alert: String,
     /// `warning` or `critical`.
     pub severity: String,
