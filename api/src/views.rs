@@ -254,6 +254,7 @@ pub struct AgentHealth {
     /// The window's median task time over the agent's baseline (the median of its last 200
     /// completions before the window); absent until there are 3 completions in the window and 5
     /// before it.
+    #[oai(skip_serializing_if_is_none)]
     pub latency_ratio: Option<f64>,
     /// 0..1: heartbeats received over heartbeats expected since registration (capped at 1),
     /// times the freshness of the last one against the stale limit.
@@ -261,6 +262,7 @@ pub struct AgentHealth {
     /// Busy time on tasks that completed over busy time on every task it finished in the health
     /// window; absent when it finished none. Below `ALERT_THRESHOLD_EFFICIENCY` (over at least
     /// 5 tasks) it raises the `agent_efficiency` alert.
+    #[oai(skip_serializing_if_is_none)]
     pub efficiency: Option<f64>,
     /// Tasks the agent finished (completed or dead) in the health window.
     pub tasks_in_window: u64,
