@@ -822,3 +822,178 @@ async fn detailed_metrics_count_outcomes_per_type_and_agent() {
         }
     }
 }
+
+/// Runs one task per outcome through `agent` (`true` completes it, `false` fails it for good).
+async fn run_through(app: &App, agent: &str, key: &str, capability: &str, outcomes: &[bool]) {
+    for (i, ok) in outcomes.iter().enumerate() {
+        app.create_task(
+            json!({"type": "analysis", "required_capabilities": [capability],
+                               "payload": {"i": i}, "max_attempts": 1}),
+        )
+        .await;
+        let (code, task) = app.claim(agent, key, 5000).await;
+        assert_eq!(code, 200, "{task}");
+        let id = task["data"]["id"].as_str().unwrap().to_string();
+        let (path, body) = if *ok {
+            ("complete", json!({"result": {"label": "positive"}}))
+        } else {
+            (
+                "fail",
+                json!({"error": "model unavailable", "retryable": false}),
+            )
+        };
+        let (code, body) = app
+            .as_agent(
+                "POST",
+                &format!("/api/v1/tasks/{id}/{path}"),
+                key,
+                Some(body),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+}
+
+async fn agent_health(app: &App, agent: &str) -> Value {
+    let (status, body) = app
+        .admin("GET", &format!("/api/v1/agents/{agent}/health"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
+/// An agent that fails most of its tasks gets a low performance score, an `error_burst`
+/// anomaly and an `agent_efficiency` alert, cleared once it recovers; a healthy agent gets none.
+async fn efficiency_and_performance(mode: Mode) {
+    // A 30 s window: the failures leave it soon enough for the recovery to be seen whatever
+    // the machine's load does to the tasks' timings.
+    let app = App::start_with(
+        mode,
+        &[
+            ("MCP_ALERT_INTERVAL_MS", "50"),
+            ("MCP_HEALTH_WINDOW_MS", "30000"),
+        ],
+    )
+    .await;
+    let mut ws = system_events(&app).await;
+    app.define_capability("sentiment").await;
+    app.define_capability("summarising").await;
+    let (good, good_key) = app
+        .register_agent(
+            json!({"name": "steady", "type": "ai_model", "capabilities": ["summarising"]}),
+        )
+        .await;
+    let (bad, bad_key) = app
+        .register_agent(json!({"name": "flaky", "type": "ai_model", "capabilities": ["sentiment"]}))
+        .await;
+    run_through(&app, &good, &good_key, "summarising", &[true; 10]).await;
+    let mut outcomes = [false; 10];
+    outcomes[3] = true;
+    outcomes[7] = true;
+    run_through(&app, &bad, &bad_key, "sentiment", &outcomes).await;
+
+    let raised = next_alert(&mut ws, &format!("agent_efficiency:{bad}"), "raised").await;
+    assert_eq!(raised["subject"]["name"], "flaky", "{raised}");
+    assert_eq!(
+        raised["threshold"], 0.8,
+        "the default ALERT_THRESHOLD_EFFICIENCY: {raised}"
+    );
+    assert!(raised["value"].as_f64().unwrap() < 0.8, "{raised}");
+    let listed: Vec<String> = system_health(&app).await["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        listed.contains(&format!("agent_efficiency:{bad}")),
+        "{listed:?}"
+    );
+    assert!(
+        !listed.contains(&format!("agent_efficiency:{good}")),
+        "{listed:?}"
+    );
+
+    // Both beat now, so their heartbeat regularity does not depend on how long the test took.
+    for (agent, key) in [(&bad, &bad_key), (&good, &good_key)] {
+        let (code, body) = app
+            .as_agent(
+                "POST",
+                &format!("/api/v1/agents/{agent}/heartbeat"),
+                key,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let flaky = agent_health(&app, &bad).await;
+    let steady = agent_health(&app, &good).await;
+    assert_eq!(flaky["tasks_in_window"], 10, "{flaky}");
+    assert_eq!(flaky["success_rate"], 0.2, "{flaky}");
+    assert!(flaky["efficiency"].as_f64().unwrap() < 0.8, "{flaky}");
+    let flaky_score = flaky["performance_score"].as_f64().unwrap();
+    assert!(flaky_score < 0.7, "{flaky}");
+    let kinds: Vec<&str> = flaky["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"error_burst"), "{flaky}");
+    let burst = flaky["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "error_burst")
+        .unwrap();
+    assert_eq!(burst["value"], 0.8, "{burst}");
+
+    assert_eq!(steady["success_rate"], 1.0, "{steady}");
+    assert_eq!(steady["efficiency"], 1.0, "{steady}");
+    assert!(
+        steady["performance_score"].as_f64().unwrap() >= 0.9,
+        "{steady}"
+    );
+    assert!(steady["performance_score"].as_f64().unwrap() > flaky_score);
+    assert_eq!(steady["anomalies"], json!([]), "{steady}");
+
+    // It recovers: it completes what it takes, and once its failures are behind it (outweighed,
+    // or out of the window) the alert clears.
+    run_through(&app, &bad, &bad_key, "sentiment", &[true; 10]).await;
+    let key_of = format!("agent_efficiency:{bad}");
+    let cleared = receive_until(
+        "the agent_efficiency alert to clear",
+        Duration::from_secs(90),
+        async || ws.next().await,
+        |msg| {
+            let event = system_alert(msg)?;
+            (event["data"]["key"] == key_of && event["data"]["state"] == "cleared")
+                .then(|| event["data"].clone())
+        },
+    )
+    .await;
+    assert_eq!(cleared["subject"]["agent_id"], bad.as_str(), "{cleared}");
+    let recovered = agent_health(&app, &bad).await;
+    assert!(
+        recovered["efficiency"].as_f64().is_none_or(|e| e >= 0.8),
+        "{recovered}"
+    );
+    assert!(
+        !recovered["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "error_burst"),
+        "{recovered}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_efficiency_and_performance_single_node() {
+    efficiency_and_performance(Mode::SingleNode).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_efficiency_and_performance_distributed() {
+    efficiency_and_performance(Mode::Distributed).await;
+}

@@ -1277,3 +1277,258 @@ async fn retention_purges_datasets_stage_outputs_exports_results_and_task_errors
     let (_, v) = app.admin("GET", "/api/v1/audit/verify", None).await;
     assert_eq!(v["data"]["valid"], true, "{v}");
 }
+
+/// Every stage but standardization, whose shards are left to an external agent.
+const BUILTIN_EXCEPT_STANDARDIZATION: &str = "generic,stage_ingestion,stage_validation,stage_processing,stage_quality_assessment,stage_export";
+
+/// A deployment whose built-in workers serve every stage but standardization.
+async fn without_builtin_standardization(mode: Mode) -> App {
+    match mode {
+        Mode::SingleNode => {
+            App::start_with(
+                mode,
+                &[("MCP_EMBEDDED_CAPABILITIES", BUILTIN_EXCEPT_STANDARDIZATION)],
+            )
+            .await
+        }
+        Mode::Distributed => {
+            let mut app = App::start(mode).await;
+            // The plain worker goes: it may serve every stage.
+            app.kill_worker();
+            for (stage, bin) in STAGES {
+                if *stage != "standardization" {
+                    app.start_worker_binary(bin, &[]);
+                }
+            }
+            wait_for(
+                "stage workers to register",
+                Duration::from_secs(30),
+                || async {
+                    let mut missing = Vec::new();
+                    for (stage, _) in STAGES.iter().filter(|(s, _)| *s != "standardization") {
+                        let (_, found) = app
+                            .admin(
+                                "GET",
+                                &format!("/api/v1/agents/discover?capability=stage_{stage}"),
+                                None,
+                            )
+                            .await;
+                        if found["count"].as_u64().unwrap_or(0) == 0 {
+                            missing.push(*stage);
+                        }
+                    }
+                    if missing.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!("{missing:?}"))
+                    }
+                },
+            )
+            .await;
+            app
+        }
+    }
+}
+
+/// The shard protocol's refusals, on a real shard: only the holding agent reads the input, a
+/// line that is not a canonical record refuses the upload (naming the line), a completion
+/// without output is refused, and a failed attempt goes back to the queue.
+async fn shard_protocol_refusals(app: &App, probe: &str, key: &str) {
+    let (code, task) = app.claim(probe, key, 20_000).await;
+    assert_eq!(code, 200, "{task}");
+    let task = &task["data"];
+    assert_eq!(task["stage"], "standardization", "{task}");
+    let id = task["id"].as_str().unwrap();
+    let input_path = format!("/api/v1/tasks/{id}/shard/input");
+
+    let resp = app
+        .send("GET", &input_path, Some(&app.admin_token), None)
+        .await;
+    assert_eq!(resp.status().as_u16(), 403, "users do not run shards");
+
+    let resp = app
+        .http
+        .get(format!("{}{input_path}", app.base))
+        .header("authorization", format!("Agent {key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
+    let total: usize = resp.headers()["x-records-total"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let text = resp.text().await.unwrap();
+    assert_eq!(text.lines().count(), total, "{text}");
+    assert!(total > 0);
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(
+            v["line"].is_u64() && v["raw"].is_object(),
+            "raw records in clear: {line}"
+        );
+    }
+
+    let output = |body: &'static str, content_type: &'static str| {
+        app.http
+            .put(format!("{}/api/v1/tasks/{id}/shard/output", app.base))
+            .header("authorization", format!("Agent {key}"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let good = r#"{"id": "a", "source": "s", "messages": [{"role": "user", "content": "hi"}], "metadata": {}}"#;
+    let bad: &'static str = Box::leak(format!("{good}\n{{\"id\": \"b\"}}\n").into_boxed_str());
+    let resp = output(bad, "application/x-ndjson").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "validation_failed", "{body}");
+    assert_eq!(body["error"]["details"]["line"], 2, "{body}");
+    let resp = output(good, "application/json").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+
+    // Nothing was stored, so there is nothing to complete with.
+    let (code, body) = app
+        .as_agent(
+            "POST",
+            &format!("/api/v1/tasks/{id}/complete"),
+            key,
+            Some(json!({"result": {}})),
+        )
+        .await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shard/output"),
+        "{body}"
+    );
+
+    let (code, body) = app
+        .as_agent(
+            "POST",
+            &format!("/api/v1/tasks/{id}/fail"),
+            key,
+            Some(json!({"error": "probe done", "retryable": true})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["status"], "failed", "{body}");
+    let (code, body) = app
+        .admin("DELETE", &format!("/api/v1/agents/{probe}"), None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+}
+
+/// A six-stage run whose standardization stage is the example Python agent
+/// (`docs/examples/stage_agent.py`), with no built-in worker serving that stage: the outputs and
+/// report are exactly those of the built-in stage, and the shards were the agent's.
+async fn standardization_by_the_example_agent(mode: Mode) {
+    let app = without_builtin_standardization(mode).await;
+    let register = |name: &'static str| {
+        app.register_agent(json!({"name": name, "type": "data_processor",
+                                   "capabilities": ["stage_standardization"]}))
+    };
+    let (probe, probe_key) = register("probe").await;
+    let (agent, key) = register("py-standardizer").await;
+
+    let (dataset, _) = mixed_dataset();
+    let (status, body) = app.upload("application/x-ndjson", dataset).await;
+    assert_eq!(status, 201, "{body}");
+    let id = app
+        .start_execution(&body["data"]["dataset_id"], json!({"shard_size": 4}))
+        .await;
+    shard_protocol_refusals(&app, &probe, &probe_key).await;
+
+    // 15 records in shards of 4: the agent runs the four shards, then exits.
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/stage_agent.py");
+    let child = crate::helpers::servers::python_script(&script)
+        .env("MCP_URL", &app.base)
+        .env("MCP_AGENT_ID", &agent)
+        .env("MCP_AGENT_KEY", &key)
+        .env("MCP_STAGE_SHARDS", "4")
+        .env("HEARTBEAT_SECONDS", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("stage_agent.py ran its four shards within 120 s")
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "stage_agent.py: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("stage_agent.py: OK (4 shards)"),
+        "{stdout}\n{stderr}"
+    );
+
+    let execution = app.wait_execution(&id, Duration::from_secs(120)).await;
+    assert_eq!(execution["status"], "completed", "{execution}");
+    let (_, progress) = app
+        .admin(
+            "GET",
+            &format!("/api/v1/pipeline/{id}/agent-progress"),
+            None,
+        )
+        .await;
+    let standardization: Vec<&Value> = progress["data"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["stage"] == "standardization")
+        .collect();
+    assert_eq!(standardization.len(), 1, "{progress}");
+    assert_eq!(standardization[0]["status"], "completed", "{progress}");
+    assert_eq!(standardization[0]["agent_id"], agent.as_str(), "{progress}");
+
+    let (status, report) = app
+        .admin("GET", &format!("/api/v1/pipeline/{id}/report"), None)
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let mut files = Vec::new();
+    for format in ["jsonl", "chat_jsonl", "csv"] {
+        let (status, text) = app.results(&id, format).await;
+        assert_eq!(status, 200, "{format}: {text}");
+        files.push(text);
+    }
+    // What the agent wrote went on through validation, processing, quality and export.
+    for line in files[0].lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(r["metadata"]["standardized_by"], "stage_agent.py", "{line}");
+    }
+    assert_mixed_outputs(&report["data"], &files[0], &files[1], &files[2]);
+
+    // The agent's output is sealed at rest like every artifact.
+    let shard = app.dir.path().join(format!(
+        "artifacts/executions/{id}/standardization/00000.jsonl"
+    ));
+    let stored = std::fs::read(&shard).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&stored).contains("standardized_by"),
+        "the shard is stored in clear"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_external_agent_runs_the_standardization_stage_single_node() {
+    standardization_by_the_example_agent(Mode::SingleNode).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_external_agent_runs_the_standardization_stage_distributed() {
+    standardization_by_the_example_agent(Mode::Distributed).await;
+}

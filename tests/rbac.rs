@@ -96,6 +96,8 @@ const MATRIX: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/tasks/{id}/retry", Perm("task.create")),
     ("POST", "/api/v1/tasks/{id}/assign", Perm("task.assign")),
     ("POST", "/api/v1/tasks/{id}/progress", AssignedAgent),
+    ("GET", "/api/v1/tasks/{id}/shard/input", AssignedAgent),
+    ("PUT", "/api/v1/tasks/{id}/shard/output", AssignedAgent),
     ("POST", "/api/v1/tasks/{id}/complete", AssignedAgent),
     ("POST", "/api/v1/tasks/{id}/fail", AssignedAgent),
     ("GET", "/api/v1/queues", Perm("system.read")),
@@ -347,6 +349,14 @@ impl Fixture {
             ("POST", "/api/v1/tasks/{id}/complete") => {
                 Some(Body::Json(json!({"result": {"ok": true}})))
             }
+            ("PUT", "/api/v1/tasks/{id}/shard/output") => Some(Body::Raw(
+                "application/x-ndjson",
+                json!({"id": "r1", "source": "rbac", "messages": [
+                    {"role": "user", "content": "hello"},
+                ], "metadata": {}})
+                .to_string()
+                    + "\n",
+            )),
             ("POST", "/api/v1/tasks/{id}/fail") => {
                 Some(Body::Json(json!({"error": "gave up", "retryable": false})))
             }

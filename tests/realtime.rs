@@ -646,3 +646,221 @@ async fn a_snapshot_shows_a_sealed_result_as_rest_does() {
         "no sealed ciphertext in a snapshot: {snapshot}"
     );
 }
+
+/// Reads `error.occurred` events until `done` says the ones seen so far are enough.
+async fn collect_errors(
+    ws: &mut Socket,
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[Value]) -> bool,
+) -> Vec<Value> {
+    let mut errors = Vec::new();
+    receive_until(
+        what,
+        timeout,
+        async || ws.next().await,
+        |msg| {
+            let Message::Text(text) = msg.expect("socket error") else {
+                return None;
+            };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["type"] == "error.occurred" {
+                errors.push(v);
+                if done(&errors) {
+                    return Some(());
+                }
+            }
+            None
+        },
+    )
+    .await;
+    errors
+}
+
+/// A failed stage, a storm of dead tasks (cut to a burst, every one sent or counted) and a
+/// dependency outage with its recovery all reach a `/ws/system/events` subscriber.
+async fn server_side_errors_reach_system_subscribers(mode: Mode) {
+    let mut app = App::start(mode).await;
+    if mode == Mode::Distributed {
+        app.start_worker_binary("mcp-worker-ingestion", &[]);
+        wait_for("an ingestion worker", Duration::from_secs(30), || async {
+            let (_, b) = app
+                .admin(
+                    "GET",
+                    "/api/v1/agents/discover?capability=stage_ingestion",
+                    None,
+                )
+                .await;
+            if b["count"].as_u64().unwrap_or(0) > 0 {
+                Ok(())
+            } else {
+                Err(b.to_string())
+            }
+        })
+        .await;
+    }
+    let mut ws = connect(&app, "/ws/system/events", &app.admin_token).await;
+    next_of_type(&mut ws, "snapshot", Duration::from_secs(5)).await;
+
+    // A stage whose input is gone fails its execution: one `stage_failed` error.
+    let (status, body) = app
+        .upload(
+            "application/x-ndjson",
+            b"{\"question\": \"a\", \"answer\": \"b\"}\n".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let dataset = body["data"]["dataset_id"].as_str().unwrap().to_string();
+    std::fs::remove_file(
+        app.dir
+            .path()
+            .join(format!("artifacts/datasets/{dataset}.ndjson")),
+    )
+    .unwrap();
+    let execution = app.start_execution(&json!(dataset), json!({})).await;
+    let errors = collect_errors(
+        &mut ws,
+        "a stage_failed error",
+        Duration::from_secs(60),
+        |e| e.iter().any(|e| e["data"]["code"] == "stage_failed"),
+    )
+    .await;
+    let failed = errors
+        .iter()
+        .find(|e| e["data"]["code"] == "stage_failed")
+        .unwrap();
+    assert_eq!(failed["data"]["execution_id"], execution, "{failed}");
+    assert_eq!(failed["data"]["stage"], "ingestion", "{failed}");
+    assert_eq!(failed["data"]["source"], "pipeline", "{failed}");
+    assert!(
+        failed["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ingestion"),
+        "{failed}"
+    );
+    assert!(
+        !failed["id"].as_str().unwrap_or("").is_empty(),
+        "a broadcast event has an id: {failed}"
+    );
+
+    // A storm: 30 tasks dead at once. Subscribers get at most a burst of them one by one, and
+    // every other one is counted on a later error or a summary.
+    let storm = 30;
+    let tasks: Vec<Value> = (0..storm)
+        .map(|i| json!({"type": "generic", "payload": {"fail": true, "n": i}, "max_attempts": 1}))
+        .collect();
+    let (status, body) = app
+        .admin("POST", "/api/v1/tasks/batch", Some(json!({"tasks": tasks})))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let ids: Vec<Value> = body["data"]["task_ids"].as_array().unwrap().clone();
+    let mine = |e: &Value| e["data"]["code"] == "task_dead" && ids.contains(&e["data"]["task_id"]);
+    let held_back = |e: &Value| {
+        let summary = e["data"]["code"] == "errors_suppressed" && e["data"]["kind"] == "task_dead";
+        if summary || e["data"]["code"] == "task_dead" {
+            e["data"]["suppressed"].as_u64().unwrap_or(0)
+        } else {
+            0
+        }
+    };
+    // The pipeline's own dead shard was the first `task_dead` error: sent, so never counted.
+    let errors = collect_errors(
+        &mut ws,
+        "every dead task sent or counted",
+        Duration::from_secs(60),
+        |e| {
+            let sent = e.iter().filter(|e| mine(e)).count() as u64;
+            let counted: u64 = e.iter().map(held_back).sum();
+            sent + counted >= storm
+        },
+    )
+    .await;
+    let sent: Vec<&Value> = errors.iter().filter(|e| mine(e)).collect();
+    let counted: u64 = errors.iter().map(held_back).sum();
+    assert!(counted > 0, "a storm of {storm} is cut: {errors:?}");
+    assert!(
+        sent.len() <= 20,
+        "{} of {storm} sent one by one",
+        sent.len()
+    );
+    for e in &sent {
+        assert_eq!(e["data"]["source"], "task", "{e}");
+        assert!(
+            e["data"]["message"].as_str().unwrap().contains("dead"),
+            "{e}"
+        );
+        assert_eq!(e["data"]["attempt"], 1, "{e}");
+    }
+    // The tasks really are dead: the errors report, they do not invent.
+    let (_, t) = app
+        .admin(
+            "GET",
+            &format!(
+                "/api/v1/tasks/{}",
+                sent[0]["data"]["task_id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(t["data"]["status"], "dead", "{t}");
+
+    // A dependency outage and its recovery. Distributed: Redis. Single node: the artifact
+    // directory.
+    let (dependency, artifacts, moved) = (
+        if mode == Mode::Distributed {
+            "redis"
+        } else {
+            "artifact store"
+        },
+        app.dir.path().join("artifacts"),
+        app.dir.path().join("artifacts.away"),
+    );
+    match mode {
+        Mode::Distributed => app.redis.as_mut().unwrap().stop(),
+        Mode::SingleNode => std::fs::rename(&artifacts, &moved).unwrap(),
+    }
+    let errors = collect_errors(&mut ws, "the outage", Duration::from_secs(30), |e| {
+        e.iter()
+            .any(|e| e["data"]["code"] == "dependency_unavailable")
+    })
+    .await;
+    let outage = errors
+        .iter()
+        .find(|e| e["data"]["code"] == "dependency_unavailable")
+        .unwrap();
+    assert_eq!(outage["data"]["dependency"], dependency, "{outage}");
+    assert_eq!(outage["data"]["state"], "raised", "{outage}");
+    match mode {
+        Mode::Distributed => app.redis.as_mut().unwrap().spawn(),
+        Mode::SingleNode => std::fs::rename(&moved, &artifacts).unwrap(),
+    }
+    let errors = collect_errors(&mut ws, "the recovery", Duration::from_secs(30), |e| {
+        e.iter()
+            .any(|e| e["data"]["code"] == "dependency_recovered")
+    })
+    .await;
+    let recovered = errors
+        .iter()
+        .find(|e| e["data"]["code"] == "dependency_recovered")
+        .unwrap();
+    assert_eq!(recovered["data"]["dependency"], dependency, "{recovered}");
+    assert!(
+        recovered["data"]["down_ms"].as_u64().unwrap() > 0,
+        "{recovered}"
+    );
+    assert_eq!(
+        recovered["data"]["replica"], outage["data"]["replica"],
+        "{recovered}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_side_errors_reach_system_subscribers_single_node() {
+    server_side_errors_reach_system_subscribers(Mode::SingleNode).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_side_errors_reach_system_subscribers_distributed() {
+    server_side_errors_reach_system_subscribers(Mode::Distributed).await;
+}

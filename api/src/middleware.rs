@@ -47,6 +47,15 @@ pub struct BodyLimits {
 /// The one route whose body is a dataset upload.
 const DATASET_UPLOAD_PATH: &str = "/api/v1/datasets";
 
+/// Whether the body is streamed to the artifact store (a dataset, or a pipeline shard's output
+/// written by an agent): those take the dataset limit.
+fn streams_to_store(path: &str) -> bool {
+    path == DATASET_UPLOAD_PATH
+        || path.strip_prefix("/api/v1/tasks/").is_some_and(|rest| {
+            rest.ends_with("/shard/output") && !rest[..rest.len() - 13].contains('/')
+        })
+}
+
 /// What the request middleware needs from the application.
 #[derive(Debug, Clone)]
 pub struct RequestPolicy {
@@ -81,7 +90,7 @@ pub async fn request_context<E: Endpoint>(
         let body = req.take_body();
         req.set_body(crate::slow_clients::with_body_timeout(body, read_timeout));
     }
-    let max_body = if req.uri().path() == DATASET_UPLOAD_PATH {
+    let max_body = if streams_to_store(req.uri().path()) {
         limits.dataset
     } else {
         limits.default

@@ -289,6 +289,44 @@ pub struct AgentHealth {
     pub last_seen: DateTime<Utc>,
     pub last_health_check: DateTime<Utc>,
     pub heartbeat_age_ms: i64,
+    /// 0..1: `0.5 × success_rate + 0.25 × latency + 0.25 × heartbeat_regularity`, where latency
+    /// is 1 at or under the agent's own baseline and `1 / latency_ratio` above it.
+    pub performance_score: f64,
+    /// Tasks completed over tasks finished in the health window (1 when none finished).
+    pub success_rate: f64,
+    /// The window's median task time over the agent's baseline (the median of its last 200
+    /// completions before the window); absent until there are 3 completions in the window and 5
+    /// before it.
+    #[oai(skip_serializing_if_is_none)]
+    pub latency_ratio: Option<f64>,
+    /// 0..1: heartbeats received over heartbeats expected since registration (capped at 1),
+    /// times the freshness of the last one against the stale limit.
+    pub heartbeat_regularity: f64,
+    /// Busy time on tasks that completed over busy time on every task it finished in the health
+    /// window; absent when it finished none. Below `ALERT_THRESHOLD_EFFICIENCY` (over at least
+    /// 5 tasks) it raises the `agent_efficiency` alert.
+    #[oai(skip_serializing_if_is_none)]
+    pub efficiency: Option<f64>,
+    /// Tasks the agent finished (completed or dead) in the health window.
+    pub tasks_in_window: u64,
+    /// The health window's length (`MCP_HEALTH_WINDOW_MS`).
+    pub window_ms: i64,
+    /// What is unusual now: `flapping`, `error_burst`, `latency_spike`; empty when nothing is.
+    pub anomalies: Vec<AgentAnomaly>,
+}
+
+/// Something unusual about an agent.
+#[derive(Object)]
+pub struct AgentAnomaly {
+    /// `flapping` (at least `MCP_ALERT_AGENT_FLAPS` status changes in the window),
+    /// `error_burst` (more than `MCP_ALERT_AGENT_FAILURE_RATE` of at least 5 tasks finished in
+    /// the window failed) or `latency_spike` (the window's median task time over 3× the
+    /// baseline).
+    pub kind: String,
+    pub message: String,
+    /// The measured figure and the threshold it crossed.
+    pub value: f64,
+    pub threshold: f64,
 }
 
 // A request to create one task: the body of `POST /tasks`, an item of `POST /tasks/batch`, and

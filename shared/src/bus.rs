@@ -56,6 +56,10 @@ pub trait EventBus: Send + Sync + fmt::Debug {
     async fn replay(&self, after: EventId) -> Result<Vec<Event>>;
     /// The id of the oldest event still retained (`None`: none is).
     async fn oldest(&self) -> Result<Option<EventId>>;
+    /// Hands an event to this process's subscribers only. For what one replica alone observes
+    /// (its own view of a dependency), which must reach its subscribers even while the shared
+    /// stream is unreachable. On the Redis bus such an event is not retained and has no id.
+    fn deliver_locally(&self, event: Event);
     /// Publishes without waiting for the outcome (see [`emit`]); a failure is logged.
     async fn send(&self, event: Event) {
         let kind = event.kind;
@@ -128,6 +132,11 @@ impl EventBus for InProcessBus {
     }
 
     async fn send(&self, event: Event) {
+        self.append(event);
+    }
+
+    /// This process is the whole bus: the event is published like any other.
+    fn deliver_locally(&self, event: Event) {
         self.append(event);
     }
 
@@ -253,6 +262,10 @@ impl EventBus for RedisStreamBus {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
+    }
+
+    fn deliver_locally(&self, event: Event) {
+        let _ = self.tx.send(Arc::new(event));
     }
 
     async fn replay(&self, after: EventId) -> Result<Vec<Event>> {

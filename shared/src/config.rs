@@ -151,6 +151,9 @@ pub struct Settings {
     /// `MCP_ALERT_AGENT_FLAPS`: this many status changes of one agent in the window raise a
     /// flapping alert (default 4).
     pub alert_agent_flaps: u32,
+    /// `ALERT_THRESHOLD_EFFICIENCY` (0..1): an agent whose efficiency over the health window
+    /// (successful busy time over busy time) falls below this raises an alert (default 0.8).
+    pub alert_threshold_efficiency: f64,
     /// `ALERT_WEBHOOK_URL`: alerts are also POSTed here (JSON), with retries. May embed a token,
     /// so it is never printed.
     pub alert_webhook_url: Option<Secret>,
@@ -352,6 +355,12 @@ impl Settings {
                 "MCP_ALERT_AGENT_FLAPS must be at least 2".into(),
             ));
         }
+        let alert_threshold_efficiency: f64 = parse(&var, "ALERT_THRESHOLD_EFFICIENCY", 0.8)?;
+        if !(alert_threshold_efficiency > 0.0 && alert_threshold_efficiency <= 1.0) {
+            return Err(Error::Config(format!(
+                "ALERT_THRESHOLD_EFFICIENCY must be a share between 0 (exclusive) and 1, got {alert_threshold_efficiency}"
+            )));
+        }
         let alert_webhook_url = match var("ALERT_WEBHOOK_URL") {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
                 Some(Secret::new(url.trim()))
@@ -486,6 +495,7 @@ impl Settings {
             )?),
             alert_agent_failure_rate,
             alert_agent_flaps,
+            alert_threshold_efficiency,
             alert_webhook_url,
             metrics_token,
             otel_endpoint,
@@ -853,7 +863,10 @@ mod tests {
         assert_eq!(s.alert_threshold_response_time, Duration::from_millis(50));
         assert_eq!(s.health_window, Duration::from_secs(60));
         assert!(s.alert_webhook_url.is_none());
+        assert_eq!(s.alert_threshold_efficiency, 0.8);
         for (name, bad) in [
+            ("ALERT_THRESHOLD_EFFICIENCY", "0"),
+            ("ALERT_THRESHOLD_EFFICIENCY", "1.2"),
             ("ALERT_THRESHOLD_ERROR_RATE", "1.5"),
             ("ALERT_THRESHOLD_ERROR_RATE", "0"),
             ("ALERT_THRESHOLD_RESPONSE_TIME", "0"),

@@ -456,8 +456,8 @@ fn venv() -> PathBuf {
         })
 }
 
-/// `python -m <module>` in the test environment; panics with the way to get it when it is missing.
-pub fn python_module(module: &str) -> Command {
+/// The test environment's Python; panics with the way to get it when it is missing.
+fn python() -> Command {
     let python = venv().join("bin/python");
     assert!(
         python.exists(),
@@ -465,7 +465,19 @@ pub fn python_module(module: &str) -> Command {
          the Python tools from tests/requirements.txt",
         python.display()
     );
-    let mut cmd = Command::new(python);
+    Command::new(python)
+}
+
+/// `python -m <module>` in the test environment.
+pub fn python_module(module: &str) -> Command {
+    let mut cmd = python();
     cmd.args(["-m", module]);
+    cmd
+}
+
+/// `python <script>` in the test environment.
+pub fn python_script(script: &Path) -> Command {
+    let mut cmd = python();
+    cmd.arg(script);
     cmd
 }

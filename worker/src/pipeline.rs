@@ -140,8 +140,31 @@ async fn finish_stage(
     stage: Stage,
     next_shards: u32,
 ) -> mcp_shared::Result<()> {
-    let db = &deps.db.conn;
-    let runs = db::pipelines::stage_runs(db, execution.id).await?;
+    let timeout = deps.settings.task_execution_timeout.as_secs() as i32;
+    advance_after(
+        &deps.db.conn,
+        deps.bus.as_ref(),
+        execution.id,
+        stage,
+        next_shards,
+        timeout,
+    )
+    .await
+}
+
+/// Moves an execution on after the last shard of `stage` finished, whoever ran it (a built-in
+/// worker, or an external agent through the API): enqueues `next_shards` shards of the next
+/// stage (with `timeout_seconds` each) and publishes `stage.completed` and `stage.started`.
+/// Only one caller wins the advance; the others do nothing.
+pub async fn advance_after(
+    db: &sea_orm::DatabaseConnection,
+    bus: &dyn mcp_shared::bus::EventBus,
+    execution: Uuid,
+    stage: Stage,
+    next_shards: u32,
+    timeout_seconds: i32,
+) -> mcp_shared::Result<()> {
+    let runs = db::pipelines::stage_runs(db, execution).await?;
     let (records_in, records_out) = runs
         .iter()
         .filter(|r| r.stage == stage.as_str())
@@ -149,18 +172,25 @@ async fn finish_stage(
     let Some(next) = stage.next() else {
         return Ok(());
     };
-    let timeout = deps.settings.task_execution_timeout.as_secs() as i32;
-    if db::pipelines::advance(db, execution.id, stage, next, next_shards, timeout).await? {
-        tracing::info!(execution_id = %execution.id, %stage, %next, "stage completed");
-        let bus = deps.bus.as_ref();
+    if db::pipelines::advance(db, execution, stage, next, next_shards, timeout_seconds).await? {
+        tracing::info!(execution_id = %execution, %stage, %next, "stage completed");
         emit(
             bus,
-            Event::stage_completed(execution.id, stage, records_in, records_out),
+            Event::stage_completed(execution, stage, records_in, records_out),
         )
         .await;
-        emit(bus, Event::stage_started(execution.id, next, next_shards)).await;
+        emit(bus, Event::stage_started(execution, next, next_shards)).await;
     }
     Ok(())
+}
+
+/// Shards of the stage after `stage`: export is one task over every shard; the others keep the
+/// execution's shards.
+pub fn next_stage_shards(execution: &pipeline_executions::Model, stage: Stage) -> u32 {
+    match stage.next() {
+        Some(Stage::Export) => 1,
+        _ => execution.shards.max(1) as u32,
+    }
 }
 
 /// Publishes a shard's progress at most every second or every 1,000 records, whichever first.

@@ -20,6 +20,9 @@
 //! - `agent_flapping`: `MCP_ALERT_AGENT_FLAPS` status changes within the health window.
 //! - `agent_failing`: more than `MCP_ALERT_AGENT_FAILURE_RATE` of its finished attempts in the
 //!   window failed, over at least [`MIN_AGENT_ATTEMPTS`].
+//! - `agent_efficiency`: its successful busy time over its busy time in the window (from the task
+//!   rows, see [`super::agent_health`]) is below `ALERT_THRESHOLD_EFFICIENCY`, over at least
+//!   [`MIN_AGENT_ATTEMPTS`] finished tasks; cleared once it is back at or above.
 //!
 //! Here: the conditions, worked out from figures handed in, and the state of raised alerts. The
 //! monitoring service gathers the figures, evaluates on a timer and publishes the changes.
@@ -55,6 +58,7 @@ const CLUSTER_KINDS: &[&str] = &[
     "agent_unhealthy",
     "agent_flapping",
     "agent_failing",
+    "agent_efficiency",
 ];
 
 /// An agent needs this many finished attempts in the window before its failure rate means much.
@@ -102,6 +106,9 @@ pub struct Alerts {
     agents: Mutex<HashMap<Uuid, AgentHistory>>,
     /// The health window, which the agent checks look back over.
     window: Duration,
+    /// The last efficiency conditions worked out from the task rows, and when: they are read
+    /// less often than the other conditions are evaluated (see [`Alerts::efficiency_due`]).
+    efficiency: Mutex<Option<(Instant, Vec<Condition>)>>,
     webhook: Option<mpsc::Sender<Value>>,
 }
 
@@ -115,6 +122,7 @@ impl Alerts {
             active: Mutex::new(BTreeMap::new()),
             agents: Mutex::new(HashMap::new()),
             window,
+            efficiency: Mutex::new(None),
             webhook,
         }
     }
@@ -172,6 +180,37 @@ impl Alerts {
         }
     }
 
+    /// Status changes of `agent` seen within the window.
+    pub fn status_changes(&self, agent: Uuid) -> u32 {
+        let now = Instant::now();
+        lock(&self.agents).get(&agent).map_or(0, |h| {
+            h.changes
+                .iter()
+                .filter(|t| now.duration_since(**t) <= self.window)
+                .count() as u32
+        })
+    }
+
+    /// Whether the efficiency figures are older than `every` (or were never read).
+    pub fn efficiency_due(&self, every: Duration) -> bool {
+        lock(&self.efficiency)
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= every)
+    }
+
+    /// Keeps the efficiency conditions just worked out.
+    pub fn set_efficiency(&self, holding: Vec<Condition>) {
+        *lock(&self.efficiency) = Some((Instant::now(), holding));
+    }
+
+    /// The efficiency conditions last worked out.
+    pub fn efficiency_conditions(&self) -> Vec<Condition> {
+        lock(&self.efficiency)
+            .as_ref()
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default()
+    }
+
     /// Follows another replica's cluster alert (the leader's events).
     pub fn mirror(&self, me: &str, event: &Event) {
         let Ok(alert) = serde_json::from_value::<Alert>(event.data.clone()) else {
@@ -197,6 +236,7 @@ fn owns(alert: &Alert, me: &str, leader: bool) -> bool {
 }
 
 /// A condition that holds now; becomes an [`Alert`] when first raised.
+#[derive(Debug, Clone)]
 pub struct Condition {
     key: String,
     alert: &'static str,
@@ -250,6 +290,29 @@ pub fn replica_conditions(s: &Settings, requests: &Window) -> Vec<Condition> {
         });
     }
     out
+}
+
+/// An agent whose efficiency over the window is below `ALERT_THRESHOLD_EFFICIENCY`.
+pub fn efficiency_condition(
+    s: &Settings,
+    agent: Uuid,
+    name: &str,
+    window: &super::agent_health::Window,
+) -> Option<Condition> {
+    let efficiency = window.efficiency()?;
+    if window.finished < MIN_AGENT_ATTEMPTS as usize || efficiency >= s.alert_threshold_efficiency {
+        return None;
+    }
+    Some(Condition {
+        key: format!("agent_efficiency:{agent}"),
+        alert: "agent_efficiency",
+        severity: "warning",
+        scope: "cluster",
+        message: super::agent_health::efficiency_message(name, window, efficiency, s),
+        value: efficiency,
+        threshold: s.alert_threshold_efficiency,
+        subject: json!({"agent_id": agent, "name": name}),
+    })
 }
 
 impl Alerts {

@@ -7,6 +7,8 @@
 //! - [`http`]: the request middleware, labelling each request with its route template.
 //! - [`window`]: the sliding window of outcomes (error rate, average response time).
 //! - [`alerts`]: the conditions, raised and cleared alerts, the webhook.
+//! - [`agent_health`]: agents' efficiency, performance score and anomalies.
+//! - [`errors`]: the rate limit on broadcast `error.occurred` events, and dependency outages.
 //! - Trace export ([`mcp_shared::otlp`]) starts here when `OTEL_EXPORTER_OTLP_ENDPOINT` is set;
 //!   [`http`] records a server span per request.
 //!
@@ -14,7 +16,9 @@
 //! full and folds in with [`Observability::observe`]; queue, task and agent counts are read from
 //! the database and the agent directory at scrape time.
 
+pub mod agent_health;
 pub mod alerts;
+pub mod errors;
 pub mod http;
 pub mod metrics;
 pub mod window;
@@ -38,6 +42,10 @@ pub struct Observability {
     /// Labels each request with its route template.
     pub routes: Arc<RouteTemplates>,
     pub alerts: alerts::Alerts,
+    /// The per-kind budget of broadcast server-side errors.
+    pub errors: errors::ErrorLimiter,
+    /// The dependencies this replica cannot reach now.
+    pub dependencies: errors::DependencyWatch,
     /// This replica's name in alerts.
     pub replica: String,
 }
@@ -62,6 +70,8 @@ impl Observability {
             requests: window::Window::new(settings.health_window),
             routes,
             alerts: alerts::Alerts::new(settings.health_window, webhook),
+            errors: errors::ErrorLimiter::default(),
+            dependencies: errors::DependencyWatch::default(),
             replica: format!(
                 "{host}:{}:{}",
                 std::process::id(),

@@ -90,7 +90,8 @@ fn sse_stream(stream: BoxStream<'static, Value>) -> EventStream<BoxStream<'stati
         .to_event(|v| {
             let mut event = sse::Event::message(v.to_string())
                 .event_type(v["type"].as_str().unwrap_or("message"));
-            if let Some(id) = v["id"].as_str() {
+            // A replica's own notices are not retained and carry no id to resume after.
+            if let Some(id) = v["id"].as_str().filter(|id| !id.is_empty()) {
                 event = event.id(id);
             }
             event

@@ -11,7 +11,7 @@ use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Object, OpenApi,
     param::{Path, Query},
-    payload::Json,
+    payload::{Binary, Json},
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -24,7 +24,7 @@ use crate::{
     error::{ApiError, ApiResult, ErrorCode},
     payload::{ApiJson, from_value},
     services::{
-        runs,
+        runs, shards,
         tasks::{self as service, Created, ListFilter, NewTask},
     },
     state::AppState,
@@ -106,6 +106,8 @@ pub struct ProgressRequest {
     /// 0–100.
     pub progress: i32,
     pub message: Option<String>,
+    /// Records done so far, for a pipeline shard (shown in the execution's progress).
+    pub records_done: Option<u64>,
 }
 
 #[derive(Object, Deserialize)]
@@ -400,7 +402,8 @@ impl TasksApi {
                 "progress is between 0 and 100",
             ));
         }
-        let t = runs::report_progress(&state, agent, id.0, r.progress, r.message).await?;
+        let t = runs::report_progress(&state, agent, id.0, r.progress, r.message, r.records_done)
+            .await?;
         Ok(TaskResponse::Ok(ok(t.into())))
     }
 
@@ -432,6 +435,110 @@ impl TasksApi {
         let t = runs::report_fail(&state, agent, id.0, &r.error, r.retryable).await?;
         Ok(TaskResponse::Ok(ok(t.into())))
     }
+
+    /// The input of a pipeline shard the agent runs, streamed as NDJSON in clear: raw records
+    /// (`{"line", "raw"}`) for standardization, canonical records for validation, processing
+    /// and quality assessment. Marks the shard started.
+    #[oai(path = "/tasks/:id/shard/input", method = "get")]
+    async fn shard_input(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> ApiResult<ShardInputResponse> {
+        let agent = reporting_agent(&auth)?;
+        let (_, reader, records) = shards::input(&state, agent, id.0).await?;
+        Ok(ShardInputResponse::Ok(
+            Binary(poem::Body::from_async_read(reader)),
+            records,
+        ))
+    }
+
+    /// The output of a pipeline shard the agent runs: canonical records as NDJSON, streamed
+    /// (up to `MCP_MAX_DATASET_BYTES`). Every line is checked; a bad one refuses the upload with
+    /// 422 naming the line, and nothing is stored. Writing again replaces the earlier output.
+    #[oai(path = "/tasks/:id/shard/output", method = "put")]
+    async fn shard_output(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        id: Path<Uuid>,
+        body: ShardOutputBody,
+    ) -> ApiResult<ShardOutputResponse> {
+        let agent = reporting_agent(&auth)?;
+        let stored = shards::output(&state, agent, id.0, body.0).await?;
+        Ok(ShardOutputResponse::Ok(ok(ShardOutputView {
+            task_id: id.0,
+            records: stored.records,
+            bytes: stored.bytes,
+        })))
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum ShardInputResponse {
+    /// The shard's input records, one JSON object per line; `x-records-total` counts them.
+    #[oai(status = 200, content_type = "application/x-ndjson")]
+    Ok(Binary<poem::Body>, #[oai(header = "x-records-total")] u64),
+}
+
+/// A shard's output, one canonical record per line.
+pub struct ShardOutputBody(pub poem::Body);
+
+impl<'a> poem_openapi::ApiExtractor<'a> for ShardOutputBody {
+    const TYPES: &'static [poem_openapi::ApiExtractorType] =
+        &[poem_openapi::ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn request_meta() -> Option<poem_openapi::registry::MetaRequest> {
+        use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef};
+        Some(MetaRequest {
+            description: Some(
+                "Canonical records, one per line: `{id, source, messages: [{role, content}], metadata}`.",
+            ),
+            content: vec![MetaMediaType {
+                content_type: "application/x-ndjson",
+                schema: MetaSchemaRef::Inline(Box::new(MetaSchema {
+                    format: Some("binary"),
+                    ..MetaSchema::new("string")
+                })),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a poem::Request,
+        body: &mut poem::RequestBody,
+        _param_opts: poem_openapi::ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        let content_type = request.content_type().unwrap_or_default();
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        if !matches!(essence, "application/x-ndjson" | "application/jsonl") {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the shard's output as application/x-ndjson",
+            )
+            .into());
+        }
+        Ok(Self(body.take()?))
+    }
+}
+
+#[derive(Object)]
+pub struct ShardOutputView {
+    pub task_id: Uuid,
+    /// Records stored.
+    pub records: u64,
+    /// Bytes received.
+    pub bytes: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum ShardOutputResponse {
+    #[oai(status = 200)]
+    Ok(Json<Envelope<ShardOutputView>>),
 }
 
 /// An agent may see only tasks routed to it.

@@ -27,7 +27,7 @@ use crate::{
     error::{ApiError, ErrorCode},
     services::capabilities,
     state::AppState,
-    views::{AgentHealth, AgentView, CapabilityView},
+    views::{AgentAnomaly, AgentHealth, AgentView, CapabilityView},
 };
 
 /// Configuration keys whose values are secrets: sealed at rest, never returned.
@@ -476,31 +476,87 @@ impl AgentView {
     }
 }
 
-/// An agent's health: heartbeat freshness and availability since registration, and headroom.
+/// Completions before the window that make an agent's latency baseline.
+const BASELINE_COMPLETIONS: u64 = 200;
+/// Most finished tasks of one agent read for its window.
+const WINDOW_RUNS: u64 = 10_000;
+
+/// An agent's health: heartbeat freshness and availability since registration, headroom, and
+/// how it performs over the health window (see [`crate::observability::agent_health`]).
 pub async fn health(state: &AppState, id: Uuid) -> Result<AgentHealth, ApiError> {
+    use crate::observability::agent_health as perf;
     let e = find(state, id).await?;
     let now = Utc::now();
-    let interval_ms = state.settings.agent_heartbeat.as_millis().max(1) as f64;
+    let s = &state.settings;
+    let interval_ms = s.agent_heartbeat.as_millis().max(1) as f64;
     let age_ms = (now - e.model.last_seen).num_milliseconds().max(0);
     let lifetime_ms = (now - e.model.registered_at).num_milliseconds().max(0) as f64;
     let expected = (lifetime_ms / interval_ms).floor().max(1.0);
     let availability = ((e.model.heartbeat_count as f64 + 1.0) / (expected + 1.0)).min(1.0) * 100.0;
-    let freshness = (1.0
-        - age_ms as f64 / state.settings.agent_stale_after().as_millis().max(1) as f64)
-        .clamp(0.0, 1.0);
+    let stale_ms = s.agent_stale_after().as_millis().max(1) as f64;
+    let freshness = (1.0 - age_ms as f64 / stale_ms).clamp(0.0, 1.0);
     let headroom = (1.0 - e.load_ratio()).clamp(0.0, 1.0);
     let overall = match e.status {
         AgentStatus::Offline => 0.0,
         AgentStatus::Stale => 0.2 * freshness,
         _ => 0.7 * freshness + 0.3 * headroom,
     };
+
+    let since = now
+        - chrono::Duration::from_std(s.health_window)
+            .unwrap_or_else(|_| chrono::Duration::hours(1));
+    let runs = agents::runs_since(&state.db.conn, Some(id), since, WINDOW_RUNS).await?;
+    let window = perf::Window::of(&runs);
+    let baseline =
+        agents::baseline_durations(&state.db.conn, id, since, BASELINE_COMPLETIONS).await?;
+    let latency_ratio = perf::latency_ratio(&window, &baseline);
+    // An agent's own beat interval when it announced one (worker processes), else the setting.
+    let beat_ms = e
+        .model
+        .heartbeat_ms
+        .map_or(interval_ms, |ms| f64::from(ms.max(1)));
+    let regularity = if e.status == AgentStatus::Offline {
+        0.0
+    } else {
+        perf::heartbeat_regularity(
+            e.model.heartbeat_count,
+            lifetime_ms,
+            beat_ms,
+            age_ms as f64,
+            stale_ms,
+        )
+    };
+    let score = perf::performance(window.success_rate(), latency_ratio, regularity);
+    let anomalies = perf::anomalies(
+        s,
+        state.observability.alerts.status_changes(id),
+        &window,
+        latency_ratio,
+    );
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
     Ok(AgentHealth {
         agent_id: e.model.id,
         status: e.status,
-        overall_health: (overall * 1000.0).round() / 1000.0,
+        overall_health: round(overall),
         availability_percentage: (availability * 10.0).round() / 10.0,
         last_seen: e.model.last_seen,
         last_health_check: now,
         heartbeat_age_ms: age_ms,
+        performance_score: round(score),
+        success_rate: round(window.success_rate()),
+        latency_ratio: latency_ratio.map(round),
+        heartbeat_regularity: round(regularity),
+        efficiency: window.efficiency().map(round),
+        tasks_in_window: window.finished as u64,
+        window_ms: s.health_window.as_millis() as i64,
+        anomalies: anomalies
+            .into_iter()
+            .map(|a| AgentAnomaly {
+                kind: a.kind.to_string(),
+                message: a.message,
+                value: round(a.value),
+                threshold: a.threshold,
+            })
+            .collect(),
     })
 }

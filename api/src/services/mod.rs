@@ -14,6 +14,7 @@ pub mod queues;
 pub mod retention;
 pub mod runs;
 pub mod sessions;
+pub mod shards;
 pub mod tasks;
 pub mod users;
 

@@ -21,7 +21,9 @@ use crate::{
     directory::{self, AgentEntry},
     error::ApiError,
     observability::{
+        agent_health,
         alerts::{self, Alert},
+        errors,
         metrics::ClusterSnapshot,
         window::WindowStats,
     },
@@ -37,14 +39,23 @@ pub fn spawn(state: AppState, shutdown: CancellationToken) {
     let obs = state.observability.clone();
     let mut events = state.bus.subscribe();
     let stop = shutdown.clone();
+    let follower = state.clone();
     tokio::spawn(async move {
+        let state = follower;
         loop {
             let event = tokio::select! {
                 e = events.recv() => e,
                 _ = stop.cancelled() => return,
             };
             match event {
-                Ok(event) => obs.observe(&event),
+                Ok(event) => {
+                    obs.observe(&event);
+                    if let Some(error) = Event::error_reported_by(&event)
+                        && state.dispatcher.is_leader()
+                    {
+                        report_error(&state, error).await;
+                    }
+                }
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(
                         missed = n,
@@ -55,7 +66,91 @@ pub fn spawn(state: AppState, shutdown: CancellationToken) {
             }
         }
     });
-    spawn_evaluator(state, shutdown);
+    spawn_evaluator(state.clone(), shutdown.clone());
+    spawn_dependency_watch(state, shutdown);
+}
+
+/// Broadcasts a task or stage failure as `error.occurred`, within the rate limit.
+async fn report_error(state: &AppState, error: Event) {
+    if let Some(error) = errors::limited(&state.observability.errors, error, Instant::now()) {
+        emit(state.bus.as_ref(), error).await;
+    }
+}
+
+/// Probes this replica's dependencies every `MCP_ALERT_INTERVAL_MS`, telling this replica's
+/// subscribers when one becomes unreachable and when it answers again; and sends the summaries
+/// of errors the rate limit held back.
+fn spawn_dependency_watch(state: AppState, shutdown: CancellationToken) {
+    let period = state.settings.alert_interval;
+    spawn_every(period, shutdown, move || {
+        let state = state.clone();
+        async move {
+            let obs = &state.observability;
+            for (dependency, outcome) in probe_dependencies(&state).await {
+                let now = Instant::now();
+                let event = match obs.dependencies.observe(dependency, outcome, now) {
+                    Some(errors::Change::Lost(e)) => {
+                        tracing::warn!(dependency, reason = %e, "dependency unreachable");
+                        Event::dependency_unavailable(dependency, &obs.replica, &e)
+                    }
+                    Some(errors::Change::Recovered(down)) => {
+                        tracing::info!(
+                            dependency,
+                            down_ms = down.as_millis() as u64,
+                            "dependency reachable again"
+                        );
+                        Event::dependency_recovered(
+                            dependency,
+                            &obs.replica,
+                            down.as_millis() as u64,
+                        )
+                    }
+                    None => continue,
+                };
+                if let Some(event) = errors::limited(&obs.errors, event, now) {
+                    state.bus.deliver_locally(event);
+                }
+            }
+            for (kind, suppressed) in obs.errors.due_summaries(Instant::now()) {
+                let summary = Event::errors_suppressed(&kind, suppressed);
+                if kind.starts_with("dependency:") {
+                    state.bus.deliver_locally(summary);
+                } else {
+                    emit(state.bus.as_ref(), summary).await;
+                }
+            }
+        }
+    });
+}
+
+/// Each dependency of this replica, and whether it answered in time.
+async fn probe_dependencies(state: &AppState) -> Vec<(&'static str, Result<(), String>)> {
+    // Subscribers are told whether the dependency refused or did not answer; the cause (which
+    // may name hosts) stays in this replica's log.
+    fn outcome<E: std::fmt::Display>(
+        dependency: &str,
+        r: Result<Result<(), E>, tokio::time::error::Elapsed>,
+    ) -> Result<(), String> {
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(dependency, error = %e, "dependency probe failed");
+                Err("the probe failed".into())
+            }
+            Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+        }
+    }
+    let (db, queue, artifacts) = tokio::join!(
+        tokio::time::timeout(PROBE_TIMEOUT, state.db.ping()),
+        tokio::time::timeout(PROBE_TIMEOUT, state.queue.ping()),
+        tokio::time::timeout(PROBE_TIMEOUT, state.artifacts.ping()),
+    );
+    let queue_name = state.queue.backend_name();
+    vec![
+        ("database", outcome("database", db)),
+        (queue_name, outcome(queue_name, queue)),
+        ("artifact store", outcome("artifact store", artifacts)),
+    ]
 }
 
 /// Evaluates alerts every `MCP_ALERT_INTERVAL_MS` until shutdown.
@@ -101,6 +196,40 @@ async fn oldest_waiting(state: &AppState) -> mcp_shared::Result<Vec<(String, Dat
         .collect())
 }
 
+/// Efficiency is worked out every this many alert evaluations.
+const EFFICIENCY_EVERY: u32 = 5;
+/// Most finished tasks one efficiency evaluation reads; past it, the newest count.
+const EFFICIENCY_MAX_RUNS: u64 = 100_000;
+
+/// The agents below `ALERT_THRESHOLD_EFFICIENCY` over the window, from the task rows.
+async fn efficiency_conditions(
+    state: &AppState,
+    agents: &[AgentEntry],
+) -> mcp_shared::Result<Vec<alerts::Condition>> {
+    let since = Utc::now()
+        - chrono::Duration::from_std(state.settings.health_window)
+            .unwrap_or_else(|_| chrono::Duration::hours(1));
+    let runs = mcp_shared::db::agents::runs_since(&state.db.conn, None, since, EFFICIENCY_MAX_RUNS)
+        .await?;
+    let mut by_agent: std::collections::HashMap<uuid::Uuid, Vec<mcp_shared::db::agents::Run>> =
+        std::collections::HashMap::new();
+    for r in runs {
+        by_agent.entry(r.agent_id).or_default().push(r);
+    }
+    let names: std::collections::HashMap<uuid::Uuid, &str> = agents
+        .iter()
+        .map(|a| (a.model.id, a.model.name.as_str()))
+        .collect();
+    Ok(by_agent
+        .iter()
+        .filter_map(|(id, runs)| {
+            let window = agent_health::Window::of(runs);
+            let name = names.get(id).copied().unwrap_or("unknown");
+            alerts::efficiency_condition(&state.settings, *id, name, &window)
+        })
+        .collect())
+}
+
 /// One evaluation: raises what started, clears what ended, among the alerts this replica owns.
 pub async fn evaluate(state: &AppState) {
     let obs = &state.observability;
@@ -116,6 +245,21 @@ pub async fn evaluate(state: &AppState) {
                         .cluster_conditions(&state.settings, &oldest, &agents),
                 );
                 cluster_known = true;
+                // Efficiency reads the window's task rows: a few times per window is enough,
+                // and keeps a busy cluster's leader from scanning them every second.
+                if obs
+                    .alerts
+                    .efficiency_due(state.settings.alert_interval * EFFICIENCY_EVERY)
+                {
+                    match efficiency_conditions(state, &agents).await {
+                        Ok(c) => obs.alerts.set_efficiency(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "agent efficiency evaluation failed");
+                            cluster_known = false;
+                        }
+                    }
+                }
+                holding.extend(obs.alerts.efficiency_conditions());
             }
             Err(e) => tracing::warn!(error = %e, "cluster alert evaluation failed"),
         }
@@ -242,8 +386,8 @@ pub async fn readiness(state: &AppState) -> Result<(), ApiError> {
 pub struct AlertView {
     /// Unique per subject, e.g. `queue_age:mcp:generic:low`.
     pub key: String,
-    /// `error_rate`, `response_time`, `queue_age`, `agent_unhealthy`, `agent_flapping` or
-    /// `agent_failing`.
+    /// `error_rate`, `response_time`, `queue_age`, `agent_unhealthy`, `agent_flapping`,
+    /// `agent_failing` or `agent_efficiency`.
     pub alert: String,
     /// `warning` or `critical`.
     pub severity: String,

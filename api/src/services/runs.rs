@@ -22,7 +22,7 @@ use crate::{
     directory::AgentEntry,
     error::{ApiError, ErrorCode},
     services::{
-        agents,
+        agents, shards,
         tasks::{find, illegal},
     },
     state::AppState,
@@ -43,15 +43,20 @@ pub async fn claim_waiting(
         if let Some(task) = claim(state, &me).await? {
             return Ok(Some(task));
         }
-        // Wait for something that could make a task claimable: a creation, an assignment to
-        // us, a retry coming due. Bursts are coalesced into one more look.
+        // Wait for something that could make a task claimable: a creation, a stage's shards
+        // enqueued, an assignment to us, a retry coming due. Bursts are coalesced into one
+        // more look.
         let woke = tokio::time::timeout_at(deadline, async {
             loop {
                 match events.recv().await {
                     Ok(e)
-                        if matches!(e.kind, EventType::TaskCreated | EventType::TaskFailed)
-                            || (e.kind == EventType::TaskAssigned
-                                && e.agent_id == Some(agent_id)) =>
+                        if matches!(
+                            e.kind,
+                            EventType::TaskCreated
+                                | EventType::TaskFailed
+                                | EventType::StageStarted
+                        ) || (e.kind == EventType::TaskAssigned
+                            && e.agent_id == Some(agent_id)) =>
                     {
                         return true;
                     }
@@ -130,6 +135,7 @@ pub async fn report_progress(
     id: Uuid,
     progress: i32,
     message: Option<String>,
+    records_done: Option<u64>,
 ) -> Result<Model, ApiError> {
     let (t, holder) = held_by(state, id, agent, "report progress on").await?;
     match state
@@ -137,7 +143,10 @@ pub async fn report_progress(
         .progress(&t, holder, progress, message)
         .await?
     {
-        Progress::Recorded => find(state, id).await,
+        Progress::Recorded => {
+            shards::progress(state, &t, records_done, progress).await;
+            find(state, id).await
+        }
         Progress::Cancelled => Err(ApiError::new(
             ErrorCode::TaskCancelled,
             "the task was cancelled; stop working on it",
@@ -162,6 +171,9 @@ pub async fn report_complete(
             mcp_shared::sealing::keep_sealed(&mut result, &stored.payload, &opened);
         }
     }
+    // A pipeline shard is recorded, and its execution moved on, before the task completes,
+    // as a built-in worker does.
+    shards::before_complete(state, agent, &stored, &result).await?;
     let holder = Holder {
         agent: Some(agent),
         attempt: None,

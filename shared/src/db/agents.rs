@@ -320,6 +320,93 @@ pub async fn task_stats(db: &impl ConnectionTrait, agent_id: Uuid) -> Result<Tas
     })
 }
 
+/// One task an agent finished (completed or dead): whether it completed, and how long its last
+/// attempt kept the agent busy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Run {
+    pub agent_id: Uuid,
+    pub completed: bool,
+    pub busy_ms: i64,
+}
+
+fn runs_query() -> sea_orm::Select<tasks::Entity> {
+    tasks::Entity::find()
+        .select_only()
+        .columns([
+            tasks::Column::AgentId,
+            tasks::Column::Status,
+            tasks::Column::StartedAt,
+            tasks::Column::FinishedAt,
+        ])
+        .filter(crate::db::tasks::partial::condition(
+            crate::db::tasks::partial::AGENT_FINISHED,
+        ))
+}
+
+type RunRow = (
+    Option<Uuid>,
+    String,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+fn run(row: RunRow) -> Option<Run> {
+    let (agent_id, status, started, finished) = row;
+    Some(Run {
+        agent_id: agent_id?,
+        completed: status == TaskStatus::Completed.as_str(),
+        busy_ms: started
+            .zip(finished)
+            .map_or(0, |(s, f)| Ord::max((f - s).num_milliseconds(), 0)),
+    })
+}
+
+/// The tasks agents finished since `since` — one agent's, or every agent's — newest first, at
+/// most `limit`.
+pub async fn runs_since(
+    db: &impl ConnectionTrait,
+    agent: Option<Uuid>,
+    since: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<Run>> {
+    let mut query = runs_query().filter(tasks::Column::FinishedAt.gte(since));
+    query = match agent {
+        Some(a) => query.filter(tasks::Column::AgentId.eq(a)),
+        None => query.filter(tasks::Column::AgentId.is_not_null()),
+    };
+    let rows: Vec<RunRow> = query
+        .order_by_desc(tasks::Column::FinishedAt)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().filter_map(run).collect())
+}
+
+/// How long the agent's last `limit` completed tasks finished before `before` ran (ms): its own
+/// latency baseline.
+pub async fn baseline_durations(
+    db: &impl ConnectionTrait,
+    agent: Uuid,
+    before: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<i64>> {
+    let rows: Vec<RunRow> = runs_query()
+        .filter(tasks::Column::AgentId.eq(agent))
+        .filter(tasks::Column::Status.eq(TaskStatus::Completed.as_str()))
+        .filter(tasks::Column::FinishedAt.lt(before))
+        .order_by_desc(tasks::Column::FinishedAt)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(run)
+        .map(|r| r.busy_ms)
+        .collect())
+}
+
 pub async fn set_capabilities(
     db: &impl ConnectionTrait,
     id: Uuid,

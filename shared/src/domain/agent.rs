@@ -58,7 +58,9 @@ pub fn valid_capability(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// The built-in catalog: the six pipeline stages and the general task kinds.
+/// The built-in catalog: the six pipeline stages, the capabilities that run a stage's shards
+/// (`stage_*`, the queues the stage workers serve, which an external agent may serve too), and
+/// the general task kinds.
 pub const BUILTIN_CAPABILITIES: &[&str] = &[
     "ingestion",
     "standardization",
@@ -66,6 +68,12 @@ pub const BUILTIN_CAPABILITIES: &[&str] = &[
     "processing",
     "quality_assessment",
     "export",
+    "stage_ingestion",
+    "stage_standardization",
+    "stage_validation",
+    "stage_processing",
+    "stage_quality_assessment",
+    "stage_export",
     "bias_detection",
     "analysis",
     "generic",
@@ -89,5 +97,8 @@ mod tests {
             assert!(!valid_capability(bad), "{bad}");
         }
         assert!(BUILTIN_CAPABILITIES.iter().all(|c| valid_capability(c)));
+        for stage in crate::domain::pipeline::Stage::ALL {
+            assert!(BUILTIN_CAPABILITIES.contains(&stage.capability().as_str()));
+        }
     }
 }

@@ -303,6 +303,79 @@ impl Event {
     pub fn system_alert(data: serde_json::Value) -> Self {
         Self::new(EventType::SystemAlert, data)
     }
+
+    /// `error.occurred` for a server-side failure another event reported: a task that went
+    /// `dead` (`code: "task_dead"`) or a pipeline stage whose shard died (`code: "stage_failed"`).
+    /// `None` for every other event. Routed like the event it reports, so a follower of that
+    /// task or execution sees it too.
+    pub fn error_reported_by(event: &Event) -> Option<Self> {
+        let d = &event.data;
+        let data = match event.kind {
+            EventType::TaskDead => json!({
+                "code": "task_dead",
+                "source": "task",
+                "message": format!("task {} ({}) is dead after {} attempt(s): {}",
+                    d["task_id"].as_str().unwrap_or("?"), d["type"].as_str().unwrap_or("?"),
+                    d["attempt"], d["error"].as_str().unwrap_or("")),
+                "task_id": d["task_id"], "type": d["type"], "attempt": d["attempt"], "error": d["error"],
+            }),
+            EventType::PipelineFailed => json!({
+                "code": "stage_failed",
+                "source": "pipeline",
+                "message": format!("pipeline {} failed in stage {} (shard {}): {}",
+                    d["execution_id"].as_str().unwrap_or("?"), d["stage"].as_str().unwrap_or("?"),
+                    d["shard"], d["error"].as_str().unwrap_or("")),
+                "execution_id": d["execution_id"], "stage": d["stage"], "shard": d["shard"], "error": d["error"],
+            }),
+            _ => return None,
+        };
+        let mut out = Self::new(EventType::ErrorOccurred, data)
+            .for_execution(event.execution_id)
+            .for_agent(event.agent_id);
+        out.task_id = event.task_id;
+        Some(out)
+    }
+
+    /// `error.occurred`: `replica` cannot reach `dependency` (`database`, `redis`, `artifact store`).
+    pub fn dependency_unavailable(dependency: &str, replica: &str, error: &str) -> Self {
+        Self::new(
+            EventType::ErrorOccurred,
+            json!({"code": "dependency_unavailable", "source": "dependency", "state": "raised",
+                   "dependency": dependency, "replica": replica, "error": error,
+                   "message": format!("{dependency} is unreachable from replica {replica}: {error}")}),
+        )
+    }
+
+    /// `error.occurred`: `replica` reaches `dependency` again after `down_ms` without it.
+    pub fn dependency_recovered(dependency: &str, replica: &str, down_ms: u64) -> Self {
+        Self::new(
+            EventType::ErrorOccurred,
+            json!({"code": "dependency_recovered", "source": "dependency", "state": "cleared",
+                   "dependency": dependency, "replica": replica, "down_ms": down_ms,
+                   "message": format!("{dependency} is reachable again from replica {replica} after {:.1} s",
+                       down_ms as f64 / 1000.0)}),
+        )
+    }
+
+    /// `error.occurred` summing up the errors of `kind` (a `code` above) that the rate limit
+    /// held back and no later error of that kind has reported yet.
+    pub fn errors_suppressed(kind: &str, suppressed: u64) -> Self {
+        Self::new(
+            EventType::ErrorOccurred,
+            json!({"code": "errors_suppressed", "source": "rate_limit", "kind": kind,
+                   "suppressed": suppressed,
+                   "message": format!("{suppressed} further {kind} error(s) were not sent one by one")}),
+        )
+    }
+
+    /// Notes on an `error.occurred` how many errors of its kind the rate limit held back
+    /// since the last one sent.
+    pub fn with_suppressed(mut self, suppressed: u64) -> Self {
+        if self.kind == EventType::ErrorOccurred {
+            self.data["suppressed"] = json!(suppressed);
+        }
+        self
+    }
 }
 
 /// The `data` of agent events: who, and the status before and after.

@@ -192,8 +192,9 @@
           if (!newestId || isNewer(ev.id, newestId)) newestId = ev.id;
         }
         if (ev.type === 'lagged') this.handlers.lagged?.(this);
-        // Events carry an id; an error without one answers this client's own request.
-        else if (ev.type === 'error.occurred' && !ev.id) {
+        // An error answering this client's own request names no source; server-side errors
+        // (a dead task, an unreachable dependency) do.
+        else if (ev.type === 'error.occurred' && !ev.id && !ev.data?.source) {
           this.handlers.note?.(`The server refused a request: ${ev.data?.message || 'unknown error'}`);
         }
         else if (ev.type === 'replay_truncated') this.subscribe(ev.subscription, ev.data?.next_since);
