@@ -2,17 +2,16 @@
 //! and record count are computed, then moves into the artifact store.
 
 use chrono::Utc;
-use futures::StreamExt;
 use mcp_shared::{
     crypto, db, domain::pipeline::DatasetFormat, entities::datasets::Model as Dataset,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use crate::{
     error::{ApiError, ErrorCode},
+    services::staging,
     state::AppState,
 };
 
@@ -170,26 +169,16 @@ pub async fn upload(
             "name must be 1-200 characters",
         ));
     }
-    let limit = state.settings.max_dataset_bytes;
-    let staging = state.artifacts.staging_dir();
-    tokio::fs::create_dir_all(&staging)
-        .await
-        .map_err(ApiError::internal)?;
     let id = Uuid::now_v7();
-    let path = staging.join(format!("{id}.upload"));
-    let result = stream_to(&path, body, format, limit, state.artifacts.sealer()).await;
-    let (bytes, sha256, records) = match result {
-        Ok(v) => v,
-        Err(e) => {
-            tokio::fs::remove_file(&path).await.ok();
-            return Err(e);
-        }
+    let mut check = UploadCheck {
+        hasher: Sha256::new(),
+        counter: Some(RecordCounter::new(format)),
+        records: 0,
     };
+    let key = mcp_shared::artifacts::keys::dataset(id, format);
+    let bytes = staging::store(state, &key, body, "upload", &mut check).await?;
+    let (sha256, records) = (hex::encode(check.hasher.finalize()), check.records);
     let row = new_row(id, name, format, bytes, sha256, records, created_by);
-    if let Err(e) = state.artifacts.put_file(&row.artifact_key, &path).await {
-        tokio::fs::remove_file(&path).await.ok();
-        return Err(e.into());
-    }
     db::pipelines::insert_dataset(&state.db.conn, row.clone()).await?;
     Ok(row)
 }
@@ -243,80 +232,29 @@ fn new_row(
     }
 }
 
-async fn stream_to(
-    path: &std::path::Path,
-    body: poem::Body,
-    format: DatasetFormat,
-    limit: u64,
-    sealer: Option<mcp_shared::sealed_stream::Sealer>,
-) -> Result<(u64, String, u64), ApiError> {
-    // The staged file is written (and sealed) by a task of its own while this one hashes and
-    // counts: the two halves of an upload run side by side instead of one after the other.
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let writer = tokio::spawn(write_staged(path.to_owned(), rx, sealer));
-    let mut hasher = Sha256::new();
-    let mut counter = RecordCounter::new(format);
-    let mut total = 0u64;
-    let read = async {
-        let mut stream = std::pin::pin!(body.into_bytes_stream());
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                ApiError::new(
-                    ErrorCode::InvalidBody,
-                    format!("reading the upload failed: {e}"),
-                )
-            })?;
-            total += chunk.len() as u64;
-            if total > limit {
-                return Err(ApiError::payload_too_large(limit as usize));
-            }
-            hasher.update(&chunk);
-            counter.feed(&chunk);
-            if tx.send(chunk).await.is_err() {
-                // The writer stopped: its error says why.
-                break;
-            }
+/// What an upload works out as it streams past: its sha256 and its records.
+struct UploadCheck {
+    hasher: Sha256,
+    /// Until the end, when it gives `records` (or refuses the dataset's shape).
+    counter: Option<RecordCounter>,
+    records: u64,
+}
+
+impl staging::Inspect for UploadCheck {
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        self.hasher.update(chunk);
+        if let Some(c) = self.counter.as_mut() {
+            c.feed(chunk);
         }
         Ok(())
     }
-    .await;
-    drop(tx);
-    let written = writer.await.map_err(ApiError::internal)?;
-    read?;
-    written?;
-    let records = counter.finish()?;
-    Ok((total, hex::encode(hasher.finalize()), records))
-}
 
-/// Writes what arrives on `chunks` to `path`, sealed as it is written when there is a sealer,
-/// so the upload is never on disk in clear.
-async fn write_staged(
-    path: std::path::PathBuf,
-    mut chunks: tokio::sync::mpsc::Receiver<tokio_util::bytes::Bytes>,
-    mut sealer: Option<mcp_shared::sealed_stream::Sealer>,
-) -> Result<(), ApiError> {
-    let mut file = tokio::io::BufWriter::new(
-        tokio::fs::File::create(&path)
-            .await
-            .map_err(ApiError::internal)?,
-    );
-    let mut sealed = Vec::new();
-    while let Some(chunk) = chunks.recv().await {
-        match &mut sealer {
-            Some(s) => {
-                sealed.clear();
-                s.push(&chunk, &mut sealed).map_err(ApiError::internal)?;
-                file.write_all(&sealed).await.map_err(ApiError::internal)?;
-            }
-            None => file.write_all(&chunk).await.map_err(ApiError::internal)?,
+    fn end(&mut self) -> Result<Option<&'static [u8]>, ApiError> {
+        if let Some(c) = self.counter.take() {
+            self.records = c.finish()?;
         }
+        Ok(None)
     }
-    if let Some(s) = sealer {
-        sealed.clear();
-        s.finish(&mut sealed).map_err(ApiError::internal)?;
-        file.write_all(&sealed).await.map_err(ApiError::internal)?;
-    }
-    file.flush().await.map_err(ApiError::internal)
 }
 
 #[cfg(test)]

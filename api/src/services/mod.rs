@@ -15,6 +15,7 @@ pub mod retention;
 pub mod runs;
 pub mod sessions;
 pub mod shards;
+pub mod staging;
 pub mod tasks;
 pub mod users;
 

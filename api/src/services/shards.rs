@@ -9,7 +9,6 @@
 //! and give one out, so an agent can run them. Ingestion (which splits the dataset into shards)
 //! and export (which writes the execution's files and report) stay with the built-in workers.
 
-use futures::StreamExt;
 use mcp_shared::{
     artifacts::{ArtifactReader, keys},
     db::{self, pipelines::ShardOutcome},
@@ -20,12 +19,14 @@ use mcp_shared::{
     entities::{pipeline_executions, tasks::Model},
 };
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use crate::{
     error::{ApiError, ErrorCode},
-    services::tasks::{find, illegal},
+    services::{
+        staging,
+        tasks::{find, illegal},
+    },
     state::AppState,
 };
 
@@ -162,24 +163,21 @@ pub async fn output(
     body: poem::Body,
 ) -> Result<Stored, ApiError> {
     let held = held(state, agent, id, "write the output of").await?;
-    let staging = state.artifacts.staging_dir();
-    tokio::fs::create_dir_all(&staging)
-        .await
-        .map_err(ApiError::internal)?;
-    let path = staging.join(format!("{}.shard-output", Uuid::now_v7()));
-    let written = write_output(state, &path, body, held.stage == Stage::Validation).await;
-    let (stored, fingerprints) = match written {
-        Ok(v) => v,
-        Err(e) => {
-            tokio::fs::remove_file(&path).await.ok();
-            return Err(e);
-        }
+    let mut check = OutputCheck {
+        line: Vec::new(),
+        line_no: 0,
+        records: 0,
+        prints: (held.stage == Stage::Validation).then(Vec::new),
     };
     let key = keys::shard(held.execution.id, held.stage, held.shard);
-    if let Err(e) = state.artifacts.put_file(&key, &path).await {
-        tokio::fs::remove_file(&path).await.ok();
-        return Err(e.into());
-    }
+    let bytes = staging::store(state, &key, body, "output", &mut check).await?;
+    let (stored, fingerprints) = (
+        Stored {
+            records: check.records,
+            bytes,
+        },
+        check.prints,
+    );
     // Processing de-duplicates across shards from what validation leaves beside each shard:
     // worked out here from the agent's records, so a built-in processing stage still can.
     if let Some(f) = fingerprints {
@@ -191,84 +189,38 @@ pub async fn output(
     Ok(stored)
 }
 
-/// Writes the upload to `path` (sealed), checking every line; with `fingerprints`, also returns
-/// each record's de-duplication fingerprints.
-async fn write_output(
-    state: &AppState,
-    path: &std::path::Path,
-    body: poem::Body,
-    fingerprints: bool,
-) -> Result<(Stored, Option<Vec<u8>>), ApiError> {
-    let limit = state.settings.max_dataset_bytes;
-    let mut sealer = state.artifacts.sealer();
-    let mut file = tokio::io::BufWriter::new(
-        tokio::fs::File::create(path)
-            .await
-            .map_err(ApiError::internal)?,
-    );
-    let mut prints = fingerprints.then(Vec::new);
-    let mut line = Vec::new();
-    let mut line_no = 0u64;
-    let mut records = 0u64;
-    let mut total = 0u64;
-    let mut sealed = Vec::new();
-    let mut stream = std::pin::pin!(body.into_bytes_stream());
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidBody,
-                format!("reading the output failed: {e}"),
-            )
-        })?;
-        total += chunk.len() as u64;
-        if total > limit {
-            return Err(ApiError::payload_too_large(limit as usize));
-        }
-        for b in chunk.iter() {
+/// Checks every line of an output as it streams past; with `prints`, works out each record's
+/// de-duplication fingerprints.
+struct OutputCheck {
+    line: Vec<u8>,
+    line_no: u64,
+    records: u64,
+    prints: Option<Vec<u8>>,
+}
+
+impl staging::Inspect for OutputCheck {
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        for b in chunk {
             if *b == b'\n' {
-                line_no += 1;
-                records += u64::from(check(&line, line_no, &mut prints)?);
-                line.clear();
+                self.line_no += 1;
+                self.records += u64::from(check(&self.line, self.line_no, &mut self.prints)?);
+                self.line.clear();
             } else {
-                line.push(*b);
+                self.line.push(*b);
             }
         }
-        match &mut sealer {
-            Some(s) => {
-                sealed.clear();
-                s.push(&chunk, &mut sealed).map_err(ApiError::internal)?;
-                file.write_all(&sealed).await.map_err(ApiError::internal)?;
-            }
-            None => file.write_all(&chunk).await.map_err(ApiError::internal)?,
-        }
+        Ok(())
     }
-    if !line.is_empty() {
-        line_no += 1;
-        records += u64::from(check(&line, line_no, &mut prints)?);
+
+    fn end(&mut self) -> Result<Option<&'static [u8]>, ApiError> {
+        if self.line.is_empty() {
+            return Ok(None);
+        }
+        self.line_no += 1;
+        self.records += u64::from(check(&self.line, self.line_no, &mut self.prints)?);
         // Later stages read shards line by line: end the last one.
-        match &mut sealer {
-            Some(s) => {
-                sealed.clear();
-                s.push(b"\n", &mut sealed).map_err(ApiError::internal)?;
-                file.write_all(&sealed).await.map_err(ApiError::internal)?;
-            }
-            None => file.write_all(b"\n").await.map_err(ApiError::internal)?,
-        }
-        total += 1;
+        Ok(Some(b"\n"))
     }
-    if let Some(s) = sealer {
-        sealed.clear();
-        s.finish(&mut sealed).map_err(ApiError::internal)?;
-        file.write_all(&sealed).await.map_err(ApiError::internal)?;
-    }
-    file.flush().await.map_err(ApiError::internal)?;
-    Ok((
-        Stored {
-            records,
-            bytes: total,
-        },
-        prints,
-    ))
 }
 
 /// Checks one output line; true when it held a record (blank lines are skipped). With
