@@ -216,6 +216,24 @@ async fn request_ids_are_echoed_or_assigned() {
         spec["paths"], committed["paths"],
         "the served spec is the committed one"
     );
+    // Generated clients name their methods after operationIds: each operation has one, unique.
+    let mut ids = std::collections::BTreeMap::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(
+                id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && id.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{method} {path}: operationId {id:?} is not lowerCamelCase"
+            );
+            if let Some(other) = ids.insert(id.to_string(), format!("{method} {path}")) {
+                panic!("operationId {id:?} names both {other} and {method} {path}");
+            }
+        }
+    }
+    assert!(ids.len() >= 47, "{ids:?}");
     let r = app
         .http
         .get(format!("{}/api/v1/health", app.base))

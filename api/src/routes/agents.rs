@@ -208,7 +208,11 @@ fn percentile(sorted: &[i64], p: f64) -> f64 {
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Agents")]
 impl AgentsApi {
     /// Register an agent. The response carries its key, once.
-    #[oai(path = "/agents/register", method = "post")]
+    #[oai(
+        path = "/agents/register",
+        method = "post",
+        operation_id = "registerAgent"
+    )]
     async fn register(
         &self,
         state: Data<&AppState>,
@@ -238,7 +242,11 @@ impl AgentsApi {
     }
 
     /// Agents with all the requested capabilities, healthy first, then least loaded.
-    #[oai(path = "/agents/discover", method = "get")]
+    #[oai(
+        path = "/agents/discover",
+        method = "get",
+        operation_id = "discoverAgents"
+    )]
     async fn discover(
         &self,
         state: Data<&AppState>,
@@ -271,7 +279,7 @@ impl AgentsApi {
     }
 
     /// One agent.
-    #[oai(path = "/agents/:id", method = "get")]
+    #[oai(path = "/agents/:id", method = "get", operation_id = "getAgent")]
     async fn get(
         &self,
         state: Data<&AppState>,
@@ -287,7 +295,11 @@ impl AgentsApi {
     }
 
     /// Liveness and availability of one agent.
-    #[oai(path = "/agents/:id/health", method = "get")]
+    #[oai(
+        path = "/agents/:id/health",
+        method = "get",
+        operation_id = "getAgentHealth"
+    )]
     async fn health(
         &self,
         state: Data<&AppState>,
@@ -300,7 +312,11 @@ impl AgentsApi {
     }
 
     /// The agent reports it is alive (only the agent itself).
-    #[oai(path = "/agents/:id/heartbeat", method = "post")]
+    #[oai(
+        path = "/agents/:id/heartbeat",
+        method = "post",
+        operation_id = "sendAgentHeartbeat"
+    )]
     async fn heartbeat(
         &self,
         state: Data<&AppState>,
@@ -326,7 +342,11 @@ impl AgentsApi {
 
     /// Replace or add capabilities (validated against the catalog). Needs `agent.register`; an
     /// agent may only narrow its own (403 for one it does not hold).
-    #[oai(path = "/agents/:id/capabilities", method = "post")]
+    #[oai(
+        path = "/agents/:id/capabilities",
+        method = "post",
+        operation_id = "setAgentCapabilities"
+    )]
     async fn capabilities(
         &self,
         state: Data<&AppState>,
@@ -361,7 +381,11 @@ impl AgentsApi {
     }
 
     /// Check the agent's capabilities against the catalog.
-    #[oai(path = "/agents/:id/validate", method = "post")]
+    #[oai(
+        path = "/agents/:id/validate",
+        method = "post",
+        operation_id = "validateAgent"
+    )]
     async fn validate(
         &self,
         state: Data<&AppState>,
@@ -386,7 +410,11 @@ impl AgentsApi {
     }
 
     /// Task statistics of one agent.
-    #[oai(path = "/agents/:id/metrics", method = "get")]
+    #[oai(
+        path = "/agents/:id/metrics",
+        method = "get",
+        operation_id = "getAgentMetrics"
+    )]
     async fn metrics(
         &self,
         state: Data<&AppState>,
@@ -419,7 +447,11 @@ impl AgentsApi {
     }
 
     /// Reserve slots on an agent for a while; they count as load until they expire.
-    #[oai(path = "/agents/:id/allocate", method = "post")]
+    #[oai(
+        path = "/agents/:id/allocate",
+        method = "post",
+        operation_id = "allocateAgentSlots"
+    )]
     async fn allocate(
         &self,
         state: Data<&AppState>,
@@ -445,7 +477,11 @@ impl AgentsApi {
 
     /// The agent takes its next task: one assigned to it, else the most urgent due task in its
     /// capabilities' queues. Waits up to `wait_ms` (≤ 30000) and answers as soon as one is routed.
-    #[oai(path = "/agents/:id/tasks/claim", method = "post")]
+    #[oai(
+        path = "/agents/:id/tasks/claim",
+        method = "post",
+        operation_id = "claimTask"
+    )]
     async fn claim(
         &self,
         state: Data<&AppState>,
@@ -476,7 +512,11 @@ impl AgentsApi {
     }
 
     /// Deregister: the key stops working at once; claimed, unfinished tasks go back to their queues.
-    #[oai(path = "/agents/:id", method = "delete")]
+    #[oai(
+        path = "/agents/:id",
+        method = "delete",
+        operation_id = "deregisterAgent"
+    )]
     async fn deregister(
         &self,
         state: Data<&AppState>,

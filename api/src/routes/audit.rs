@@ -87,7 +87,7 @@ pub enum AuditVerifyResponse {
 impl AuditApi {
     /// Audit records, oldest first, filtered; page with `cursor`. `action` may end in `*` to
     /// select a family (`task.*`).
-    #[oai(path = "/audit", method = "get")]
+    #[oai(path = "/audit", method = "get", operation_id = "listAuditRecords")]
     #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
@@ -123,7 +123,11 @@ impl AuditApi {
 
     /// Recompute every record's hash, link and MAC, and find the published head in the chain:
     /// detects an edited, forged or deleted record and a truncated trail.
-    #[oai(path = "/audit/verify", method = "get")]
+    #[oai(
+        path = "/audit/verify",
+        method = "get",
+        operation_id = "verifyAuditTrail"
+    )]
     async fn verify(&self, state: Data<&AppState>, auth: Auth) -> ApiResult<AuditVerifyResponse> {
         auth.0.require(Permission::AuditRead)?;
         let v = service::verify(&state).await?;

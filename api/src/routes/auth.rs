@@ -64,7 +64,7 @@ pub enum LogoutResponse {
 #[OpenApi(prefix_path = "/api/v1/auth", tag = "ApiTags::Auth")]
 impl AuthApi {
     /// Exchange a username and password for an access token and a refresh token.
-    #[oai(path = "/login", method = "post")]
+    #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
         req: &poem::Request,
@@ -79,7 +79,7 @@ impl AuthApi {
 
     /// Exchange a refresh token (once) for a new pair. Presenting a used refresh token again
     /// revokes every token from the same login.
-    #[oai(path = "/refresh", method = "post")]
+    #[oai(path = "/refresh", method = "post", operation_id = "refreshToken")]
     async fn refresh(
         &self,
         state: Data<&AppState>,
@@ -102,7 +102,7 @@ impl AuthApi {
 
     /// Log out: revokes the access token used for this call at once (on every replica), and every
     /// access and refresh token of the same login, with or without `refresh_token` in the body.
-    #[oai(path = "/logout", method = "post")]
+    #[oai(path = "/logout", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
         state: Data<&AppState>,

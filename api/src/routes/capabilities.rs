@@ -45,7 +45,11 @@ pub enum CapabilityList {
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Agents")]
 impl CapabilitiesApi {
     /// The capability catalog.
-    #[oai(path = "/capabilities", method = "get")]
+    #[oai(
+        path = "/capabilities",
+        method = "get",
+        operation_id = "listCapabilities"
+    )]
     async fn list(&self, state: Data<&AppState>, auth: Auth) -> ApiResult<CapabilityList> {
         auth.0.require(Permission::AgentDiscover)?;
         let mut out: Vec<CapabilityEntry> = BUILTIN_CAPABILITIES
@@ -67,7 +71,11 @@ impl CapabilitiesApi {
     }
 
     /// Add an operator-defined capability.
-    #[oai(path = "/capabilities", method = "post")]
+    #[oai(
+        path = "/capabilities",
+        method = "post",
+        operation_id = "createCapability"
+    )]
     async fn create(
         &self,
         state: Data<&AppState>,

@@ -122,7 +122,7 @@ fn parse_types(raw: Option<&str>) -> Result<Option<Vec<EventType>>, ApiError> {
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::System")]
 impl EventsApi {
     /// Live events as Server-Sent Events. `type` is a comma-separated list of event types.
-    #[oai(path = "/events", method = "get")]
+    #[oai(path = "/events", method = "get", operation_id = "listEvents")]
     #[allow(clippy::too_many_arguments)]
     async fn events(
         &self,

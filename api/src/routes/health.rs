@@ -39,7 +39,7 @@ pub enum ReadyResponse {
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::System")]
 impl HealthApi {
     /// Liveness: answers without touching any dependency.
-    #[oai(path = "/health", method = "get")]
+    #[oai(path = "/health", method = "get", operation_id = "getHealth")]
     async fn health(&self) -> HealthResponse {
         HealthResponse::Ok(ok(Health {
             status: "ok".into(),
@@ -49,7 +49,7 @@ impl HealthApi {
 
     /// Readiness: 200 when the database, the queue backend and the artifact store answer, else
     /// 503 naming the failure.
-    #[oai(path = "/ready", method = "get")]
+    #[oai(path = "/ready", method = "get", operation_id = "getReadiness")]
     async fn ready(&self, state: Data<&AppState>) -> ApiResult<ReadyResponse> {
         monitoring::readiness(&state).await?;
         Ok(ReadyResponse::Ready(ok(Readiness {

@@ -201,7 +201,7 @@ pub const MAX_BATCH_EXECUTIONS: usize = 1000;
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Pipeline")]
 impl PipelineApi {
     /// Upload a dataset (streamed to the artifact store; `MCP_MAX_DATASET_BYTES` bounds it).
-    #[oai(path = "/datasets", method = "post")]
+    #[oai(path = "/datasets", method = "post", operation_id = "uploadDataset")]
     async fn upload(
         &self,
         state: Data<&AppState>,
@@ -231,7 +231,11 @@ impl PipelineApi {
     /// Run the six-stage pipeline over a dataset. With `wait`, answers 200 with the results
     /// when the execution ends within `wait_timeout_ms`, else 202 with its id. A repeat with
     /// the same `idempotency_key` and body answers 200 with the execution the first started.
-    #[oai(path = "/pipeline/agent-execute", method = "post")]
+    #[oai(
+        path = "/pipeline/agent-execute",
+        method = "post",
+        operation_id = "runPipeline"
+    )]
     async fn execute(
         &self,
         state: Data<&AppState>,
@@ -271,7 +275,11 @@ impl PipelineApi {
     /// item rejects the batch with its index, and nothing is started. An item whose
     /// `idempotency_key` an earlier execution holds (with the same body) gets that execution's
     /// id at its index; so does a key repeated within the batch.
-    #[oai(path = "/pipeline/batch", method = "post")]
+    #[oai(
+        path = "/pipeline/batch",
+        method = "post",
+        operation_id = "runPipelineBatch"
+    )]
     async fn batch(
         &self,
         state: Data<&AppState>,
@@ -302,7 +310,11 @@ impl PipelineApi {
     }
 
     /// One execution.
-    #[oai(path = "/pipeline/:execution_id", method = "get")]
+    #[oai(
+        path = "/pipeline/:execution_id",
+        method = "get",
+        operation_id = "getExecution"
+    )]
     async fn get(
         &self,
         state: Data<&AppState>,
@@ -318,7 +330,11 @@ impl PipelineApi {
     }
 
     /// Per-stage state: which agents ran each stage, records in and out, progress.
-    #[oai(path = "/pipeline/:execution_id/agent-progress", method = "get")]
+    #[oai(
+        path = "/pipeline/:execution_id/agent-progress",
+        method = "get",
+        operation_id = "getExecutionProgress"
+    )]
     async fn progress(
         &self,
         state: Data<&AppState>,
@@ -338,7 +354,11 @@ impl PipelineApi {
     }
 
     /// The exported file, streamed: `format` is `jsonl` (default), `chat_jsonl` or `csv`.
-    #[oai(path = "/pipeline/:execution_id/results", method = "get")]
+    #[oai(
+        path = "/pipeline/:execution_id/results",
+        method = "get",
+        operation_id = "getExecutionResults"
+    )]
     async fn results(
         &self,
         state: Data<&AppState>,
@@ -369,7 +389,11 @@ impl PipelineApi {
 
     /// The report: counts per stage, PII found by kind, bias by category, the quality
     /// histogram, rejects with reasons, per-stage timings.
-    #[oai(path = "/pipeline/:execution_id/report", method = "get")]
+    #[oai(
+        path = "/pipeline/:execution_id/report",
+        method = "get",
+        operation_id = "getExecutionReport"
+    )]
     async fn report(
         &self,
         state: Data<&AppState>,
@@ -383,7 +407,11 @@ impl PipelineApi {
 
     /// Cancel an execution: waiting shards are cancelled at once, running ones stop at their
     /// next progress point.
-    #[oai(path = "/pipeline/:execution_id/cancel", method = "post")]
+    #[oai(
+        path = "/pipeline/:execution_id/cancel",
+        method = "post",
+        operation_id = "cancelExecution"
+    )]
     async fn cancel(
         &self,
         state: Data<&AppState>,

@@ -27,14 +27,18 @@ pub enum QueueResponse {
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Tasks")]
 impl QueuesApi {
     /// Every queue with live counts per tier.
-    #[oai(path = "/queues", method = "get")]
+    #[oai(path = "/queues", method = "get", operation_id = "listQueues")]
     async fn list(&self, state: Data<&AppState>, auth: Auth) -> ApiResult<QueueList> {
         auth.0.require(Permission::SystemRead)?;
         Ok(QueueList::Ok(page(service::list(&state).await?, None)))
     }
 
     /// Stop dispatching a queue's tasks (all four tiers); running ones finish.
-    #[oai(path = "/queues/:name/pause", method = "post")]
+    #[oai(
+        path = "/queues/:name/pause",
+        method = "post",
+        operation_id = "pauseQueue"
+    )]
     async fn pause(
         &self,
         state: Data<&AppState>,
@@ -45,7 +49,11 @@ impl QueuesApi {
     }
 
     /// Resume a paused queue.
-    #[oai(path = "/queues/:name/resume", method = "post")]
+    #[oai(
+        path = "/queues/:name/resume",
+        method = "post",
+        operation_id = "resumeQueue"
+    )]
     async fn resume(
         &self,
         state: Data<&AppState>,

@@ -24,7 +24,11 @@ pub enum SystemHealthResponse {
 impl SystemApi {
     /// Live health from this replica's recent requests, the agent directory, the queues and
     /// the alerts raised now.
-    #[oai(path = "/system/health", method = "get")]
+    #[oai(
+        path = "/system/health",
+        method = "get",
+        operation_id = "getSystemHealth"
+    )]
     async fn health(&self, state: Data<&AppState>, auth: Auth) -> ApiResult<SystemHealthResponse> {
         auth.0.require(Permission::SystemRead)?;
         Ok(SystemHealthResponse::Ok(ok(monitoring::system_health(

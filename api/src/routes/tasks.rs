@@ -166,7 +166,7 @@ pub enum TaskStatusResponse {
 impl TasksApi {
     /// Create a task. It is queued on `mcp:{capability}:{priority}` and run by a worker or agent
     /// with that capability.
-    #[oai(path = "/tasks", method = "post")]
+    #[oai(path = "/tasks", method = "post", operation_id = "createTask")]
     async fn create(
         &self,
         state: Data<&AppState>,
@@ -189,7 +189,7 @@ impl TasksApi {
     }
 
     /// List tasks, newest first, filtered; page with `cursor`.
-    #[oai(path = "/tasks", method = "get")]
+    #[oai(path = "/tasks", method = "get", operation_id = "listTasks")]
     #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
@@ -224,7 +224,7 @@ impl TasksApi {
     }
 
     /// One task.
-    #[oai(path = "/tasks/:id", method = "get")]
+    #[oai(path = "/tasks/:id", method = "get", operation_id = "getTask")]
     async fn get(
         &self,
         state: Data<&AppState>,
@@ -241,7 +241,11 @@ impl TasksApi {
     }
 
     /// A task's status and progress.
-    #[oai(path = "/tasks/:id/status", method = "get")]
+    #[oai(
+        path = "/tasks/:id/status",
+        method = "get",
+        operation_id = "getTaskStatus"
+    )]
     async fn status(
         &self,
         state: Data<&AppState>,
@@ -266,7 +270,11 @@ impl TasksApi {
 
     /// Create up to 10,000 tasks at once (priority defaults to `low`). Invalid items are rejected
     /// by index; the rest are accepted and queued as their queues have room.
-    #[oai(path = "/tasks/batch", method = "post")]
+    #[oai(
+        path = "/tasks/batch",
+        method = "post",
+        operation_id = "createTaskBatch"
+    )]
     async fn batch(
         &self,
         state: Data<&AppState>,
@@ -319,7 +327,11 @@ impl TasksApi {
     }
 
     /// Cancel: pending tasks at once; running ones at the worker's or agent's next progress report.
-    #[oai(path = "/tasks/:id/cancel", method = "post")]
+    #[oai(
+        path = "/tasks/:id/cancel",
+        method = "post",
+        operation_id = "cancelTask"
+    )]
     async fn cancel(
         &self,
         state: Data<&AppState>,
@@ -333,7 +345,7 @@ impl TasksApi {
     }
 
     /// Re-drive a dead or cancelled task (back to pending, with a fresh attempt budget).
-    #[oai(path = "/tasks/:id/retry", method = "post")]
+    #[oai(path = "/tasks/:id/retry", method = "post", operation_id = "retryTask")]
     async fn retry(
         &self,
         state: Data<&AppState>,
@@ -347,7 +359,11 @@ impl TasksApi {
     }
 
     /// Route a task to the healthiest, least-loaded agent matching the criteria.
-    #[oai(path = "/tasks/:id/assign", method = "post")]
+    #[oai(
+        path = "/tasks/:id/assign",
+        method = "post",
+        operation_id = "assignTask"
+    )]
     async fn assign(
         &self,
         state: Data<&AppState>,
@@ -386,7 +402,11 @@ impl TasksApi {
     }
 
     /// The agent reports progress. Answers 409 `task_cancelled` when the task was cancelled.
-    #[oai(path = "/tasks/:id/progress", method = "post")]
+    #[oai(
+        path = "/tasks/:id/progress",
+        method = "post",
+        operation_id = "reportTaskProgress"
+    )]
     async fn progress(
         &self,
         state: Data<&AppState>,
@@ -408,7 +428,11 @@ impl TasksApi {
     }
 
     /// The agent completes the task. Repeating the same completion is harmless.
-    #[oai(path = "/tasks/:id/complete", method = "post")]
+    #[oai(
+        path = "/tasks/:id/complete",
+        method = "post",
+        operation_id = "completeTask"
+    )]
     async fn complete(
         &self,
         state: Data<&AppState>,
@@ -422,7 +446,7 @@ impl TasksApi {
     }
 
     /// The agent fails the attempt; retried with backoff while attempts remain and it is retryable.
-    #[oai(path = "/tasks/:id/fail", method = "post")]
+    #[oai(path = "/tasks/:id/fail", method = "post", operation_id = "failTask")]
     async fn fail(
         &self,
         state: Data<&AppState>,
@@ -439,7 +463,11 @@ impl TasksApi {
     /// The input of a pipeline shard the agent runs, streamed as NDJSON in clear: raw records
     /// (`{"line", "raw"}`) for standardization, canonical records for validation, processing
     /// and quality assessment. Marks the shard started.
-    #[oai(path = "/tasks/:id/shard/input", method = "get")]
+    #[oai(
+        path = "/tasks/:id/shard/input",
+        method = "get",
+        operation_id = "getShardInput"
+    )]
     async fn shard_input(
         &self,
         state: Data<&AppState>,
@@ -457,7 +485,11 @@ impl TasksApi {
     /// The output of a pipeline shard the agent runs: canonical records as NDJSON, streamed
     /// (up to `MCP_MAX_DATASET_BYTES`). Every line is checked; a bad one refuses the upload with
     /// 422 naming the line, and nothing is stored. Writing again replaces the earlier output.
-    #[oai(path = "/tasks/:id/shard/output", method = "put")]
+    #[oai(
+        path = "/tasks/:id/shard/output",
+        method = "put",
+        operation_id = "putShardOutput"
+    )]
     async fn shard_output(
         &self,
         state: Data<&AppState>,

@@ -42,7 +42,7 @@ pub enum CreateUserResponse {
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Users")]
 impl UsersApi {
     /// Create a user (admin).
-    #[oai(path = "/users", method = "post")]
+    #[oai(path = "/users", method = "post", operation_id = "createUser")]
     async fn create(
         &self,
         state: Data<&AppState>,
