@@ -105,3 +105,100 @@ fn compose_file_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `mcp-api migrate status | down [N] | up` on a database the server created and used: rolling
+/// back names what it undid, status shows it pending, and up followed by a start brings back a
+/// server that still has its data.
+async fn migrations_go_both_ways(mode: Mode) {
+    let mut app = App::start(mode).await;
+    let task = app
+        .create_task(serde_json::json!({"type": "generic", "payload": {"kept": true}}))
+        .await;
+    let id = task["id"].as_str().unwrap().to_string();
+    app.wait_status(&id, "completed", Duration::from_secs(30))
+        .await;
+    // Migrations are rolled back with the servers stopped.
+    app.kill_api();
+    app.kill_worker();
+
+    // The listing only: the database's own notices may be logged around it.
+    let status = |app: &App| {
+        let (ok, out) = app.run_api_command(&["migrate", "status"]);
+        assert!(ok, "{out}");
+        out.lines()
+            .filter(|l| !l.contains(" INFO ") && !l.contains(" WARN "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = status(&app);
+    let last = before
+        .lines()
+        .filter(|l| l.starts_with("applied"))
+        .last()
+        .unwrap_or_else(|| panic!("{before}"))
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(before.contains(" 0 pending"), "{before}");
+
+    let (ok, out) = app.run_api_command(&["migrate", "down", "2"]);
+    assert!(ok, "{out}");
+    assert_eq!(out.matches("rolled back ").count(), 2, "{out}");
+    assert!(out.contains(&last), "the newest goes first: {out}");
+    let after = status(&app);
+    assert!(after.contains(&format!("pending  {last}")), "{after}");
+    assert!(after.contains(" 2 pending"), "{after}");
+
+    // Bad counts change nothing.
+    for bad in [
+        &["migrate", "down", "0"][..],
+        &["migrate", "down", "many"],
+        &["migrate", "down", "9999"],
+    ] {
+        let (ok, out) = app.run_api_command(bad);
+        assert!(!ok, "{bad:?} must fail: {out}");
+    }
+    assert_eq!(status(&app), after);
+
+    let (ok, out) = app.run_api_command(&["migrate", "up"]);
+    assert!(ok, "{out}");
+    assert!(status(&app).contains(" 0 pending"));
+    app.start_api();
+    app.wait_healthy().await;
+    let (code, kept) = app.admin("GET", &format!("/api/v1/tasks/{id}"), None).await;
+    assert_eq!(code, 200, "{kept}");
+    assert_eq!(kept["data"]["payload"]["kept"], true, "{kept}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrations_go_both_ways_single_node() {
+    migrations_go_both_ways(Mode::SingleNode).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrations_go_both_ways_distributed() {
+    migrations_go_both_ways(Mode::Distributed).await;
+}
+
+/// On start the server says where to go, on the address it really bound (the tests bind port
+/// 0), and how to log in.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_start_says_where_to_go() {
+    let app = App::start(Mode::SingleNode).await;
+    let base = format!("http://127.0.0.1:{}", app.port);
+    let log = std::fs::read_to_string(app.dir.path().join("api.log")).unwrap();
+    for place in ["/api/v1", "/docs", "/dashboard", "/mcp"] {
+        assert!(
+            log.contains(&format!("{base}{place}")),
+            "{place} missing:\n{log}"
+        );
+    }
+    assert!(log.contains("/api/v1/auth/login"), "{log}");
+    assert!(log.contains("mcp-api admin create"), "{log}");
+    // And each place answers there.
+    for (place, want) in [("/docs", 200), ("/dashboard", 200), ("/api/v1/health", 200)] {
+        let (code, _) = app.call("GET", place, None, None).await;
+        assert_eq!(code, want, "{place}");
+    }
+}

@@ -11,6 +11,8 @@ use mcp_shared::{
     telemetry,
 };
 
+use mcp_migrations::{MigrationStatus, Migrator, MigratorTrait};
+
 use crate::{
     services::{
         keys,
@@ -21,7 +23,10 @@ use crate::{
 
 const USAGE: &str = "usage:
   mcp-api [serve]                 run the server (configured by environment variables)
-  mcp-api migrate                 apply database migrations and exit
+  mcp-api migrate [up]            apply pending database migrations and exit (serve also does)
+  mcp-api migrate status          list every migration, applied or pending
+  mcp-api migrate down [N]        roll back the newest N applied migrations (default 1); stop
+                                  every server first, and start the older release after
   mcp-api admin create --username NAME --password-stdin [--role admin|operator|viewer]
                                   create a user, reading the password from standard input
   mcp-api keys generate [--id ID] print a new field-encryption key entry for MCP_ENCRYPTION_KEYS
@@ -75,11 +80,13 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match args.as_slice() {
             [] | ["serve"] => serve(settings).await,
-            ["migrate"] => {
+            ["migrate"] | ["migrate", "up"] => {
                 connect_and_migrate(&settings).await?;
                 println!("migrations applied");
                 Ok(())
             }
+            ["migrate", "status"] => migrate_status(settings).await,
+            ["migrate", "down", rest @ ..] => migrate_down(settings, rest).await,
             ["admin", "create", rest @ ..] => admin_create(settings, rest).await,
             ["keys", "status"] => keys_status(settings).await,
             ["keys", "rotate", rest @ ..] => keys_rotate(settings, rest).await,
@@ -112,6 +119,49 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let app = Application::build(settings).await?;
     app.run_until(mcp_shared::shutdown::signal()).await
+}
+
+/// Every migration this release knows, oldest first, with whether the database has it.
+async fn migrate_status(settings: Settings) -> anyhow::Result<()> {
+    let db = mcp_shared::db::Database::connect(settings.database_url.expose()).await?;
+    let all = Migrator::get_migration_with_status(&db.conn).await?;
+    let mut pending = 0;
+    for m in &all {
+        let applied = m.status() == MigrationStatus::Applied;
+        pending += usize::from(!applied);
+        println!(
+            "{:<8} {}",
+            if applied { "applied" } else { "pending" },
+            m.name()
+        );
+    }
+    println!("{} applied, {pending} pending", all.len() - pending);
+    Ok(())
+}
+
+/// Rolls back the newest `N` applied migrations (default 1), naming each.
+async fn migrate_down(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
+    let steps = match args {
+        [] => 1,
+        [n] => n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| anyhow::anyhow!("N must be a whole number of at least 1"))?,
+        _ => anyhow::bail!("usage: mcp-api migrate down [N]"),
+    };
+    let db = mcp_shared::db::Database::connect(settings.database_url.expose()).await?;
+    let applied = Migrator::get_applied_migrations(&db.conn).await?;
+    anyhow::ensure!(
+        steps as usize <= applied.len(),
+        "only {} migrations are applied; nothing was rolled back",
+        applied.len()
+    );
+    Migrator::down(&db.conn, Some(steps)).await?;
+    for m in applied.iter().rev().take(steps as usize) {
+        println!("rolled back {}", m.name());
+    }
+    Ok(())
 }
 
 async fn admin_create(settings: Settings, args: &[&str]) -> anyhow::Result<()> {

@@ -309,15 +309,7 @@ impl Application {
             .with_if(cors.is_some(), cors.unwrap_or_default())
             .around(move |ep, req| request_context(ep, req, policy.clone()))
             .with(Track::new(&self.state.observability));
-        tracing::info!(
-            port = self.port,
-            mode = if self.state.settings.distributed() {
-                "distributed"
-            } else {
-                "single node"
-            },
-            "listening"
-        );
+        announce(&settings, self.port);
         let shutdown = self.shutdown.clone();
         let acceptor = HeaderDeadlineAcceptor::new(self.acceptor, settings.read_timeout);
         Server::new_with_acceptor(acceptor)
@@ -329,6 +321,63 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Says where to go, on the address actually bound: the API, Swagger UI, the dashboard and the
+/// MCP endpoint, and how to log in. Logged always; also printed as a short banner outside
+/// production, where a newcomer reads the terminal rather than a log pipeline.
+fn announce(settings: &Settings, port: u16) {
+    let mode = if settings.distributed() {
+        "distributed"
+    } else {
+        "single node"
+    };
+    let everywhere = matches!(settings.host.as_str(), "0.0.0.0" | "::" | "[::]");
+    let host = match settings.host.as_str() {
+        // Listening on every interface: this machine reaches it on loopback.
+        "0.0.0.0" => "127.0.0.1".to_string(),
+        "::" | "[::]" => "[::1]".to_string(),
+        h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+        h => h.to_string(),
+    };
+    let base = format!("http://{host}:{port}");
+    let mut places = vec![("API", format!("{base}/api/v1"))];
+    if settings.docs_enabled {
+        places.push(("Swagger UI", format!("{base}/docs")));
+    }
+    if settings.dashboard_enabled {
+        places.push(("dashboard", format!("{base}/dashboard")));
+    }
+    places.push(("MCP endpoint", format!("{base}/mcp")));
+    tracing::info!(
+        port,
+        mode,
+        url = %base,
+        every_interface = everywhere,
+        places = %places
+            .iter()
+            .map(|(what, url)| format!("{what} {url}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        "serving"
+    );
+    if settings.is_production() {
+        return;
+    }
+    let mut banner = format!("\n  TechDeck MCP ({mode}) is serving on {base}");
+    if everywhere {
+        banner.push_str(" (and on every other interface)");
+    }
+    banner.push('\n');
+    for (what, url) in &places {
+        banner.push_str(&format!("    {what:<13} {url}\n"));
+    }
+    banner.push_str(
+        "    log in        the dashboard asks for a user's name and password; for the API, POST \
+         them to /api/v1/auth/login and send the access token as `Authorization: Bearer …` \
+         (Swagger UI: Authorize); add users with `mcp-api admin create`\n",
+    );
+    eprintln!("{banner}");
 }
 
 /// Writes the bound address (`host:port`) to `path` whole: to a file beside it first, then

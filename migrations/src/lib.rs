@@ -2,7 +2,7 @@
 //!
 //! A merged migration is never edited: schema changes get a new file appended to [`Migrator::migrations`].
 
-pub use sea_orm_migration::prelude::*;
+pub use sea_orm_migration::{MigrationStatus, prelude::*};
 
 mod columns;
 mod m20261124_000001_init;
