@@ -133,8 +133,7 @@ async fn migrations_go_both_ways(mode: Mode) {
     let before = status(&app);
     let last = before
         .lines()
-        .filter(|l| l.starts_with("applied"))
-        .last()
+        .rfind(|l| l.starts_with("applied"))
         .unwrap_or_else(|| panic!("{before}"))
         .split_whitespace()
         .nth(1)
