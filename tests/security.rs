@@ -1262,3 +1262,145 @@ async fn a_single_node_keeps_revocations_and_lockouts_across_a_restart() {
         .await;
     assert_eq!(s, 200, "other sessions survive the restart");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_are_shown_only_to_their_creator_and_admins() {
+    let app = App::start(Mode::SingleNode).await;
+    for (name, role) in [
+        ("otto", "operator"),
+        ("vic", "viewer"),
+        ("opal", "operator"),
+    ] {
+        let (s, b) = app
+            .admin(
+                "POST",
+                "/api/v1/users",
+                Some(json!({"username": name, "password": "a-long-password-42", "role": role})),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let otto = app.login("otto", "a-long-password-42").await;
+    let vic = app.login("vic", "a-long-password-42").await;
+    let opal = app.login("opal", "a-long-password-42").await;
+    const KEY: &str = "invoice-4711-for-acme";
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/v1/tasks",
+            Some(&otto),
+            Some(
+                json!({"type": "generic", "payload": {"n": 1}, "idempotency_key": KEY,
+                        "run_at": "2100-01-01T00:00:00Z"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["data"]["idempotency_key"], KEY, "the creator sees it");
+    let id = b["data"]["id"].as_str().unwrap().to_string();
+    let one = format!("/api/v1/tasks/{id}");
+
+    for (who, token, shown) in [
+        ("the creator", otto.as_str(), true),
+        ("an admin", app.admin_token.as_str(), true),
+        ("a viewer", vic.as_str(), false),
+        ("another operator", opal.as_str(), false),
+    ] {
+        let (s, b) = app.call("GET", &one, Some(token), None).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(
+            b["data"].get("idempotency_key").is_some(),
+            shown,
+            "{who} reading the task: {b}"
+        );
+        let (s, b) = app.call("GET", "/api/v1/tasks", Some(token), None).await;
+        assert_eq!(s, 200, "{b}");
+        let listed = b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{who} lists the task: {b}"));
+        assert_eq!(
+            listed.get("idempotency_key").is_some(),
+            shown,
+            "{who} listing tasks: {listed}"
+        );
+        assert!(
+            shown || !b.to_string().contains(KEY),
+            "{who} never sees the key: {b}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_rotation_reseals_the_sealed_copies_inside_results() {
+    let generate = |id: &str| {
+        let out = std::process::Command::new(crate::helpers::app::binary("mcp-api"))
+            .args(["keys", "generate", "--id", id])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (k1, k2) = (generate("k1"), generate("k2"));
+    let mut app = App::start_with(Mode::SingleNode, &[("MCP_ENCRYPTION_KEYS", k1.as_str())]).await;
+    app.define_capability("echoing").await;
+    let (agent, key) = app
+        .register_agent(
+            json!({"name": "echo", "type": "external_api", "capabilities": ["echoing"]}),
+        )
+        .await;
+    const SSN: &str = "987-65-4321";
+    let (s, b) = app
+        .admin(
+            "POST",
+            "/api/v1/tasks",
+            Some(
+                json!({"type": "generic", "required_capabilities": ["echoing"],
+                        "payload": {"ssn": SSN, "name": "Bo"}, "sensitive_fields": ["/ssn"]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let id = b["data"]["id"].as_str().unwrap().to_string();
+    let task = claim(&app, &agent, &key).await;
+    assert_eq!(task["payload"]["ssn"], SSN);
+    // The agent echoes its input at its place: the result keeps the value sealed, under k1.
+    let (s, b) = app
+        .as_agent(
+            "POST",
+            &format!("/api/v1/tasks/{id}/complete"),
+            &key,
+            Some(json!({"result": {"ssn": SSN, "name": "Bo", "checked": true}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = app.admin("GET", &format!("/api/v1/tasks/{id}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(b["data"]["result"]["ssn"], json!({"$sealed": "k1"}), "{b}");
+
+    let ring = format!("{k2},{k1}");
+    app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", ring.as_str())])
+        .await;
+    let (ok, out) = app.run_api_command(&["keys", "status"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("sealed by k1: 1 tasks, 1 task results"),
+        "the copy inside the result is counted: {out}"
+    );
+    let (ok, out) = app.run_api_command(&["keys", "rotate"]);
+    assert!(ok, "{out}");
+    let (ok, out) = app.run_api_command(&["keys", "status"]);
+    assert!(ok && !out.contains("by k1"), "nothing left under k1: {out}");
+
+    // With k1 retired, the result's copy is sealed by k2.
+    app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", k2.as_str())])
+        .await;
+    let (s, b) = app.admin("GET", &format!("/api/v1/tasks/{id}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(b["data"]["result"]["ssn"], json!({"$sealed": "k2"}), "{b}");
+    assert_eq!(b["data"]["payload"]["ssn"], json!({"$sealed": "k2"}), "{b}");
+    assert!(!b.to_string().contains(SSN));
+}

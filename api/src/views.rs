@@ -84,20 +84,24 @@ pub struct TaskView {
     pub stage: Option<String>,
 }
 
-impl From<Model> for TaskView {
-    /// Sealed payload fields show only their key id; see [`TaskView::for_runner`].
-    fn from(mut m: Model) -> Self {
+impl TaskView {
+    /// The view for a reader: sealed payload fields show only their key id (see
+    /// [`TaskView::for_runner`]), and the idempotency key only to whoever created the task and
+    /// to admins. A key is often derived from the request's content, so showing it to other
+    /// readers would help them probe what others submitted.
+    pub fn for_reader(mut m: Model, reader: &crate::principal::Principal) -> Self {
         if m.sealed_key.is_some() {
             mcp_shared::sealing::mask(&mut m.payload);
             if let Some(result) = m.result.as_mut() {
                 mcp_shared::sealing::mask(result);
             }
         }
+        if !may_see_idempotency_key(m.created_by.as_deref(), reader) {
+            m.idempotency_key = None;
+        }
         Self::unmasked(m)
     }
-}
 
-impl TaskView {
     /// The view for the agent about to run the task: sealed fields opened.
     pub fn for_runner(mut m: Model, ring: &mcp_shared::crypto::KeyRing) -> Result<Self, ApiError> {
         if m.sealed_key.is_some() {
@@ -277,6 +281,14 @@ pub struct CreateTaskRequest {
     pub sensitive_fields: Option<Vec<String>>,
 }
 
+/// Whether `reader` may see the idempotency key of something `created_by` made.
+pub fn may_see_idempotency_key(
+    created_by: Option<&str>,
+    reader: &crate::principal::Principal,
+) -> bool {
+    reader.role == mcp_shared::auth::Role::Admin || created_by == Some(reader.actor().as_str())
+}
+
 #[derive(Object)]
 pub struct ExecutionView {
     pub execution_id: Uuid,
@@ -302,8 +314,13 @@ pub struct ExecutionView {
     pub idempotency_key: Option<String>,
 }
 
-impl From<Execution> for ExecutionView {
-    fn from(e: Execution) -> Self {
+impl ExecutionView {
+    /// The view for a reader: the idempotency key only for whoever started the execution and
+    /// for admins (as for tasks).
+    pub fn for_reader(e: Execution, reader: &crate::principal::Principal) -> Self {
+        let idempotency_key = e
+            .idempotency_key
+            .filter(|_| may_see_idempotency_key(e.created_by.as_deref(), reader));
         Self {
             execution_id: e.id,
             status: e.status,
@@ -316,7 +333,7 @@ impl From<Execution> for ExecutionView {
             dataset_id: e.dataset_id,
             current_stage: e.current_stage,
             options: e.options,
-            idempotency_key: e.idempotency_key,
+            idempotency_key,
         }
     }
 }

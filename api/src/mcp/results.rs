@@ -51,12 +51,16 @@ pub fn visible_task(principal: &Principal, task: Model) -> Result<Value, ApiErro
         Some(me) if task.agent_id != Some(me) => {
             Err(ApiError::forbidden("this task is not routed to you"))
         }
-        _ => Ok(json!({ "task": to_json(TaskView::from(task)) })),
+        _ => Ok(json!({ "task": to_json(TaskView::for_reader(task, principal)) })),
     }
 }
 
 /// An execution with its per-stage progress.
-pub async fn execution_json(state: &AppState, id: Uuid) -> Result<Value, ApiError> {
+pub async fn execution_json(
+    state: &AppState,
+    id: Uuid,
+    reader: &Principal,
+) -> Result<Value, ApiError> {
     let (e, stages, progress) = pipelines::progress(state, id).await?;
     let progress = to_json(ExecutionProgress {
         execution_id: e.id,
@@ -66,7 +70,7 @@ pub async fn execution_json(state: &AppState, id: Uuid) -> Result<Value, ApiErro
         stages,
     });
     Ok(json!({
-        "execution": to_json(ExecutionView::from(e)),
+        "execution": to_json(ExecutionView::for_reader(e, reader)),
         "progress": progress,
     }))
 }

@@ -177,9 +177,11 @@ impl TasksApi {
                     Some(t.id.to_string()),
                     Some(serde_json::json!({"type": t.task_type, "priority": t.priority})),
                 );
-                CreateTaskResponse::Created(ok(t.into()))
+                CreateTaskResponse::Created(ok(TaskView::for_reader(t, &auth.0)))
             }
-            Created::Existing(t) => CreateTaskResponse::Existing(ok(t.into())),
+            Created::Existing(t) => {
+                CreateTaskResponse::Existing(ok(TaskView::for_reader(t, &auth.0)))
+            }
         })
     }
 
@@ -211,7 +213,9 @@ impl TasksApi {
         let rows = service::list(&state, &filter).await?;
         let next = views::next_cursor(&rows, limit, |t| t.id.to_string());
         Ok(TaskListResponse::Ok(page(
-            rows.into_iter().map(TaskView::from).collect(),
+            rows.into_iter()
+                .map(|t| TaskView::for_reader(t, &auth.0))
+                .collect(),
             next,
         )))
     }
@@ -227,7 +231,7 @@ impl TasksApi {
         auth.0.require(Permission::TaskRead)?;
         let task = service::find(&state, id.0).await?;
         visible(&auth, &task)?;
-        Ok(TaskResponse::Ok(ok(task.into())))
+        Ok(TaskResponse::Ok(ok(TaskView::for_reader(task, &auth.0))))
     }
 
     /// A task's status and progress.
@@ -317,7 +321,7 @@ impl TasksApi {
         auth.0.require(Permission::TaskCreate)?;
         let t = service::cancel(&state, id.0).await?;
         audit::note("task.cancel", Some(id.0.to_string()), None);
-        Ok(TaskResponse::Ok(ok(t.into())))
+        Ok(TaskResponse::Ok(ok(TaskView::for_reader(t, &auth.0))))
     }
 
     /// Re-drive a dead or cancelled task (back to pending, with a fresh attempt budget).
@@ -331,7 +335,7 @@ impl TasksApi {
         auth.0.require(Permission::TaskCreate)?;
         let t = service::retry(&state, id.0).await?;
         audit::note("task.retry", Some(id.0.to_string()), None);
-        Ok(TaskResponse::Ok(ok(t.into())))
+        Ok(TaskResponse::Ok(ok(TaskView::for_reader(t, &auth.0))))
     }
 
     /// Route a task to the healthiest, least-loaded agent matching the criteria.
@@ -391,7 +395,7 @@ impl TasksApi {
             ));
         }
         let t = runs::report_progress(&state, agent, id.0, r.progress, r.message).await?;
-        Ok(TaskResponse::Ok(ok(t.into())))
+        Ok(TaskResponse::Ok(ok(TaskView::for_reader(t, &auth.0))))
     }
 
     /// The agent completes the task. Repeating the same completion is harmless.
@@ -405,7 +409,7 @@ impl TasksApi {
     ) -> ApiResult<TaskResponse> {
         let agent = reporting_agent(&auth)?;
         let t = runs::report_complete(&state, agent, id.0, body.0.result).await?;
-        Ok(TaskResponse::Ok(ok(t.into())))
+        Ok(TaskResponse::Ok(ok(TaskView::for_reader(t, &auth.0))))
     }
 
     /// The agent fails the attempt; retried with backoff while attempts remain and it is retryable.
@@ -420,7 +424,7 @@ impl TasksApi {
         let agent = reporting_agent(&auth)?;
         let r = body.0;
         let t = runs::report_fail(&state, agent, id.0, &r.error, r.retryable).await?;
-        Ok(TaskResponse::Ok(ok(t.into())))
+        Ok(TaskResponse::Ok(ok(TaskView::for_reader(t, &auth.0))))
     }
 }
 
