@@ -1404,3 +1404,178 @@ async fn key_rotation_reseals_the_sealed_copies_inside_results() {
     assert_eq!(b["data"]["payload"]["ssn"], json!({"$sealed": "k2"}), "{b}");
     assert!(!b.to_string().contains(SSN));
 }
+
+/// Reads until the server closes the connection (or `limit` passes); true if it closed.
+fn closed_by_server(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An empty SETTINGS frame.
+const H2_SETTINGS: &[u8] = &[0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_slow_http1_and_http2_connections_are_closed_and_connections_are_capped() {
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("MCP_READ_TIMEOUT_SECS", "1"),
+            ("MCP_IDLE_TIMEOUT_SECS", "2"),
+            ("MCP_MAX_CONNECTIONS", "8"),
+        ],
+    )
+    .await;
+    let addr = format!("127.0.0.1:{}", app.port);
+    let request = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // HTTP/1: a keep-alive connection left idle after its answer is closed.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.write_all(request).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(read_response(&mut idle).starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    assert!(
+        closed_by_server(&mut idle, Duration::from_secs(20)),
+        "an idle HTTP/1 connection is closed"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "not before the idle timeout"
+    );
+
+    // HTTP/2 with prior knowledge: a connection that opens no stream is closed, however many
+    // PINGs keep it busy.
+    let mut h2_idle = TcpStream::connect(&addr).unwrap();
+    h2_idle.write_all(H2_PREFACE).unwrap();
+    h2_idle.write_all(H2_SETTINGS).unwrap();
+    let pinger = {
+        let mut s = h2_idle.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let ping = [0, 0, 8, 0x6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+            // The client's keep-busy traffic, a PING every 300 ms until the server hangs up.
+            for _ in 0..100 {
+                if s.write_all(&ping).is_err() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            false
+        })
+    };
+    assert!(
+        closed_by_server(&mut h2_idle, Duration::from_secs(20)),
+        "an HTTP/2 connection without streams is closed"
+    );
+    assert!(
+        pinger.join().unwrap(),
+        "the server hung up on the pinging client"
+    );
+
+    // HTTP/2 slowloris: a HEADERS frame trickled in a byte at a time is cut off.
+    let mut h2_slow = TcpStream::connect(&addr).unwrap();
+    h2_slow.write_all(H2_PREFACE).unwrap();
+    h2_slow.write_all(H2_SETTINGS).unwrap();
+    h2_slow
+        .write_all(&[0, 0, 64, 0x1, 0x4, 0, 0, 0, 1])
+        .unwrap();
+    let trickler = {
+        let mut s = h2_slow.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..64 {
+                if s.write_all(&[0x82]).is_err() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            false
+        })
+    };
+    assert!(
+        closed_by_server(&mut h2_slow, Duration::from_secs(20)),
+        "a trickled HTTP/2 header block is cut off"
+    );
+    assert!(
+        trickler.join().unwrap(),
+        "cut off before the headers were complete"
+    );
+
+    // HTTP/2 itself still works: a request over prior knowledge is answered.
+    let mut h2 = TcpStream::connect(&addr).unwrap();
+    h2.write_all(H2_PREFACE).unwrap();
+    h2.write_all(H2_SETTINGS).unwrap();
+    // HEADERS, END_STREAM | END_HEADERS, stream 1: GET (0x82), http (0x86), :path /api/v1/health
+    // (0x44 + literal), :authority x (0x41 + literal).
+    let mut block = vec![0x82, 0x86, 0x44, 14];
+    block.extend_from_slice(b"/api/v1/health");
+    block.extend_from_slice(&[0x41, 1, b'x']);
+    let mut frame = vec![0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1];
+    frame.extend_from_slice(&block);
+    h2.write_all(&frame).unwrap();
+    h2.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answered = false;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = h2.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&seen).contains("\"status\":\"ok\"") {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "an HTTP/2 request is answered: {seen:?}");
+    drop(h2);
+
+    // The connection cap: beyond it, new connections are closed unanswered.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..10 {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let served = c.write_all(request).is_ok() && {
+            let mut first = [0u8; 12];
+            matches!(c.read(&mut first), Ok(n) if n > 0)
+        };
+        if served {
+            held.push(c);
+        } else {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 2,
+        "10 connections against a cap of 8: {refused} refused"
+    );
+    assert!(held.len() <= 8, "{} served at once", held.len());
+    drop(held);
+    // Room again once connections end.
+    wait_for(
+        "a connection served again",
+        Duration::from_secs(10),
+        async || {
+            let mut c = TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c.write_all(request).map_err(|e| e.to_string())?;
+            let mut first = [0u8; 12];
+            match c.read(&mut first) {
+                Ok(n) if n > 0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+}

@@ -39,7 +39,7 @@ use crate::{
     },
     security::Guard,
     services::{agents, assignments, monitoring, retention, users},
-    slow_clients::HeaderDeadlineAcceptor,
+    slow_clients::{GuardedAcceptor, Limits},
     state::AppState,
     templates::RouteTemplates,
     ws,
@@ -318,7 +318,14 @@ impl Application {
             "listening"
         );
         let shutdown = self.shutdown.clone();
-        let acceptor = HeaderDeadlineAcceptor::new(self.acceptor, settings.read_timeout);
+        let acceptor = GuardedAcceptor::new(
+            self.acceptor,
+            Limits {
+                read_timeout: settings.read_timeout,
+                idle_timeout: settings.idle_timeout,
+                max_connections: settings.max_connections,
+            },
+        );
         Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(app, signal, Some(Duration::from_secs(10)))
             .await?;

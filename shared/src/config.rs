@@ -100,6 +100,12 @@ pub struct Settings {
     /// `MCP_READ_TIMEOUT_SECS`: how long a client may take to send its request headers, and
     /// between two pieces of its body, before the connection is dropped.
     pub read_timeout: Duration,
+    /// `MCP_IDLE_TIMEOUT_SECS`: how long a connection may stay open with no request in progress
+    /// (HTTP/1 keep-alive between requests, HTTP/2 with no open stream) before it is closed.
+    pub idle_timeout: Duration,
+    /// `MCP_MAX_CONNECTIONS`: open TCP connections on this replica (HTTP and WebSocket); further
+    /// connections are closed as soon as they are accepted. 0: no limit.
+    pub max_connections: usize,
 
     /// `MAX_AGENT_CONNECTIONS`: concurrent WebSocket connections.
     pub max_agent_connections: usize,
@@ -423,6 +429,10 @@ impl Settings {
             read_timeout: Duration::from_secs(
                 parse::<u64>(&var, "MCP_READ_TIMEOUT_SECS", 30)?.max(1),
             ),
+            idle_timeout: Duration::from_secs(
+                parse::<u64>(&var, "MCP_IDLE_TIMEOUT_SECS", 75)?.max(1),
+            ),
+            max_connections: parse(&var, "MCP_MAX_CONNECTIONS", 10_000)?,
             max_agent_connections: parse(&var, "MAX_AGENT_CONNECTIONS", 1000)?,
             ws_ping_interval,
             cors_origins: var("MCP_CORS_ORIGINS")
