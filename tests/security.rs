@@ -467,7 +467,7 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_and_misused_tokens_are_refused() {
-    let app = App::start(Mode::SingleNode).await;
+    let app = App::start_with(Mode::SingleNode, &[("MCP_PREAUTH_WINDOW_SECS", "10")]).await;
     let now = chrono::Utc::now().timestamp();
     let (s, me) = app.admin("GET", "/api/v1/tasks?limit=1", None).await;
     assert_eq!(s, 200, "{me}");
@@ -544,8 +544,28 @@ async fn forged_and_misused_tokens_are_refused() {
         assert_eq!(s, 401, "{what}: {b}");
         assert_eq!(b["error"]["code"], "unauthorized", "{what}");
     }
+    // Every refusal is audited: the first of the window on its own, the rest counted in one
+    // record for the address when the window ends.
     let refused = audit(&app, "action=security.unauthenticated&limit=100").await;
-    assert_eq!(refused.len(), 9, "every refusal is audited");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let grouped = wait_for(
+        "the grouped refusals",
+        Duration::from_secs(30),
+        async || {
+            let rows = audit(&app, "action=security.anonymous_denials").await;
+            if rows.is_empty() {
+                Err("none yet".to_string())
+            } else {
+                Ok(rows)
+            }
+        },
+    )
+    .await;
+    assert_eq!(grouped[0]["details"]["count"], 8, "{grouped:?}");
+    assert_eq!(
+        grouped[0]["details"]["actions"]["security.unauthenticated"], 8,
+        "{grouped:?}"
+    );
     // A reused refresh token revokes its family (see also the auth tests).
     let (s, pair) = app.try_login(ADMIN, ADMIN_PASSWORD).await;
     assert_eq!(s, 200);
@@ -1575,6 +1595,108 @@ async fn idle_and_slow_http1_and_http2_connections_are_closed_and_connections_ar
                 Ok(n) if n > 0 => Ok(()),
                 other => Err(format!("{other:?}")),
             }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthenticated_floods_are_cut_before_authentication_and_grouped_in_the_audit_trail() {
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("MCP_PREAUTH_LIMIT", "20"),
+            ("MCP_PREAUTH_WINDOW_SECS", "3"),
+        ],
+    )
+    .await;
+    // Within the limit, refused requests are answered as usual.
+    for n in 0..20 {
+        let (s, b) = if n % 2 == 0 {
+            app.call("GET", "/api/v1/tasks", None, None).await
+        } else {
+            app.call(
+                "POST",
+                "/api/v1/no-such-route",
+                Some("made-up"),
+                Some(json!({})),
+            )
+            .await
+        };
+        assert!(s == 401 || s == 404, "{n}: {s} {b}");
+    }
+    // Past it, every request from the address is refused before its credentials are looked at.
+    let mut refused: u64 = 0;
+    for (method, path, auth) in [
+        ("GET", "/api/v1/tasks", None),
+        ("POST", "/api/v1/no-such-route", None),
+        (
+            "GET",
+            "/api/v1/agents/discover",
+            Some("Agent made-up-agent-key"),
+        ),
+        ("GET", "/api/v1/tasks", Some("Bearer not-a-token")),
+    ] {
+        let mut req = app
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", app.base));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 429, "{method} {path}");
+        let wait: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=3).contains(&wait), "Retry-After {wait}");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(b["error"]["code"], "rate_limited", "{b}");
+        assert!(b["request_id"].is_string(), "{b}");
+        refused += 1;
+    }
+    // A caller whose token verifies, and the probes, still get through.
+    let (s, b) = app.admin("GET", "/api/v1/tasks", None).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = app.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(s, 200);
+
+    // The audit trail: the first denial of the window has its own record, the others are
+    // counted in one record for the address, written when the window ends.
+    let first = audit(&app, "action=security.unauthenticated").await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let grouped = wait_for("the grouped denials", Duration::from_secs(20), async || {
+        let rows = audit(&app, "action=security.anonymous_denials").await;
+        if rows.is_empty() {
+            Err("none yet".to_string())
+        } else {
+            Ok(rows)
+        }
+    })
+    .await;
+    assert_eq!(grouped.len(), 1, "{grouped:?}");
+    let d = &grouped[0]["details"];
+    assert_eq!(d["ip"], "127.0.0.1", "{d}");
+    assert_eq!(d["count"], 19 + refused, "every denial but the first: {d}");
+    assert_eq!(d["statuses"]["429"], refused, "{d}");
+    assert_eq!(d["actions"]["POST unmatched"], 10, "{d}");
+    let all = audit(&app, "limit=1000").await;
+    let anonymous = all.iter().filter(|r| r["actor"] == "anonymous").count();
+    assert_eq!(
+        anonymous,
+        2,
+        "two records for {} denials: {all:?}",
+        20 + refused
+    );
+
+    // The block ends with its window.
+    wait_for(
+        "the address admitted again",
+        Duration::from_secs(20),
+        async || match app.call("GET", "/api/v1/tasks", None, None).await {
+            (401, _) => Ok(()),
+            (s, b) => Err(format!("{s} {b}")),
         },
     )
     .await;

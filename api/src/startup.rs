@@ -184,7 +184,12 @@ impl Application {
             redis: redis_conn.clone(),
             artifacts: artifacts.clone(),
             connections: Default::default(),
-            audit: AuditLog::start(db.clone(), chain.clone(), routes.clone()),
+            audit: AuditLog::start(
+                db.clone(),
+                chain.clone(),
+                routes.clone(),
+                settings.preauth_window,
+            ),
             chain,
             guard: Guard::new(&settings, redis_conn.clone()).map_err(|e| {
                 anyhow::anyhow!(
@@ -204,7 +209,7 @@ impl Application {
 
         users::bootstrap_admin(&db, settings.is_production()).await?;
 
-        let mut background = Vec::new();
+        let mut background = vec![state.audit.spawn_denial_flush(shutdown.clone())];
         if settings.embedded_workers {
             let deps = WorkerDeps {
                 db,
@@ -271,6 +276,8 @@ impl Application {
             read_timeout: self.state.settings.read_timeout,
             trusted_proxies: Arc::new(self.state.settings.trusted_proxies.clone()),
             routes: self.routes.clone(),
+            guard: self.state.guard.clone(),
+            jwt: self.state.jwt.clone(),
         };
         let settings = self.state.settings.clone();
         let mut routes = Route::new();
