@@ -79,14 +79,23 @@ fn passes_block(req: &Request, jwt: &JwtKeys) -> bool {
     if PROBES.contains(&req.uri().path()) {
         return true;
     }
-    req.header("authorization")
-        .and_then(|h| {
-            let (scheme, token) = h.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then_some(token.trim())
+    let verifies = |token: &str| jwt.verify(token, TokenKind::Access).is_ok();
+    let header = req.header("authorization").and_then(|h| {
+        let (scheme, token) = h.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(token.trim())
+    });
+    if header.is_some_and(verifies) {
+        return true;
+    }
+    // A browser's WebSocket carries its token in the query.
+    req.uri().path().starts_with("/ws/")
+        && req.uri().query().is_some_and(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.strip_prefix("token="))
+                .any(verifies)
         })
-        .is_some_and(|token| jwt.verify(token, TokenKind::Access).is_ok())
 }
 
 pub async fn request_context<E: Endpoint>(
