@@ -101,8 +101,15 @@ fn subject(token: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_disables_demotes_and_signs_out_a_user_and_old_tokens_stop_working() {
+    // Revocations live in the process on a single node and in Redis across replicas.
+    for mode in [Mode::SingleNode, Mode::Distributed] {
+        user_changes_take_effect_at_once(mode).await;
+    }
+}
+
+async fn user_changes_take_effect_at_once(mode: Mode) {
     use serde_json::json;
-    let app = App::start(Mode::SingleNode).await;
+    let app = App::start(mode).await;
     let password = "olive-password-123";
     let (s, b) = app
         .admin(

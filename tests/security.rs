@@ -1701,3 +1701,41 @@ async fn unauthenticated_floods_are_cut_before_authentication_and_grouped_in_the
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pre_authentication_limit_is_shared_by_replicas() {
+    let mut app = App::start_with(
+        Mode::Distributed,
+        &[
+            ("MCP_PREAUTH_LIMIT", "10"),
+            ("MCP_PREAUTH_WINDOW_SECS", "60"),
+        ],
+    )
+    .await;
+    let replica = format!("http://127.0.0.1:{}", app.start_replica().await);
+    let anonymous = |base: String| {
+        let http = app.http.clone();
+        async move {
+            http.get(format!("{base}/api/v1/tasks"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for n in 0..10 {
+        assert_eq!(anonymous(app.base.clone()).await, 401, "refusal {n}");
+    }
+    assert_eq!(
+        anonymous(app.base.clone()).await,
+        429,
+        "the first replica cuts it off"
+    );
+    // The other replica has seen none of them: its first refusal of the address finds the shared
+    // count past the limit, and from then on it cuts the address off too.
+    assert_eq!(anonymous(replica.clone()).await, 401);
+    assert_eq!(anonymous(replica.clone()).await, 429, "the count is shared");
+    let (s, b) = app.admin("GET", "/api/v1/tasks", None).await;
+    assert_eq!(s, 200, "a verified token still passes: {b}");
+}
