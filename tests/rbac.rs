@@ -86,6 +86,7 @@ const MATRIX: &[(&str, &str, Rule)] = &[
     ("POST", "/api/v1/auth/refresh", Open),
     ("POST", "/api/v1/auth/logout", Authenticated),
     ("POST", "/api/v1/users", Perm("user.manage")),
+    ("PATCH", "/api/v1/users/{id}", Perm("user.manage")),
     // Tasks
     ("POST", "/api/v1/tasks", Perm("task.create")),
     ("GET", "/api/v1/tasks", Perm("task.read")),
@@ -336,6 +337,7 @@ impl Fixture {
                 "password": "made-password-0123456789",
                 "role": "viewer",
             }))),
+            ("PATCH", "/api/v1/users/{id}") => Some(Body::Json(json!({"disabled": false}))),
             ("POST", "/api/v1/tasks") => {
                 Some(Body::Json(json!({"type": "generic", "payload": {"n": n}})))
             }

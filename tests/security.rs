@@ -467,7 +467,7 @@ async fn rate_limits_lockouts_and_logout_hold_across_replicas() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_and_misused_tokens_are_refused() {
-    let app = App::start(Mode::SingleNode).await;
+    let app = App::start_with(Mode::SingleNode, &[("MCP_PREAUTH_WINDOW_SECS", "10")]).await;
     let now = chrono::Utc::now().timestamp();
     let (s, me) = app.admin("GET", "/api/v1/tasks?limit=1", None).await;
     assert_eq!(s, 200, "{me}");
@@ -544,8 +544,28 @@ async fn forged_and_misused_tokens_are_refused() {
         assert_eq!(s, 401, "{what}: {b}");
         assert_eq!(b["error"]["code"], "unauthorized", "{what}");
     }
+    // Every refusal is audited: the first of the window on its own, the rest counted in one
+    // record for the address when the window ends.
     let refused = audit(&app, "action=security.unauthenticated&limit=100").await;
-    assert_eq!(refused.len(), 9, "every refusal is audited");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let grouped = wait_for(
+        "the grouped refusals",
+        Duration::from_secs(30),
+        async || {
+            let rows = audit(&app, "action=security.anonymous_denials").await;
+            if rows.is_empty() {
+                Err("none yet".to_string())
+            } else {
+                Ok(rows)
+            }
+        },
+    )
+    .await;
+    assert_eq!(grouped[0]["details"]["count"], 8, "{grouped:?}");
+    assert_eq!(
+        grouped[0]["details"]["actions"]["security.unauthenticated"], 8,
+        "{grouped:?}"
+    );
     // A reused refresh token revokes its family (see also the auth tests).
     let (s, pair) = app.try_login(ADMIN, ADMIN_PASSWORD).await;
     assert_eq!(s, 200);
@@ -1272,4 +1292,461 @@ async fn a_single_node_keeps_revocations_and_lockouts_across_a_restart() {
         .call("GET", "/api/v1/tasks?limit=1", Some(&app.admin_token), None)
         .await;
     assert_eq!(s, 200, "other sessions survive the restart");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_are_shown_only_to_their_creator_and_admins() {
+    let app = App::start(Mode::SingleNode).await;
+    for (name, role) in [
+        ("otto", "operator"),
+        ("vic", "viewer"),
+        ("opal", "operator"),
+    ] {
+        let (s, b) = app
+            .admin(
+                "POST",
+                "/api/v1/users",
+                Some(json!({"username": name, "password": "a-long-password-42", "role": role})),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let otto = app.login("otto", "a-long-password-42").await;
+    let vic = app.login("vic", "a-long-password-42").await;
+    let opal = app.login("opal", "a-long-password-42").await;
+    const KEY: &str = "invoice-4711-for-acme";
+    let (s, b) = app
+        .call(
+            "POST",
+            "/api/v1/tasks",
+            Some(&otto),
+            Some(
+                json!({"type": "generic", "payload": {"n": 1}, "idempotency_key": KEY,
+                        "run_at": "2100-01-01T00:00:00Z"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["data"]["idempotency_key"], KEY, "the creator sees it");
+    let id = b["data"]["id"].as_str().unwrap().to_string();
+    let one = format!("/api/v1/tasks/{id}");
+
+    for (who, token, shown) in [
+        ("the creator", otto.as_str(), true),
+        ("an admin", app.admin_token.as_str(), true),
+        ("a viewer", vic.as_str(), false),
+        ("another operator", opal.as_str(), false),
+    ] {
+        let (s, b) = app.call("GET", &one, Some(token), None).await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(
+            b["data"].get("idempotency_key").is_some(),
+            shown,
+            "{who} reading the task: {b}"
+        );
+        let (s, b) = app.call("GET", "/api/v1/tasks", Some(token), None).await;
+        assert_eq!(s, 200, "{b}");
+        let listed = b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{who} lists the task: {b}"));
+        assert_eq!(
+            listed.get("idempotency_key").is_some(),
+            shown,
+            "{who} listing tasks: {listed}"
+        );
+        assert!(
+            shown || !b.to_string().contains(KEY),
+            "{who} never sees the key: {b}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_rotation_reseals_the_sealed_copies_inside_results() {
+    let generate = |id: &str| {
+        let out = std::process::Command::new(crate::helpers::app::binary("mcp-api"))
+            .args(["keys", "generate", "--id", id])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (k1, k2) = (generate("k1"), generate("k2"));
+    let mut app = App::start_with(Mode::SingleNode, &[("MCP_ENCRYPTION_KEYS", k1.as_str())]).await;
+    app.define_capability("echoing").await;
+    let (agent, key) = app
+        .register_agent(
+            json!({"name": "echo", "type": "external_api", "capabilities": ["echoing"]}),
+        )
+        .await;
+    const SSN: &str = "987-65-4321";
+    let (s, b) = app
+        .admin(
+            "POST",
+            "/api/v1/tasks",
+            Some(
+                json!({"type": "generic", "required_capabilities": ["echoing"],
+                        "payload": {"ssn": SSN, "name": "Bo"}, "sensitive_fields": ["/ssn"]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let id = b["data"]["id"].as_str().unwrap().to_string();
+    let task = claim(&app, &agent, &key).await;
+    assert_eq!(task["payload"]["ssn"], SSN);
+    // The agent echoes its input at its place: the result keeps the value sealed, under k1.
+    let (s, b) = app
+        .as_agent(
+            "POST",
+            &format!("/api/v1/tasks/{id}/complete"),
+            &key,
+            Some(json!({"result": {"ssn": SSN, "name": "Bo", "checked": true}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = app.admin("GET", &format!("/api/v1/tasks/{id}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(b["data"]["result"]["ssn"], json!({"$sealed": "k1"}), "{b}");
+
+    let ring = format!("{k2},{k1}");
+    app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", ring.as_str())])
+        .await;
+    let (ok, out) = app.run_api_command(&["keys", "status"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("sealed by k1: 1 tasks, 1 task results"),
+        "the copy inside the result is counted: {out}"
+    );
+    let (ok, out) = app.run_api_command(&["keys", "rotate"]);
+    assert!(ok, "{out}");
+    let (ok, out) = app.run_api_command(&["keys", "status"]);
+    assert!(ok && !out.contains("by k1"), "nothing left under k1: {out}");
+
+    // With k1 retired, the result's copy is sealed by k2.
+    app.restart_api_with(&[("MCP_ENCRYPTION_KEYS", k2.as_str())])
+        .await;
+    let (s, b) = app.admin("GET", &format!("/api/v1/tasks/{id}"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(b["data"]["result"]["ssn"], json!({"$sealed": "k2"}), "{b}");
+    assert_eq!(b["data"]["payload"]["ssn"], json!({"$sealed": "k2"}), "{b}");
+    assert!(!b.to_string().contains(SSN));
+}
+
+/// Reads until the server closes the connection (or `limit` passes); true if it closed.
+fn closed_by_server(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An empty SETTINGS frame.
+const H2_SETTINGS: &[u8] = &[0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_slow_http1_and_http2_connections_are_closed_and_connections_are_capped() {
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("MCP_READ_TIMEOUT_SECS", "1"),
+            ("MCP_IDLE_TIMEOUT_SECS", "2"),
+            ("MCP_MAX_CONNECTIONS", "8"),
+        ],
+    )
+    .await;
+    let addr = format!("127.0.0.1:{}", app.port);
+    let request = b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // HTTP/1: a keep-alive connection left idle after its answer is closed.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.write_all(request).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(read_response(&mut idle).starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    assert!(
+        closed_by_server(&mut idle, Duration::from_secs(20)),
+        "an idle HTTP/1 connection is closed"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "not before the idle timeout"
+    );
+
+    // HTTP/2 with prior knowledge: a connection that opens no stream is closed, however many
+    // PINGs keep it busy.
+    let mut h2_idle = TcpStream::connect(&addr).unwrap();
+    h2_idle.write_all(H2_PREFACE).unwrap();
+    h2_idle.write_all(H2_SETTINGS).unwrap();
+    let pinger = {
+        let mut s = h2_idle.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let ping = [0, 0, 8, 0x6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+            // The client's keep-busy traffic, a PING every 300 ms until the server hangs up.
+            for _ in 0..100 {
+                if s.write_all(&ping).is_err() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            false
+        })
+    };
+    assert!(
+        closed_by_server(&mut h2_idle, Duration::from_secs(20)),
+        "an HTTP/2 connection without streams is closed"
+    );
+    assert!(
+        pinger.join().unwrap(),
+        "the server hung up on the pinging client"
+    );
+
+    // HTTP/2 slowloris: a HEADERS frame trickled in a byte at a time is cut off.
+    let mut h2_slow = TcpStream::connect(&addr).unwrap();
+    h2_slow.write_all(H2_PREFACE).unwrap();
+    h2_slow.write_all(H2_SETTINGS).unwrap();
+    h2_slow
+        .write_all(&[0, 0, 64, 0x1, 0x4, 0, 0, 0, 1])
+        .unwrap();
+    let trickler = {
+        let mut s = h2_slow.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..64 {
+                if s.write_all(&[0x82]).is_err() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            false
+        })
+    };
+    assert!(
+        closed_by_server(&mut h2_slow, Duration::from_secs(20)),
+        "a trickled HTTP/2 header block is cut off"
+    );
+    assert!(
+        trickler.join().unwrap(),
+        "cut off before the headers were complete"
+    );
+
+    // HTTP/2 itself still works: a request over prior knowledge is answered.
+    let mut h2 = TcpStream::connect(&addr).unwrap();
+    h2.write_all(H2_PREFACE).unwrap();
+    h2.write_all(H2_SETTINGS).unwrap();
+    // HEADERS, END_STREAM | END_HEADERS, stream 1: GET (0x82), http (0x86), :path /api/v1/health
+    // (0x44 + literal), :authority x (0x41 + literal).
+    let mut block = vec![0x82, 0x86, 0x44, 14];
+    block.extend_from_slice(b"/api/v1/health");
+    block.extend_from_slice(&[0x41, 1, b'x']);
+    let mut frame = vec![0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1];
+    frame.extend_from_slice(&block);
+    h2.write_all(&frame).unwrap();
+    h2.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answered = false;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = h2.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&seen).contains("\"status\":\"ok\"") {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "an HTTP/2 request is answered: {seen:?}");
+    drop(h2);
+
+    // The connection cap: beyond it, new connections are closed unanswered.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..10 {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let served = c.write_all(request).is_ok() && {
+            let mut first = [0u8; 12];
+            matches!(c.read(&mut first), Ok(n) if n > 0)
+        };
+        if served {
+            held.push(c);
+        } else {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 2,
+        "10 connections against a cap of 8: {refused} refused"
+    );
+    assert!(held.len() <= 8, "{} served at once", held.len());
+    drop(held);
+    // Room again once connections end.
+    wait_for(
+        "a connection served again",
+        Duration::from_secs(10),
+        async || {
+            let mut c = TcpStream::connect(&addr).map_err(|e| e.to_string())?;
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            c.write_all(request).map_err(|e| e.to_string())?;
+            let mut first = [0u8; 12];
+            match c.read(&mut first) {
+                Ok(n) if n > 0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthenticated_floods_are_cut_before_authentication_and_grouped_in_the_audit_trail() {
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("MCP_PREAUTH_LIMIT", "20"),
+            ("MCP_PREAUTH_WINDOW_SECS", "3"),
+        ],
+    )
+    .await;
+    // Within the limit, refused requests are answered as usual.
+    for n in 0..20 {
+        let (s, b) = if n % 2 == 0 {
+            app.call("GET", "/api/v1/tasks", None, None).await
+        } else {
+            app.call(
+                "POST",
+                "/api/v1/no-such-route",
+                Some("made-up"),
+                Some(json!({})),
+            )
+            .await
+        };
+        assert!(s == 401 || s == 404, "{n}: {s} {b}");
+    }
+    // Past it, every request from the address is refused before its credentials are looked at.
+    let mut refused: u64 = 0;
+    for (method, path, auth) in [
+        ("GET", "/api/v1/tasks", None),
+        ("POST", "/api/v1/no-such-route", None),
+        (
+            "GET",
+            "/api/v1/agents/discover",
+            Some("Agent made-up-agent-key"),
+        ),
+        ("GET", "/api/v1/tasks", Some("Bearer not-a-token")),
+    ] {
+        let mut req = app
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", app.base));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 429, "{method} {path}");
+        let wait: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=3).contains(&wait), "Retry-After {wait}");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(b["error"]["code"], "rate_limited", "{b}");
+        assert!(b["request_id"].is_string(), "{b}");
+        refused += 1;
+    }
+    // A caller whose token verifies, and the probes, still get through.
+    let (s, b) = app.admin("GET", "/api/v1/tasks", None).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = app.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(s, 200);
+
+    // The audit trail: the first denial of the window has its own record, the others are
+    // counted in one record for the address, written when the window ends.
+    let first = audit(&app, "action=security.unauthenticated").await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let grouped = wait_for("the grouped denials", Duration::from_secs(20), async || {
+        let rows = audit(&app, "action=security.anonymous_denials").await;
+        if rows.is_empty() {
+            Err("none yet".to_string())
+        } else {
+            Ok(rows)
+        }
+    })
+    .await;
+    assert_eq!(grouped.len(), 1, "{grouped:?}");
+    let d = &grouped[0]["details"];
+    assert_eq!(d["ip"], "127.0.0.1", "{d}");
+    assert_eq!(d["count"], 19 + refused, "every denial but the first: {d}");
+    assert_eq!(d["statuses"]["429"], refused, "{d}");
+    assert_eq!(d["actions"]["POST unmatched"], 10, "{d}");
+    let all = audit(&app, "limit=1000").await;
+    let anonymous = all.iter().filter(|r| r["actor"] == "anonymous").count();
+    assert_eq!(
+        anonymous,
+        2,
+        "two records for {} denials: {all:?}",
+        20 + refused
+    );
+
+    // The block ends with its window.
+    wait_for(
+        "the address admitted again",
+        Duration::from_secs(20),
+        async || match app.call("GET", "/api/v1/tasks", None, None).await {
+            (401, _) => Ok(()),
+            (s, b) => Err(format!("{s} {b}")),
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pre_authentication_limit_is_shared_by_replicas() {
+    let mut app = App::start_with(
+        Mode::Distributed,
+        &[
+            ("MCP_PREAUTH_LIMIT", "10"),
+            ("MCP_PREAUTH_WINDOW_SECS", "60"),
+        ],
+    )
+    .await;
+    let replica = format!("http://127.0.0.1:{}", app.start_replica().await);
+    let anonymous = |base: String| {
+        let http = app.http.clone();
+        async move {
+            http.get(format!("{base}/api/v1/tasks"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for n in 0..10 {
+        assert_eq!(anonymous(app.base.clone()).await, 401, "refusal {n}");
+    }
+    assert_eq!(
+        anonymous(app.base.clone()).await,
+        429,
+        "the first replica cuts it off"
+    );
+    // The other replica has seen none of them: its first refusal of the address finds the shared
+    // count past the limit, and from then on it cuts the address off too.
+    assert_eq!(anonymous(replica.clone()).await, 401);
+    assert_eq!(anonymous(replica.clone()).await, 429, "the count is shared");
+    let (s, b) = app.admin("GET", "/api/v1/tasks", None).await;
+    assert_eq!(s, 200, "a verified token still passes: {b}");
 }

@@ -7,7 +7,11 @@
 //! security scheme names the caller with [`set_actor`]. Records are group-committed: concurrent
 //! requests share one chained insert, and each request still waits until its record is stored.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use mcp_shared::db::{
     Database,
@@ -33,6 +37,8 @@ pub struct Note {
     always: bool,
     /// Overrides the outcome the status implies (a WebSocket refused after its 101).
     outcome: Option<&'static str>,
+    /// A credential (a token that verifies, a known agent key) named the caller.
+    authenticated: bool,
 }
 
 tokio::task_local! {
@@ -60,6 +66,12 @@ fn with_note(f: impl FnOnce(&mut Note)) {
 /// Names the caller (`role:name`) once authenticated.
 pub fn set_actor(actor: String) {
     with_note(|n| n.actor = Some(actor));
+}
+
+/// Marks the caller as named by a valid credential: its refusals are its own, recorded one by
+/// one, never grouped with anonymous ones.
+pub fn set_authenticated() {
+    with_note(|n| n.authenticated = true);
 }
 
 /// Names the action and its target for the current request's record.
@@ -224,6 +236,16 @@ impl RequestRecord {
         self.note.clone()
     }
 
+    /// Whether the answer refused a caller no credential named, for no reason a handler named
+    /// (no credentials, a bad token, an unknown route): the kind of request a flood is made of.
+    pub fn anonymous_denial(&self, status: StatusCode) -> bool {
+        status.is_client_error()
+            && self
+                .note
+                .lock()
+                .is_ok_and(|n| !n.authenticated && n.action.is_none())
+    }
+
     /// The entry for the answered request, if it is one to record.
     pub fn finish(mut self, status: StatusCode) -> Option<AuditEntry> {
         self.finished = true;
@@ -292,14 +314,160 @@ pub struct AuditLog {
     tx: mpsc::Sender<Pending>,
     /// Names a request's route in its record (never the raw path).
     routes: Arc<RouteTemplates>,
+    denials: Arc<Denials>,
+}
+
+/// Most addresses whose anonymous denials are gathered at once; past it, each denial of a new
+/// address is recorded on its own (records are never dropped to save memory).
+const MAX_DENIAL_GROUPS: usize = 50_000;
+/// Distinct actions and statuses one group keeps counts of.
+const MAX_GROUP_KINDS: usize = 16;
+
+/// Repeated anonymous denials, per client address and window: the first of a window is recorded
+/// as it happens, the rest are counted and recorded as one `security.anonymous_denials` record
+/// when the window ends. A flood of unauthenticated requests then writes a record per address
+/// and window instead of one per request, and its requests never wait for the database.
+#[derive(Debug)]
+struct Denials {
+    window: Duration,
+    groups: Mutex<HashMap<String, DenialGroup>>,
+}
+
+#[derive(Debug)]
+struct DenialGroup {
+    started: Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
+    /// Denials after the first (which has a record of its own).
+    repeated: u64,
+    /// By action (`security.unauthenticated`, `POST unmatched`, …) and by status.
+    actions: BTreeMap<String, u64>,
+    statuses: BTreeMap<u16, u64>,
+}
+
+impl DenialGroup {
+    fn summary(self, ip: &str) -> AuditEntry {
+        sanitized(AuditEntry {
+            actor: "anonymous".into(),
+            action: "security.anonymous_denials".into(),
+            target: None,
+            outcome: "denied".into(),
+            request_id: None,
+            details: Some(json!({
+                "ip": ip,
+                "count": self.repeated,
+                "since": self.started_at,
+                "until": chrono::Utc::now(),
+                "actions": self.actions,
+                "statuses": self.statuses,
+            })),
+        })
+    }
 }
 
 impl AuditLog {
-    /// Starts the writer on the current runtime.
-    pub fn start(db: Database, chain: audit::Chain, routes: Arc<RouteTemplates>) -> Self {
+    /// Starts the writer on the current runtime; anonymous denials are gathered over
+    /// `denial_window`.
+    pub fn start(
+        db: Database,
+        chain: audit::Chain,
+        routes: Arc<RouteTemplates>,
+        denial_window: Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(16 * MAX_GROUP);
         tokio::spawn(write_groups(db, chain, rx));
-        Self { tx, routes }
+        Self {
+            tx,
+            routes,
+            denials: Arc::new(Denials {
+                window: denial_window,
+                groups: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Counts an anonymous denial from `ip` into its window's group. False when it is the first
+    /// of its window (or cannot be grouped): the caller records it as usual.
+    pub fn group_denial(&self, ip: Option<&str>, entry: &AuditEntry) -> bool {
+        let Some(ip) = ip else {
+            return false;
+        };
+        let Ok(mut groups) = self.denials.groups.lock() else {
+            return false;
+        };
+        let Some(group) = groups.get_mut(ip) else {
+            if groups.len() < MAX_DENIAL_GROUPS {
+                groups.insert(
+                    ip.to_string(),
+                    DenialGroup {
+                        started: Instant::now(),
+                        started_at: chrono::Utc::now(),
+                        repeated: 0,
+                        actions: BTreeMap::new(),
+                        statuses: BTreeMap::new(),
+                    },
+                );
+            }
+            return false;
+        };
+        group.repeated += 1;
+        let status = entry
+            .details
+            .as_ref()
+            .and_then(|d| d["status"].as_u64())
+            .unwrap_or(0) as u16;
+        if group.actions.len() < MAX_GROUP_KINDS || group.actions.contains_key(&entry.action) {
+            *group.actions.entry(entry.action.clone()).or_default() += 1;
+        }
+        if group.statuses.len() < MAX_GROUP_KINDS || group.statuses.contains_key(&status) {
+            *group.statuses.entry(status).or_default() += 1;
+        }
+        true
+    }
+
+    /// Records the groups whose window ended (all of them when `all`).
+    async fn flush_denials(&self, all: bool) {
+        let ended: Vec<(String, DenialGroup)> = {
+            let Ok(mut groups) = self.denials.groups.lock() else {
+                return;
+            };
+            let window = self.denials.window;
+            let keys: Vec<String> = groups
+                .iter()
+                .filter(|(_, g)| all || g.started.elapsed() >= window)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| groups.remove(&k).map(|g| (k, g)))
+                .collect()
+        };
+        for (ip, group) in ended {
+            if group.repeated > 0 {
+                self.record(group.summary(&ip)).await;
+            }
+        }
+    }
+
+    /// Records the gathered denials as their windows end, and the rest at shutdown.
+    pub fn spawn_denial_flush(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let log = self.clone();
+        // A quarter window: a group's record is at most that late.
+        let period = (self.denials.window / 4).max(Duration::from_millis(250));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => log.flush_denials(false).await,
+                    _ = shutdown.cancelled() => {
+                        log.flush_denials(true).await;
+                        return;
+                    }
+                }
+            }
+        })
     }
 
     /// Stores `entry`, returning once it is committed. An audit failure is logged loudly but
@@ -411,6 +579,7 @@ mod tests {
             details: Some(json!({"type": "echo"})),
             always: false,
             outcome: None,
+            authenticated: true,
         };
         let e = record_for(&note, &finished(&Method::POST, StatusCode::CREATED)).unwrap();
         assert_eq!(e.actor, "admin:root");

@@ -223,8 +223,11 @@ async fn keys_status(settings: Settings) -> anyhow::Result<()> {
     let ring = key_ring(&settings)?;
     let db = connect_and_migrate(&settings).await?;
     println!("active key: {}", ring.active_key_id());
-    for (key, (tasks, agents)) in keys::status(&db).await? {
-        println!("sealed by {key}: {tasks} tasks, {agents} agents");
+    for (key, n) in keys::status(&db).await? {
+        println!(
+            "sealed by {key}: {} tasks, {} task results, {} agents",
+            n.tasks, n.results, n.agents
+        );
     }
     for (key, n) in audit::mac_counts(&db.conn).await? {
         println!("audit chain keyed by {key}: {n} records and anchors");
@@ -251,18 +254,25 @@ async fn keys_rotate(settings: Settings, args: &[&str]) -> anyhow::Result<()> {
     let (chain, artifacts) = audit_chain(&settings, &ring).await?;
     let report = keys::rotate(&db, &ring, &chain, artifacts.as_ref(), batch, true).await?;
     println!(
-        "re-sealed under {}: {} tasks, {} agents, {} artifacts, {} audit records and anchors; {} unreadable",
+        "re-sealed under {}: {} tasks, {} further task results, {} agents, {} artifacts, {} audit records and anchors; {} unreadable; {} changed meanwhile",
         ring.active_key_id(),
         report.tasks,
+        report.results,
         report.agents,
         report.artifacts,
         report.audit,
-        report.unreadable
+        report.unreadable,
+        report.changed
     );
     anyhow::ensure!(
         report.unreadable == 0,
         "{} values are sealed by keys no longer configured",
         report.unreadable
+    );
+    anyhow::ensure!(
+        report.changed == 0,
+        "{} tasks changed while they were re-sealed; run `mcp-api keys rotate` again",
+        report.changed
     );
     Ok(())
 }

@@ -13,9 +13,12 @@ use poem_openapi::error::{
 };
 use tracing::Instrument;
 
+use mcp_shared::auth::{JwtKeys, TokenKind};
+
 use crate::{
     audit::{self, AuditLog},
     error::{ApiError, ErrorCode, REQUEST_ID},
+    security::Guard,
     templates::RouteTemplates,
 };
 
@@ -68,6 +71,40 @@ pub struct RequestPolicy {
     pub trusted_proxies: Arc<Vec<IpAddr>>,
     /// The routes, for the `Allow` header of a 405.
     pub routes: Arc<RouteTemplates>,
+    /// The per-address limit before authentication.
+    pub guard: Guard,
+    /// To let a request whose bearer token verifies past an address's block.
+    pub jwt: Arc<JwtKeys>,
+}
+
+/// Probes answer without credentials and must keep answering: a load balancer or the kubelet
+/// can share an address with a flooding client.
+const PROBES: &[&str] = &["/api/v1/health", "/api/v1/ready"];
+
+/// Whether a request from a blocked address still goes through: a probe, or a caller whose
+/// bearer token verifies (a signature and expiry check in memory: no store, no database). A
+/// flood of made-up credentials is refused without being looked at.
+fn passes_block(req: &Request, jwt: &JwtKeys) -> bool {
+    if PROBES.contains(&req.uri().path()) {
+        return true;
+    }
+    let verifies = |token: &str| jwt.verify(token, TokenKind::Access).is_ok();
+    let header = req.header("authorization").and_then(|h| {
+        let (scheme, token) = h.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then_some(token.trim())
+    });
+    if header.is_some_and(verifies) {
+        return true;
+    }
+    // A browser's WebSocket carries its token in the query.
+    req.uri().path().starts_with("/ws/")
+        && req.uri().query().is_some_and(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.strip_prefix("token="))
+                .any(verifies)
+        })
 }
 
 pub async fn request_context<E: Endpoint>(
@@ -82,6 +119,8 @@ pub async fn request_context<E: Endpoint>(
         read_timeout,
         trusted_proxies,
         routes,
+        guard,
+        jwt,
     } = policy;
     let mut req = req;
     if req.header("content-length").is_some_and(|l| l != "0")
@@ -109,12 +148,12 @@ pub async fn request_context<E: Endpoint>(
     if let Some(ip) = resolved_ip {
         req.extensions_mut().insert(ClientIp(ip));
     }
-    let client_ip = resolved_ip.map(|ip| ip.to_string());
+    let client_ip_text = resolved_ip.map(|ip| ip.to_string());
     let record = audit::RequestRecord::new(
         audit.clone(),
         method.clone(),
         path.clone(),
-        client_ip,
+        client_ip_text.clone(),
         request_id.clone(),
     );
     let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
@@ -129,10 +168,17 @@ pub async fn request_context<E: Endpoint>(
     let declared_len = req
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok());
+    let blocked = resolved_ip
+        .and_then(|ip| guard.preauth_blocked(ip))
+        .filter(|_| !passes_block(&req, &jwt));
+    let guard_refusal = guard.clone();
     let mut resp = REQUEST_ID
         .scope(
             request_id.clone(),
             audit::scope(record.note(), async move {
+                if let Some(wait) = blocked {
+                    return guard_refusal.preauth_refusal(wait).into_response();
+                }
                 if has_encoded_nul {
                     return ApiError::new(
                         ErrorCode::InvalidRequest,
@@ -152,7 +198,16 @@ pub async fn request_context<E: Endpoint>(
             .instrument(span.clone()),
         )
         .await;
-    if let Some(entry) = record.finish(resp.status()) {
+    let anonymous_denial = record.anonymous_denial(resp.status());
+    if anonymous_denial
+        && resp.status() != StatusCode::TOO_MANY_REQUESTS
+        && let Some(ip) = resolved_ip
+    {
+        guard.preauth_denied(ip).instrument(span.clone()).await;
+    }
+    if let Some(entry) = record.finish(resp.status())
+        && !(anonymous_denial && audit.group_denial(client_ip_text.as_deref(), &entry))
+    {
         // Before answering: a client that saw the answer can rely on the record existing.
         audit.record(entry).instrument(span.clone()).await;
     }

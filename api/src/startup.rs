@@ -39,7 +39,7 @@ use crate::{
     },
     security::Guard,
     services::{agents, assignments, monitoring, retention, users},
-    slow_clients::HeaderDeadlineAcceptor,
+    slow_clients::{GuardedAcceptor, Limits},
     state::AppState,
     templates::RouteTemplates,
     ws,
@@ -184,7 +184,12 @@ impl Application {
             redis: redis_conn.clone(),
             artifacts: artifacts.clone(),
             connections: Default::default(),
-            audit: AuditLog::start(db.clone(), chain.clone(), routes.clone()),
+            audit: AuditLog::start(
+                db.clone(),
+                chain.clone(),
+                routes.clone(),
+                settings.preauth_window,
+            ),
             chain,
             guard: Guard::new(&settings, redis_conn.clone()).map_err(|e| {
                 anyhow::anyhow!(
@@ -205,7 +210,7 @@ impl Application {
 
         users::bootstrap_admin(&db, settings.is_production()).await?;
 
-        let mut background = Vec::new();
+        let mut background = vec![state.audit.spawn_denial_flush(shutdown.clone())];
         if settings.embedded_workers {
             let deps = WorkerDeps {
                 db,
@@ -272,6 +277,8 @@ impl Application {
             read_timeout: self.state.settings.read_timeout,
             trusted_proxies: Arc::new(self.state.settings.trusted_proxies.clone()),
             routes: self.routes.clone(),
+            guard: self.state.guard.clone(),
+            jwt: self.state.jwt.clone(),
         };
         let settings = self.state.settings.clone();
         let mut routes = Route::new();
@@ -311,7 +318,14 @@ impl Application {
             .with(Track::new(&self.state.observability));
         announce(&settings, self.port);
         let shutdown = self.shutdown.clone();
-        let acceptor = HeaderDeadlineAcceptor::new(self.acceptor, settings.read_timeout);
+        let acceptor = GuardedAcceptor::new(
+            self.acceptor,
+            Limits {
+                read_timeout: settings.read_timeout,
+                idle_timeout: settings.idle_timeout,
+                max_connections: settings.max_connections,
+            },
+        );
         Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(app, signal, Some(Duration::from_secs(10)))
             .await?;

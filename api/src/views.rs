@@ -94,19 +94,6 @@ pub struct TaskView {
     pub waiting_for: Option<String>,
 }
 
-impl From<Model> for TaskView {
-    /// Sealed payload fields show only their key id; see [`TaskView::for_runner`].
-    fn from(mut m: Model) -> Self {
-        if m.sealed_key.is_some() {
-            mcp_shared::sealing::mask(&mut m.payload);
-            if let Some(result) = m.result.as_mut() {
-                mcp_shared::sealing::mask(result);
-            }
-        }
-        Self::unmasked(m)
-    }
-}
-
 /// What a task in `status` on `queue` waits for, when nothing live can take it.
 pub fn task_waiting_for(status: &str, queue: &str, alerts: &Alerts) -> Option<String> {
     if status != mcp_shared::domain::task::TaskStatus::Pending.as_str() {
@@ -129,12 +116,29 @@ pub fn execution_waiting_for(e: &Execution, alerts: &Alerts) -> Option<String> {
 }
 
 impl TaskView {
-    /// The view for readers: masked as [`From`] does, and naming what it waits for.
-    pub fn read(m: Model, alerts: &Alerts) -> Self {
+    /// The view for a reader: sealed payload fields show only their key id (see
+    /// [`TaskView::for_runner`]), and the idempotency key only to whoever created the task and
+    /// to admins. A key is often derived from the request's content, so showing it to other
+    /// readers would help them probe what others submitted.
+    pub fn for_reader(mut m: Model, reader: &crate::principal::Principal) -> Self {
+        if m.sealed_key.is_some() {
+            mcp_shared::sealing::mask(&mut m.payload);
+            if let Some(result) = m.result.as_mut() {
+                mcp_shared::sealing::mask(result);
+            }
+        }
+        if !may_see_idempotency_key(m.created_by.as_deref(), reader) {
+            m.idempotency_key = None;
+        }
+        Self::unmasked(m)
+    }
+
+    /// As [`TaskView::for_reader`], and naming what the task waits for.
+    pub fn read(m: Model, reader: &crate::principal::Principal, alerts: &Alerts) -> Self {
         let waiting_for = task_waiting_for(&m.status, &m.queue, alerts);
         Self {
             waiting_for,
-            ..Self::from(m)
+            ..Self::for_reader(m, reader)
         }
     }
 
@@ -358,6 +362,14 @@ pub struct CreateTaskRequest {
     pub sensitive_fields: Option<Vec<String>>,
 }
 
+/// Whether `reader` may see the idempotency key of something `created_by` made.
+pub fn may_see_idempotency_key(
+    created_by: Option<&str>,
+    reader: &crate::principal::Principal,
+) -> bool {
+    reader.role == mcp_shared::auth::Role::Admin || created_by == Some(reader.actor().as_str())
+}
+
 #[derive(Object)]
 pub struct ExecutionView {
     pub execution_id: Uuid,
@@ -388,18 +400,23 @@ pub struct ExecutionView {
 }
 
 impl ExecutionView {
-    /// The view for readers, naming what the execution waits for.
-    pub fn read(e: Execution, alerts: &Alerts) -> Self {
+    /// As [`ExecutionView::for_reader`], and naming what the execution waits for.
+    pub fn read(e: Execution, reader: &crate::principal::Principal, alerts: &Alerts) -> Self {
         let waiting_for = execution_waiting_for(&e, alerts);
         Self {
             waiting_for,
-            ..Self::from(e)
+            ..Self::for_reader(e, reader)
         }
     }
 }
 
-impl From<Execution> for ExecutionView {
-    fn from(e: Execution) -> Self {
+impl ExecutionView {
+    /// The view for a reader: the idempotency key only for whoever started the execution and
+    /// for admins (as for tasks).
+    pub fn for_reader(e: Execution, reader: &crate::principal::Principal) -> Self {
+        let idempotency_key = e
+            .idempotency_key
+            .filter(|_| may_see_idempotency_key(e.created_by.as_deref(), reader));
         Self {
             execution_id: e.id,
             status: e.status,
@@ -412,7 +429,7 @@ impl From<Execution> for ExecutionView {
             dataset_id: e.dataset_id,
             current_stage: e.current_stage,
             options: e.options,
-            idempotency_key: e.idempotency_key,
+            idempotency_key,
             waiting_for: None,
         }
     }

@@ -101,6 +101,19 @@ pub struct Settings {
     /// `MCP_READ_TIMEOUT_SECS`: how long a client may take to send its request headers, and
     /// between two pieces of its body, before the connection is dropped.
     pub read_timeout: Duration,
+    /// `MCP_IDLE_TIMEOUT_SECS`: how long a connection may stay open with no request in progress
+    /// (HTTP/1 keep-alive between requests, HTTP/2 with no open stream) before it is closed.
+    pub idle_timeout: Duration,
+    /// `MCP_MAX_CONNECTIONS`: open TCP connections on this replica (HTTP and WebSocket); further
+    /// connections are closed as soon as they are accepted. 0: no limit.
+    pub max_connections: usize,
+    /// `MCP_PREAUTH_LIMIT`: requests per client address and window that end unauthenticated and
+    /// refused (no or bad credentials, unknown routes, failed logins) before every request from
+    /// that address is refused with 429, ahead of authentication. 0: no limit.
+    pub preauth_limit: u32,
+    /// `MCP_PREAUTH_WINDOW_SECS`: the window of `MCP_PREAUTH_LIMIT`, and how long repeated
+    /// anonymous denials from one address are gathered into one audit record.
+    pub preauth_window: Duration,
 
     /// `MAX_AGENT_CONNECTIONS`: concurrent WebSocket connections.
     pub max_agent_connections: usize,
@@ -436,6 +449,14 @@ impl Settings {
             login_max_failures: parse(&var, "MCP_LOGIN_MAX_FAILURES", 5)?,
             read_timeout: Duration::from_secs(
                 parse::<u64>(&var, "MCP_READ_TIMEOUT_SECS", 30)?.max(1),
+            ),
+            idle_timeout: Duration::from_secs(
+                parse::<u64>(&var, "MCP_IDLE_TIMEOUT_SECS", 75)?.max(1),
+            ),
+            max_connections: parse(&var, "MCP_MAX_CONNECTIONS", 10_000)?,
+            preauth_limit: parse(&var, "MCP_PREAUTH_LIMIT", 300)?,
+            preauth_window: Duration::from_secs(
+                parse::<u64>(&var, "MCP_PREAUTH_WINDOW_SECS", 60)?.max(1),
             ),
             max_agent_connections: parse(&var, "MAX_AGENT_CONNECTIONS", 1000)?,
             ws_ping_interval,

@@ -110,6 +110,17 @@ pub fn reseal(payload: &mut Value, ring: &KeyRing) -> Result<bool> {
     Ok(changed)
 }
 
+/// The ids of the keys that sealed the values in `v`, each once.
+pub fn key_ids(v: &Value) -> std::collections::BTreeSet<String> {
+    let mut ids = std::collections::BTreeSet::new();
+    let mut v = v.clone();
+    let _ = walk(&mut v, &mut |s| {
+        ids.insert(sealed_key_id(s).unwrap_or("?").to_string());
+        Ok(None)
+    });
+    ids
+}
+
 /// Where `stored` holds sealed values: JSON Pointers.
 fn sealed_pointers(v: &Value, at: &mut String, out: &mut Vec<String>) {
     if sealed_str(v).is_some() {

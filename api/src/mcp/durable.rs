@@ -202,7 +202,7 @@ pub async fn get(
             let payload = match status {
                 McpStatus::Completed => TaskPayload::Completed {
                     result: call_result(
-                        results::execution_json(state, e.id)
+                        results::execution_json(state, e.id, principal)
                             .await
                             .map_err(protocol_error)?,
                     ),

@@ -119,7 +119,7 @@ pub async fn read(
                     let report = pipelines::report(state, execution).await?;
                     Ok(json!({"execution_id": execution, "report": report}))
                 }
-                None => results::execution_json(state, id(rest)?).await,
+                None => results::execution_json(state, id(rest)?, principal).await,
             };
         }
         if let Some(name) = uri.strip_prefix("queue://") {

@@ -55,12 +55,18 @@ pub fn visible_task(
         Some(me) if task.agent_id != Some(me) => {
             Err(ApiError::forbidden("this task is not routed to you"))
         }
-        _ => Ok(json!({ "task": to_json(TaskView::read(task, &state.observability.alerts)) })),
+        _ => Ok(json!({
+            "task": to_json(TaskView::read(task, principal, &state.observability.alerts))
+        })),
     }
 }
 
 /// An execution with its per-stage progress.
-pub async fn execution_json(state: &AppState, id: Uuid) -> Result<Value, ApiError> {
+pub async fn execution_json(
+    state: &AppState,
+    id: Uuid,
+    reader: &Principal,
+) -> Result<Value, ApiError> {
     let (e, stages, progress) = pipelines::progress(state, id).await?;
     let alerts = &state.observability.alerts;
     let progress = to_json(ExecutionProgress {
@@ -72,7 +78,7 @@ pub async fn execution_json(state: &AppState, id: Uuid) -> Result<Value, ApiErro
         stages,
     });
     Ok(json!({
-        "execution": to_json(ExecutionView::read(e, alerts)),
+        "execution": to_json(ExecutionView::read(e, reader, alerts)),
         "progress": progress,
     }))
 }

@@ -435,13 +435,13 @@ async fn run(call: &Call<'_>, name: &str, arguments: Value) -> Result<Outcome, A
                 Created::Existing(t) => t,
             };
             if !waiting.wait.unwrap_or(false) {
-                return done(json!({ "task": to_json(TaskView::from(task)) }));
+                return done(json!({ "task": to_json(TaskView::for_reader(task, principal)) }));
             }
             if call.tasks_supported {
                 return Ok(Outcome::Task(durable::created_for_task(&task)));
             }
             let task = durable::wait_task(state, task.id, timeout, call.context).await?;
-            done(json!({ "task": to_json(TaskView::from(task)) }))
+            done(json!({ "task": to_json(TaskView::for_reader(task, principal)) }))
         }
         "submit_batch" => {
             let for_key = arguments.clone();
@@ -504,7 +504,7 @@ async fn run(call: &Call<'_>, name: &str, arguments: Value) -> Result<Outcome, A
             let next = views::next_cursor(&rows, limit, |t| t.id.to_string());
             let tasks: Vec<Value> = rows
                 .into_iter()
-                .map(|t| to_json(TaskView::from(t)))
+                .map(|t| to_json(TaskView::for_reader(t, principal)))
                 .collect();
             done(json!({"count": tasks.len(), "tasks": tasks, "next_cursor": next}))
         }
@@ -522,7 +522,7 @@ async fn run(call: &Call<'_>, name: &str, arguments: Value) -> Result<Outcome, A
                 Err(e) => return Err(e),
             };
             audit::note("task.cancel", Some(args.task_id.to_string()), None);
-            done(json!({ "task": to_json(TaskView::from(task)) }))
+            done(json!({ "task": to_json(TaskView::for_reader(task, principal)) }))
         }
         "retry_task" => {
             let args: TaskActionArguments = from_value(arguments)?;
@@ -540,7 +540,7 @@ async fn run(call: &Call<'_>, name: &str, arguments: Value) -> Result<Outcome, A
                 Err(e) => return Err(e),
             };
             audit::note("task.retry", Some(args.task_id.to_string()), None);
-            done(json!({ "task": to_json(TaskView::from(task)) }))
+            done(json!({ "task": to_json(TaskView::for_reader(task, principal)) }))
         }
         "run_pipeline" => {
             let (for_key, _) = split(arguments.clone(), &["wait", "wait_timeout_ms"]);
@@ -570,11 +570,11 @@ async fn run(call: &Call<'_>, name: &str, arguments: Value) -> Result<Outcome, A
             } else {
                 execution
             };
-            done(json!({ "execution": to_json(ExecutionView::from(execution)) }))
+            done(json!({ "execution": to_json(ExecutionView::for_reader(execution, principal)) }))
         }
         "get_execution" => {
             let args: ExecutionIdArguments = from_value(arguments)?;
-            done(execution_json(state, args.execution_id).await?)
+            done(execution_json(state, args.execution_id, principal).await?)
         }
         "get_execution_report" => {
             let args: ExecutionIdArguments = from_value(arguments)?;

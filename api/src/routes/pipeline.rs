@@ -261,7 +261,9 @@ impl PipelineApi {
             if replayed
                 || PipelineStatus::parse(&now.status).is_some_and(PipelineStatus::is_terminal)
             {
-                return Ok(ExecuteResponse::Done(ok(now.into())));
+                return Ok(ExecuteResponse::Done(ok(ExecutionView::for_reader(
+                    now, &auth.0,
+                ))));
             }
         }
         // Without `wait`, a replay answers as the first request did: 202 with the execution.
@@ -325,6 +327,7 @@ impl PipelineApi {
         let e = service::find(&state, execution_id.0).await?;
         Ok(ExecutionResponse::Ok(ok(ExecutionView::read(
             e,
+            &auth.0,
             &state.observability.alerts,
         ))))
     }
@@ -421,6 +424,8 @@ impl PipelineApi {
         auth.0.require(Permission::PipelineExecute)?;
         let e = service::cancel(&state, execution_id.0).await?;
         audit::note("pipeline.cancel", Some(e.id.to_string()), None);
-        Ok(ExecutionResponse::Ok(ok(e.into())))
+        Ok(ExecutionResponse::Ok(ok(ExecutionView::for_reader(
+            e, &auth.0,
+        ))))
     }
 }

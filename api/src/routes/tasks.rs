@@ -182,9 +182,11 @@ impl TasksApi {
                     Some(t.id.to_string()),
                     Some(serde_json::json!({"type": t.task_type, "priority": t.priority})),
                 );
-                CreateTaskResponse::Created(ok(t.into()))
+                CreateTaskResponse::Created(ok(TaskView::for_reader(t, &auth.0)))
             }
-            Created::Existing(t) => CreateTaskResponse::Existing(ok(t.into())),
+            Created::Existing(t) => {
+                CreateTaskResponse::Existing(ok(TaskView::for_reader(t, &auth.0)))
+            }
         })
     }
 
@@ -217,7 +219,7 @@ impl TasksApi {
         let next = views::next_cursor(&rows, limit, |t| t.id.to_string());
         Ok(TaskListResponse::Ok(page(
             rows.into_iter()
-                .map(|t| TaskView::read(t, &state.observability.alerts))
+                .map(|t| TaskView::read(t, &auth.0, &state.observability.alerts))
                 .collect(),
             next,
         )))
@@ -236,6 +238,7 @@ impl TasksApi {
         visible(&auth, &task)?;
         Ok(TaskResponse::Ok(ok(TaskView::read(
             task,
+            &auth.0,
             &state.observability.alerts,
         ))))
     }
@@ -341,7 +344,7 @@ impl TasksApi {
         auth.0.require(Permission::TaskCreate)?;
         let t = service::cancel(&state, id.0).await?;
         audit::note("task.cancel", Some(id.0.to_string()), None);
-        Ok(TaskResponse::Ok(ok(t.into())))
+        Ok(TaskResponse::Ok(ok(TaskView::for_reader(t, &auth.0))))
     }
 
     /// Re-drive a dead or cancelled task (back to pending, with a fresh attempt budget).
@@ -355,7 +358,7 @@ impl TasksApi {
         auth.0.require(Permission::TaskCreate)?;
         let t = service::retry(&state, id.0).await?;
         audit::note("task.retry", Some(id.0.to_string()), None);
-        Ok(TaskResponse::Ok(ok(t.into())))
+        Ok(TaskResponse::Ok(ok(TaskView::for_reader(t, &auth.0))))
     }
 
     /// Route a task to the healthiest, least-loaded agent matching the criteria.
@@ -424,7 +427,7 @@ impl TasksApi {
         }
         let t = runs::report_progress(&state, agent, id.0, r.progress, r.message, r.records_done)
             .await?;
-        Ok(TaskResponse::Ok(ok(t.into())))
+        Ok(TaskResponse::Ok(ok(TaskView::for_reader(t, &auth.0))))
     }
 
     /// The agent completes the task. Repeating the same completion is harmless.
@@ -442,7 +445,7 @@ impl TasksApi {
     ) -> ApiResult<TaskResponse> {
         let agent = reporting_agent(&auth)?;
         let t = runs::report_complete(&state, agent, id.0, body.0.result).await?;
-        Ok(TaskResponse::Ok(ok(t.into())))
+        Ok(TaskResponse::Ok(ok(TaskView::for_reader(t, &auth.0))))
     }
 
     /// The agent fails the attempt; retried with backoff while attempts remain and it is retryable.
@@ -457,7 +460,7 @@ impl TasksApi {
         let agent = reporting_agent(&auth)?;
         let r = body.0;
         let t = runs::report_fail(&state, agent, id.0, &r.error, r.retryable).await?;
-        Ok(TaskResponse::Ok(ok(t.into())))
+        Ok(TaskResponse::Ok(ok(TaskView::for_reader(t, &auth.0))))
     }
 
     /// The input of a pipeline shard the agent runs, streamed as NDJSON in clear: raw records

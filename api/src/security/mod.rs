@@ -1,10 +1,16 @@
-//! Abuse controls that hold across replicas: request rate limits per principal, login limits per
-//! client IP, a lockout that doubles with each further failed login for one username, and the
-//! revocation of access tokens at logout.
+//! Abuse controls that hold across replicas: request rate limits per principal, a limit per
+//! client address on requests that end unauthenticated and refused (applied before
+//! authentication), login limits per client IP, a lockout that doubles with each further failed
+//! login for one username, and the revocation of access tokens at logout.
 
 mod counters;
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use mcp_shared::{Settings, crypto};
 use redis::aio::ConnectionManager;
@@ -31,7 +37,17 @@ pub struct Guard {
     per_principal: u32,
     logins_per_ip: u32,
     max_failures: u32,
+    preauth_limit: u32,
+    preauth_window: Duration,
+    /// Addresses over the pre-authentication limit, until when. Each replica learns it from the
+    /// shared count as it counts a denial itself, so the check before authentication is a
+    /// lookup in memory: a flood costs the shared store nothing once an address is cut off.
+    blocked: Arc<Mutex<HashMap<String, Instant>>>,
 }
+
+/// Most addresses a replica remembers as blocked; past it, expired ones are dropped first, and a
+/// new one is not remembered (it is still counted, and refused by other replicas).
+const MAX_BLOCKED: usize = 100_000;
 
 fn retry_after(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
@@ -54,7 +70,71 @@ impl Guard {
             per_principal: settings.rate_limit_per_minute,
             logins_per_ip: settings.login_rate_limit_per_minute,
             max_failures: settings.login_max_failures,
+            preauth_limit: settings.preauth_limit,
+            preauth_window: settings.preauth_window,
+            blocked: Arc::default(),
         })
+    }
+
+    /// Before authentication: the time left when `ip` is over the limit of refused
+    /// unauthenticated requests. Memory only, so it costs nothing per request.
+    pub fn preauth_blocked(&self, ip: IpAddr) -> Option<Duration> {
+        if self.preauth_limit == 0 {
+            return None;
+        }
+        let blocked = self.blocked.lock().ok()?;
+        let until = *blocked.get(&address_block(ip))?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    /// After a request from `ip` ended unauthenticated and refused: counts it, and once the
+    /// address is past the limit, remembers it as blocked until its window ends. The count is
+    /// a plain counter: when the store is down it is skipped (fails open).
+    pub async fn preauth_denied(&self, ip: IpAddr) {
+        if self.preauth_limit == 0 {
+            return;
+        }
+        let address = address_block(ip);
+        let count = match self
+            .counters
+            .hit(&format!("preauth:{address}"), self.preauth_window)
+            .await
+        {
+            Ok(count) => count,
+            Err(e) => {
+                tracing::warn!(error = %e, "pre-authentication counter unavailable");
+                return;
+            }
+        };
+        // The limit-th refusal closes the window's allowance: the next request is refused.
+        if count.hits < u64::from(self.preauth_limit) {
+            return;
+        }
+        let Ok(mut blocked) = self.blocked.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if blocked.len() >= MAX_BLOCKED {
+            blocked.retain(|_, until| *until > now);
+        }
+        if blocked.len() < MAX_BLOCKED {
+            if !blocked.contains_key(&address) {
+                tracing::warn!(%address, limit = self.preauth_limit, "too many refused unauthenticated requests: address blocked");
+            }
+            blocked.insert(address, now + count.resets_in);
+        }
+    }
+
+    /// The answer to a request from a blocked address.
+    pub fn preauth_refusal(&self, wait: Duration) -> ApiError {
+        rate_limited(
+            format!(
+                "more than {} refused unauthenticated requests from this address in {} s; wait, and check the credentials being sent",
+                self.preauth_limit,
+                self.preauth_window.as_secs()
+            ),
+            wait,
+        )
     }
 
     /// Admits an authenticated request: its access token must not be revoked, and its principal
@@ -243,7 +323,7 @@ impl Guard {
 
 /// The unit login limits count: an IPv4 address, or an IPv6 /64 (one host can use a whole /64,
 /// so a per-address count would be trivial to dodge).
-fn address_block(ip: std::net::IpAddr) -> String {
+fn address_block(ip: IpAddr) -> String {
     match ip {
         std::net::IpAddr::V4(v4) => v4.to_string(),
         std::net::IpAddr::V6(v6) => {

@@ -21,13 +21,41 @@ use mcp_shared::{
 };
 use serde_json::json;
 
-/// How many sealed values each key holds: tasks' fields, and agents' configurations and metadata.
+/// How many values each key sealed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sealed {
+    /// Tasks whose sensitive payload fields it sealed.
+    pub tasks: i64,
+    /// Task results holding sealed copies of those fields (a runner echoed them).
+    pub results: i64,
+    /// Agents' configurations and metadata.
+    pub agents: i64,
+}
+
+/// How many sealed values each key holds: tasks' fields, the copies inside results, and agents'
+/// configurations and metadata.
 pub async fn status(
     db: &Database,
-) -> mcp_shared::Result<std::collections::BTreeMap<String, (i64, i64)>> {
-    let mut counts = std::collections::BTreeMap::<String, (i64, i64)>::new();
+) -> mcp_shared::Result<std::collections::BTreeMap<String, Sealed>> {
+    let mut counts = std::collections::BTreeMap::<String, Sealed>::new();
     for (key, n) in tasks::maintenance::sealed_counts(&db.conn).await? {
-        counts.entry(key).or_default().0 += n;
+        counts.entry(key).or_default().tasks += n;
+    }
+    let mut after = None;
+    loop {
+        let rows = tasks::maintenance::with_sealed_results(&db.conn, after, 1_000).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.id);
+        for row in rows {
+            for key in row
+                .result
+                .as_ref()
+                .map(sealing::key_ids)
+                .unwrap_or_default()
+            {
+                counts.entry(key).or_default().results += 1;
+            }
+        }
     }
     let mut after = None;
     loop {
@@ -40,7 +68,7 @@ pub async fn status(
                 .flatten()
             {
                 let key = sealed_key_id(sealed).unwrap_or("?");
-                counts.entry(key.to_string()).or_default().1 += 1;
+                counts.entry(key.to_string()).or_default().agents += 1;
             }
         }
     }
@@ -70,6 +98,12 @@ pub async fn artifact_status(
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {
     pub tasks: u64,
+    /// Task results whose sealed copies were re-sealed apart from their payload (a runner that
+    /// held the payload from before the rotation echoed it).
+    pub results: u64,
+    /// Tasks that changed while being re-sealed (a runner finished, a retry): left for the
+    /// next run.
+    pub changed: u64,
     pub agents: u64,
     /// Audit records and anchors re-authenticated under the active key.
     pub audit: u64,
@@ -110,13 +144,18 @@ pub fn spawn_background(
             )
             .await;
             match done {
-                Ok(report) if report.unreadable == 0 => {
+                Ok(report) if report.unreadable == 0 && report.changed == 0 => {
                     if report != Rotation::default() {
                         tracing::info!(key = %state.cipher.active_key_id(), tasks = report.tasks,
                             agents = report.agents, artifacts = report.artifacts,
                             audit = report.audit, "re-sealed under the active key");
                     }
                     return;
+                }
+                Ok(report) if report.unreadable == 0 => {
+                    // Values that kept changing under the pass: the next one takes them.
+                    tracing::info!(changed = report.changed, "re-sealing goes on");
+                    wait = std::time::Duration::from_secs(60);
                 }
                 Ok(report) => {
                     tracing::warn!(
@@ -132,6 +171,82 @@ pub fn spawn_background(
             }
         }
     });
+}
+
+enum Resealed {
+    Done,
+    /// Already under the active key (another rotation got there first), or purged.
+    Nothing,
+    /// Kept changing under the rotation; the next run takes it.
+    Changed,
+    Unreadable,
+}
+
+/// A conditional write that lost to a concurrent change is tried again on the row as it is now.
+const ATTEMPTS: usize = 3;
+
+/// Re-seals a task's payload and, with it, the sealed copies in its result.
+async fn reseal_task(
+    db: &Database,
+    ring: &KeyRing,
+    mut row: mcp_shared::entities::tasks::Model,
+) -> mcp_shared::Result<Resealed> {
+    let active = ring.active_key_id();
+    for _ in 0..ATTEMPTS {
+        if row.sealed_key.as_deref().is_none_or(|k| k == active) {
+            return Ok(Resealed::Nothing);
+        }
+        let mut payload = row.payload.clone();
+        let mut result = row.result.clone();
+        let resealed = sealing::reseal(&mut payload, ring).and_then(|_| {
+            result
+                .as_mut()
+                .map_or(Ok(false), |r| sealing::reseal(r, ring))
+        });
+        if let Err(e) = resealed {
+            tracing::warn!(task_id = %row.id, error = %e, "sealed task fields not rotated");
+            return Ok(Resealed::Unreadable);
+        }
+        if tasks::maintenance::replace_sealed_payload(&db.conn, &row, payload, result, active)
+            .await?
+        {
+            return Ok(Resealed::Done);
+        }
+        match tasks::find(&db.conn, row.id).await? {
+            Some(now) => row = now,
+            None => return Ok(Resealed::Nothing),
+        }
+    }
+    Ok(Resealed::Changed)
+}
+
+/// Re-seals the sealed copies inside a task's result.
+async fn reseal_result(
+    db: &Database,
+    ring: &KeyRing,
+    mut row: mcp_shared::entities::tasks::Model,
+) -> mcp_shared::Result<Resealed> {
+    for _ in 0..ATTEMPTS {
+        let Some(mut result) = row.result.clone() else {
+            return Ok(Resealed::Nothing);
+        };
+        match sealing::reseal(&mut result, ring) {
+            Ok(false) => return Ok(Resealed::Nothing),
+            Ok(true) => {}
+            Err(e) => {
+                tracing::warn!(task_id = %row.id, error = %e, "sealed result not rotated");
+                return Ok(Resealed::Unreadable);
+            }
+        }
+        if tasks::maintenance::replace_sealed_result(&db.conn, &row, result).await? {
+            return Ok(Resealed::Done);
+        }
+        match tasks::find(&db.conn, row.id).await? {
+            Some(now) => row = now,
+            None => return Ok(Resealed::Nothing),
+        }
+    }
+    Ok(Resealed::Changed)
 }
 
 /// One pass over everything sealed. `record_noop`: leave an audit record even if nothing was
@@ -153,22 +268,27 @@ pub async fn rotate(
         let Some(last) = rows.last() else { break };
         after = Some(last.id);
         for row in rows {
-            let old_key = row.sealed_key.clone().unwrap_or_default();
-            let mut payload = row.payload;
-            match sealing::reseal(&mut payload, ring) {
-                Ok(_) => {
-                    if tasks::maintenance::replace_sealed_payload(
-                        &db.conn, row.id, &old_key, payload, &active,
-                    )
-                    .await?
-                    {
-                        report.tasks += 1;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(task_id = %row.id, error = %e, "sealed task fields not rotated");
-                    report.unreadable += 1;
-                }
+            match reseal_task(db, ring, row).await? {
+                Resealed::Done => report.tasks += 1,
+                Resealed::Nothing => {}
+                Resealed::Changed => report.changed += 1,
+                Resealed::Unreadable => report.unreadable += 1,
+            }
+        }
+    }
+    // Results apart: a runner that read the payload before it was re-sealed echoes values sealed
+    // by the older key into its result after the pass above.
+    let mut after = None;
+    loop {
+        let rows = tasks::maintenance::with_sealed_results(&db.conn, after, batch).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.id);
+        for row in rows {
+            match reseal_result(db, ring, row).await? {
+                Resealed::Done => report.results += 1,
+                Resealed::Nothing => {}
+                Resealed::Changed => report.changed += 1,
+                Resealed::Unreadable => report.unreadable += 1,
             }
         }
     }
@@ -225,7 +345,7 @@ pub async fn rotate(
             actor: "system:keys".into(),
             action: "keys.rotate".into(),
             target: Some(active),
-            outcome: if report.unreadable == 0 {
+            outcome: if report.unreadable == 0 && report.changed == 0 {
                 "success"
             } else {
                 "failure"
@@ -234,6 +354,8 @@ pub async fn rotate(
             request_id: None,
             details: Some(json!({
                 "tasks": report.tasks,
+                "results": report.results,
+                "changed": report.changed,
                 "agents": report.agents,
                 "audit": report.audit,
                 "artifacts": report.artifacts,

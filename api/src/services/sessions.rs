@@ -32,6 +32,7 @@ pub async fn resolve(state: &AppState, header: &str) -> Result<Principal, ApiErr
             token_family: claims.fam,
         };
         audit::set_actor(principal.actor());
+        audit::set_authenticated();
         state.guard.admit(&principal).await?;
         return Ok(principal);
     }
@@ -49,6 +50,7 @@ pub async fn resolve(state: &AppState, header: &str) -> Result<Principal, ApiErr
                     token_family: None,
                 };
                 audit::set_actor(principal.actor());
+                audit::set_authenticated();
                 state.guard.admit(&principal).await?;
                 Ok(principal)
             }

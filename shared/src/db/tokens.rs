@@ -74,3 +74,34 @@ pub async fn revoke_family(db: &impl ConnectionTrait, family_id: Uuid) -> Result
         .await?;
     Ok(())
 }
+
+/// Revokes every refresh token of a user and returns the logins (families) that may still
+/// have live access tokens: those with a refresh token issued within `access_ttl`, since an
+/// access token is only ever issued together with one.
+pub async fn revoke_user(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    access_ttl: std::time::Duration,
+) -> Result<Vec<Uuid>> {
+    use sea_orm::QuerySelect;
+    // A minute of slack for clocks and for a login that was being issued as this ran.
+    let since = Utc::now()
+        - chrono::Duration::from_std(access_ttl).unwrap_or_else(|_| chrono::Duration::days(1))
+        - chrono::Duration::minutes(1);
+    let families: Vec<Uuid> = Entity::find()
+        .select_only()
+        .column(Column::FamilyId)
+        .distinct()
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::CreatedAt.gt(since))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Entity::update_many()
+        .col_expr(Column::Revoked, Expr::value(true))
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::Revoked.eq(false))
+        .exec(db)
+        .await?;
+    Ok(families)
+}

@@ -58,3 +58,29 @@ pub fn is_unique_violation(err: &sea_orm::DbErr) -> bool {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
     )
 }
+
+/// Enabled users with the admin role.
+pub async fn count_enabled_admins(db: &impl sea_orm::ConnectionTrait) -> Result<u64> {
+    Ok(users::Entity::find()
+        .filter(users::Column::Role.eq(Role::Admin.as_str()))
+        .filter(users::Column::Disabled.eq(false))
+        .count(db)
+        .await?)
+}
+
+/// Sets `disabled` and the role of a user; `None` leaves that field as it is.
+pub async fn update(
+    db: &impl sea_orm::ConnectionTrait,
+    user: users::Model,
+    disabled: Option<bool>,
+    role: Option<Role>,
+) -> Result<users::Model> {
+    let mut active: users::ActiveModel = user.into();
+    if let Some(disabled) = disabled {
+        active.disabled = Set(disabled);
+    }
+    if let Some(role) = role {
+        active.role = Set(role.as_str().to_string());
+    }
+    Ok(active.update(db).await?)
+}

@@ -73,19 +73,60 @@ pub async fn sealed_by_other_keys(
     Ok(q.order_by_asc(Column::Id).limit(limit).all(db).await?)
 }
 
-/// Stores a re-sealed payload, unless the row changed since it was read (purged, say).
+/// Stores a re-sealed payload and result, unless the row changed since it was read: purged or
+/// rotated (the sealed key), or given or cleared a result (the status changes with it).
 pub async fn replace_sealed_payload(
     db: &impl ConnectionTrait,
-    id: Uuid,
-    old_key: &str,
+    read: &tasks::Model,
     payload: Value,
+    result: Option<Value>,
     new_key: &str,
 ) -> Result<bool> {
     Ok(Entity::update_many()
         .col_expr(Column::Payload, Expr::value(payload))
+        .col_expr(Column::Result, Expr::value(result))
         .col_expr(Column::SealedKey, Expr::value(new_key))
-        .filter(Column::Id.eq(id))
-        .filter(Column::SealedKey.eq(old_key))
+        .filter(Column::Id.eq(read.id))
+        .filter(Column::SealedKey.eq(read.sealed_key.clone()))
+        .filter(Column::Status.eq(read.status.clone()))
+        .exec(db)
+        .await?
+        .rows_affected
+        == 1)
+}
+
+/// Key rotation: tasks whose result holds sealed values (a runner echoed a sensitive input,
+/// and the sealed form was kept), after `after`, in id order.
+pub async fn with_sealed_results(
+    db: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<tasks::Model>> {
+    let mut q = Entity::find()
+        .filter(Column::SealedKey.is_not_null())
+        .filter(Column::Result.is_not_null())
+        .filter(Expr::cust(format!(
+            "CAST(result AS TEXT) LIKE '%{}%'",
+            crate::sealing::MARKER
+        )));
+    if let Some(a) = after {
+        q = q.filter(Column::Id.gt(a));
+    }
+    Ok(q.order_by_asc(Column::Id).limit(limit).all(db).await?)
+}
+
+/// Stores a re-sealed result, unless the task's result was replaced or cleared since it was
+/// read (the status changes whenever the result does).
+pub async fn replace_sealed_result(
+    db: &impl ConnectionTrait,
+    read: &tasks::Model,
+    result: Value,
+) -> Result<bool> {
+    Ok(Entity::update_many()
+        .col_expr(Column::Result, Expr::value(result))
+        .filter(Column::Id.eq(read.id))
+        .filter(Column::Status.eq(read.status.clone()))
+        .filter(Column::Result.is_not_null())
         .exec(db)
         .await?
         .rows_affected
