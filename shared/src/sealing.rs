@@ -150,14 +150,40 @@ pub fn keep_sealed(result: &mut Value, stored: &Value, opened: &Value) {
     let mut pointers = Vec::new();
     sealed_pointers(stored, &mut String::new(), &mut pointers);
     for p in pointers {
-        if let (Some(slot), Some(clear), Some(sealed)) = (
-            result.pointer_mut(&p),
-            opened.pointer(&p),
-            stored.pointer(&p),
-        ) && slot == clear
+        let (Some(clear), Some(sealed)) = (opened.pointer(&p), stored.pointer(&p)) else {
+            continue;
+        };
+        if let Some(slot) = result.pointer_mut(&p)
+            && slot == clear
         {
             *slot = sealed.clone();
         }
+        // Echoed somewhere else: a value distinctive enough to be the sensitive one is sealed
+        // wherever it sits (a `1` or `true` elsewhere is far more likely to be something else).
+        if distinctive(clear) {
+            seal_copies(result, clear, sealed);
+        }
+    }
+}
+
+fn distinctive(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.chars().count() >= 4,
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+        _ => false,
+    }
+}
+
+fn seal_copies(v: &mut Value, clear: &Value, sealed: &Value) {
+    if v == clear {
+        *v = sealed.clone();
+        return;
+    }
+    match v {
+        Value::Object(m) => m.values_mut().for_each(|c| seal_copies(c, clear, sealed)),
+        Value::Array(a) => a.iter_mut().for_each(|c| seal_copies(c, clear, sealed)),
+        _ => {}
     }
 }
 
@@ -166,6 +192,28 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn copies_echoed_anywhere_in_a_result_stay_sealed() {
+        let ring = KeyRing::new("root", None).unwrap();
+        let mut stored = json!({"ssn": "123-45-6789", "pin": 7, "name": "Ann"});
+        let opened = stored.clone();
+        seal(&mut stored, &["/ssn".into(), "/pin".into()], &ring).unwrap();
+        let mut result = json!({
+            "ssn": "123-45-6789",
+            "echo": {"ssn": "123-45-6789", "list": ["123-45-6789", "other"]},
+            "pin": 7,
+            "count": 7,
+        });
+        keep_sealed(&mut result, &stored, &opened);
+        assert!(!result.to_string().contains("123-45-6789"), "{result}");
+        assert_eq!(result["echo"]["list"][1], "other");
+        assert_eq!(
+            result["pin"], stored["pin"],
+            "at its own place even when short"
+        );
+        assert_eq!(result["count"], 7, "a short value elsewhere is left alone");
+    }
 
     #[test]
     fn sealed_fields_round_trip_and_mask() {
