@@ -253,15 +253,22 @@ pub async fn sweep(state: &AppState) -> mcp_shared::Result<usize> {
         }
         if t.to == AgentStatus::Stale {
             // Its running attempts are lost: count them and let the dispatcher route them again.
-            let lost = state
+            // One agent's failure must not leave the others in this sweep unhandled: their
+            // status has already moved, so no later sweep would take them up again. (The
+            // dispatcher's pass over attempts held by silent agents takes back what is left.)
+            match state
                 .lifecycle
                 .release_lost(
                     Lost::HeldBy(t.agent.id),
                     "attempt lost: its worker stopped sending heartbeats",
                 )
-                .await?;
-            if lost > 0 {
-                state.dispatcher.wake();
+                .await
+            {
+                Ok(0) => {}
+                Ok(_) => state.dispatcher.wake(),
+                Err(e) => {
+                    tracing::error!(agent = %t.agent.name, error = %e, "could not release a silent agent's attempts");
+                }
             }
         }
         state.directory.upsert(t.agent.clone()).await;
