@@ -201,3 +201,73 @@ async fn the_first_start_says_where_to_go() {
         assert_eq!(code, want, "{place}");
     }
 }
+
+/// A worker process with `MCP_WORKER_PORT` answers its orchestrator's probes and its scraper:
+/// ready once registered and while Redis answers, and counting the jobs it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_serves_health_readiness_and_metrics_on_its_own_port() {
+    let mut app = App::start(Mode::Distributed).await;
+    let port = crate::helpers::servers::free_port();
+    app.set_env(&[("MCP_WORKER_PORT", &port.to_string())]);
+    // This worker alone serves `generic`: the app's own is gone.
+    app.kill_worker();
+    app.start_worker(&["--capabilities", "generic"]);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let (http, url) = (http.clone(), format!("{base}{path}"));
+        async move {
+            match http.get(url).send().await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(e) => (0, e.to_string()),
+            }
+        }
+    };
+    wait_for(
+        "the worker to be ready",
+        Duration::from_secs(30),
+        || async {
+            match get("/ready").await {
+                (200, body) if body.contains("\"ready\"") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(get("/health").await.0, 200);
+
+    for n in 0..5 {
+        let t = app
+            .create_task(serde_json::json!({"type": "generic", "payload": {"n": n}}))
+            .await;
+        app.wait_status(
+            t["id"].as_str().unwrap(),
+            "completed",
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+    let (status, text) = get("/metrics").await;
+    assert_eq!(status, 200, "{text}");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    };
+    assert!(value("mcp_worker_jobs_done_total") >= 5.0, "{text}");
+    assert_eq!(value("mcp_worker_registered"), 1.0, "{text}");
+    assert_eq!(value("mcp_worker_jobs_running"), 0.0, "{text}");
+
+    // Without its queue the worker is alive but not ready, and says why.
+    app.redis.as_mut().unwrap().stop();
+    let body = wait_for("readiness to fail", Duration::from_secs(30), || async {
+        match get("/ready").await {
+            (503, body) => Ok(body),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(body.contains("queue"), "{body}");
+    assert_eq!(get("/health").await.0, 200);
+}

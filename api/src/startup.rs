@@ -221,6 +221,7 @@ impl Application {
                 agent_id: None,
                 artifacts: artifacts.clone(),
                 cipher: state.cipher.clone(),
+                stats: Arc::default(),
             };
             let capabilities = settings
                 .embedded_capabilities

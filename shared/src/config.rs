@@ -193,6 +193,9 @@ pub struct Settings {
     /// `MCP_WORKER_HEARTBEAT_MS`: a worker process's heartbeat, to the queue backend and as an
     /// agent; after `MCP_WORKER_MISSED_HEARTBEATS` missed ones its fetched jobs return to the
     /// queue, and after `MCP_AGENT_STALE_AFTER_MISSED` its running attempts are released.
+    /// `MCP_WORKER_PORT`: a worker process serves `/health`, `/ready` and `/metrics` on this
+    /// port of `MCP_HOST` (unset: no port; several workers on one host need one each).
+    pub worker_port: Option<u16>,
     pub worker_heartbeat: Duration,
     /// `MCP_WORKER_MISSED_HEARTBEATS`.
     pub worker_missed_heartbeats: usize,
@@ -529,6 +532,14 @@ impl Settings {
             worker_concurrency: parse(&var, "MCP_WORKER_CONCURRENCY", 16)?,
             queue_poll_interval: Duration::from_millis(parse(&var, "MCP_QUEUE_POLL_MS", 200)?),
             worker_heartbeat,
+            worker_port: match var("MCP_WORKER_PORT") {
+                None => None,
+                Some(raw) => Some(raw.trim().parse::<u16>().map_err(|_| {
+                    Error::Config(format!(
+                        "MCP_WORKER_PORT must be a port number (0-65535), got {raw:?}"
+                    ))
+                })?),
+            },
             worker_missed_heartbeats: parse(&var, "MCP_WORKER_MISSED_HEARTBEATS", 3)?,
             starvation_after: Duration::from_millis(parse(&var, "MCP_STARVATION_MS", 2000)?),
             redeliver_after: Duration::from_millis(parse(&var, "MCP_REDELIVER_AFTER_MS", 5_000)?),

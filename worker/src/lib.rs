@@ -20,6 +20,7 @@ pub mod handlers;
 pub mod identity;
 pub mod pipeline;
 pub mod pool;
+pub mod probe;
 pub mod stages;
 pub mod step;
 #[cfg(test)]
@@ -48,6 +49,8 @@ pub struct WorkerDeps {
     pub artifacts: Arc<dyn ArtifactStore>,
     /// Opens sensitive task fields for the handlers.
     pub cipher: Arc<mcp_shared::crypto::KeyRing>,
+    /// This process's figures, for its probe port.
+    pub stats: Arc<probe::Stats>,
 }
 
 /// The default capabilities of the typed task types, whose tasks the built-in handlers run.
@@ -112,21 +115,31 @@ pub async fn run_standalone(
         cipher,
         settings: Arc::new(settings),
         agent_id: None,
+        stats: Arc::default(),
     };
     let stop = tokio_util::sync::CancellationToken::new();
     if let Some(endpoint) = &deps.settings.otel_endpoint {
         mcp_shared::otlp::init(endpoint, "mcp-worker", stop.clone());
     }
+    let probes = match deps.settings.worker_port {
+        Some(port) => Some(probe::serve(Arc::new(deps.clone()), port, stop.clone()).await?),
+        None => None,
+    };
     let on_signal = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
         on_signal.cancel();
     });
-    pool::run(
+    let ran = pool::run(
         deps,
         pool::Source::Redis { queue, client },
         capabilities,
-        stop,
+        stop.clone(),
     )
-    .await
+    .await;
+    stop.cancel();
+    if let Some(probes) = probes {
+        let _ = probes.await;
+    }
+    ran
 }

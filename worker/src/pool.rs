@@ -4,7 +4,11 @@
 //! for Redis, pub/sub, with a slow interval covering anything a wake-up missed). A worker whose
 //! backend fails (Redis restarting, say) is rebuilt after a short backoff instead of staying dead.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{
+    pin::Pin,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use apalis::prelude::*;
 use futures::{Stream, StreamExt};
@@ -66,6 +70,7 @@ pub async fn run(
         .await?;
     let agent_id = crate::identity::register(&deps, &instance, &capabilities).await?;
     deps.agent_id = Some(agent_id);
+    deps.stats.registered.store(true, Ordering::Relaxed);
     let stop_beats = CancellationToken::new();
     let beats = tokio::spawn(crate::identity::heartbeat_until(
         deps.clone(),
@@ -115,6 +120,7 @@ pub async fn run(
         tracing::warn!("in-flight tasks still running at shutdown; they will be released as lost");
     }
     // Only now stop beating and deregister: until here the in-flight work was alive.
+    deps.stats.registered.store(false, Ordering::Relaxed);
     stop_beats.cancel();
     let _ = beats.await;
     Ok(())
@@ -261,12 +267,21 @@ async fn handle(
     let slot = gate.acquire(queue.tier).await;
     let deps = (*deps).clone();
     let backend = deps.queue.clone();
+    let stats = deps.stats.clone();
     let outcome = tracker.spawn(async move {
+        deps.stats.running.fetch_add(1, Ordering::Relaxed);
         let outcome = executor::execute(&deps, job).await;
+        deps.stats.running.fetch_sub(1, Ordering::Relaxed);
         drop(slot);
         outcome
     });
-    match outcome.await {
+    let outcome = outcome.await;
+    let counter = match &outcome {
+        Ok(Outcome::Done) => &stats.done,
+        _ => &stats.redelivered,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    match outcome {
         Ok(Outcome::Done) => Ok(()),
         Ok(Outcome::Redeliver(reason)) if push_back.pushes() => {
             tracing::warn!(task_id = %job.task_id, reason, "job to be delivered again");

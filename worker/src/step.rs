@@ -62,6 +62,7 @@ impl Stepper {
             cipher,
             settings: Arc::new(settings),
             agent_id: Some(Uuid::now_v7()),
+            stats: Arc::default(),
         };
         Ok(Self {
             deps,
