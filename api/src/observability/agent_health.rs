@@ -11,8 +11,9 @@
 
 use mcp_shared::{Settings, db::agents::Run};
 
-/// Finished tasks in the window before an agent's failure share or efficiency means much.
-pub const MIN_RUNS: usize = super::alerts::MIN_AGENT_ATTEMPTS as usize;
+/// Finished tasks in the window before an agent's failure share or efficiency means much (the
+/// alerts judge by the same count).
+pub const MIN_RUNS: usize = 5;
 /// Completions in the window, and before it, needed to compare latencies.
 pub const MIN_RECENT_COMPLETIONS: usize = 3;
 pub const MIN_BASELINE_COMPLETIONS: usize = 5;

@@ -62,7 +62,7 @@ const CLUSTER_KINDS: &[&str] = &[
 ];
 
 /// An agent needs this many finished attempts in the window before its failure rate means much.
-pub const MIN_AGENT_ATTEMPTS: u64 = 5;
+pub const MIN_AGENT_ATTEMPTS: u64 = super::agent_health::MIN_RUNS as u64;
 /// Alerts waiting for webhook delivery; past it, new ones are dropped (and logged).
 const WEBHOOK_QUEUE: usize = 256;
 const WEBHOOK_ATTEMPTS: u32 = 5;
