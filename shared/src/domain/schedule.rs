@@ -70,7 +70,10 @@ pub struct SpecError {
 enum Timing {
     Cron(Box<croner::Cron>),
     /// Occurrences at `anchor + k × seconds`.
-    Interval { seconds: u32, anchor: DateTime<Utc> },
+    Interval {
+        seconds: u32,
+        anchor: DateTime<Utc>,
+    },
 }
 
 /// When a schedule's occurrences fall.
@@ -114,7 +117,11 @@ impl Spec {
 
     /// Every `seconds`, counted from `anchor`. The time zone only matters for cron expressions
     /// but is still checked, so a schedule never stores a name it could not read back.
-    pub fn interval(seconds: u32, anchor: DateTime<Utc>, time_zone: &str) -> Result<Self, SpecError> {
+    pub fn interval(
+        seconds: u32,
+        anchor: DateTime<Utc>,
+        time_zone: &str,
+    ) -> Result<Self, SpecError> {
         let time_zone = parse_time_zone(time_zone)?;
         if !(MIN_INTERVAL_SECONDS..=MAX_INTERVAL_SECONDS).contains(&seconds) {
             return Err(SpecError {
@@ -262,7 +269,10 @@ mod tests {
         let anchor = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap();
         let spec = Spec::interval(10, anchor, "UTC").unwrap();
         assert_eq!(spec.next_after(anchor - Duration::hours(1)), Some(anchor));
-        assert_eq!(spec.next_after(anchor), Some(anchor + Duration::seconds(10)));
+        assert_eq!(
+            spec.next_after(anchor),
+            Some(anchor + Duration::seconds(10))
+        );
         assert_eq!(
             spec.next_after(anchor + Duration::seconds(25)),
             Some(anchor + Duration::seconds(30))
@@ -279,10 +289,16 @@ mod tests {
         assert_eq!(dropped, 31 - (MAX_CATCH_UP as u64 + 1));
         assert_eq!(*due.last().unwrap(), anchor + Duration::seconds(60 * 30));
         // The latest occurrence is 1 s old: on time, so even `skip` fires it.
-        assert_eq!(to_fire(&due, now, CatchUpPolicy::Skip), vec![*due.last().unwrap()]);
+        assert_eq!(
+            to_fire(&due, now, CatchUpPolicy::Skip),
+            vec![*due.last().unwrap()]
+        );
         assert_eq!(to_fire(&due, now, CatchUpPolicy::All).len(), MAX_CATCH_UP);
         let late = now + Duration::seconds(30);
         assert!(to_fire(&due, late, CatchUpPolicy::Skip).is_empty());
-        assert_eq!(to_fire(&due, late, CatchUpPolicy::One), vec![*due.last().unwrap()]);
+        assert_eq!(
+            to_fire(&due, late, CatchUpPolicy::One),
+            vec![*due.last().unwrap()]
+        );
     }
 }
