@@ -445,3 +445,45 @@ async fn a_paused_schedule_fires_nothing_until_resumed() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_removes_old_occurrences_from_the_history() {
+    // Data older than ~8.6 s is purged every second.
+    let app = App::start_with(
+        Mode::SingleNode,
+        &[
+            ("AGENT_DATA_RETENTION_DAYS", "0.0001"),
+            ("MCP_RETENTION_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await;
+    let id = create(
+        &app,
+        json!({"name": "short-lived-history", "interval_seconds": 1,
+               "task": {"type": "generic", "payload": {"r": 1}}}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = wait_runs(&app, &id, 1, Duration::from_secs(15)).await[0]["occurrence_at"].clone();
+    patch(&app, &id, json!({"paused": true})).await;
+    wait_for(
+        "the first occurrence to leave the history",
+        Duration::from_secs(40),
+        || async {
+            let r = runs(&app, &id).await;
+            if r.iter().any(|r| r["occurrence_at"] == first) {
+                Err(json!(r).to_string())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    // The schedule itself stays.
+    let (s, _) = app
+        .admin("GET", &format!("/api/v1/schedules/{id}"), None)
+        .await;
+    assert_eq!(s, 200);
+}

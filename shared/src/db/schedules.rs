@@ -203,3 +203,13 @@ pub async fn last_fired(
         .one(db)
         .await?)
 }
+
+/// Deletes settled occurrences recorded before `cutoff` (retention); returns how many.
+pub async fn purge_runs_before(db: &impl ConnectionTrait, cutoff: DateTime<Utc>) -> Result<u64> {
+    let res = runs::Entity::delete_many()
+        .filter(runs::Column::FiredAt.lt(cutoff))
+        .filter(runs::Column::Outcome.ne(Outcome::Firing.as_str()))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
