@@ -487,3 +487,31 @@ async fn retention_removes_old_occurrences_from_the_history() {
         .await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_schedule_starts_executions_over_its_dataset() {
+    let app = App::start(Mode::SingleNode).await;
+    let (status, dataset) = app
+        .upload("application/x-ndjson", crate::helpers::synth::ndjson(3, 10))
+        .await;
+    assert_eq!(status, 201, "{dataset}");
+    let id = create(
+        &app,
+        json!({"name": "reprocess", "interval_seconds": 1, "overlap_policy": "skip",
+               "pipeline": {"dataset_id": dataset["data"]["dataset_id"]}}),
+    )
+    .await;
+    assert_eq!(id["template_kind"], "pipeline");
+    let id = id["id"].as_str().unwrap().to_string();
+    let r = wait_runs(&app, &id, 1, Duration::from_secs(20)).await;
+    assert_eq!(r[0]["outcome"], "fired", "{r:?}");
+    let execution = r[0]["execution_id"]
+        .as_str()
+        .expect("an execution")
+        .to_string();
+    patch(&app, &id, json!({"paused": true})).await;
+    let done = app
+        .wait_execution(&execution, Duration::from_secs(120))
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+}
