@@ -515,3 +515,50 @@ async fn a_pipeline_schedule_starts_executions_over_its_dataset() {
         .await;
     assert_eq!(done["status"], "completed", "{done}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_occurrence_whose_replica_died_after_the_claim_is_started_once_by_another() {
+    let app = App::start(Mode::Distributed).await;
+    let id = create(
+        &app,
+        json!({"name": "interrupted", "interval_seconds": 3600, "paused": true,
+               "task": {"type": "generic", "payload": {"interrupted": true}}}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // What a replica leaves when it dies between claiming the occurrence and creating its task.
+    let occurrence = "2030-01-01T00:00:00Z";
+    let stalled = |run_id: &str| {
+        format!(
+            "INSERT INTO schedule_runs (id, schedule_id, occurrence_at, outcome, fired_at) \
+             VALUES ('{run_id}', '{id}', '{occurrence}', 'firing', now() - interval '1 minute')"
+        )
+    };
+    app.sql(&stalled("0193a4f0-0000-7000-8000-000000000001"));
+    let settled = wait_runs(&app, &id, 1, Duration::from_secs(30)).await;
+    assert_eq!(settled[0]["outcome"], "fired", "{settled:?}");
+    let task_id = settled[0]["task_id"].as_str().unwrap().to_string();
+    let task = app
+        .wait_status(&task_id, "completed", Duration::from_secs(30))
+        .await;
+    let key = format!("schedule:{id}:{}", time(&json!(occurrence)).timestamp());
+    assert_eq!(task["idempotency_key"], key.as_str(), "{task}");
+
+    // Interrupted again after the task was created: settled with the same task, not a second.
+    app.sql(&format!(
+        "DELETE FROM schedule_runs WHERE schedule_id = '{id}'"
+    ));
+    app.sql(&stalled("0193a4f0-0000-7000-8000-000000000002"));
+    let again = wait_runs(&app, &id, 1, Duration::from_secs(30)).await;
+    assert_eq!(again[0]["task_id"], task_id.as_str(), "{again:?}");
+    let (_, tasks) = app.admin("GET", "/api/v1/tasks?limit=1000", None).await;
+    let made = tasks["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["payload"]["interrupted"] == true)
+        .count();
+    assert_eq!(made, 1, "{tasks}");
+}
