@@ -894,3 +894,56 @@ async fn dashboard_shows_what_work_nothing_serves_is_waiting_for() {
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
+
+#[tokio::test]
+async fn dashboard_lists_schedules_and_shows_a_pause() {
+    let app = App::start(Mode::SingleNode).await;
+    let (status, body) = app
+        .admin(
+            "POST",
+            "/api/v1/schedules",
+            Some(json!({"name": "nightly-export", "cron": "0 2 * * *",
+                        "time_zone": "Europe/Paris",
+                        "task": {"type": "generic", "payload": {"n": 1}}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_string();
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/dashboard", app.base)).await;
+    browser.type_into("#username", ADMIN).await;
+    browser.type_into("#password", ADMIN_PASSWORD).await;
+    browser.click("#login-submit").await;
+    let row = format!(r#"#schedules tr[data-schedule-id="{id}"]"#);
+    browser
+        .wait_text("the schedule's row", &format!("{row} th"), |t| {
+            t == "nightly-export"
+        })
+        .await;
+    let when = browser.text(&format!(r#"{row} td[data-col="when"]"#)).await;
+    assert_eq!(when.as_deref(), Some("0 2 * * * (Europe/Paris)"));
+    let next = browser.text(&format!(r#"{row} td[data-col="next"]"#)).await;
+    assert!(next.is_some_and(|t| t != "—"), "no next run shown");
+    assert!(!browser.displayed("#schedules-empty").await);
+
+    let (status, body) = app
+        .admin(
+            "PATCH",
+            &format!("/api/v1/schedules/{id}"),
+            Some(json!({"paused": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    browser
+        .wait_text(
+            "the pause on the page",
+            &format!(r#"{row} td[data-col="state"]"#),
+            |t| t == "paused",
+        )
+        .await;
+    let next = browser.text(&format!(r#"{row} td[data-col="next"]"#)).await;
+    assert_eq!(next.as_deref(), Some("—"));
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}

@@ -25,6 +25,7 @@ mod observability;
 mod pipeline;
 mod rbac;
 mod realtime;
+mod schedules;
 mod security;
 mod tasks;
 mod unserved;

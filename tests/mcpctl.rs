@@ -661,3 +661,85 @@ async fn mcpctl_batch_chunk_over_the_body_limit_stops_and_continues_smaller() {
     assert_eq!(summary["rejected_count"], 0);
     assert_eq!(pending_low(&app, "small_batch").await, 300);
 }
+
+#[tokio::test]
+async fn mcpctl_creates_lists_pauses_resumes_and_deletes_schedules() {
+    let app = App::start(Mode::SingleNode).await;
+    let ctl = Ctl::new(&app);
+    ctl.login().await;
+
+    // Refused by the server (an unknown time zone): exit 1, nothing stored.
+    ctl.run(&[
+        "schedules",
+        "create",
+        "--name",
+        "bad",
+        "--cron",
+        "0 2 * * *",
+        "--time-zone",
+        "Nowhere/Else",
+        "--task",
+        r#"{"type": "generic", "payload": {}}"#,
+    ])
+    .await
+    .expect(1);
+    let listed = ctl
+        .run(&["schedules", "list", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(listed, json!([]), "a refused schedule was stored");
+
+    let created = ctl
+        .run(&[
+            "schedules",
+            "create",
+            "--name",
+            "nightly",
+            "--cron",
+            "0 2 * * *",
+            "--time-zone",
+            "Europe/Paris",
+            "--task",
+            r#"{"type": "generic", "payload": {"n": 1}}"#,
+            "--overlap",
+            "cancel_previous",
+            "--catch-up",
+            "all",
+            "-o",
+            "json",
+        ])
+        .await
+        .expect(0)
+        .json();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["cron"], "0 2 * * *");
+    assert_eq!(created["overlap_policy"], "cancel_previous");
+    assert_eq!(created["catch_up_policy"], "all");
+    assert_eq!(created["next_run_times"].as_array().unwrap().len(), 5);
+
+    let human = ctl.run(&["schedules", "list"]).await;
+    human.expect(0);
+    assert!(
+        human.stdout.contains("nightly") && human.stdout.contains("Europe/Paris"),
+        "{}",
+        human.stdout
+    );
+    let paused = ctl
+        .run(&["schedules", "pause", &id, "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(paused["paused"], true);
+    assert_eq!(paused["next_run_times"], json!([]));
+    let resumed = ctl
+        .run(&["schedules", "resume", &id, "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(resumed["paused"], false);
+    assert_eq!(resumed["next_run_times"].as_array().unwrap().len(), 5);
+    ctl.run(&["schedules", "delete", &id]).await.expect(0);
+    ctl.run(&["schedules", "get", &id]).await.expect(4);
+    ctl.run(&["schedules", "get", "not-an-id"]).await.expect(2);
+}

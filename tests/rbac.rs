@@ -34,6 +34,8 @@ const PERMISSIONS: &[&str] = &[
     "system.read",
     "audit.read",
     "user.manage",
+    "schedule.read",
+    "schedule.manage",
 ];
 
 const USER_ROLES: [&str; 3] = ["admin", "operator", "viewer"];
@@ -50,7 +52,12 @@ fn role_has(role: &str, permission: &str) -> bool {
         "operator" => !matches!(permission, "user.manage" | "audit.read"),
         "viewer" => matches!(
             permission,
-            "agent.discover" | "agent.basic" | "task.read" | "pipeline.read" | "system.read"
+            "agent.discover"
+                | "agent.basic"
+                | "task.read"
+                | "pipeline.read"
+                | "system.read"
+                | "schedule.read"
         ),
         "agent" => matches!(permission, "agent.basic" | "task.read" | "task.report"),
         other => panic!("unknown role {other}"),
@@ -163,6 +170,13 @@ const MATRIX: &[(&str, &str, Rule)] = &[
         "/api/v1/pipeline/{execution_id}/cancel",
         Perm("pipeline.execute"),
     ),
+    // Schedules
+    ("POST", "/api/v1/schedules", Perm("schedule.manage")),
+    ("GET", "/api/v1/schedules", Perm("schedule.read")),
+    ("GET", "/api/v1/schedules/{id}", Perm("schedule.read")),
+    ("PATCH", "/api/v1/schedules/{id}", Perm("schedule.manage")),
+    ("DELETE", "/api/v1/schedules/{id}", Perm("schedule.manage")),
+    ("GET", "/api/v1/schedules/{id}/runs", Perm("schedule.read")),
     // System
     ("GET", "/api/v1/events", Perm("task.read")),
     ("GET", "/api/v1/system/health", Perm("system.read")),
@@ -392,6 +406,13 @@ impl Fixture {
             ("POST", "/api/v1/pipeline/batch") => Some(Body::Json(
                 json!({"executions": [{"dataset_id": Uuid::now_v7()}]}),
             )),
+            // Hourly, so it never fires during the test.
+            ("POST", "/api/v1/schedules") => Some(Body::Json(json!({
+                "name": format!("rbac-{n}"),
+                "interval_seconds": 3600,
+                "task": {"type": "generic", "payload": {"n": n}},
+            }))),
+            ("PATCH", "/api/v1/schedules/{id}") => Some(Body::Json(json!({"paused": true}))),
             (m, p) if m != "GET" && m != "DELETE" && self.spec_has_body(m, p) => {
                 panic!("no request body written for {m} {p}: add one to request_parts")
             }

@@ -35,7 +35,7 @@ use crate::{
     routes::{
         agents::AgentsApi, audit::AuditApi, auth::AuthApi, capabilities::CapabilitiesApi,
         events::EventsApi, health::HealthApi, metrics, pipeline::PipelineApi, queues::QueuesApi,
-        system::SystemApi, tasks::TasksApi, users::UsersApi,
+        schedules::SchedulesApi, system::SystemApi, tasks::TasksApi, users::UsersApi,
     },
     security::Guard,
     services::{agents, assignments, monitoring, retention, users},
@@ -60,6 +60,7 @@ pub fn api_service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {
             EventsApi,
             AuditApi,
             SystemApi,
+            SchedulesApi,
         ),
         "TechDeck MCP API",
         mcp_shared::VERSION,
@@ -206,6 +207,7 @@ impl Application {
         retention::spawn(state.clone(), shutdown.clone());
         crate::services::keys::spawn_background(state.clone(), shutdown.clone());
         assignments::spawn(state.clone(), shutdown.clone());
+        crate::services::schedules::spawn(state.clone(), shutdown.clone());
         spawn_audit_checkpoints(&state, shutdown.clone());
 
         users::bootstrap_admin(&db, settings.is_production()).await?;

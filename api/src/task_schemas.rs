@@ -301,7 +301,7 @@ impl Type for TaskResult {
 json_value_io!(TaskResult);
 
 /// Options as a client sends them; every field optional.
-#[derive(Debug, Clone, Default, Deserialize, poem_openapi::Object)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, poem_openapi::Object)]
 #[serde(deny_unknown_fields)]
 #[oai(deny_unknown_fields)]
 pub struct OptionsRequest {

@@ -11,7 +11,7 @@ use mcp_shared::{
     entities::{pipeline_executions::Model as Execution, tasks::Model},
 };
 use poem_openapi::Object;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -334,8 +334,8 @@ pub struct AgentAnomaly {
 }
 
 // A request to create one task: the body of `POST /tasks`, an item of `POST /tasks/batch`, and
-// the arguments of the MCP `submit_task` tool.
-#[derive(Object, Deserialize)]
+// the arguments of the MCP `submit_task` tool, and a schedule's task template.
+#[derive(Object, Deserialize, Serialize, Clone)]
 pub struct CreateTaskRequest {
     #[oai(rename = "type")]
     #[serde(rename = "type")]

@@ -19,6 +19,7 @@ mod m20261206_000015_agent_heartbeat;
 mod m20261210_000020_audit_keys;
 mod m20261210_000021_retention_marks;
 mod m20261211_000022_agent_metadata_sealed;
+mod m20261212_000023_schedules;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261210_000020_audit_keys::Migration),
             Box::new(m20261210_000021_retention_marks::Migration),
             Box::new(m20261211_000022_agent_metadata_sealed::Migration),
+            Box::new(m20261212_000023_schedules::Migration),
         ]
     }
 }

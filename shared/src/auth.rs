@@ -47,7 +47,7 @@ impl Role {
             Role::Operator => !matches!(permission, UserManage | AuditRead),
             Role::Viewer => matches!(
                 permission,
-                AgentBasic | AgentDiscover | TaskRead | PipelineRead | SystemRead
+                AgentBasic | AgentDiscover | TaskRead | PipelineRead | SystemRead | ScheduleRead
             ),
             Role::Agent => matches!(permission, AgentBasic | TaskRead | TaskReport),
         }
@@ -68,6 +68,8 @@ pub enum Permission {
     SystemRead,
     AuditRead,
     UserManage,
+    ScheduleRead,
+    ScheduleManage,
 }
 
 impl Permission {
@@ -86,6 +88,8 @@ impl Permission {
             SystemRead => "system.read",
             AuditRead => "audit.read",
             UserManage => "user.manage",
+            ScheduleRead => "schedule.read",
+            ScheduleManage => "schedule.manage",
         }
     }
 }

@@ -40,6 +40,13 @@ commands:
   pipeline get ID
   agents [--capability NAME]... [--type TYPE] [--status STATUS]
   queues
+  schedules list | schedules get ID | schedules pause ID | schedules resume ID
+  schedules delete ID
+  schedules create --name NAME (--cron EXPR | --every SECONDS) [--time-zone TZ]
+         [--start-at RFC3339] (--task JSON|@FILE|- | --pipeline JSON|@FILE|-)
+         [--overlap skip|queue|cancel_previous] [--catch-up skip|one|all] [--paused]
+                        recurring schedules: a task (the body of submit's request) or a pipeline
+                        execution at each occurrence of a cron expression or an interval
 
 configuration (flags > environment > config file):
   --url        MCP_URL       server, default http://127.0.0.1:5001
@@ -78,13 +85,13 @@ pub fn main() -> ExitCode {
 }
 
 /// The arguments left after the global flags, consumed by the command.
-struct Args {
+pub(crate) struct Args {
     rest: Vec<String>,
 }
 
 impl Args {
     /// Removes `--name VALUE` / `--name=VALUE` (every occurrence) and returns the values.
-    fn values(&mut self, names: &[&str]) -> Result<Vec<String>> {
+    pub(crate) fn values(&mut self, names: &[&str]) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.rest.len() {
@@ -108,7 +115,7 @@ impl Args {
         Ok(out)
     }
 
-    fn value(&mut self, names: &[&str]) -> Result<Option<String>> {
+    pub(crate) fn value(&mut self, names: &[&str]) -> Result<Option<String>> {
         let mut v = self.values(names)?;
         if v.len() > 1 {
             return Err(Error::usage(format!("{} given twice", names[0])));
@@ -116,14 +123,23 @@ impl Args {
         Ok(v.pop())
     }
 
-    fn switch(&mut self, name: &str) -> bool {
+    /// Removes the first argument when it is `word` (a subcommand that takes flags).
+    pub(crate) fn subcommand(&mut self, word: &str) -> bool {
+        let found = self.rest.first().is_some_and(|a| a == word);
+        if found {
+            self.rest.remove(0);
+        }
+        found
+    }
+
+    pub(crate) fn switch(&mut self, name: &str) -> bool {
         let before = self.rest.len();
         self.rest.retain(|a| a != name);
         self.rest.len() != before
     }
 
     /// The positional arguments; any flag still here is unknown to the command.
-    fn positionals(self) -> Result<Vec<String>> {
+    pub(crate) fn positionals(self) -> Result<Vec<String>> {
         if let Some(f) = self.rest.iter().find(|a| a.starts_with('-') && a.len() > 1) {
             return Err(Error::usage(format!(
                 "unknown option {f}; see mcpctl --help"
@@ -134,7 +150,7 @@ impl Args {
 }
 
 /// Task and execution ids are UUIDs; anything else is a typo, not something to look up.
-fn check_id(id: &str) -> Result<&str> {
+pub(crate) fn check_id(id: &str) -> Result<&str> {
     let hex_groups = id.split('-').map(str::len).collect::<Vec<_>>() == [8, 4, 4, 4, 12];
     if hex_groups && id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()) {
         Ok(id)
@@ -145,7 +161,10 @@ fn check_id(id: &str) -> Result<&str> {
     }
 }
 
-fn parse_number<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<Option<T>> {
+pub(crate) fn parse_number<T: std::str::FromStr>(
+    flag: &str,
+    v: Option<String>,
+) -> Result<Option<T>> {
     v.map(|s| {
         s.parse()
             .map_err(|_| Error::usage(format!("{flag} must be a number, not {s:?}")))
@@ -196,6 +215,7 @@ async fn run(args: Vec<String>) -> Result<Exit> {
             args.positionals()?;
             queues(&config).await
         }
+        "schedules" => crate::schedules::run(&config, args).await,
         "help" => {
             println!("{USAGE}");
             Ok(Exit::Ok)
@@ -340,20 +360,24 @@ async fn logout(config: &Config, args: Args) -> Result<Exit> {
 
 /// `--payload`: inline JSON, `@FILE`, or `-` for stdin.
 fn read_payload(arg: &str) -> Result<Value> {
+    read_json("--payload", arg)
+}
+
+/// A flag's JSON value: inline, `@FILE`, or `-` for stdin.
+pub(crate) fn read_json(flag: &str, arg: &str) -> Result<Value> {
     let text = if arg == "-" {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
-            .map_err(|e| Error::usage(format!("cannot read the payload from stdin: {e}")))?;
+            .map_err(|e| Error::usage(format!("cannot read {flag} from stdin: {e}")))?;
         s
     } else if let Some(path) = arg.strip_prefix('@') {
         std::fs::read_to_string(path)
-            .map_err(|e| Error::usage(format!("cannot read payload file {path}: {e}")))?
+            .map_err(|e| Error::usage(format!("cannot read {flag} file {path}: {e}")))?
     } else {
         arg.to_string()
     };
-    serde_json::from_str(&text)
-        .map_err(|e| Error::usage(format!("--payload is not valid JSON: {e}")))
+    serde_json::from_str(&text).map_err(|e| Error::usage(format!("{flag} is not valid JSON: {e}")))
 }
 
 async fn submit(config: &Config, mut args: Args) -> Result<Exit> {
@@ -427,7 +451,7 @@ async fn submit(config: &Config, mut args: Args) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -436,7 +460,7 @@ fn text(v: &Value) -> String {
 }
 
 /// `key  value` lines.
-fn fields(rows: &[(&str, String)]) {
+pub(crate) fn fields(rows: &[(&str, String)]) {
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
         println!("{k:<width$}  {v}");

@@ -7,6 +7,7 @@
 //! - [`client`] is the HTTP side: envelopes, error mapping, token refresh.
 //! - [`batch`] submits JSON Lines files in chunks, resumably; [`watch`] follows a task or a
 //!   pipeline execution over the WebSocket; [`output`] draws tables and progress bars on stderr.
+//! - [`schedules`] lists, creates, pauses, resumes and deletes recurring schedules.
 
 mod batch;
 mod cli;
@@ -14,6 +15,7 @@ mod client;
 mod config;
 mod error;
 mod output;
+mod schedules;
 mod watch;
 
 fn main() -> std::process::ExitCode {

@@ -12,6 +12,7 @@ pub mod health;
 pub mod metrics;
 pub mod pipeline;
 pub mod queues;
+pub mod schedules;
 pub mod system;
 pub mod tasks;
 pub mod users;
@@ -37,6 +38,8 @@ pub enum ApiTags {
     Agents,
     /// Datasets and the six-stage pipeline.
     Pipeline,
+    /// Recurring schedules that start tasks or pipeline executions.
+    Schedules,
 }
 
 /// `{"success": true, "data": …, "message"?}`.

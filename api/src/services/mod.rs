@@ -13,6 +13,7 @@ pub mod pipelines;
 pub mod queues;
 pub mod retention;
 pub mod runs;
+pub mod schedules;
 pub mod sessions;
 pub mod shards;
 pub mod staging;

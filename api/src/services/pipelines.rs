@@ -19,7 +19,7 @@ use mcp_shared::{
     },
     entities::{pipeline_executions::Model as Execution, stage_runs},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -32,7 +32,7 @@ use crate::{
 };
 
 /// One execution request (`agent-execute`, or an item of `pipeline/batch`).
-#[derive(Debug, Clone, Deserialize, poem_openapi::Object)]
+#[derive(Debug, Clone, Deserialize, Serialize, poem_openapi::Object)]
 pub struct ExecuteRequest {
     /// A dataset uploaded with `POST /datasets`.
     pub dataset_id: Option<Uuid>,

@@ -1,8 +1,8 @@
 //! Retention: on a schedule, past `AGENT_DATA_RETENTION_DAYS`, clears finished tasks' payloads,
 //! results, errors and messages, the data of agents long gone, uploaded datasets (their bytes in
-//! the artifact store), and finished pipeline executions' stage outputs, exports, reports,
-//! results and errors; and purges audit records past their own retention
-//! (`MCP_AUDIT_RETENTION_DAYS`), anchoring the chain where it was cut. Each pass that removed
+//! the artifact store), finished pipeline executions' stage outputs, exports, reports, results
+//! and errors, and schedules' occurrence history; and purges audit records past their own
+//! retention (`MCP_AUDIT_RETENTION_DAYS`), anchoring the chain where it was cut. Each pass that removed
 //! anything is itself audited, with the counts.
 //!
 //! Safe on every replica at once: the data purges are conditional updates that skip what is
@@ -29,6 +29,8 @@ pub struct Purged {
     /// Artifacts deleted: datasets' bytes, stage outputs, exports and reports.
     pub artifacts: u64,
     pub audit_records: u64,
+    /// Schedules' settled occurrences.
+    pub schedule_runs: u64,
 }
 
 const BATCH: u64 = 200;
@@ -80,6 +82,8 @@ pub async fn run_once(state: &AppState) -> mcp_shared::Result<Purged> {
         purged.tasks = tasks::maintenance::purge_finished_before(&state.db.conn, cutoff).await?;
         purged.agents = agents::purge_stale_before(&state.db.conn, cutoff).await?;
         purge_pipeline_data(state, cutoff, &mut purged).await?;
+        purged.schedule_runs =
+            mcp_shared::db::schedules::purge_runs_before(&state.db.conn, cutoff).await?;
     }
     if let Some(keep) = state.settings.audit_retention {
         purged.audit_records = audit::purge_before(&state.db, &state.chain, now - keep).await?;
@@ -92,6 +96,7 @@ pub async fn run_once(state: &AppState) -> mcp_shared::Result<Purged> {
             executions = purged.executions,
             artifacts = purged.artifacts,
             audit_records = purged.audit_records,
+            schedule_runs = purged.schedule_runs,
             "retention purge"
         );
         state
@@ -109,6 +114,7 @@ pub async fn run_once(state: &AppState) -> mcp_shared::Result<Purged> {
                     "executions": purged.executions,
                     "artifacts": purged.artifacts,
                     "audit_records": purged.audit_records,
+                    "schedule_runs": purged.schedule_runs,
                 })),
             })
             .await;

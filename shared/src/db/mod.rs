@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod audit;
 pub mod pipelines;
+pub mod schedules;
 pub mod tasks;
 pub mod tokens;
 pub mod users;

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod builtin;
 pub mod event;
 pub mod pipeline;
+pub mod schedule;
 pub mod task;
 
 /// Declares a closed set of snake_case names: serde, OpenAPI enum, `as_str`, `parse`, `ALL`,

@@ -9,6 +9,8 @@ pub mod datasets;
 pub mod pipeline_executions;
 pub mod queue_states;
 pub mod refresh_tokens;
+pub mod schedule_runs;
+pub mod schedules;
 pub mod stage_runs;
 pub mod tasks;
 pub mod users;

@@ -299,6 +299,42 @@
     body.replaceChildren(...rows);
   }
 
+  // ---- schedules (read-only; no event announces a schedule change, so the list is re-read)
+
+  const SCHEDULE_REFRESH_MS = 5000;
+  let scheduleTimer = null;
+
+  async function loadSchedules() {
+    scheduleTimer = null;
+    try {
+      const r = await api('GET', '/schedules?limit=100');
+      renderSchedules(r.data || []);
+      $('#schedules-note').textContent = '';
+    } catch (e) {
+      if (auth) $('#schedules-note').textContent = `Schedules unavailable: ${e.message}`;
+    } finally {
+      if (auth) scheduleTimer = setTimeout(loadSchedules, SCHEDULE_REFRESH_MS);
+    }
+  }
+
+  function renderSchedules(schedules) {
+    const rows = schedules.map((s) => {
+      const when = s.cron ? `${s.cron} (${s.time_zone})` : `every ${s.interval_seconds} s`;
+      const next = (s.next_run_times || [])[0];
+      return el(
+        'tr',
+        { 'data-schedule-id': s.id },
+        el('th', { scope: 'row', text: s.name }),
+        el('td', { 'data-col': 'when', text: when }),
+        el('td', { 'data-col': 'starts', text: s.template_kind }),
+        el('td', { 'data-col': 'next', text: next ? new Date(next).toLocaleString() : '—' }),
+        el('td', { 'data-col': 'state', class: s.paused ? 'warn' : '', text: s.paused ? 'paused' : 'active' }),
+      );
+    });
+    $('#schedules tbody').replaceChildren(...rows);
+    $('#schedules-empty').hidden = rows.length > 0;
+  }
+
   // ---- agents
 
   const agents = new Map();
@@ -631,6 +667,7 @@
     loadAgents();
     loadRunningExecutions();
     loadAlerts();
+    loadSchedules();
 
     pipelineChannel = new Channel('pipelines', '/ws/pipeline/updates', {
       open: (c) => {
@@ -676,6 +713,8 @@
     for (const c of channels.splice(0)) c.close();
     clearTimeout(queueTimer);
     queueTimer = null;
+    clearTimeout(scheduleTimer);
+    scheduleTimer = null;
     pipelineChannel = null;
     executions.clear();
     agents.clear();
@@ -685,6 +724,8 @@
     for (const note of document.querySelectorAll('.note[role="status"]')) note.textContent = '';
     $('#queues tbody').replaceChildren();
     $('#agents tbody').replaceChildren();
+    $('#schedules tbody').replaceChildren();
+    $('#schedules-empty').hidden = false;
     $('#pipelines-empty').hidden = false;
     $('#alerts-empty').hidden = false;
     $('#board').hidden = true;
