@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use mcp_shared::{
     auth::Permission,
-    domain::schedule::{CatchUpPolicy, OverlapPolicy},
     entities::{schedule_runs, schedules::Model},
 };
 use poem::web::Data;
@@ -13,7 +12,6 @@ use poem_openapi::{
     param::{Path, Query},
     payload::Json,
 };
-use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -23,61 +21,12 @@ use crate::{
     auth::Auth,
     error::ApiResult,
     payload::ApiJson,
-    services::{
-        pipelines::ExecuteRequest,
-        schedules::{self as service, Changes, Draft},
-    },
+    services::schedules::{self as service, CreateScheduleRequest, UpdateScheduleRequest},
     state::AppState,
-    views::{self, CreateTaskRequest},
+    views,
 };
 
 pub struct SchedulesApi;
-
-#[derive(Object, Deserialize)]
-pub struct CreateScheduleRequest {
-    /// 1–200 characters.
-    pub name: String,
-    /// A cron expression: 5 fields (minute hour day-of-month month day-of-week), or 6 with
-    /// seconds first. Either this or `interval_seconds`.
-    pub cron: Option<String>,
-    /// Every this many seconds (1 to a year), counted from `start_at`.
-    pub interval_seconds: Option<u32>,
-    /// No occurrence before this time; default now.
-    pub start_at: Option<DateTime<Utc>>,
-    /// IANA time zone the cron expression is read in (daylight-saving changes included).
-    /// Default `UTC`.
-    pub time_zone: Option<String>,
-    /// Start a task at each occurrence: the body of `POST /tasks`, without `idempotency_key`,
-    /// `run_at` and `sensitive_fields`. Either this or `pipeline`.
-    pub task: Option<CreateTaskRequest>,
-    /// Start a pipeline execution at each occurrence: the body of `POST /pipeline/agent-execute`
-    /// over a stored `dataset_id`, without `records`, `idempotency_key` and `wait`.
-    pub pipeline: Option<ExecuteRequest>,
-    /// When the previous occurrence's task or execution has not finished: `skip` this
-    /// occurrence (default), `queue` it anyway (it waits in its queue), or `cancel_previous`.
-    pub overlap_policy: Option<OverlapPolicy>,
-    /// Occurrences that fell while the service was down: `skip` them, run `one` (default), or
-    /// run `all` of them (the latest 10 at most).
-    pub catch_up_policy: Option<CatchUpPolicy>,
-    /// Create it paused.
-    pub paused: Option<bool>,
-}
-
-#[derive(Object, Deserialize, Default)]
-pub struct UpdateScheduleRequest {
-    pub name: Option<String>,
-    /// Replaces the timing (and clears `interval_seconds`).
-    pub cron: Option<String>,
-    /// Replaces the timing (and clears `cron`).
-    pub interval_seconds: Option<u32>,
-    pub start_at: Option<DateTime<Utc>>,
-    pub time_zone: Option<String>,
-    pub overlap_policy: Option<OverlapPolicy>,
-    pub catch_up_policy: Option<CatchUpPolicy>,
-    /// `true` pauses; `false` resumes, counting from now (occurrences that fell while paused
-    /// are not run).
-    pub paused: Option<bool>,
-}
 
 #[derive(Object)]
 pub struct ScheduleView {
@@ -201,20 +150,7 @@ impl SchedulesApi {
         body: ApiJson<CreateScheduleRequest>,
     ) -> ApiResult<CreateScheduleResponse> {
         auth.0.require(Permission::ScheduleManage)?;
-        let b = body.0;
-        let draft = Draft {
-            name: b.name,
-            cron: b.cron,
-            interval_seconds: b.interval_seconds,
-            start_at: b.start_at,
-            time_zone: b.time_zone,
-            task: b.task,
-            pipeline: b.pipeline,
-            overlap_policy: b.overlap_policy,
-            catch_up_policy: b.catch_up_policy,
-            paused: b.paused,
-        };
-        let row = service::create(&state, draft, &auth.0).await?;
+        let row = service::create(&state, body.0, &auth.0).await?;
         audit::note(
             "schedule.create",
             Some(row.id.to_string()),
@@ -271,18 +207,7 @@ impl SchedulesApi {
         body: ApiJson<UpdateScheduleRequest>,
     ) -> ApiResult<ScheduleResponse> {
         auth.0.require(Permission::ScheduleManage)?;
-        let b = body.0;
-        let changes = Changes {
-            name: b.name,
-            cron: b.cron,
-            interval_seconds: b.interval_seconds,
-            start_at: b.start_at,
-            time_zone: b.time_zone,
-            overlap_policy: b.overlap_policy,
-            catch_up_policy: b.catch_up_policy,
-            paused: b.paused,
-        };
-        let row = service::update(&state, id.0, changes).await?;
+        let row = service::update(&state, id.0, body.0).await?;
         audit::note(
             "schedule.update",
             Some(row.id.to_string()),

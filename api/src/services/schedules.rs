@@ -25,6 +25,8 @@ use mcp_shared::{
     entities::{schedule_runs, schedules::Model},
     shutdown::spawn_every,
 };
+use poem_openapi::Object;
+use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -57,30 +59,51 @@ impl From<SpecError> for ApiError {
     }
 }
 
-/// A schedule as a request describes it, before it is checked.
-pub struct Draft {
+/// A schedule as `POST /schedules` describes it, before it is checked.
+#[derive(Object, Deserialize)]
+pub struct CreateScheduleRequest {
+    /// 1–200 characters.
     pub name: String,
+    /// A cron expression: 5 fields (minute hour day-of-month month day-of-week), or 6 with
+    /// seconds first. Either this or `interval_seconds`.
     pub cron: Option<String>,
+    /// Every this many seconds (1 to a year), counted from `start_at`.
     pub interval_seconds: Option<u32>,
+    /// No occurrence before this time; default now.
     pub start_at: Option<DateTime<Utc>>,
+    /// IANA time zone the cron expression is read in (daylight-saving changes included).
+    /// Default `UTC`.
     pub time_zone: Option<String>,
+    /// Start a task at each occurrence: the body of `POST /tasks`, without `idempotency_key`,
+    /// `run_at` and `sensitive_fields`. Either this or `pipeline`.
     pub task: Option<CreateTaskRequest>,
+    /// Start a pipeline execution at each occurrence: the body of `POST /pipeline/agent-execute`
+    /// over a stored `dataset_id`, without `records`, `idempotency_key` and `wait`.
     pub pipeline: Option<ExecuteRequest>,
+    /// When the previous occurrence's task or execution has not finished: `skip` this
+    /// occurrence (default), `queue` it anyway (it waits in its queue), or `cancel_previous`.
     pub overlap_policy: Option<OverlapPolicy>,
+    /// Occurrences that fell while the service was down: `skip` them, run `one` (default), or
+    /// run `all` of them (the latest 10 at most).
     pub catch_up_policy: Option<CatchUpPolicy>,
+    /// Create it paused.
     pub paused: Option<bool>,
 }
 
-/// What a PATCH may change; the template stays (delete and create to change it).
-#[derive(Default)]
-pub struct Changes {
+/// What `PATCH /schedules/{id}` may change; the template stays (delete and create to change it).
+#[derive(Object, Deserialize, Default)]
+pub struct UpdateScheduleRequest {
     pub name: Option<String>,
+    /// Replaces the timing (and clears `interval_seconds`).
     pub cron: Option<String>,
+    /// Replaces the timing (and clears `cron`).
     pub interval_seconds: Option<u32>,
     pub start_at: Option<DateTime<Utc>>,
     pub time_zone: Option<String>,
     pub overlap_policy: Option<OverlapPolicy>,
     pub catch_up_policy: Option<CatchUpPolicy>,
+    /// `true` pauses; `false` resumes, counting from now (occurrences that fell while paused
+    /// are not run).
     pub paused: Option<bool>,
 }
 
@@ -204,7 +227,7 @@ async fn check_pipeline_template(state: &AppState, p: &ExecuteRequest) -> Result
 /// Checks a new schedule completely, then stores it.
 pub async fn create(
     state: &AppState,
-    draft: Draft,
+    draft: CreateScheduleRequest,
     creator: &Principal,
 ) -> Result<Model, ApiError> {
     check_name(&draft.name)?;
@@ -286,7 +309,11 @@ pub async fn list(
 
 /// Applies a PATCH. A change of timing or a resume starts counting from now: occurrences
 /// that fell while paused are not caught up.
-pub async fn update(state: &AppState, id: Uuid, c: Changes) -> Result<Model, ApiError> {
+pub async fn update(
+    state: &AppState,
+    id: Uuid,
+    c: UpdateScheduleRequest,
+) -> Result<Model, ApiError> {
     let mut row = find(state, id).await?;
     if let Some(name) = c.name {
         check_name(&name)?;
